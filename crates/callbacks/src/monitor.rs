@@ -1,0 +1,1 @@
+//! The shared monitor base of EarlyStopping, ReduceLROnPlateau and ModelCheckpoint.

@@ -1,0 +1,1 @@
+//! A scripted TrainingControl for testing callbacks without training.
