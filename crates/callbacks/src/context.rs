@@ -65,6 +65,11 @@ pub trait TrainingControl {
     fn save_model(&mut self, path: &Path, content: SaveContent) -> Result<()>;
     /// Where training stands.
     fn progress(&self) -> Progress;
+    /// The learning rate Burn's optimizer used for the last step taken, read
+    /// back from the `Learner` (`None` before the first step or in fakes).
+    fn last_step_learning_rate(&self) -> Option<f64> {
+        None
+    }
     /// Shows a message to the user (stderr for warnings, stdout for info).
     fn emit(&mut self, message: Message);
 }
@@ -208,6 +213,12 @@ impl<'a> Context<'a> {
     /// Saves a checkpoint atomically.
     pub fn save_model(&mut self, path: impl AsRef<Path>, content: SaveContent) -> Result<()> {
         self.control.save_model(path.as_ref(), content)
+    }
+
+    /// The learning rate the optimizer used for the last step, read back
+    /// from Burn.
+    pub fn last_step_learning_rate(&self) -> Option<f64> {
+        self.control.last_step_learning_rate()
     }
 
     /// Where training stands.

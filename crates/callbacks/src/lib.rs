@@ -9,8 +9,10 @@
 
 pub mod atomic;
 pub mod builtins;
+pub mod checkpoint_file;
 mod callback;
 mod context;
+pub mod engine;
 pub mod error;
 mod list;
 mod logs;
@@ -19,6 +21,7 @@ pub mod tensorboard;
 pub mod testing;
 
 pub use callback::Callback;
+pub use engine::{BatchLoss, CallbackLr, Callbacks, FitOutcome, WithCallbacks};
 pub use context::{Context, Message, ModelSnapshot, Progress, SaveContent, TrainingControl};
 pub use error::{CallbackError, Result};
 pub use list::CallbackList;

@@ -1,1 +1,136 @@
-fn main() {}
+//! `burnfit`: config-driven Burn training with Keras-style callbacks.
+
+mod backend;
+mod config;
+mod error;
+mod eval;
+mod report;
+mod run_dir;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::BackendChoice;
+use crate::error::CliResult;
+
+/// Train Burn models from a TOML config, with Keras-style callbacks.
+#[derive(Parser, Debug)]
+#[command(name = "burnfit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by commands that train.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// The config file (see configs/ and the README's config reference).
+    pub config: PathBuf,
+    /// Backend: auto picks a real GPU through wgpu when there is one, else the fastest CPU backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Override training.epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Directory with the dataset files (overrides data.dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run directory (default runs/<config name>-<timestamp>/).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Override any config value: --set optimizer.lr=3e-4 (repeatable).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    pub sets: Vec<String>,
+    /// Continue the run in --run-dir from its last backup.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model from a config file.
+    Train(TrainArgs),
+    /// Test-set metrics of a run's best (or last) checkpoint.
+    Eval {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Which checkpoint: best or last.
+        #[arg(long, default_value = "best")]
+        checkpoint: String,
+        /// Backend for evaluation.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
+    },
+    /// Predict the class (or value) of inputs with a run's best checkpoint.
+    Predict {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// An IDX image file (predicts each image) or a CSV table (predicts each row).
+        input: PathBuf,
+        /// Predict at most this many items.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Check a config without training.
+    Validate {
+        /// The config file.
+        config: PathBuf,
+        /// Overrides, as for train.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+    },
+    /// Plots and a summary table for a run directory.
+    Report {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+}
+
+fn run(cli: Cli) -> CliResult<()> {
+    match cli.command {
+        Command::Train(args) => train::train_command(&args).map(|_| ()),
+        Command::Eval {
+            run_dir,
+            checkpoint,
+            backend,
+        } => eval::eval_command(&run_dir, &checkpoint, backend),
+        Command::Predict {
+            run_dir,
+            input,
+            limit,
+        } => eval::predict_command(&run_dir, &input, limit),
+        Command::Validate { config, sets } => {
+            let cfg = config::Config::load(&config, &sets)?;
+            println!(
+                "{}: ok ({} model, {} callbacks, {} epochs)",
+                config.display(),
+                cfg.model.kind(),
+                cfg.callbacks.len(),
+                cfg.training.epochs
+            );
+            Ok(())
+        }
+        Command::Report { run_dir } => report::report_command(&run_dir),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message());
+            ExitCode::from(e.code() as u8)
+        }
+    }
+}

@@ -1,1 +1,15 @@
-pub fn _x() {}
+//! Example models and datasets for burnfit.
+//!
+//! - [`data`]: an IDX reader (MNIST / Fashion-MNIST, plain or gzip), a
+//!   Fashion-MNIST loader, a CSV table reader, deterministic splits, and Burn
+//!   datasets and batchers for image classification and table regression.
+//! - [`nets`]: an MLP, a CNN and a small ResNet for 28x28 images, an MLP
+//!   regressor for tables, and [`nets::ModelConfig`] to build any of them from
+//!   a `kind`-tagged config.
+
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod nets;
+
+pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};

@@ -1,1 +1,23 @@
 //! Built-in callbacks, one file each.
+
+mod config;
+mod csv_logger;
+mod early_stopping;
+mod history;
+mod lambda;
+mod learning_rate_scheduler;
+mod model_checkpoint;
+pub mod pyfmt;
+pub mod pyrepr;
+mod reduce_lr_on_plateau;
+mod terminate_on_nan;
+
+pub use config::*;
+pub use csv_logger::*;
+pub use early_stopping::*;
+pub use history::*;
+pub use lambda::*;
+pub use learning_rate_scheduler::*;
+pub use model_checkpoint::*;
+pub use reduce_lr_on_plateau::*;
+pub use terminate_on_nan::*;

@@ -1,0 +1,32 @@
+# burnfit: the two set-up commands are `make run` and `make test`.
+SHELL := /bin/bash
+CONFIG ?= configs/fashion_mnist_cnn.toml
+DATASET_DIR := /usr/share/datasets/fashion-mnist
+APT_GET := $(shell command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get
+
+.PHONY: run test deps-run deps-test build-release lint bench
+
+## Train the flagship CNN on full Fashion-MNIST (installs the dataset if absent).
+run: deps-run
+	cargo build --release -p burnfit-cli
+	./target/release/burnfit train $(CONFIG)
+
+## Run every test (installs the lavapipe software GPU and Python tensorboard if absent).
+test: deps-test
+	BURNFIT_REQUIRE_WGPU=1 cargo test --workspace --no-fail-fast
+
+deps-run:
+	@if [ ! -e $(DATASET_DIR)/train-images-idx3-ubyte.gz ] && [ ! -e $(DATASET_DIR)/train-images-idx3-ubyte ]; then \
+		echo "Installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+		$(APT_GET) update && $(APT_GET) install -y dataset-fashion-mnist; \
+	fi
+
+deps-test:
+	@bash scripts/install-test-deps.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+bench:
+	cargo run --release -p burnfit-cli -- bench

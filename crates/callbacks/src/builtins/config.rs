@@ -1,0 +1,142 @@
+//! [`CallbackConfig`]: any built-in callback described in a configuration
+//! file, tagged by its Keras class name.
+
+use serde::{Deserialize, Serialize};
+
+use super::CsvLoggerConfig;
+use super::{
+    EarlyStopping, EarlyStoppingConfig, LearningRateScheduler, LearningRateSchedulerConfig,
+    ModelCheckpoint, ModelCheckpointConfig, ReduceLROnPlateau, ReduceLROnPlateauConfig,
+    TerminateOnNaN, TerminateOnNaNConfig,
+};
+use crate::callback::Callback;
+use crate::error::Result;
+use crate::tensorboard::TensorBoardConfig;
+
+/// A configuration that can build its callback.
+pub trait BuildCallback {
+    /// Validates the parameters and builds the callback.
+    fn build(&self) -> Result<Box<dyn Callback>>;
+}
+
+macro_rules! build_via_new {
+    ($($config:ty => $callback:ty),* $(,)?) => {$(
+        impl BuildCallback for $config {
+            fn build(&self) -> Result<Box<dyn Callback>> {
+                Ok(Box::new(<$callback>::new(self.clone())?))
+            }
+        }
+    )*};
+}
+
+build_via_new! {
+    EarlyStoppingConfig => EarlyStopping,
+    ReduceLROnPlateauConfig => ReduceLROnPlateau,
+    ModelCheckpointConfig => ModelCheckpoint,
+    TerminateOnNaNConfig => TerminateOnNaN,
+    LearningRateSchedulerConfig => LearningRateScheduler,
+}
+
+impl BuildCallback for CsvLoggerConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(CsvLoggerConfig::build(self)?))
+    }
+}
+
+/// Builds a [`TensorBoard`](crate::tensorboard::TensorBoard) without the
+/// parameter source of weight histograms: code that knows the model type
+/// builds it with [`TensorBoardConfig::build`] and adds one with
+/// [`with_param_source`](crate::tensorboard::TensorBoard::with_param_source).
+impl BuildCallback for TensorBoardConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(TensorBoardConfig::build(self)?))
+    }
+}
+
+/// One built-in callback with its parameters, tagged by `type` (the Keras
+/// class name); the other keys are the callback's parameters with Keras's
+/// names.
+///
+/// ```
+/// use burnfit_callbacks::builtins::CallbackConfig;
+///
+/// let configs: Vec<CallbackConfig> = serde_json::from_str(r#"[
+///     {"type": "EarlyStopping", "monitor": "val_loss", "patience": 3, "restore_best_weights": true},
+///     {"type": "ReduceLROnPlateau", "factor": 0.5, "patience": 2},
+///     {"type": "ModelCheckpoint", "filepath": "ckpt/{epoch:02d}.mpk", "save_best_only": true},
+///     {"type": "TerminateOnNaN"},
+///     {"type": "LearningRateScheduler", "schedule": {"kind": "step_decay", "factor": 0.5, "every": 10}}
+/// ]"#).unwrap();
+/// let callbacks = configs.iter().map(|c| c.build()).collect::<Result<Vec<_>, _>>().unwrap();
+/// assert_eq!(callbacks[0].name(), "EarlyStopping");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum CallbackConfig {
+    /// [`EarlyStopping`].
+    EarlyStopping(EarlyStoppingConfig),
+    /// [`ReduceLROnPlateau`].
+    ReduceLROnPlateau(ReduceLROnPlateauConfig),
+    /// [`ModelCheckpoint`].
+    ModelCheckpoint(ModelCheckpointConfig),
+    /// [`TerminateOnNaN`].
+    TerminateOnNaN(TerminateOnNaNConfig),
+    /// [`LearningRateScheduler`].
+    LearningRateScheduler(LearningRateSchedulerConfig),
+    /// [`CSVLogger`](super::CSVLogger).
+    CSVLogger(CsvLoggerConfig),
+    /// [`TensorBoard`](crate::tensorboard::TensorBoard).
+    TensorBoard(TensorBoardConfig),
+}
+
+impl CallbackConfig {
+    /// Validates the parameters and builds the callback.
+    pub fn build(&self) -> Result<Box<dyn Callback>> {
+        match self {
+            CallbackConfig::EarlyStopping(c) => c.build(),
+            CallbackConfig::ReduceLROnPlateau(c) => c.build(),
+            CallbackConfig::ModelCheckpoint(c) => c.build(),
+            CallbackConfig::TerminateOnNaN(c) => c.build(),
+            CallbackConfig::LearningRateScheduler(c) => c.build(),
+            CallbackConfig::CSVLogger(c) => BuildCallback::build(c),
+            CallbackConfig::TensorBoard(c) => BuildCallback::build(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        assert!(
+            serde_json::from_str::<CallbackConfig>(r#"{"type": "EarlyStopping", "patiance": 3}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<CallbackConfig>(r#"{"type": "Nope"}"#).is_err());
+        // ReduceLROnPlateau ignores unknown keys as Keras's **kwargs does.
+        let c: CallbackConfig =
+            serde_json::from_str(r#"{"type": "ReduceLROnPlateau", "epsilon": 1}"#).unwrap();
+        assert!(c.build().is_ok());
+    }
+
+    #[test]
+    fn build_validates() {
+        let c: CallbackConfig =
+            serde_json::from_str(r#"{"type": "ReduceLROnPlateau", "factor": 1.5}"#).unwrap();
+        assert!(c.build().is_err());
+        let c: CallbackConfig = serde_json::from_str(r#"{"type": "ModelCheckpoint"}"#).unwrap();
+        assert!(c.build().is_err());
+    }
+
+    #[test]
+    fn roundtrip() {
+        let c: CallbackConfig = serde_json::from_str(
+            r#"{"type": "ModelCheckpoint", "filepath": "a/{epoch}.mpk", "save_freq": 10}"#,
+        )
+        .unwrap();
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<CallbackConfig>(&text).unwrap(), c);
+    }
+}

@@ -1,0 +1,157 @@
+//! Full-state snapshots through Burn's public checkpoint API.
+//!
+//! Burn's `Learner` keeps its optimizer and scheduler private; the one public
+//! way to get their records is `LearningCheckpointer::checkpoint`, which hands
+//! them to `Checkpointer`s. [`StateCapture`] plugs three capturing
+//! checkpointers into it, so the engine can take a full training state
+//! (model + optimizer + scheduler) whenever a callback asks, and put one back
+//! with `LearningCheckpointer::load_checkpoint`.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::Bytes;
+use burn::train::checkpoint::{
+    AsyncCheckpointer, Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction,
+    CheckpointingStrategy,
+};
+use burn::train::metric::store::EventStoreClient;
+use burn::train::{Learner, LearnerModel, LearningCheckpointer};
+
+/// The three records of a training state, as bytes (burnpack).
+#[derive(Clone, Debug, Default)]
+pub struct TrainingRecords {
+    /// The model's parameters.
+    pub model: Vec<u8>,
+    /// The optimizer's state.
+    pub optimizer: Vec<u8>,
+    /// The learning-rate scheduler's state.
+    pub scheduler: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Slots {
+    parts: [Option<Vec<u8>>; 3],
+    /// Records to hand back on restore.
+    restore: [Option<Vec<u8>>; 3],
+    error: Option<String>,
+}
+
+type Shared = Arc<(Mutex<Slots>, Condvar)>;
+
+struct CaptureOne {
+    index: usize,
+    shared: Shared,
+}
+
+impl<R: Checkpoint> Checkpointer<R> for CaptureOne {
+    fn save(&self, _epoch: usize, record: R) -> Result<(), CheckpointerError> {
+        let (lock, cvar) = &*self.shared;
+        let bytes = record.checkpoint_into_bytes();
+        let mut slots = lock.lock().expect("capture lock");
+        match bytes {
+            Ok(bytes) => slots.parts[self.index] = Some(bytes.to_vec()),
+            Err(e) => {
+                slots.error = Some(e.to_string());
+                slots.parts[self.index] = Some(Vec::new());
+            }
+        }
+        cvar.notify_all();
+        Ok(())
+    }
+
+    fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
+        Ok(())
+    }
+
+    fn restore(&self, _epoch: usize) -> Result<R, CheckpointerError> {
+        let (lock, _) = &*self.shared;
+        let bytes = lock.lock().expect("capture lock").restore[self.index]
+            .take()
+            .ok_or_else(|| CheckpointerError::Unknown("no record to restore".into()))?;
+        R::checkpoint_from_bytes(Bytes::from_bytes_vec(bytes)).map_err(CheckpointerError::Record)
+    }
+}
+
+struct AlwaysSave;
+
+impl CheckpointingStrategy for AlwaysSave {
+    fn checkpointing(&mut self, _epoch: usize, _store: &EventStoreClient) -> Vec<CheckpointingAction> {
+        vec![CheckpointingAction::Save]
+    }
+}
+
+/// Takes and restores full training states of a `Learner<M>`.
+pub struct StateCapture<M: LearnerModel> {
+    checkpointer: LearningCheckpointer<M>,
+    shared: Shared,
+}
+
+impl<M: LearnerModel> Default for StateCapture<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: LearnerModel> StateCapture<M> {
+    /// A capture with its three background checkpointer threads.
+    pub fn new() -> Self {
+        let shared: Shared = Arc::new((Mutex::new(Slots::default()), Condvar::new()));
+        let one = |index| CaptureOne {
+            index,
+            shared: shared.clone(),
+        };
+        let checkpointer = LearningCheckpointer::new(
+            AsyncCheckpointer::<ModuleRecord>::new(one(0)),
+            AsyncCheckpointer::new(one(1)),
+            AsyncCheckpointer::new(one(2)),
+            Box::new(AlwaysSave),
+        );
+        Self {
+            checkpointer,
+            shared,
+        }
+    }
+
+    /// The learner's model, optimizer and scheduler records.
+    pub fn take(&mut self, learner: &Learner<M>, store: &EventStoreClient) -> Result<TrainingRecords, String> {
+        {
+            let (lock, _) = &*self.shared;
+            let mut slots = lock.lock().expect("capture lock");
+            slots.parts = [None, None, None];
+            slots.error = None;
+        }
+        self.checkpointer.checkpoint(learner, 0, store);
+        let (lock, cvar) = &*self.shared;
+        let mut slots = cvar
+            .wait_while(lock.lock().expect("capture lock"), |s| {
+                s.parts.iter().any(|p| p.is_none())
+            })
+            .expect("capture lock");
+        if let Some(error) = slots.error.take() {
+            return Err(error);
+        }
+        let [model, optimizer, scheduler] = std::mem::take(&mut slots.parts);
+        Ok(TrainingRecords {
+            model: model.unwrap_or_default(),
+            optimizer: optimizer.unwrap_or_default(),
+            scheduler: scheduler.unwrap_or_default(),
+        })
+    }
+
+    /// Loads `records` into `learner`. Each record is checked before anything
+    /// is applied, so a bad record leaves the learner untouched.
+    pub fn restore(&self, learner: Learner<M>, records: TrainingRecords) -> Result<Learner<M>, RecordError> {
+        ModuleRecord::from_bytes(Bytes::from_bytes_vec(records.model.clone()))?;
+        {
+            let (lock, _) = &*self.shared;
+            let mut slots = lock.lock().expect("capture lock");
+            slots.restore = [
+                Some(records.model),
+                Some(records.optimizer),
+                Some(records.scheduler),
+            ];
+        }
+        Ok(self.checkpointer.load_checkpoint(learner, 0))
+    }
+}

@@ -1,0 +1,160 @@
+//! [`LoopControl`]: the [`TrainingControl`] the strategy hands to hooks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::train::metric::store::EventStoreClient;
+use burn::train::{Interrupter, Learner, LearnerModel};
+
+use super::capture::StateCapture;
+use super::lr::LrHandle;
+use crate::checkpoint_file::CheckpointFile;
+use crate::context::{Message, ModelSnapshot, Progress, SaveContent, TrainingControl};
+use crate::error::{CallbackError, Result};
+
+/// Section names of a full checkpoint file.
+pub mod sections {
+    /// Model parameters (burnpack).
+    pub const MODEL: &str = "model";
+    /// Optimizer state (burnpack).
+    pub const OPTIMIZER: &str = "optimizer";
+    /// Learning-rate scheduler state (burnpack), with the callback factor.
+    pub const SCHEDULER: &str = "scheduler";
+    /// Callback states (JSON object keyed by callback name).
+    pub const CALLBACKS: &str = "callbacks";
+    /// Where training stood (JSON: epoch, batch, global_step).
+    pub const PROGRESS: &str = "progress";
+}
+
+/// State of the loop that outlives a single hook call.
+pub(crate) struct Runtime {
+    pub stop_reason: Option<String>,
+    pub interrupter: Interrupter,
+    pub lr: Option<LrHandle>,
+    pub progress: Progress,
+    pub last_step_lr: Option<f64>,
+    pub quiet: bool,
+    /// Callback states as of the start of the current dispatch, stored in
+    /// full checkpoints.
+    pub callback_states: BTreeMap<String, serde_json::Value>,
+}
+
+pub(crate) struct LoopControl<'a, M: LearnerModel> {
+    pub learner: &'a mut Learner<M>,
+    pub rt: &'a mut Runtime,
+    pub capture: &'a mut StateCapture<M>,
+    pub store: &'a EventStoreClient,
+}
+
+impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
+    fn request_stop(&mut self, reason: String) {
+        if self.rt.stop_reason.is_none() {
+            self.rt.stop_reason = Some(reason);
+        }
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.rt.stop_reason.is_some() || self.rt.interrupter.should_stop()
+    }
+
+    fn cancel_stop(&mut self) {
+        self.rt.stop_reason = None;
+    }
+
+    fn learning_rate(&self) -> Option<f64> {
+        match &self.rt.lr {
+            Some(lr) => Some(lr.peek()),
+            None => self.rt.last_step_lr,
+        }
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        match &self.rt.lr {
+            Some(handle) => {
+                handle.set(lr);
+                Ok(())
+            }
+            None => Err(CallbackError::Unsupported(
+                "a callback tried to change the learning rate, but the Learner's scheduler is \
+                 not controllable: build the Learner with `callbacks.lr_scheduler(your_scheduler)` \
+                 (or wrap it in burnfit_callbacks::engine::CallbackLr and pass its handle)"
+                    .into(),
+            )),
+        }
+    }
+
+    fn snapshot_model(&self) -> ModelSnapshot {
+        ModelSnapshot::of(self.learner.model())
+    }
+
+    fn restore_model(&mut self, snapshot: ModelSnapshot) -> Result<()> {
+        let model = snapshot.downcast::<M>().map_err(|_| {
+            CallbackError::Unsupported("restore_model: the snapshot holds another model type".into())
+        })?;
+        self.learner.load_model(model.into_record());
+        Ok(())
+    }
+
+    fn save_model(&mut self, path: &Path, content: SaveContent) -> Result<()> {
+        match content {
+            SaveContent::Weights => {
+                let bytes = self
+                    .learner
+                    .model()
+                    .into_record()
+                    .into_bytes()
+                    .map_err(|e| CallbackError::Runtime {
+                        callback: "save_model",
+                        message: e.to_string(),
+                    })?;
+                crate::atomic::write_atomic(path, &bytes)
+            }
+            SaveContent::Full => {
+                let records = self
+                    .capture
+                    .take(self.learner, self.store)
+                    .map_err(|message| CallbackError::Runtime {
+                        callback: "save_model",
+                        message,
+                    })?;
+                let mut file = CheckpointFile::default();
+                file.push(sections::MODEL, records.model);
+                file.push(sections::OPTIMIZER, records.optimizer);
+                file.push(sections::SCHEDULER, records.scheduler);
+                file.push(
+                    sections::CALLBACKS,
+                    serde_json::to_vec(&self.rt.callback_states).expect("json"),
+                );
+                let p = self.rt.progress;
+                file.push(
+                    sections::PROGRESS,
+                    serde_json::to_vec(&serde_json::json!({
+                        "epoch": p.epoch, "batch": p.batch, "global_step": p.global_step,
+                    }))
+                    .expect("json"),
+                );
+                file.save(path)
+            }
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        self.rt.progress
+    }
+
+    fn last_step_learning_rate(&self) -> Option<f64> {
+        self.rt.last_step_lr
+    }
+
+    fn emit(&mut self, message: Message) {
+        match message {
+            Message::Warning(text) => eprintln!("warning: {text}"),
+            Message::Info(text) => {
+                if !self.rt.quiet {
+                    println!("{text}")
+                }
+            }
+        }
+    }
+}

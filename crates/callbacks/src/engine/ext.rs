@@ -1,0 +1,169 @@
+//! [`Callbacks`] and [`WithCallbacks`]: adding callbacks to a Burn training.
+
+use std::sync::{Arc, Mutex};
+
+use burn::optim::lr_scheduler::LrScheduler;
+use burn::train::{LearnerModel, SupervisedTraining, TrainStep, TrainingStrategy};
+
+use super::batch_loss::BatchLoss;
+use super::lr::{CallbackLr, LrHandle};
+use super::metric_log::CallbackMetricLogger;
+use super::strategy::CallbackStrategy;
+use crate::callback::Callback;
+use crate::list::CallbackList;
+use crate::logs::Logs;
+
+/// What happened during a training run with callbacks, readable after
+/// `launch` returns through [`Callbacks::outcome`].
+#[derive(Clone, Debug, Default)]
+pub struct FitOutcome {
+    /// Every completed epoch (0-based) with its final logs, as the last
+    /// callback saw them.
+    pub epochs: Vec<(usize, Logs)>,
+    /// Why training stopped before its last epoch, if it did.
+    pub stop_reason: Option<String>,
+    /// The error a hook returned, if one ended training.
+    pub error: Option<String>,
+    /// Optimizer steps taken.
+    pub global_step: u64,
+}
+
+pub(crate) struct Engine {
+    pub callbacks: CallbackList,
+    pub lr: Option<LrHandle>,
+    pub metric_logger: CallbackMetricLogger,
+    pub quiet: bool,
+    pub outcome: Arc<Mutex<FitOutcome>>,
+}
+
+/// The callbacks of one training run, and the links the engine needs
+/// (a controllable learning rate, the outcome).
+///
+/// ```no_run
+/// # use burnfit_callbacks::engine::{Callbacks, WithCallbacks};
+/// # fn demo<M>(training: burn::train::SupervisedTraining<M>, model: M, optim: burn::optim::ModuleOptimizer)
+/// # where M: burn::train::LearnerModel, <M as burn::train::TrainStep>::Output: burnfit_callbacks::engine::BatchLoss {
+/// use burnfit_callbacks::builtins::{EarlyStopping, EarlyStoppingConfig};
+///
+/// let mut callbacks = Callbacks::new();
+/// callbacks.push(EarlyStopping::new(EarlyStoppingConfig { patience: 3, ..Default::default() }).unwrap());
+/// let lr = callbacks.lr_scheduler(1e-3); // callbacks may change this rate
+/// let outcome = callbacks.outcome();
+/// let result = training
+///     .with_callbacks(callbacks)
+///     .launch(burn::train::Learner::new(model, optim, lr));
+/// println!("stopped because: {:?}", outcome.lock().unwrap().stop_reason);
+/// # }
+/// ```
+pub struct Callbacks {
+    list: CallbackList,
+    lr: Option<LrHandle>,
+    quiet: bool,
+    outcome: Arc<Mutex<FitOutcome>>,
+}
+
+impl Default for Callbacks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Callbacks {
+    /// No callbacks yet.
+    pub fn new() -> Self {
+        Self {
+            list: CallbackList::new(),
+            lr: None,
+            quiet: false,
+            outcome: Arc::default(),
+        }
+    }
+
+    /// Adds a callback (builder style).
+    pub fn with(mut self, callback: impl Callback + 'static) -> Self {
+        self.list.push(callback);
+        self
+    }
+
+    /// Adds a callback.
+    pub fn push(&mut self, callback: impl Callback + 'static) {
+        self.list.push(callback);
+    }
+
+    /// Adds a boxed callback (e.g. one built from a config).
+    pub fn push_boxed(&mut self, callback: Box<dyn Callback>) {
+        self.list.push_boxed(callback);
+    }
+
+    /// Wraps `scheduler` (an `f64` for a constant rate) so callbacks can
+    /// change the rate; pass the result to `Learner::new`.
+    pub fn lr_scheduler(&mut self, scheduler: impl LrScheduler + 'static) -> CallbackLr {
+        let lr = CallbackLr::new(scheduler);
+        self.lr = Some(lr.handle());
+        lr
+    }
+
+    /// Links an existing [`CallbackLr`].
+    pub fn with_lr_handle(mut self, handle: LrHandle) -> Self {
+        self.lr = Some(handle);
+        self
+    }
+
+    /// Silences the callbacks' informational prints (warnings still show).
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// A handle on what happened, filled in while training runs.
+    pub fn outcome(&self) -> Arc<Mutex<FitOutcome>> {
+        self.outcome.clone()
+    }
+
+    /// The callbacks, e.g. to save or load their state.
+    pub fn list(&self) -> &CallbackList {
+        &self.list
+    }
+
+    /// Mutable access to the callbacks.
+    pub fn list_mut(&mut self) -> &mut CallbackList {
+        &mut self.list
+    }
+
+    pub(crate) fn into_engine(self, metric_logger: CallbackMetricLogger) -> Engine {
+        Engine {
+            callbacks: self.list,
+            lr: self.lr,
+            metric_logger,
+            quiet: self.quiet,
+            outcome: self.outcome,
+        }
+    }
+}
+
+/// Adds callbacks to Burn's `SupervisedTraining` in one call.
+///
+/// It installs a [`CallbackStrategy`] as the training strategy and a
+/// [`CallbackMetricLogger`] as a metric logger; Burn's metrics, renderer,
+/// checkpointer and event stream keep working. Registering a metric logger
+/// turns off Burn's default file metric logger: add
+/// `.with_metric_logger(FileMetricLogger::new(dir))` if you want its files.
+pub trait WithCallbacks: Sized {
+    /// Runs `callbacks` during this training.
+    fn with_callbacks(self, callbacks: Callbacks) -> Self;
+}
+
+impl<M> WithCallbacks for SupervisedTraining<M>
+where
+    M: LearnerModel,
+    <M as TrainStep>::Output: BatchLoss,
+{
+    fn with_callbacks(self, callbacks: Callbacks) -> Self {
+        let logger = CallbackMetricLogger::new();
+        let engine = Arc::new(Mutex::new(callbacks.into_engine(logger.clone())));
+        self.with_metric_logger(logger)
+            .with_training_strategy(TrainingStrategy::Custom(Arc::new(CallbackStrategy::new(
+                engine,
+            ))))
+    }
+}

@@ -1,0 +1,119 @@
+//! [`CallbackMetricLogger`]: lets the callback engine see Burn's metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use burn::train::logger::MetricLogger;
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
+
+/// A Burn [`MetricLogger`] that keeps every numeric entry in memory and the
+/// names of the registered metrics, so that Burn's event store can aggregate
+/// epoch values (`EventStoreClient::find_metric`) and the engine knows which
+/// metrics exist. Registered by [`WithCallbacks::with_callbacks`](super::WithCallbacks).
+#[derive(Clone, Default)]
+pub struct CallbackMetricLogger {
+    shared: Arc<Mutex<Entries>>,
+}
+
+#[derive(Default)]
+struct Entries {
+    definitions: HashMap<MetricId, MetricDefinition>,
+    /// Metric names in registration order.
+    names: Vec<String>,
+    values: HashMap<(String, String, usize), Vec<NumericEntry>>,
+}
+
+fn split_key(split: &Split) -> String {
+    split.to_string()
+}
+
+impl CallbackMetricLogger {
+    /// A new, empty logger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names of the metrics Burn registered, in registration order.
+    pub fn metric_names(&self) -> Vec<String> {
+        self.shared.lock().expect("metric log lock").names.clone()
+    }
+
+    /// Drops the entries of epochs before `epoch` (1-based, Burn's
+    /// numbering) so memory stays flat over long runs; Burn's aggregate cache
+    /// keeps the values it already computed.
+    pub fn forget_before(&self, epoch: usize) {
+        let mut entries = self.shared.lock().expect("metric log lock");
+        entries.values.retain(|(_, _, e), _| *e >= epoch);
+    }
+}
+
+impl MetricLogger for CallbackMetricLogger {
+    fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        let mut entries = self.shared.lock().expect("metric log lock");
+        for numeric in update.entries_numeric {
+            let Some(value) = numeric.numeric_entry else {
+                continue;
+            };
+            let Some(name) = entries
+                .definitions
+                .get(&numeric.entry.metric_id)
+                .map(|d| d.name.to_string())
+            else {
+                continue;
+            };
+            entries
+                .values
+                .entry((name, split_key(split), epoch))
+                .or_default()
+                .push(value);
+        }
+    }
+
+    fn read_numeric(
+        &mut self,
+        name: &str,
+        epoch: usize,
+        split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        let entries = self.shared.lock().expect("metric log lock");
+        Ok(entries
+            .values
+            .get(&(name.to_string(), split_key(split), epoch))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        let mut entries = self.shared.lock().expect("metric log lock");
+        let name = definition.name.to_string();
+        if !entries.names.contains(&name) {
+            entries.names.push(name);
+        }
+        entries
+            .definitions
+            .insert(definition.metric_id.clone(), definition);
+    }
+
+    fn log_epoch_summary(&mut self, _summary: EpochSummary) {}
+}
+
+/// Burn's metric name as a Keras log key: `Loss` → `loss`,
+/// `Learning Rate` → `learning_rate`, `Top-5 Accuracy` → `top_5_accuracy`.
+///
+/// ```
+/// use burnfit_callbacks::engine::keras_metric_name;
+/// assert_eq!(keras_metric_name("Learning Rate"), "learning_rate");
+/// assert_eq!(keras_metric_name("Top-5 Accuracy"), "top_5_accuracy");
+/// ```
+pub fn keras_metric_name(burn_name: &str) -> String {
+    let mut out = String::with_capacity(burn_name.len());
+    for c in burn_name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}

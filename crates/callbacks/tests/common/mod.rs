@@ -1,0 +1,140 @@
+//! A tiny real Burn classifier and data for the engine tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use burn::backend::FlexDevice;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::InMemDataset;
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::AdamConfig;
+use burn::prelude::*;
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::renderer::CliMetricsRenderer;
+use burn::train::{
+    ClassificationOutput, InferenceStep, Learner, LearningResult, SupervisedTraining, TrainOutput,
+    TrainStep,
+};
+use burnfit_callbacks::{Callbacks, WithCallbacks};
+
+/// Logistic regression on 4 features, 3 classes.
+#[derive(Module, Debug)]
+pub struct Tiny {
+    pub linear: Linear,
+}
+
+impl std::fmt::Display for Tiny {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tiny")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub x: Tensor<2>,
+    pub y: Tensor<1, Int>,
+}
+
+impl Tiny {
+    pub fn new(device: &Device) -> Self {
+        Self {
+            linear: LinearConfig::new(4, 3).init(device),
+        }
+    }
+
+    pub fn classify(&self, batch: Batch) -> ClassificationOutput {
+        let logits = self.linear.forward(batch.x);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), batch.y.clone());
+        ClassificationOutput::new(loss, logits, batch.y)
+    }
+}
+
+impl TrainStep for Tiny {
+    type Input = Batch;
+    type Output = ClassificationOutput;
+    fn step(&self, batch: Batch) -> TrainOutput<ClassificationOutput> {
+        let item = self.classify(batch);
+        TrainOutput::new(self, item.loss.backward(), item)
+    }
+}
+
+impl InferenceStep for Tiny {
+    type Input = Batch;
+    type Output = ClassificationOutput;
+    fn step(&self, batch: Batch) -> ClassificationOutput {
+        self.classify(batch)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub x: [f32; 4],
+    pub y: i64,
+}
+
+#[derive(Clone, Default)]
+pub struct TinyBatcher;
+
+impl Batcher<Item, Batch> for TinyBatcher {
+    fn batch(&self, items: Vec<Item>, device: &Device) -> Batch {
+        let n = items.len();
+        let xs: Vec<f32> = items.iter().flat_map(|i| i.x).collect();
+        let ys: Vec<i64> = items.iter().map(|i| i.y).collect();
+        Batch {
+            x: Tensor::<1>::from_floats(xs.as_slice(), device).reshape([n, 4]),
+            y: Tensor::<1, Int>::from_ints(ys.as_slice(), device),
+        }
+    }
+}
+
+/// `n` deterministic items: the class is the index of the largest of the first 3 features.
+pub fn items(n: usize, seed: u64) -> Vec<Item> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f32) / (u32::MAX >> 1) as f32
+    };
+    (0..n)
+        .map(|_| {
+            let x = [next(), next(), next(), next()];
+            let y = (0..3).max_by(|&a, &b| x[a].total_cmp(&x[b])).unwrap() as i64;
+            Item { x, y }
+        })
+        .collect()
+}
+
+pub fn device() -> Device {
+    FlexDevice.into()
+}
+
+pub fn loader(items: Vec<Item>, batch_size: usize) -> Arc<dyn DataLoader<Batch>> {
+    DataLoaderBuilder::new(TinyBatcher)
+        .batch_size(batch_size)
+        .build(InMemDataset::new(items))
+}
+
+/// Trains `Tiny` for `epochs` with `callbacks` (train: `n_train` items in
+/// batches of `batch`, validation: 8 items in one batch).
+pub fn train(
+    dir: &std::path::Path,
+    epochs: usize,
+    n_train: usize,
+    batch: usize,
+    mut callbacks: Callbacks,
+    extra: impl FnOnce(SupervisedTraining<Tiny>) -> SupervisedTraining<Tiny>,
+) -> LearningResult<Tiny> {
+    let device = device();
+    let lr = callbacks.lr_scheduler(1e-2);
+    let training = SupervisedTraining::new(dir, loader(items(n_train, 1), batch), loader(items(8, 2), 8))
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .num_epochs(epochs)
+        .renderer(Box::new(CliMetricsRenderer::new()))
+        .with_application_logger(None);
+    let training = extra(training).with_callbacks(callbacks.quiet(true));
+    training.launch(Learner::new(Tiny::new(&device), AdamConfig::new().init(), lr))
+}

@@ -1,0 +1,251 @@
+//! The engine inside Burn's real training loop: hook order, stop, learning
+//! rate, model restore and epoch logs, on a tiny real model.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use burn::module::Module;
+use burn::train::logger::FileMetricLogger;
+use burn::train::metric::NumericEntry;
+use burnfit_callbacks::{Callback, Callbacks, Context, Logs, ModelSnapshot, Result};
+use common::Tiny;
+
+/// Records every hook call as a string.
+#[derive(Clone, Default)]
+struct Recorder {
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn log(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+    }
+    fn take(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+impl Callback for Recorder {
+    fn on_train_begin(&mut self, _ctx: &mut Context) -> Result<()> {
+        self.log("train_begin".into());
+        Ok(())
+    }
+    fn on_train_end(&mut self, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+        self.log("train_end".into());
+        Ok(())
+    }
+    fn on_epoch_begin(&mut self, epoch: usize, _ctx: &mut Context) -> Result<()> {
+        self.log(format!("epoch_begin {epoch}"));
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, epoch: usize, _logs: &mut Logs, _ctx: &mut Context) -> Result<()> {
+        self.log(format!("epoch_end {epoch}"));
+        Ok(())
+    }
+    fn on_train_batch_begin(&mut self, batch: usize, _ctx: &mut Context) -> Result<()> {
+        self.log(format!("batch_begin {batch}"));
+        Ok(())
+    }
+    fn on_train_batch_end(&mut self, batch: usize, _logs: &mut Logs, _ctx: &mut Context) -> Result<()> {
+        self.log(format!("batch_end {batch}"));
+        Ok(())
+    }
+    fn on_validation_begin(&mut self, _ctx: &mut Context) -> Result<()> {
+        self.log("val_begin".into());
+        Ok(())
+    }
+    fn on_validation_batch_end(&mut self, batch: usize, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+        self.log(format!("val_batch_end {batch}"));
+        Ok(())
+    }
+    fn on_validation_end(&mut self, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+        self.log("val_end".into());
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_fire_in_keras_order_for_two_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let callbacks = Callbacks::new().with(recorder.clone());
+    common::train(dir.path(), 2, 8, 4, callbacks, |t| t);
+    let mut expected = vec!["train_begin".to_string()];
+    for epoch in 0..2 {
+        expected.push(format!("epoch_begin {epoch}"));
+        for batch in 0..2 {
+            expected.push(format!("batch_begin {batch}"));
+            expected.push(format!("batch_end {batch}"));
+        }
+        expected.extend(["val_begin".into(), "val_batch_end 0".into(), "val_end".into()]);
+        expected.push(format!("epoch_end {epoch}"));
+    }
+    expected.push("train_end".into());
+    assert_eq!(recorder.take(), expected);
+}
+
+/// Stops from `on_train_batch_end` at a given (epoch, batch).
+struct StopAt(usize, usize);
+
+impl Callback for StopAt {
+    fn on_train_batch_end(&mut self, batch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+        if ctx.progress().epoch == self.0 && batch == self.1 {
+            ctx.stop_training("test stop");
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn stop_in_batch_end_ends_epoch_early_but_runs_end_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let callbacks = Callbacks::new().with(StopAt(0, 1)).with(recorder.clone());
+    let outcome = callbacks.outcome();
+    let result = common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
+    let events = recorder.take();
+    assert_eq!(
+        events,
+        [
+            "train_begin", "epoch_begin 0", "batch_begin 0", "batch_end 0", "batch_begin 1",
+            "batch_end 1", "val_begin", "val_batch_end 0", "val_end", "epoch_end 0", "train_end"
+        ]
+    );
+    assert_eq!(outcome.lock().unwrap().stop_reason.as_deref(), Some("test stop"));
+    assert_eq!(
+        result.interrupted.and_then(|i| i.reason).as_deref(),
+        Some("test stop")
+    );
+}
+
+/// Sets the rate at the end of epoch 0 and records, for each step, the rate
+/// Burn's `Learner` reports it used.
+#[derive(Clone, Default)]
+struct LrProbe {
+    used: Arc<Mutex<Vec<(usize, f64)>>>,
+}
+
+impl Callback for LrProbe {
+    fn on_train_batch_end(&mut self, _batch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+        let used = ctx.last_step_learning_rate().expect("a step was taken");
+        self.used.lock().unwrap().push((ctx.progress().epoch, used));
+        Ok(())
+    }
+    fn on_epoch_end(&mut self, epoch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+        if epoch == 0 {
+            ctx.set_learning_rate(0.00123)?;
+            assert_eq!(ctx.learning_rate(), Some(0.00123));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn learning_rate_set_at_epoch_end_is_used_by_the_next_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = LrProbe::default();
+    common::train(dir.path(), 2, 8, 4, Callbacks::new().with(probe.clone()), |t| t);
+    let used = probe.used.lock().unwrap().clone();
+    assert_eq!(used, [(0, 1e-2), (0, 1e-2), (1, 0.00123), (1, 0.00123)]);
+}
+
+/// Snapshots the model after epoch 0 and puts it back at train end.
+#[derive(Clone, Default)]
+struct RestoreFirst {
+    kept: Arc<Mutex<Option<ModelSnapshot>>>,
+}
+
+impl Callback for RestoreFirst {
+    fn on_epoch_end(&mut self, epoch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+        if epoch == 0 {
+            *self.kept.lock().unwrap() = Some(ctx.snapshot_model());
+        }
+        Ok(())
+    }
+    fn on_train_end(&mut self, _logs: &Logs, ctx: &mut Context) -> Result<()> {
+        let kept = self.kept.lock().unwrap();
+        ctx.restore_model(kept.as_ref().unwrap())
+    }
+}
+
+fn weights(model: &Tiny) -> Vec<f32> {
+    let mut w = model.linear.weight.val().into_data().to_vec::<f32>().unwrap();
+    w.extend(
+        model.linear.bias.as_ref().unwrap().val().into_data().to_vec::<f32>().unwrap(),
+    );
+    w
+}
+
+#[test]
+fn restoring_an_earlier_model_makes_it_the_final_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let restore = RestoreFirst::default();
+    let result = common::train(dir.path(), 3, 8, 4, Callbacks::new().with(restore.clone()), |t| t);
+    let kept = restore.kept.lock().unwrap();
+    let epoch0: &Tiny = kept.as_ref().unwrap().downcast_ref().unwrap();
+    let final_weights = weights(&result.model);
+    assert_eq!(final_weights, weights(epoch0));
+    // And it is not simply the untouched initial model or the last one.
+    assert_eq!(final_weights.len(), 15);
+}
+
+/// Keeps the epoch-end logs.
+#[derive(Clone, Default)]
+struct KeepLogs {
+    logs: Arc<Mutex<Vec<Logs>>>,
+}
+
+impl Callback for KeepLogs {
+    fn on_epoch_end(&mut self, _epoch: usize, logs: &mut Logs, _ctx: &mut Context) -> Result<()> {
+        self.logs.lock().unwrap().push(logs.clone());
+        Ok(())
+    }
+}
+
+/// The mean of the entries Burn's own file logger wrote for one metric.
+fn burn_file_mean(dir: &std::path::Path, split: &str, epoch: usize, metric: &str) -> f64 {
+    let text = std::fs::read_to_string(dir.join(split).join(format!("epoch-{epoch}")).join(format!("{metric}.log")))
+        .unwrap();
+    let entries: Vec<NumericEntry> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| NumericEntry::deserialize(l).unwrap())
+        .collect();
+    if let Some(NumericEntry::Final(v)) = entries.last() {
+        return *v;
+    }
+    let (sum, n) = entries.iter().fold((0.0, 0usize), |(s, n), e| match e {
+        NumericEntry::Value(v) => (s + v, n + 1),
+        NumericEntry::Aggregated { aggregated_value, count } => (s + aggregated_value * *count as f64, n + count),
+        NumericEntry::Final(_) => unreachable!(),
+    });
+    sum / n as f64
+}
+
+#[test]
+fn epoch_logs_hold_the_values_of_burns_metric_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_dir = dir.path().join("burn-metrics");
+    let keep = KeepLogs::default();
+    let md = metrics_dir.clone();
+    common::train(dir.path(), 2, 12, 4, Callbacks::new().with(keep.clone()), move |t| {
+        t.with_metric_logger(FileMetricLogger::new(md))
+    });
+    let logs = keep.logs.lock().unwrap().clone();
+    assert_eq!(logs.len(), 2);
+    for (epoch, logs) in logs.iter().enumerate() {
+        let keys: Vec<&str> = logs.keys().collect();
+        assert_eq!(keys, ["accuracy", "loss", "val_accuracy", "val_loss"]);
+        for (key, split, metric) in [
+            ("loss", "train", "Loss"),
+            ("accuracy", "train", "Accuracy"),
+            ("val_loss", "valid", "Loss"),
+            ("val_accuracy", "valid", "Accuracy"),
+        ] {
+            let burn = burn_file_mean(&metrics_dir, split, epoch + 1, metric);
+            let ours = logs.get(key).unwrap();
+            assert!((ours - burn).abs() <= 1e-6 * burn.abs().max(1.0), "{key} epoch {epoch}: ours {ours}, Burn {burn}");
+        }
+    }
+}

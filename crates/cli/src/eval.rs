@@ -1,0 +1,223 @@
+//! `burnfit eval` and `burnfit predict`: using a run's checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use burn::data::dataloader::DataLoader;
+use burn::module::Module;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burnfit_models::data::fashion_mnist::{CLASS_NAMES, PIXEL_MEAN, PIXEL_STD};
+use burnfit_models::data::{ImageBatcher, ImageDataset, RegressionBatcher, idx};
+use burnfit_models::{Classifier, MlpRegressor};
+
+use crate::backend;
+use crate::config::{BackendChoice, Config};
+use crate::error::{CliError, CliResult};
+use crate::run_dir::RunDir;
+use crate::train::{Data, load_data, loader};
+
+/// Test-set metrics of a model.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TestMetrics {
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy (classification only).
+    pub accuracy: Option<f64>,
+    /// Items evaluated.
+    pub count: usize,
+}
+
+fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
+    let path = match which {
+        "best" => run.best_checkpoint(),
+        "last" => run.last_checkpoint(),
+        other => PathBuf::from(other),
+    };
+    if !path.is_file() {
+        return Err(CliError::usage(format!(
+            "{}: no such checkpoint (use --checkpoint best|last|PATH; the run may have stopped \
+             before its first checkpoint)",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn load_weights<M: Module>(model: M, path: &Path) -> CliResult<M> {
+    let record = ModuleRecord::load(path).map_err(|e| {
+        CliError::usage(format!("{}: cannot read the checkpoint: {e}", path.display()))
+    })?;
+    model.try_load_record(record).map_err(|e| {
+        CliError::usage(format!(
+            "{}: the checkpoint does not fit this run's model: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Evaluates the checkpoint `which` of the run in `run_dir` on its test set.
+pub fn evaluate(run_dir: &Path, which: &str, choice: Option<BackendChoice>) -> CliResult<TestMetrics> {
+    let run = RunDir::open(run_dir)?;
+    let config: Config = run.read_config()?;
+    let path = checkpoint_path(&run, which)?;
+    let convolutional = matches!(config.model.kind(), "cnn" | "resnet");
+    let device = backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.device;
+    let batch = config.training.batch_size;
+    match load_data(&config, None)? {
+        Data::Images { test, .. } => {
+            let model = config
+                .model
+                .init_classifier(&device)
+                .map_err(|e| CliError::usage(format!("model: {e}")))?;
+            let model = load_weights(model, &path)?.valid();
+            let test = loader(ImageBatcher::default(), test, batch, 1, None).to_device(&device);
+            Ok(classify_all(&model, test.as_ref()))
+        }
+        Data::Table { test, .. } => {
+            let model = config
+                .model
+                .init_regressor(test.num_features(), &device)
+                .map_err(|e| CliError::usage(format!("model: {e}")))?;
+            let model = load_weights(model, &path)?.valid();
+            let test = loader(RegressionBatcher, test, batch, 1, None).to_device(&device);
+            let (mut sum, mut count) = (0.0f64, 0usize);
+            for batch in test.iter() {
+                let batch = batch.map_err(|e| CliError::usage(e.to_string()))?;
+                let n = batch.targets.dims()[0];
+                let output = model.forward_regression(batch);
+                sum += output.loss.into_scalar::<f32>() as f64 * n as f64;
+                count += n;
+            }
+            Ok(TestMetrics {
+                loss: sum / count.max(1) as f64,
+                accuracy: None,
+                count,
+            })
+        }
+    }
+}
+
+fn classify_all(
+    model: &Classifier,
+    test: &dyn DataLoader<burnfit_models::data::ImageBatch>,
+) -> TestMetrics {
+    let (mut loss_sum, mut correct, mut count) = (0.0f64, 0usize, 0usize);
+    for batch in test.iter().flatten() {
+        let n = batch.targets.dims()[0];
+        let targets = batch.targets.clone();
+        let output = model.forward_classification(batch);
+        loss_sum += output.loss.into_scalar::<f32>() as f64 * n as f64;
+        let predicted = output.output.argmax(1).reshape([n]);
+        correct += predicted
+            .equal(targets)
+            .int()
+            .sum()
+            .into_scalar::<i64>() as usize;
+        count += n;
+    }
+    TestMetrics {
+        loss: loss_sum / count.max(1) as f64,
+        accuracy: Some(correct as f64 / count.max(1) as f64),
+        count,
+    }
+}
+
+/// `burnfit eval`.
+pub fn eval_command(run_dir: &Path, which: &str, choice: Option<BackendChoice>) -> CliResult<()> {
+    let metrics = evaluate(run_dir, which, choice)?;
+    match metrics.accuracy {
+        Some(acc) => println!(
+            "test ({} images, {which} checkpoint): loss {:.4}, accuracy {:.4}",
+            metrics.count, metrics.loss, acc
+        ),
+        None => println!(
+            "test ({} rows, {which} checkpoint): mse {:.4}",
+            metrics.count, metrics.loss
+        ),
+    }
+    let run = RunDir::open(run_dir)?;
+    let path = run.root.join(format!("test_metrics_{which}.json"));
+    burnfit_callbacks::atomic::write_atomic(&path, &serde_json::to_vec_pretty(&metrics).expect("json"))?;
+    Ok(())
+}
+
+/// `burnfit predict`: classes of the images in an IDX file, or values of CSV rows.
+pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> CliResult<()> {
+    let run = RunDir::open(run_dir)?;
+    let config = run.read_config()?;
+    let path = checkpoint_path(&run, "best").or_else(|_| checkpoint_path(&run, "last"))?;
+    let convolutional = matches!(config.model.kind(), "cnn" | "resnet");
+    let device = backend::choose(config.training.backend, convolutional)?.device;
+    if config.model.task() == burnfit_models::Task::Regression {
+        return predict_table(&config, &path, input, limit, &device);
+    }
+    let images = idx::read_images(input).map_err(|e| CliError::usage(e.to_string()))?;
+    let n = limit.unwrap_or(images.count).min(images.count);
+    let labels = vec![0u8; n];
+    let pixels = images.pixels[..n * images.image_len()].to_vec();
+    let dataset = ImageDataset::new(pixels, labels, images.rows, images.cols, PIXEL_MEAN, PIXEL_STD);
+    let model = config
+        .model
+        .init_classifier(&device)
+        .map_err(|e| CliError::usage(format!("model: {e}")))?;
+    let model = load_weights(model, &path)?.valid();
+    let test = loader(ImageBatcher::default(), dataset, 256, 1, None).to_device(&device);
+    let mut index = 0;
+    for batch in test.iter().flatten() {
+        let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
+        let [rows, classes] = probabilities.dims();
+        let values = probabilities.into_data().to_vec::<f32>().unwrap_or_default();
+        for row in 0..rows {
+            let p = &values[row * classes..(row + 1) * classes];
+            let (best, prob) = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, v)| (i, *v))
+                .unwrap_or((0, 0.0));
+            let name = CLASS_NAMES.get(best).copied().unwrap_or("?");
+            println!("{index}\t{best}\t{name}\t{prob:.4}");
+            index += 1;
+        }
+    }
+    Ok(())
+}
+
+fn predict_table(
+    config: &Config,
+    weights: &Path,
+    input: &Path,
+    limit: Option<usize>,
+    device: &Device,
+) -> CliResult<()> {
+    let crate::config::DataConfig::Csv(c) = &config.data else {
+        return Err(CliError::usage("this run's model is a regressor but its data is not a CSV table"));
+    };
+    // Standardise with the training split's statistics, as in training.
+    let Data::Table { train, .. } = load_data(config, None)? else {
+        unreachable!("a CSV config loads a table");
+    };
+    let _ = train;
+    let table = burnfit_models::data::Table::from_csv(
+        input,
+        &burnfit_models::data::TableConfig::new(c.target.clone()).with_features(c.features.clone()),
+    )
+    .map_err(|e| CliError::usage(e.to_string()))?;
+    let model: MlpRegressor = config
+        .model
+        .init_regressor(table.num_features(), device)
+        .map_err(|e| CliError::usage(format!("model: {e}")))?;
+    let model = load_weights(model, weights)?.valid();
+    let n = limit.unwrap_or(table.len()).min(table.len());
+    let dataset = burnfit_models::data::TableDataset::new(table.select(&(0..n).collect::<Vec<_>>()));
+    let test = loader(RegressionBatcher, dataset, 256, 1, None).to_device(device);
+    let mut index = 0;
+    for batch in test.iter().flatten() {
+        let values = model.forward(batch.features).into_data().to_vec::<f32>().unwrap_or_default();
+        for v in values {
+            println!("{index}\t{v}");
+            index += 1;
+        }
+    }
+    Ok(())
+}

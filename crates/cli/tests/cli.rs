@@ -1,0 +1,293 @@
+//! End-to-end tests of the `burnfit` binary on the committed Fashion-MNIST subset.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn subset() -> PathBuf {
+    repo().join("data/fashion-mnist-subset")
+}
+
+fn burnfit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("the burnfit binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A small but real config: MLP on 600 subset images.
+fn small_config(dir: &Path, model: &str, extra: &str) -> PathBuf {
+    let path = dir.join("small.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "small"
+[model]
+{model}
+
+[data]
+kind = "fashion_mnist"
+dir = "{data}"
+validation_split = 0.2
+limit_train = 600
+limit_test = 200
+
+[optimizer]
+kind = "adam"
+lr = 2e-3
+
+[training]
+epochs = 2
+batch_size = 64
+workers = 1
+
+[[callbacks]]
+type = "EarlyStopping"
+monitor = "val_loss"
+patience = 5
+
+[[callbacks]]
+type = "ReduceLROnPlateau"
+monitor = "val_loss"
+patience = 1
+{extra}
+"#,
+            data = subset().display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn train_on_cpu_produces_the_whole_run_directory_and_eval_reads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [32]", "");
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "train failed:\n{}", text(&out));
+    assert!(text(&out).contains("backend flex"), "{}", text(&out));
+
+    for file in [
+        "config.toml",
+        "history.csv",
+        "summary.json",
+        "checkpoints/best.bpk",
+        "checkpoints/last.bpk",
+        "plots/training_curves.png",
+        "plots/training_curves.svg",
+    ] {
+        assert!(run.join(file).is_file(), "missing {file}");
+    }
+    for split in ["train", "validation"] {
+        let dir = run.join("tensorboard").join(split);
+        let events: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents."))
+            .collect();
+        assert_eq!(events.len(), 1, "{split}: one event file");
+    }
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let lines: Vec<&str> = history.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines[0], "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss");
+    assert_eq!(lines.len(), 3, "header + 2 epochs: {history}");
+    assert!(lines[1].starts_with("0,") && lines[2].starts_with("1,"));
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs_run"], 2);
+    assert_eq!(summary["backend"], "flex");
+    assert!(summary["final_metrics"]["val_accuracy"].as_f64().unwrap() > 0.3);
+    assert!(summary["train_samples_per_s"].as_f64().unwrap() > 0.0);
+
+    let png = std::fs::read(run.join("plots/training_curves.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+    let out = burnfit(&["eval", run.to_str().unwrap()]);
+    assert!(out.status.success(), "eval failed:\n{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("200 images") && printed.contains("accuracy"), "{printed}");
+
+    let out = burnfit(&["report", run.to_str().unwrap()]);
+    assert!(out.status.success(), "report failed:\n{}", text(&out));
+    assert!(text(&out).contains("val_loss"));
+
+    // A finished run directory is never overwritten.
+    let out = burnfit(&["train", config.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already holds a finished run"));
+}
+
+#[test]
+fn train_on_wgpu_for_one_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [32]", "");
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "wgpu",
+        "--epochs",
+        "1",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    let printed = text(&out);
+    if printed.contains("wgpu found no adapter") && std::env::var_os("BURNFIT_REQUIRE_WGPU").is_none() {
+        eprintln!("skipped: no wgpu adapter here (make test installs lavapipe and requires it)");
+        return;
+    }
+    assert!(out.status.success(), "wgpu train failed:\n{printed}");
+    assert!(printed.contains("backend wgpu"), "{printed}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs_run"], 1);
+    assert_eq!(summary["backend"], "wgpu");
+    assert!(run.join("checkpoints/best.bpk").is_file());
+}
+
+/// Each bad input gives one `error:` line with the expected words and exit code 2.
+#[test]
+fn bad_configs_give_one_clear_line_and_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(small_config(tmp.path(), "kind = \"mlp\"", "")).unwrap();
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("unknown top-level key", format!("{good}\nepoch = 3\n"), vec!["unknown field `epoch`"]),
+        (
+            "misspelt callback parameter",
+            good.replace("patience = 5", "patiance = 5"),
+            vec!["callbacks[0]", "patiance", "did you mean `patience`"],
+        ),
+        (
+            "wrong type",
+            good.replace("epochs = 2", "epochs = \"two\""),
+            vec!["training.epochs", "invalid type"],
+        ),
+        (
+            "unknown callback class",
+            good.replace("type = \"EarlyStopping\"", "type = \"EarlyStop\""),
+            vec!["callbacks[0]", "EarlyStop", "did you mean `EarlyStopping`"],
+        ),
+        (
+            "unknown model kind",
+            good.replace("kind = \"mlp\"", "kind = \"transformer\""),
+            vec!["model", "transformer"],
+        ),
+        (
+            "unknown optimizer",
+            good.replace("kind = \"adam\"", "kind = \"adamax\""),
+            vec!["optimizer.kind", "adamax"],
+        ),
+        (
+            "TOML syntax error",
+            good.replace("lr = 2e-3", "lr = = 2e-3"),
+            vec!["invalid TOML", ":"],
+        ),
+        (
+            "zero epochs",
+            good.replace("epochs = 2", "epochs = 0"),
+            vec!["training.epochs", "at least 1"],
+        ),
+        (
+            "validation split out of range",
+            good.replace("validation_split = 0.2", "validation_split = 1.5"),
+            vec!["data.validation_split"],
+        ),
+        (
+            "invalid callback value",
+            good.replace("patience = 1\n", "patience = 1\nfactor = 2.0\n"),
+            vec!["callbacks[1]", "factor"],
+        ),
+        (
+            "missing data section",
+            good.replace("[data]", "[dataset]"),
+            vec!["unknown field `dataset`"],
+        ),
+    ];
+    for (name, text_config, expected) in cases {
+        let path = tmp.path().join("bad.toml");
+        std::fs::write(&path, &text_config).unwrap();
+        let out = burnfit(&["validate", path.to_str().unwrap()]);
+        let printed = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: exit code; output:\n{printed}");
+        let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{name}: one line, got:\n{printed}");
+        assert!(lines[0].starts_with("error: "), "{name}: {printed}");
+        assert!(lines[0].contains("bad.toml"), "{name}: names the file: {printed}");
+        for word in expected {
+            assert!(printed.contains(word), "{name}: expected `{word}` in:\n{printed}");
+        }
+    }
+}
+
+#[test]
+fn bad_data_and_flags_give_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"", "");
+
+    // Missing dataset directory.
+    let out = burnfit(&["train", config.to_str().unwrap(), "--data", "/nonexistent/fmnist", "--run-dir", tmp.path().join("r1").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("/nonexistent/fmnist"), "{}", text(&out));
+
+    // Truncated dataset file.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for entry in std::fs::read_dir(subset()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
+    }
+    let images = broken.join("train-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
+    let out = burnfit(&["train", config.to_str().unwrap(), "--data", broken.to_str().unwrap(), "--run-dir", tmp.path().join("r2").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("train-images-idx3-ubyte"), "{}", text(&out));
+
+    // Unknown backend.
+    let out = burnfit(&["train", config.to_str().unwrap(), "--backend", "tpu"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("tpu"));
+
+    // Missing config file.
+    let out = burnfit(&["validate", "/nonexistent.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("/nonexistent.toml"));
+
+    // A bad --set.
+    let out = burnfit(&["validate", config.to_str().unwrap(), "--set", "training.epochs"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("--set"));
+}
+
+#[test]
+fn shipped_configs_validate() {
+    for entry in std::fs::read_dir(repo().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = burnfit(&["validate", path.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}", path.display(), text(&out));
+        }
+    }
+}
