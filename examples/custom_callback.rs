@@ -20,7 +20,8 @@ use burn::train::{Learner, SupervisedTraining};
 use burnfit_callbacks::engine::SilentRenderer;
 use burnfit_callbacks::{Callback, Callbacks, Context, Logs, Result, WithCallbacks};
 use burnfit_models::data::{FashionMnist, ImageBatch, ImageBatcher};
-use burnfit_models::{Classifier, MlpConfig};
+use burnfit_models::Classifier;
+use burnfit_models::nets::MlpConfig;
 
 /// Stops training when the epoch's training loss drops below `threshold`.
 struct StopWhenLossBelow {
@@ -79,7 +80,7 @@ fn main() {
     let data = FashionMnist::load_subset().expect("the subset is committed under data/");
     // The last 200 test images are held out for the accuracy table.
     let held_out: Vec<_> = (data.test.len() - 200..data.test.len())
-        .filter_map(|i| data.test.get(i))
+        .filter_map(|i| data.test.get(i).ok())
         .collect();
     let held_out = ImageBatcher::default().batch(held_out, &device);
 
@@ -103,7 +104,7 @@ fn main() {
     let outcome = callbacks.outcome();
 
     let dir = std::env::temp_dir().join("burnfit-custom-callback");
-    let model: Classifier = MlpConfig::default().init(&device).into();
+    let model: Classifier = MlpConfig::default().init(&device.clone().autodiff()).into();
     SupervisedTraining::new(&dir, train, valid)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .num_epochs(12)

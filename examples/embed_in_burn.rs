@@ -29,12 +29,6 @@ pub struct TwoLayer {
     act: Relu,
 }
 
-impl std::fmt::Display for TwoLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TwoLayer(2 -> 32 -> 2)")
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct PointBatch {
     points: Tensor<2>,
@@ -152,7 +146,7 @@ fn main() -> Result<(), burnfit_callbacks::CallbackError> {
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .num_epochs(30)
         .with_callbacks(callbacks) // <- the one extra call
-        .launch(Learner::new(TwoLayer::new(&device), AdamConfig::new().init(), lr));
+        .launch(Learner::new(TwoLayer::new(&device.autodiff()), AdamConfig::new().init(), lr));
 
     let outcome = outcome.lock().unwrap();
     println!(

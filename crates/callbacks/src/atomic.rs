@@ -35,6 +35,7 @@ pub fn write_atomic_with(
         .tempfile_in(&dir)
         .map_err(|e| CallbackError::io(&dir, e))?;
     write(tmp.as_file_mut()).map_err(|e| CallbackError::io(path, e))?;
+    crash_test_hook(tmp.as_file_mut());
     tmp.as_file().sync_all().map_err(|e| CallbackError::io(path, e))?;
     tmp.persist(path)
         .map_err(|e| CallbackError::io(path, e.error))?;
@@ -47,5 +48,29 @@ pub fn write_atomic_with(
 pub fn sync_dir(dir: &Path) {
     if let Ok(handle) = std::fs::File::open(dir) {
         let _ = handle.sync_all();
+    }
+}
+
+/// Fault injection for the crash-safety tests: with
+/// `BURNFIT_ABORT_IN_WRITE=N` in the environment, the process aborts (as a
+/// SIGKILL would stop it) in the middle of the N-th atomic write, after half
+/// of the temporary file was written and before the rename. Unset, this is
+/// one environment lookup per write.
+fn crash_test_hook(file: &mut std::fs::File) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    let Some(n) = std::env::var("BURNFIT_ABORT_IN_WRITE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    if WRITES.fetch_add(1, Ordering::SeqCst) + 1 == n {
+        if let Ok(len) = file.metadata().map(|m| m.len()) {
+            let _ = file.set_len(len / 2);
+            let _ = file.sync_all();
+        }
+        eprintln!("BURNFIT_ABORT_IN_WRITE: aborting inside atomic write #{n}");
+        std::process::abort();
     }
 }

@@ -104,6 +104,14 @@ pub trait Callback: Send {
     fn load_state(&mut self, _state: serde_json::Value) -> Result<()> {
         Ok(())
     }
+
+    /// Called once before `on_train_begin`: a callback that keeps backups
+    /// (BackupAndRestore) returns the backup training should continue from.
+    /// The engine then restores the model, optimizer, scheduler, every
+    /// callback's state and the position in the data before any hook runs.
+    fn resume_point(&mut self) -> Result<Option<std::path::PathBuf>> {
+        Ok(None)
+    }
 }
 
 impl<C: Callback + ?Sized> Callback for Box<C> {
@@ -145,5 +153,8 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
     }
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
         (**self).load_state(state)
+    }
+    fn resume_point(&mut self) -> Result<Option<std::path::PathBuf>> {
+        (**self).resume_point()
     }
 }

@@ -72,6 +72,14 @@ pub trait TrainingControl {
     }
     /// Shows a message to the user (stderr for warnings, stdout for info).
     fn emit(&mut self, message: Message);
+    /// Asks for a full backup (model, optimizer, scheduler, every callback's
+    /// state, position in the data) to be written atomically to `path` once
+    /// the current hook has run on every callback, so the states are current.
+    fn request_backup(&mut self, _path: &Path) -> Result<()> {
+        Err(CallbackError::Unsupported(
+            "this training loop cannot write backups".into(),
+        ))
+    }
 }
 
 /// A copy of the model, taken with [`Context::snapshot_model`] and put back
@@ -229,6 +237,12 @@ impl<'a> Context<'a> {
     /// Emits a warning (Keras's `warnings.warn`).
     pub fn warn(&mut self, message: impl Into<String>) {
         self.control.emit(Message::Warning(message.into()));
+    }
+
+    /// Asks for a full training backup at `path`, written after the current
+    /// hook has run on every callback (see [`TrainingControl::request_backup`]).
+    pub fn request_backup(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        self.control.request_backup(path.as_ref())
     }
 
     /// Prints an informational line (Keras's `verbose=1` output).

@@ -109,6 +109,16 @@ impl CallbackList {
         dispatch!(self, ctl, |cb, ctx| cb.on_validation_end(logs, &mut ctx))
     }
 
+    /// The first backup a callback wants training to resume from.
+    pub fn resume_point(&mut self) -> Result<Option<std::path::PathBuf>> {
+        for cb in self.callbacks.iter_mut() {
+            if let Some(path) = cb.resume_point()? {
+                return Ok(Some(path));
+            }
+        }
+        Ok(None)
+    }
+
     /// Every stateful callback's state, keyed by its name (a `#n` suffix
     /// tells apart callbacks of the same name).
     pub fn states(&self) -> Result<BTreeMap<String, serde_json::Value>> {

@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use burn::module::Module;
 use burn::train::logger::FileMetricLogger;
 use burn::train::metric::NumericEntry;
 use burnfit_callbacks::{Callback, Callbacks, Context, Logs, ModelSnapshot, Result};

@@ -1,7 +1,9 @@
 //! Choosing the device to train on.
 
 use burn::backend::wgpu::wgpu;
-use burn::backend::{FlexDevice, NdArrayDevice, WgpuDevice};
+#[allow(deprecated)] // burn-ndarray stays selectable on purpose (see README).
+use burn::backend::NdArrayDevice;
+use burn::backend::{FlexDevice, WgpuDevice};
 use burn::tensor::Device;
 
 use crate::config::BackendChoice;
@@ -75,6 +77,7 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
             })
         }
         BackendChoice::Flex => Ok(flex("asked for flex")),
+        #[allow(deprecated)]
         BackendChoice::Ndarray => Ok(ChosenBackend {
             device: NdArrayDevice::default().into(),
             name: "ndarray",

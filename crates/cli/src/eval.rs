@@ -8,7 +8,8 @@ use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burnfit_models::data::fashion_mnist::{CLASS_NAMES, PIXEL_MEAN, PIXEL_STD};
 use burnfit_models::data::{ImageBatcher, ImageDataset, RegressionBatcher, idx};
-use burnfit_models::{Classifier, MlpRegressor};
+use burnfit_models::Classifier;
+use burnfit_models::nets::MlpRegressor;
 
 use crate::backend;
 use crate::config::{BackendChoice, Config};

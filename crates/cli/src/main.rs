@@ -1,11 +1,13 @@
 //! `burnfit`: config-driven Burn training with Keras-style callbacks.
 
 mod backend;
+mod bench;
 mod config;
 mod error;
 mod eval;
 mod report;
 mod run_dir;
+mod shuffle;
 mod train;
 
 use std::path::PathBuf;
@@ -87,6 +89,8 @@ enum Command {
         /// The run directory.
         run_dir: PathBuf,
     },
+    /// Measure callback overhead and backend throughput (prints ratios).
+    Bench(bench::BenchArgs),
 }
 
 fn run(cli: Cli) -> CliResult<()> {
@@ -114,6 +118,7 @@ fn run(cli: Cli) -> CliResult<()> {
             Ok(())
         }
         Command::Report { run_dir } => report::report_command(&run_dir),
+        Command::Bench(args) => bench::bench_command(&args),
     }
 }
 

@@ -46,6 +46,23 @@ impl History {
         Ok(history)
     }
 
+    /// Each epoch's logs (NaN values, from `NA`, left out).
+    pub fn epoch_logs(&self) -> Vec<(usize, burnfit_callbacks::Logs)> {
+        self.epochs
+            .iter()
+            .enumerate()
+            .map(|(row, epoch)| {
+                let logs = self
+                    .columns
+                    .iter()
+                    .filter(|(_, values)| values[row].is_finite())
+                    .map(|(name, values)| (name.clone(), values[row]))
+                    .collect();
+                (*epoch, logs)
+            })
+            .collect()
+    }
+
     /// Metric names without the `val_` prefix, learning_rate excluded, loss first.
     pub fn metric_bases(&self) -> Vec<String> {
         let mut bases: Vec<String> = self

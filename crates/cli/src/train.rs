@@ -8,29 +8,32 @@ use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientClippingConfig, ModuleOptimizer, SgdConfig};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::Module;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, LearnerModel, SupervisedTraining, TrainStep};
 use burnfit_callbacks::builtins::{
-    CallbackConfig, CsvLogger, CsvLoggerConfig, ModelCheckpoint, ModelCheckpointConfig,
+    BackupAndRestore, BackupAndRestoreConfig, BackupFrequency, CSVLogger, CallbackConfig, ModelCheckpoint, ModelCheckpointConfig,
     ProgressLogger, ProgressLoggerConfig,
 };
 use burnfit_callbacks::engine::{BatchLoss, param_values_of};
-use burnfit_callbacks::tensorboard::{TensorBoard, TensorBoardConfig};
+use burnfit_callbacks::tensorboard::TensorBoard;
 use burnfit_callbacks::{Callbacks, WithCallbacks};
 use burnfit_models::data::fashion_mnist::{self, Split as IdxSplit};
 use burnfit_models::data::{
-    ImageBatcher, ImageDataset, ImageItem, RegressionBatcher, RegressionItem, Standardizer,
+    ImageBatcher, ImageDataset, ImageItem, RegressionBatcher, Standardizer,
     SubsetDataset, Table, TableConfig, TableDataset, train_val_split,
 };
-use burnfit_models::{Classifier, MlpRegressor};
+use burnfit_models::Classifier;
+use burnfit_models::nets::MlpRegressor;
 
 use crate::TrainArgs;
 use crate::backend::{self, ChosenBackend};
 use crate::config::{BackendChoice, Config, DataConfig, OptimizerConfig, OptimizerKind};
 use crate::error::{CliError, CliResult};
 use crate::run_dir::{RunDir, Summary};
+use crate::shuffle::{EpochCell, EpochShuffled, EpochTracker};
 
 /// Everything a training needs, resolved from the config and flags.
 pub struct Setup {
@@ -83,10 +86,10 @@ pub fn load_data(config: &Config, data_override: Option<&Path>) -> CliResult<Dat
             let mut train_raw = load(IdxSplit::Train)?;
             let mut test_raw = load(IdxSplit::Test)?;
             if let Some(n) = d.limit_train {
-                train_raw.truncate(n);
+                truncate(&mut train_raw, n);
             }
             if let Some(n) = d.limit_test {
-                test_raw.truncate(n);
+                truncate(&mut test_raw, n);
             }
             let train_all = ImageDataset::from_labeled(
                 train_raw,
@@ -136,6 +139,15 @@ pub fn load_data(config: &Config, data_override: Option<&Path>) -> CliResult<Dat
     }
 }
 
+/// Keeps the first `n` images.
+fn truncate(data: &mut burnfit_models::data::idx::LabeledImages, n: usize) {
+    let n = n.min(data.labels.len());
+    data.labels.truncate(n);
+    data.images.count = n;
+    let len = n * data.images.image_len();
+    data.images.pixels.truncate(len);
+}
+
 /// Resolves config + flags into a [`Setup`] (creating the run directory).
 pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     let mut config = Config::load(&args.config, &args.sets)?;
@@ -156,14 +168,44 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     let backend = backend::choose(choice, convolutional)?;
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
-    if root.join("summary.json").exists() && !args.resume {
+    let has_backup = !burnfit_callbacks::builtins::BackupAndRestore::backups(&root.join("backup")).is_empty();
+    if args.resume {
+        if args.run_dir.is_none() {
+            return Err(CliError::usage(
+                "--resume needs --run-dir DIR: the run directory of the interrupted run",
+            ));
+        }
+        if !has_backup {
+            return Err(CliError::usage(format!(
+                "{}: nothing to resume (no backup in {}/backup); train without --resume",
+                root.display(),
+                root.display()
+            )));
+        }
+    } else if root.join("summary.json").exists() {
         return Err(CliError::usage(format!(
             "{}: this run directory already holds a finished run; choose another --run-dir \
-             (nothing was overwritten) or pass --resume to continue it",
+             (nothing was overwritten)",
+            root.display()
+        )));
+    } else if has_backup {
+        return Err(CliError::usage(format!(
+            "{}: this run directory holds the backup of an interrupted run; pass --resume to \
+             continue it, or choose another --run-dir (nothing was overwritten)",
             root.display()
         )));
     }
     let run = RunDir::create(root)?;
+    if args.resume {
+        // Temporary files of writes a crash interrupted are garbage.
+        for dir in [run.checkpoints(), run.backup()] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
     config.training.backend = match backend.name {
         "wgpu" => BackendChoice::Wgpu,
         "ndarray" => BackendChoice::Ndarray,
@@ -214,34 +256,40 @@ fn print_summary(summary: &Summary) {
 
 /// Trains on prepared data and writes summary.json.
 pub fn train(setup: &Setup, data: Data) -> CliResult<Summary> {
-    let device = setup.backend.device.clone();
+    // Burn trains a model whose parameters live on an autodiff device.
+    let device = setup.backend.device.clone().autodiff();
     let config = &setup.config;
     let batch = config.training.batch_size;
     let workers = config.training.workers;
     let seed = config.training.seed;
-    burn::tensor::Tensor::<1>::seed(&device, seed);
+    device.seed(seed);
     match data {
         Data::Images { train, valid, .. } => {
             let n_train = train.len();
+            let epoch = EpochCell::default();
+            let train = EpochShuffled::new(train, seed, epoch.clone());
             let model = config
                 .model
                 .init_classifier(&device)
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let train = loader(ImageBatcher::default(), train, batch, workers, Some(seed));
+            let train = loader(ImageBatcher::default(), train, batch, workers, None);
             let valid = loader(ImageBatcher::default(), valid, batch, workers, None);
-            fit::<Classifier>(setup, model, train, valid, n_train, |t| {
+            fit::<Classifier>(setup, model, train, valid, n_train, epoch, |t| {
                 t.metrics((AccuracyMetric::new(), LossMetric::new()))
             })
         }
         Data::Table { train, valid, .. } => {
             let n_train = train.len();
+            let num_features = train.num_features();
+            let epoch = EpochCell::default();
+            let train = EpochShuffled::new(train, seed, epoch.clone());
             let model = config
                 .model
-                .init_regressor(train.num_features(), &device)
+                .init_regressor(num_features, &device)
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let train = loader(RegressionBatcher, train, batch, workers, Some(seed));
+            let train = loader(RegressionBatcher, train, batch, workers, None);
             let valid = loader(RegressionBatcher, valid, batch, workers, None);
-            fit::<MlpRegressor>(setup, model, train, valid, n_train, |t| {
+            fit::<MlpRegressor>(setup, model, train, valid, n_train, epoch, |t| {
                 t.metrics((LossMetric::new(),))
             })
         }
@@ -257,8 +305,8 @@ pub fn loader<I, O, B, D>(
     shuffle_seed: Option<u64>,
 ) -> Arc<dyn DataLoader<O>>
 where
-    I: Send + Sync + Clone + 'static,
-    O: Send + 'static,
+    I: Send + Sync + Clone + std::fmt::Debug + 'static,
+    O: Send + Clone + std::fmt::Debug + 'static,
     B: burn::data::dataloader::batcher::Batcher<I, O> + 'static,
     D: Dataset<I> + 'static,
 {
@@ -325,10 +373,19 @@ fn rebase_paths(callback: &CallbackConfig, root: &Path) -> CliResult<CallbackCon
         .map_err(|e| CliError::failed(format!("callback config: {e}")))
 }
 
-fn build_callbacks<M: Module + 'static>(setup: &Setup) -> CliResult<Callbacks> {
+fn build_callbacks<M: Module + 'static>(setup: &Setup, epoch: EpochCell) -> CliResult<Callbacks> {
     let config = &setup.config;
     let run = &setup.run;
-    let mut callbacks = Callbacks::new();
+    let mut callbacks = Callbacks::new().deterministic(config.training.seed);
+    callbacks.push(EpochTracker(epoch));
+    // Always back up at each epoch end, so an interrupted run can be resumed
+    // with --resume; the backups are deleted when training ends normally.
+    callbacks.push(BackupAndRestore::new(BackupAndRestoreConfig {
+        backup_dir: run.backup().to_string_lossy().into_owned(),
+        save_freq: BackupFrequency::default(),
+        delete_checkpoint: true,
+        keep: 2,
+    })?);
     for callback in &config.callbacks {
         let callback = rebase_paths(callback, &run.root)?;
         callbacks.push_boxed(callback.build()?);
@@ -353,19 +410,13 @@ fn build_callbacks<M: Module + 'static>(setup: &Setup) -> CliResult<Callbacks> {
         callbacks.push(ModelCheckpoint::new(last)?);
     }
     if outputs.csv {
-        callbacks.push(CsvLogger::new(CsvLoggerConfig {
-            filename: run.history().to_string_lossy().into_owned(),
-            ..Default::default()
-        })?);
+        callbacks.push(CSVLogger::new(run.history()));
     }
     if outputs.tensorboard {
-        let tb = TensorBoard::new(TensorBoardConfig {
-            log_dir: run.tensorboard().to_string_lossy().into_owned(),
-            histogram_freq: outputs.histogram_freq,
-            ..Default::default()
-        })?
-        .with_param_source(param_values_of::<M>)
-        .with_config_text(toml::to_string_pretty(config).unwrap_or_default());
+        let tb = TensorBoard::new(run.tensorboard())
+            .histogram_freq(outputs.histogram_freq)
+            .config_text(toml::to_string_pretty(config).unwrap_or_default())
+            .with_param_source(param_values_of::<M>);
         callbacks.push(tb);
     }
     if outputs.progress {
@@ -380,6 +431,7 @@ fn fit<M>(
     train: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
     valid: Arc<dyn DataLoader<<M as burn::train::InferenceStep>::Input>>,
     n_train: usize,
+    epoch: EpochCell,
     register: impl FnOnce(SupervisedTraining<M>) -> SupervisedTraining<M>,
 ) -> CliResult<Summary>
 where
@@ -387,7 +439,7 @@ where
     <M as TrainStep>::Output: BatchLoss,
 {
     let config = &setup.config;
-    let mut callbacks = build_callbacks::<M>(setup)?;
+    let mut callbacks = build_callbacks::<M>(setup, epoch)?;
     let lr = callbacks.lr_scheduler(config.optimizer.lr);
     let outcome = callbacks.outcome();
     let training = SupervisedTraining::new(setup.run.burn(), train, valid)
@@ -402,9 +454,16 @@ where
 
     let monitor = config.outputs.checkpoint_monitor.clone();
     let minimise = !monitor.contains("acc");
+    // Every epoch of the run, earlier processes included when resumed: the
+    // CSV log has them all; this process's outcome has the ones it ran.
+    let epochs: Vec<(usize, burnfit_callbacks::Logs)> = match crate::report::History::read(&setup.run.history()) {
+        Ok(history) if config.outputs.csv => history.epoch_logs(),
+        _ => outcome.epochs.clone(),
+    };
     let mut best: Option<(usize, f64)> = None;
-    for (epoch, logs) in &outcome.epochs {
+    for (epoch, logs) in &epochs {
         if let Some(v) = logs.get(&monitor)
+            && v.is_finite()
             && best.is_none_or(|(_, b)| if minimise { v < b } else { v > b })
         {
             best = Some((*epoch, v));
@@ -414,11 +473,10 @@ where
         name: setup.name.clone(),
         backend: setup.backend.name.to_string(),
         backend_reason: setup.backend.reason.clone(),
-        epochs_run: outcome.epochs.len(),
+        epochs_run: epochs.last().map(|(e, _)| e + 1).unwrap_or(0),
         epochs_planned: config.training.epochs,
         stop_reason: outcome.stop_reason.clone(),
-        final_metrics: outcome
-            .epochs
+        final_metrics: epochs
             .last()
             .map(|(_, logs)| logs.iter().map(|(k, v)| (k.to_string(), v)).collect())
             .unwrap_or_default(),

@@ -85,7 +85,7 @@ fn seeded_data_loaders_repeat_their_order() {
             .build(train.clone());
         let batch = loader.iter().next().unwrap().unwrap();
         assert_eq!(batch.images.dims(), [16, 1, 28, 28]);
-        batch.targets.into_data().convert::<i64>().to_vec().unwrap()
+        batch.targets.into_data().try_into_vec_as::<i64>().unwrap()
     };
     assert_eq!(first_targets(5), first_targets(5));
     assert_ne!(first_targets(5), first_targets(6));

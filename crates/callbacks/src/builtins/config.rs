@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::CsvLoggerConfig;
+use super::{BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, ProgressLogger, ProgressLoggerConfig};
 use super::{
     EarlyStopping, EarlyStoppingConfig, LearningRateScheduler, LearningRateSchedulerConfig,
     ModelCheckpoint, ModelCheckpointConfig, ReduceLROnPlateau, ReduceLROnPlateauConfig,
@@ -35,6 +35,13 @@ build_via_new! {
     ModelCheckpointConfig => ModelCheckpoint,
     TerminateOnNaNConfig => TerminateOnNaN,
     LearningRateSchedulerConfig => LearningRateScheduler,
+    BackupAndRestoreConfig => BackupAndRestore,
+}
+
+impl BuildCallback for ProgressLoggerConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(ProgressLogger::new(self.clone())))
+    }
 }
 
 impl BuildCallback for CsvLoggerConfig {
@@ -87,6 +94,10 @@ pub enum CallbackConfig {
     CSVLogger(CsvLoggerConfig),
     /// [`TensorBoard`](crate::tensorboard::TensorBoard).
     TensorBoard(TensorBoardConfig),
+    /// [`BackupAndRestore`](super::BackupAndRestore).
+    BackupAndRestore(BackupAndRestoreConfig),
+    /// [`ProgressLogger`](super::ProgressLogger).
+    ProgressLogger(ProgressLoggerConfig),
 }
 
 impl CallbackConfig {
@@ -100,6 +111,8 @@ impl CallbackConfig {
             CallbackConfig::LearningRateScheduler(c) => c.build(),
             CallbackConfig::CSVLogger(c) => BuildCallback::build(c),
             CallbackConfig::TensorBoard(c) => BuildCallback::build(c),
+            CallbackConfig::BackupAndRestore(c) => c.build(),
+            CallbackConfig::ProgressLogger(c) => c.build(),
         }
     }
 }

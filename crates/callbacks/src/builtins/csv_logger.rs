@@ -66,6 +66,9 @@ pub struct CSVLogger {
     /// Columns restored by `load_state`, used by the next `on_train_begin`.
     resume_keys: Option<Vec<String>>,
     resumed: bool,
+    /// File length recorded with the state: rows written after the backup
+    /// (by a run that then crashed) are cut on resume, so none is duplicated.
+    resume_len: Option<u64>,
     append_header: bool,
     file: Option<File>,
     writer: Option<RowWriter>,
@@ -82,6 +85,7 @@ impl CSVLogger {
             keys: None,
             resume_keys: None,
             resumed: false,
+            resume_len: None,
             append_header: true,
             file: None,
             writer: None,
@@ -177,6 +181,16 @@ impl Callback for CSVLogger {
     fn on_train_begin(&mut self, _ctx: &mut Context) -> Result<()> {
         self.close()?;
         self.keys = self.resume_keys.take();
+        if let Some(len) = self.resume_len.take()
+            && std::fs::metadata(&self.filename).is_ok_and(|m| m.len() > len)
+        {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&self.filename)
+                .map_err(|e| CallbackError::io(&self.filename, e))?;
+            file.set_len(len)
+                .map_err(|e| CallbackError::io(&self.filename, e))?;
+        }
         self.open()?;
         self.resumed = false;
         Ok(())
@@ -232,6 +246,7 @@ impl Callback for CSVLogger {
     fn state(&self) -> Result<Option<serde_json::Value>> {
         let state = CsvLoggerState {
             columns: self.keys.clone(),
+            bytes: std::fs::metadata(&self.filename).ok().map(|m| m.len()),
         };
         serde_json::to_value(state)
             .map(Some)
@@ -242,6 +257,7 @@ impl Callback for CSVLogger {
         let state: CsvLoggerState =
             serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))?;
         self.resume_keys = state.columns;
+        self.resume_len = state.bytes;
         self.resumed = true;
         Ok(())
     }
@@ -252,6 +268,9 @@ impl Callback for CSVLogger {
 #[serde(deny_unknown_fields)]
 struct CsvLoggerState {
     columns: Option<Vec<String>>,
+    /// The file's length when the state was taken.
+    #[serde(default)]
+    bytes: Option<u64>,
 }
 
 /// Writes rows in Python's csv "excel" dialect with a custom delimiter:

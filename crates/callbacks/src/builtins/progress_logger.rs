@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::logs::Logs;
 
 /// Configuration of [`ProgressLogger`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProgressLoggerConfig {
     /// Draw a live bar (`"auto"`: only when stderr is a terminal; `"always"`; `"never"`).

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::Module;
 use burn::train::metric::store::EventStoreClient;
 use burn::train::{Interrupter, Learner, LearnerModel};
 
@@ -27,6 +26,35 @@ pub mod sections {
     pub const PROGRESS: &str = "progress";
 }
 
+/// Where training stood when a full checkpoint or backup was written.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ResumeProgress {
+    /// The 0-based epoch.
+    pub epoch: usize,
+    /// Whether all of that epoch's batches were trained.
+    pub epoch_complete: bool,
+    /// Training batches of that epoch already trained.
+    pub batches_done: usize,
+    /// Optimizer steps since the start.
+    pub global_step: u64,
+}
+
+impl ResumeProgress {
+    pub(crate) fn of(rt: &Runtime) -> Self {
+        let p = rt.progress;
+        Self {
+            epoch: p.epoch,
+            epoch_complete: rt.epoch_complete,
+            batches_done: if rt.epoch_complete {
+                p.steps_per_epoch.unwrap_or(p.batch + 1)
+            } else {
+                p.batch + 1
+            },
+            global_step: p.global_step,
+        }
+    }
+}
+
 /// State of the loop that outlives a single hook call.
 pub(crate) struct Runtime {
     pub stop_reason: Option<String>,
@@ -38,6 +66,10 @@ pub(crate) struct Runtime {
     /// Callback states as of the start of the current dispatch, stored in
     /// full checkpoints.
     pub callback_states: BTreeMap<String, serde_json::Value>,
+    /// A backup a callback asked for, written once the hook has run on every callback.
+    pub pending_backup: Option<std::path::PathBuf>,
+    /// Whether the current epoch's batches are all done (for backups).
+    pub epoch_complete: bool,
 }
 
 pub(crate) struct LoopControl<'a, M: LearnerModel> {
@@ -126,13 +158,9 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
                     sections::CALLBACKS,
                     serde_json::to_vec(&self.rt.callback_states).expect("json"),
                 );
-                let p = self.rt.progress;
                 file.push(
                     sections::PROGRESS,
-                    serde_json::to_vec(&serde_json::json!({
-                        "epoch": p.epoch, "batch": p.batch, "global_step": p.global_step,
-                    }))
-                    .expect("json"),
+                    serde_json::to_vec(&ResumeProgress::of(self.rt)).expect("json"),
                 );
                 file.save(path)
             }
@@ -145,6 +173,11 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
 
     fn last_step_learning_rate(&self) -> Option<f64> {
         self.rt.last_step_lr
+    }
+
+    fn request_backup(&mut self, path: &Path) -> Result<()> {
+        self.rt.pending_backup = Some(path.to_path_buf());
+        Ok(())
     }
 
     fn emit(&mut self, message: Message) {

@@ -33,6 +33,7 @@ pub(crate) struct Engine {
     pub lr: Option<LrHandle>,
     pub metric_logger: CallbackMetricLogger,
     pub quiet: bool,
+    pub seed: Option<u64>,
     pub outcome: Arc<Mutex<FitOutcome>>,
 }
 
@@ -59,6 +60,7 @@ pub struct Callbacks {
     list: CallbackList,
     lr: Option<LrHandle>,
     quiet: bool,
+    seed: Option<u64>,
     outcome: Arc<Mutex<FitOutcome>>,
 }
 
@@ -75,6 +77,7 @@ impl Callbacks {
             list: CallbackList::new(),
             lr: None,
             quiet: false,
+            seed: None,
             outcome: Arc::default(),
         }
     }
@@ -115,6 +118,15 @@ impl Callbacks {
         self
     }
 
+    /// Seeds the device's random stream before every optimizer step from
+    /// `seed` and the step number, so that dropout and other random layers
+    /// draw the same numbers in a run resumed from a backup as in the
+    /// uninterrupted run.
+    pub fn deterministic(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// A handle on what happened, filled in while training runs.
     pub fn outcome(&self) -> Arc<Mutex<FitOutcome>> {
         self.outcome.clone()
@@ -136,6 +148,7 @@ impl Callbacks {
             lr: self.lr,
             metric_logger,
             quiet: self.quiet,
+            seed: self.seed,
             outcome: self.outcome,
         }
     }

@@ -15,7 +15,7 @@ impl ModuleVisitor for Collector {
             .clone()
             .into_data()
             .convert::<f32>()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap_or_default();
         self.params.push((path.join("/"), values));
     }

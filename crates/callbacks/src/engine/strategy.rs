@@ -2,18 +2,19 @@
 
 use std::sync::{Arc, Mutex};
 
-use burn::module::Module;
 use burn::optim::GradientsAccumulator;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::{
-    EarlyStoppingStrategy, EventProcessorTraining, InferenceStep, Learner, LearnerEvent,
+    EventProcessorTraining, InferenceStep, Learner, LearnerEvent,
     LearnerModel, SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader,
     TrainStep, TrainingComponents, TrainingItem, ValidLoader,
 };
 
 use super::batch_loss::BatchLoss;
 use super::capture::StateCapture;
-use super::control::{LoopControl, Runtime};
+use super::control::{LoopControl, ResumeProgress, Runtime, sections};
+use crate::checkpoint_file::CheckpointFile;
+use crate::error::CallbackError;
 use super::ext::Engine;
 use super::metric_log::keras_metric_name;
 use crate::context::Progress;
@@ -56,8 +57,67 @@ macro_rules! hook {
             capture: &mut lp.capture,
             store: &lp.store,
         };
-        lp.engine.callbacks.$method($($arg,)* &mut control)
+        let result = lp.engine.callbacks.$method($($arg,)* &mut control);
+        match result {
+            Ok(()) => write_pending_backup(lp),
+            Err(e) => Err(e),
+        }
     }};
+}
+
+/// Writes the backup a callback asked for during the last dispatch, with the
+/// callbacks' states as they are now.
+fn write_pending_backup<M: LearnerModel>(lp: &mut Loop<'_, M>) -> Result<()> {
+    let Some(path) = lp.rt.pending_backup.take() else {
+        return Ok(());
+    };
+    lp.rt.callback_states = lp.engine.callbacks.states()?;
+    let mut control = LoopControl {
+        learner: &mut lp.learner,
+        rt: &mut lp.rt,
+        capture: &mut lp.capture,
+        store: &lp.store,
+    };
+    crate::context::TrainingControl::save_model(&mut control, &path, crate::context::SaveContent::Full)
+}
+
+/// Loads a full checkpoint into the learner and the callbacks; returns where
+/// training stood.
+fn restore_backup<M: LearnerModel>(lp: &mut Loop<'_, M>, path: &std::path::Path) -> Result<ResumeProgress> {
+    use burn::optim::OptimizerRecord;
+    use burn::optim::lr_scheduler::LrSchedulerRecord;
+    use burn::store::ModuleRecord;
+    use burn::tensor::Bytes;
+    use burn::train::checkpoint::Checkpoint;
+
+    let bad = |what: &str, e: String| CallbackError::State(format!("{}: {what}: {e}", path.display()));
+    let file = CheckpointFile::load(path)?;
+    let section = |name: &str| {
+        file.section(name)
+            .map(|b| Bytes::from_bytes_vec(b.to_vec()))
+            .ok_or_else(|| bad(name, "section missing".into()))
+    };
+    let model = ModuleRecord::from_bytes(section(sections::MODEL)?).map_err(|e| bad("model", e.to_string()))?;
+    lp.learner
+        .model()
+        .try_load_record(model.clone())
+        .map_err(|e| bad("model does not fit", e.to_string()))?;
+    let optimizer = <OptimizerRecord as Checkpoint>::checkpoint_from_bytes(section(sections::OPTIMIZER)?)
+        .map_err(|e| bad("optimizer", e.to_string()))?;
+    let scheduler = <LrSchedulerRecord as Checkpoint>::checkpoint_from_bytes(section(sections::SCHEDULER)?)
+        .map_err(|e| bad("scheduler", e.to_string()))?;
+    let states: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(file.section(sections::CALLBACKS).unwrap_or(b"{}"))
+            .map_err(|e| bad("callbacks", e.to_string()))?;
+    let progress: ResumeProgress = serde_json::from_slice(
+        file.section(sections::PROGRESS).ok_or_else(|| bad("progress", "section missing".into()))?,
+    )
+    .map_err(|e| bad("progress", e.to_string()))?;
+    lp.learner.load_model(model);
+    lp.learner.load_optim(optimizer);
+    lp.learner.load_scheduler(scheduler);
+    lp.engine.callbacks.load_states(states)?;
+    Ok(progress)
 }
 
 impl<M> SupervisedLearningStrategy<M> for CallbackStrategy
@@ -105,6 +165,8 @@ where
             last_step_lr: None,
             quiet: engine.quiet,
             callback_states: Default::default(),
+            pending_backup: None,
+            epoch_complete: false,
         };
         let mut lp = Loop {
             learner,
@@ -176,6 +238,31 @@ where
     let interrupter = lp.rt.interrupter.clone();
     let wants_batch_logs = lp.engine.callbacks.wants_batch_logs();
     let metric_logger = lp.engine.metric_logger.clone();
+    let seed = lp.engine.seed;
+    let device = lp.learner.model().devices()[0].clone();
+
+    // Resume from a backup a callback (BackupAndRestore) points at.
+    let mut starting_epoch = starting_epoch;
+    let mut skip_batches = 0usize;
+    if let Some(path) = lp.engine.callbacks.resume_point()? {
+        let progress = restore_backup(lp, &path)?;
+        lp.rt.progress.global_step = progress.global_step;
+        if progress.epoch_complete {
+            starting_epoch = progress.epoch + 2;
+        } else {
+            starting_epoch = progress.epoch + 1;
+            skip_batches = progress.batches_done;
+        }
+        if !lp.rt.quiet {
+            println!(
+                "Resuming from {} (epoch {}, {} batches done, step {})",
+                path.display(),
+                progress.epoch + 1,
+                progress.batches_done,
+                progress.global_step
+            );
+        }
+    }
     hook!(lp, on_train_begin)?;
     let mut last_logs = Logs::new();
 
@@ -183,6 +270,7 @@ where
         let epoch = burn_epoch - 1;
         lp.rt.progress.epoch = epoch;
         lp.rt.progress.batch = 0;
+        lp.rt.epoch_complete = false;
         hook!(lp, on_epoch_begin, epoch)?;
 
         // Training split.
@@ -192,6 +280,15 @@ where
         }));
         let mut iterator = train.iter();
         let mut batch = 0usize;
+        // Mid-epoch resume: the batches trained before the backup are read
+        // (same data order) but not trained again.
+        let skip = std::mem::take(&mut skip_batches);
+        while batch < skip {
+            if iterator.next().is_none() {
+                break;
+            }
+            batch += 1;
+        }
         let mut accumulator = GradientsAccumulator::new();
         let mut accumulated = 0usize;
         let (mut loss_sum, mut loss_count) = (0.0f64, 0usize);
@@ -205,6 +302,11 @@ where
             };
             lp.rt.progress.batch = batch;
             hook!(lp, on_train_batch_begin, batch)?;
+            if let Some(seed) = seed {
+                // Dropout & co. draw from a stream that depends only on the
+                // step, so a resumed run draws what the uninterrupted one did.
+                device.seed(mix(seed, lp.rt.progress.global_step));
+            }
             let progress = iterator.progress();
             let output = lp.learner.train_step(item);
             match grad_accumulation {
@@ -241,6 +343,7 @@ where
             }
         }
         lp.rt.progress.steps_per_epoch.get_or_insert(batch);
+        lp.rt.epoch_complete = true;
         interrupter.fail_on_error(processor.process_train(LearnerEvent::EndSplit(burn_epoch)));
 
         // Validation split: skipped only for an outside interruption (Burn's
@@ -317,4 +420,12 @@ where
     }
     hook!(lp, on_train_end, &last_logs)?;
     Ok(())
+}
+
+/// SplitMix64 of `seed` and `step`: a well-spread seed per step.
+fn mix(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -26,12 +26,6 @@ pub struct Tiny {
     pub linear: Linear,
 }
 
-impl std::fmt::Display for Tiny {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tiny")
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub x: Tensor<2>,
@@ -136,5 +130,5 @@ pub fn train(
         .renderer(Box::new(CliMetricsRenderer::new()))
         .with_application_logger(None);
     let training = extra(training).with_callbacks(callbacks.quiet(true));
-    training.launch(Learner::new(Tiny::new(&device), AdamConfig::new().init(), lr))
+    training.launch(Learner::new(Tiny::new(&device.autodiff()), AdamConfig::new().init(), lr))
 }
