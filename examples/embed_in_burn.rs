@@ -134,10 +134,7 @@ fn main() -> Result<(), burnfit_callbacks::CallbackError> {
             patience: 1,
             ..Default::default()
         })?)
-        .with(CsvLogger::new(CsvLoggerConfig {
-            filename: dir.join("history.csv").to_string_lossy().into_owned(),
-            ..Default::default()
-        })?);
+        .with(CSVLogger::new(dir.join("history.csv")));
     let lr = callbacks.lr_scheduler(1e-2); // a rate the callbacks may change
     let outcome = callbacks.outcome();
     // -------------------------------------------------------------------------

@@ -280,6 +280,21 @@ impl Config {
             return Err(bad("data.validation_split", format!("must be in [0, 1), got {split}")));
         }
         for (index, callback) in self.callbacks.iter().enumerate() {
+            // Keras ignores unknown ReduceLROnPlateau arguments (**kwargs); in
+            // a config file an unknown key is almost always a typo.
+            if let CallbackConfig::ReduceLROnPlateau(c) = callback
+                && let Some(key) = c.ignored.keys().next()
+            {
+                const KNOWN: [&str; 8] = [
+                    "monitor", "factor", "patience", "verbose", "mode", "min_delta", "cooldown",
+                    "min_lr",
+                ];
+                let message = format!(
+                    "unknown field `{key}`, expected one of {}",
+                    KNOWN.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                );
+                return Err(bad(&format!("callbacks[{index}].{key}"), with_suggestion(&message)));
+            }
             if let Err(e) = callback.build() {
                 return Err(bad(&format!("callbacks[{index}]"), e.to_string()));
             }

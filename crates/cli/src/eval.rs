@@ -167,7 +167,7 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     for batch in test.iter().flatten() {
         let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
         let [rows, classes] = probabilities.dims();
-        let values = probabilities.into_data().to_vec::<f32>().unwrap_or_default();
+        let values = probabilities.into_data().try_to_vec::<f32>().unwrap_or_default();
         for row in 0..rows {
             let p = &values[row * classes..(row + 1) * classes];
             let (best, prob) = p
@@ -214,7 +214,7 @@ fn predict_table(
     let test = loader(RegressionBatcher, dataset, 256, 1, None).to_device(device);
     let mut index = 0;
     for batch in test.iter().flatten() {
-        let values = model.forward(batch.features).into_data().to_vec::<f32>().unwrap_or_default();
+        let values = model.forward(batch.features).into_data().try_to_vec::<f32>().unwrap_or_default();
         for v in values {
             println!("{index}\t{v}");
             index += 1;

@@ -176,11 +176,11 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
             ));
         }
         if !has_backup {
-            return Err(CliError::usage(format!(
-                "{}: nothing to resume (no backup in {}/backup); train without --resume",
-                root.display(),
+            eprintln!(
+                "warning: {}: no backup yet (the run stopped before its first epoch ended): \
+                 starting from the beginning",
                 root.display()
-            )));
+            );
         }
     } else if root.join("summary.json").exists() {
         return Err(CliError::usage(format!(

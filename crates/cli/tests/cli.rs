@@ -173,7 +173,7 @@ fn bad_configs_give_one_clear_line_and_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();
     let good = std::fs::read_to_string(small_config(tmp.path(), "kind = \"mlp\"", "")).unwrap();
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        ("unknown top-level key", format!("{good}\nepoch = 3\n"), vec!["unknown field `epoch`"]),
+        ("unknown top-level key", format!("epoch = 3\n{good}"), vec!["unknown field `epoch`"]),
         (
             "misspelt callback parameter",
             good.replace("patience = 5", "patiance = 5"),
@@ -290,4 +290,67 @@ fn shipped_configs_validate() {
             assert!(out.status.success(), "{}: {}", path.display(), text(&out));
         }
     }
+}
+
+/// The TensorBoard files of a real training run, read back by the real
+/// `tensorboard` package (strict CRC pass first): every epoch scalar equals
+/// the CSV log's value to float32 precision, weight histograms exist at every
+/// epoch, and the run's config is there as text.
+#[test]
+fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
+    let python = std::env::var("BURNFIT_TB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/tb-venv/bin/python"));
+    if !python.exists() {
+        assert!(
+            std::env::var_os("BURNFIT_REQUIRE_TB").is_none(),
+            "no Python with tensorboard at {} (make test creates it)",
+            python.display()
+        );
+        eprintln!("skipped: no Python with tensorboard (make test creates target/tb-venv)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
+    let run = tmp.path().join("run");
+    let out = burnfit(&["train", config.to_str().unwrap(), "--backend", "flex", "--epochs", "3", "--run-dir", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let dump = Command::new(&python)
+        .arg(repo().join("crates/callbacks/tests/fixtures/tb_dump.py"))
+        .arg(run.join("tensorboard"))
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "tb_dump failed: {}", text(&dump));
+    let dump: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let mut rows = history.split("\r\n").filter(|l| !l.is_empty());
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<f64>> = rows.map(|r| r.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 3);
+    for (col, name) in header.iter().enumerate().skip(1) {
+        let (run_name, tag) = match name.strip_prefix("val_") {
+            Some(base) => ("validation", format!("epoch_{base}")),
+            None => ("train", format!("epoch_{name}")),
+        };
+        let series = dump["runs"][run_name]["scalars"][&tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("{run_name}/{tag} missing in {dump}"));
+        assert_eq!(series.len(), 3, "{run_name}/{tag}");
+        for (epoch, point) in series.iter().enumerate() {
+            assert_eq!(point[0].as_u64(), Some(epoch as u64), "{tag} step");
+            let csv = rows[epoch][col] as f32;
+            let tb = point[1].as_f64().unwrap() as f32;
+            assert_eq!(csv, tb, "{run_name}/{tag} epoch {epoch}");
+        }
+    }
+    let histograms = dump["runs"]["train"]["histograms"].as_object().expect("histograms");
+    assert!(!histograms.is_empty(), "no weight histograms");
+    for (tag, series) in histograms {
+        let steps: Vec<u64> = series.as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).collect();
+        assert_eq!(steps, [0, 1, 2], "{tag}");
+    }
+    let text_tags = dump["runs"]["train"]["text"].as_object().map(|t| t.len()).unwrap_or(0)
+        + dump["runs"]["."]["text"].as_object().map(|t| t.len()).unwrap_or(0);
+    assert!(text_tags > 0, "no config text in {}", dump["runs"]);
 }

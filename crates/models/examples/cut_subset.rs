@@ -37,8 +37,14 @@ fn cut(src: &Path, dst: &Path, split: Split, n: usize) -> Result<(), Box<dyn std
     };
     let labels = &data.labels[..n];
     let (images_stem, labels_stem) = split.file_stems();
-    write_gz(&dst.join(format!("{images_stem}.gz")), &images.to_idx_bytes())?;
-    write_gz(&dst.join(format!("{labels_stem}.gz")), &labels_to_idx_bytes(labels))?;
+    write_gz(
+        &dst.join(format!("{images_stem}.gz")),
+        &images.to_idx_bytes(),
+    )?;
+    write_gz(
+        &dst.join(format!("{labels_stem}.gz")),
+        &labels_to_idx_bytes(labels),
+    )?;
 
     let mut counts = [0usize; NUM_CLASSES];
     for &l in labels {
@@ -58,10 +64,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .cloned()
             .unwrap_or_else(|| fashion_mnist::DEFAULT_DIR.to_string()),
     );
-    let dst = args.get(1).map_or_else(
-        || PathBuf::from(fashion_mnist::SUBSET_DIR),
-        PathBuf::from,
-    );
+    let dst = args
+        .get(1)
+        .map_or_else(|| PathBuf::from(fashion_mnist::SUBSET_DIR), PathBuf::from);
     let n_train: usize = args.get(2).map_or(Ok(2000), |s| s.parse())?;
     let n_test: usize = args.get(3).map_or(Ok(500), |s| s.parse())?;
     std::fs::create_dir_all(&dst)?;

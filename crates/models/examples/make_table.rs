@@ -48,7 +48,12 @@ impl SplitMix64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let out = args.first().map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/tables/friedman1.csv")),
+        || {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../data/tables/friedman1.csv"
+            ))
+        },
         PathBuf::from,
     );
     let rows: usize = args.get(1).map_or(Ok(500), |s| s.parse())?;

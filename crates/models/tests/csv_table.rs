@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use burn::data::dataset::Dataset;
 use burnfit_models::data::{CsvError, Standardizer, Table, TableConfig, TableDataset};
 
-const FRIEDMAN1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/tables/friedman1.csv");
+const FRIEDMAN1: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../data/tables/friedman1.csv"
+);
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
@@ -64,7 +67,10 @@ fn missing_column_lists_the_available_ones() {
         other => panic!("expected MissingColumn, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("t.csv") && msg.contains("`c`") && msg.contains("a, b, t"), "{msg}");
+    assert!(
+        msg.contains("t.csv") && msg.contains("`c`") && msg.contains("a, b, t"),
+        "{msg}"
+    );
 
     let err = Table::from_csv(&path, &TableConfig::new("price")).unwrap_err();
     assert!(matches!(err, CsvError::MissingColumn { ref column, .. } if column == "price"));
@@ -89,7 +95,10 @@ fn non_numeric_cells_give_file_line_and_column() {
         other => panic!("expected NotNumeric, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("bad.csv:4") && msg.contains("`b`") && msg.contains("oops"), "{msg}");
+    assert!(
+        msg.contains("bad.csv:4") && msg.contains("`b`") && msg.contains("oops"),
+        "{msg}"
+    );
 
     // Empty cells and non-finite values are not numbers either.
     let path = write(dir.path(), "empty.csv", "a,t\n1,2\n,3\n");
@@ -153,7 +162,11 @@ fn standardizer_centres_and_scales() {
     let s = Standardizer::fit(&table);
     s.apply(&mut table);
     let again = Standardizer::fit(&table);
-    assert!(again.mean.iter().all(|m| m.abs() < 1e-4), "{:?}", again.mean);
+    assert!(
+        again.mean.iter().all(|m| m.abs() < 1e-4),
+        "{:?}",
+        again.mean
+    );
     assert!(
         again.std.iter().all(|s| (s - 1.0).abs() < 1e-3),
         "{:?}",

@@ -135,7 +135,10 @@ fn wrong_magic_is_reported_with_the_file() {
     }
     let msg = err.to_string();
     assert!(msg.contains("swapped-images"), "{msg}");
-    assert!(msg.contains("0x00000801") && msg.contains("0x00000803"), "{msg}");
+    assert!(
+        msg.contains("0x00000801") && msg.contains("0x00000803"),
+        "{msg}"
+    );
 
     // Arbitrary bytes.
     std::fs::write(&path, b"GIF89a not an idx file").unwrap();
@@ -218,8 +221,14 @@ fn count_mismatch_names_both_files() {
         other => panic!("expected CountMismatch, got {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains(TRAIN_IMAGES) && msg.contains(TRAIN_LABELS), "{msg}");
-    assert!(msg.contains("5 images") && msg.contains("4 labels"), "{msg}");
+    assert!(
+        msg.contains(TRAIN_IMAGES) && msg.contains(TRAIN_LABELS),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("5 images") && msg.contains("4 labels"),
+        "{msg}"
+    );
 }
 
 #[test]

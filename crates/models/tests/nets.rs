@@ -119,7 +119,10 @@ fn mlp_training_step_lowers_the_loss() {
 
     let first = TrainStep::step(&model, batch.clone());
     let loss_before = scalar(first.item.loss.clone());
-    assert!(loss_before.is_finite() && loss_before > 0.5, "{loss_before}");
+    assert!(
+        loss_before.is_finite() && loss_before > 0.5,
+        "{loss_before}"
+    );
     model = model.optimize(&mut optim, 1e-3_f64.into(), first.grads);
     let loss_after_one = scalar(model.forward_classification(batch.clone()).loss);
     assert!(

@@ -449,6 +449,21 @@ mod tests {
     }
 
     #[test]
+    fn callback_config_builds_a_csv_logger() {
+        let config: crate::builtins::CallbackConfig = serde_json::from_str(
+            r#"{"type": "CSVLogger", "filename": "log.csv", "separator": ";"}"#,
+        )
+        .unwrap();
+        assert_eq!(config.build().unwrap().name(), "CSVLogger");
+        assert!(
+            serde_json::from_str::<crate::builtins::CallbackConfig>(
+                r#"{"type": "CSVLogger", "filename": "log.csv", "sep": ";"}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn config_rejects_unknown_fields() {
         let err = serde_json::from_str::<CsvLoggerConfig>(r#"{"filename": "a.csv", "sep": ";"}"#);
         assert!(err.is_err());

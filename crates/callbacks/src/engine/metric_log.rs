@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
-use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
+use burn::train::metric::{MetricAttributes, MetricDefinition, MetricId, NumericEntry};
 
 /// A Burn [`MetricLogger`] that keeps every numeric entry in memory and the
 /// names of the registered metrics, so that Burn's event store can aggregate
@@ -37,6 +37,17 @@ impl CallbackMetricLogger {
     /// Names of the metrics Burn registered, in registration order.
     pub fn metric_names(&self) -> Vec<String> {
         self.shared.lock().expect("metric log lock").names.clone()
+    }
+
+    /// The factor that turns Burn's value of `name` into Keras's: `0.01` for
+    /// metrics in percent (Burn's accuracy is 0–100, Keras's 0–1), else `1`.
+    pub fn keras_scale(&self, name: &str) -> f64 {
+        let entries = self.shared.lock().expect("metric log lock");
+        let percent = entries.definitions.values().any(|d| {
+            d.name.as_str() == name
+                && matches!(&d.attributes, MetricAttributes::Numeric(a) if a.unit.as_deref() == Some("%"))
+        });
+        if percent { 0.01 } else { 1.0 }
     }
 
     /// Drops the entries of epochs before `epoch` (1-based, Burn's

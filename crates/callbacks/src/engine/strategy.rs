@@ -387,11 +387,12 @@ where
         let mut val_logs = Logs::new();
         for name in metric_logger.metric_names() {
             let key = keras_metric_name(&name);
+            let scale = metric_logger.keras_scale(&name);
             if let Some(v) = lp.store.find_metric(&name, burn_epoch, Aggregate::Mean, &Split::Train) {
-                logs.insert(key.clone(), v);
+                logs.insert(key.clone(), v * scale);
             }
             if let Some(v) = lp.store.find_metric(&name, burn_epoch, Aggregate::Mean, &Split::Valid) {
-                val_logs.insert(format!("val_{key}"), v);
+                val_logs.insert(format!("val_{key}"), v * scale);
             }
         }
         metric_logger.forget_before(burn_epoch);

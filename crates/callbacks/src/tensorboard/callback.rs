@@ -578,6 +578,24 @@ mod tests {
     }
 
     #[test]
+    fn callback_config_builds_a_tensorboard() {
+        let config: crate::builtins::CallbackConfig = serde_json::from_str(
+            r#"{"type": "TensorBoard", "log_dir": "runs/a", "update_freq": "batch",
+                "hparams": {"lr": 0.1, "opt": "adam", "nesterov": true}}"#,
+        )
+        .unwrap();
+        let tb = config.build().unwrap();
+        assert_eq!(tb.name(), "TensorBoard");
+        assert!(tb.wants_batch_logs());
+        assert!(
+            serde_json::from_str::<crate::builtins::CallbackConfig>(
+                r#"{"type": "TensorBoard", "profile_batch": 2}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn config_rejects_unknown_fields() {
         assert!(serde_json::from_str::<TensorBoardConfig>(r#"{"logdir": "x"}"#).is_err());
         let config: TensorBoardConfig = serde_json::from_str("{}").unwrap();

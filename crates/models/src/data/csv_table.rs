@@ -352,7 +352,10 @@ impl Standardizer {
     ///
     /// Panics if the table is empty.
     pub fn fit(table: &Table) -> Self {
-        assert!(!table.is_empty(), "cannot fit a standardizer on an empty table");
+        assert!(
+            !table.is_empty(),
+            "cannot fit a standardizer on an empty table"
+        );
         let n = table.num_features();
         let rows = table.len() as f64;
         let mut sum = vec![0f64; n];

@@ -19,7 +19,10 @@ pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// The subset committed to this repository (2,000 train and 500 test images),
 /// as an absolute path resolved at compile time.
-pub const SUBSET_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/fashion-mnist-subset");
+pub const SUBSET_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../data/fashion-mnist-subset"
+);
 
 /// Image height and width.
 pub const IMAGE_SIZE: usize = 28;

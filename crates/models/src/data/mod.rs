@@ -13,4 +13,6 @@ pub use fashion_mnist::{CLASS_NAMES, FashionMnist};
 pub use idx::IdxError;
 pub use image::{ImageBatch, ImageBatcher, ImageDataset, ImageItem};
 pub use regression::{RegressionBatch, RegressionBatcher, RegressionItem, TableDataset};
-pub use split::{SplitError, SplitIndices, SubsetDataset, shuffled_indices, split_dataset, train_val_split};
+pub use split::{
+    SplitError, SplitIndices, SubsetDataset, shuffled_indices, split_dataset, train_val_split,
+};

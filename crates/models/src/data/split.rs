@@ -8,9 +8,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use burn::data::dataset::{Dataset, DatasetError};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 /// Errors raised by [`train_val_split`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

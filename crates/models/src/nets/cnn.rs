@@ -4,8 +4,7 @@ use burn::config::Config;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
-    Relu,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -166,8 +165,12 @@ impl ConvBlock {
 
     /// `[batch, in, h, w]` to `[batch, out, h / 2, w / 2]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.activation.forward(self.bn1.forward(self.conv1.forward(x)));
-        let x = self.activation.forward(self.bn2.forward(self.conv2.forward(x)));
+        let x = self
+            .activation
+            .forward(self.bn1.forward(self.conv1.forward(x)));
+        let x = self
+            .activation
+            .forward(self.bn2.forward(self.conv2.forward(x)));
         self.dropout.forward(self.pool.forward(x))
     }
 }

@@ -147,7 +147,9 @@ impl Mlp {
         );
         let mut x = input;
         for layer in &self.hidden {
-            x = self.dropout.forward(self.activation.forward(layer.forward(x)));
+            x = self
+                .dropout
+                .forward(self.activation.forward(layer.forward(x)));
         }
         self.output.forward(x)
     }

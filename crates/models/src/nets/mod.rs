@@ -199,7 +199,9 @@ impl ModelConfig {
             ModelConfig::Mlp(c) => c.validate(),
             ModelConfig::Cnn(c) => c.validate(),
             ModelConfig::ResNet(c) => c.validate(),
-            ModelConfig::MlpRegressor(c) => c.clone().with_input_size(c.input_size.max(1)).validate(),
+            ModelConfig::MlpRegressor(c) => {
+                c.clone().with_input_size(c.input_size.max(1)).validate()
+            }
         }
     }
 

@@ -142,7 +142,9 @@ impl MlpRegressor {
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
         let mut x = features;
         for layer in &self.hidden {
-            x = self.dropout.forward(self.activation.forward(layer.forward(x)));
+            x = self
+                .dropout
+                .forward(self.activation.forward(layer.forward(x)));
         }
         self.output.forward(x)
     }

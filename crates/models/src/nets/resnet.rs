@@ -73,7 +73,11 @@ impl ResNetConfig {
 
     /// Checks the configuration.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
-        check(self.in_channels > 0, "resnet", "in_channels must be positive")?;
+        check(
+            self.in_channels > 0,
+            "resnet",
+            "in_channels must be positive",
+        )?;
         check(
             self.stem_channels > 0,
             "resnet",
@@ -89,7 +93,11 @@ impl ResNetConfig {
             "resnet",
             "blocks_per_stage must be positive",
         )?;
-        check(self.num_classes > 0, "resnet", "num_classes must be positive")
+        check(
+            self.num_classes > 0,
+            "resnet",
+            "num_classes must be positive",
+        )
     }
 
     /// Builds the network on `device`.
@@ -183,7 +191,9 @@ impl BasicBlock {
             Some(p) => p.bn.forward(p.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let out = self.activation.forward(self.bn1.forward(self.conv1.forward(x)));
+        let out = self
+            .activation
+            .forward(self.bn1.forward(self.conv1.forward(x)));
         let out = self.bn2.forward(self.conv2.forward(out));
         self.activation.forward(out + identity)
     }
