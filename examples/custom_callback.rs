@@ -19,8 +19,8 @@ use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 use burnfit_callbacks::engine::SilentRenderer;
 use burnfit_callbacks::{Callback, Callbacks, Context, Logs, Result, WithCallbacks};
-use burnfit_models::data::{FashionMnist, ImageBatch, ImageBatcher};
 use burnfit_models::Classifier;
+use burnfit_models::data::{FashionMnist, ImageBatch, ImageBatcher};
 use burnfit_models::nets::MlpConfig;
 
 /// Stops training when the epoch's training loss drops below `threshold`.
@@ -33,7 +33,11 @@ impl Callback for StopWhenLossBelow {
         if let Some(loss) = logs.get("loss")
             && loss < self.threshold
         {
-            println!("epoch {}: loss {loss:.4} < {}, stopping", epoch + 1, self.threshold);
+            println!(
+                "epoch {}: loss {loss:.4} < {}, stopping",
+                epoch + 1,
+                self.threshold
+            );
             ctx.stop_training(format!("loss below {}", self.threshold));
         }
         Ok(())
@@ -117,7 +121,10 @@ fn main() {
     println!(
         "trained {} epochs; stop reason: {}",
         outcome.epochs.len(),
-        outcome.stop_reason.as_deref().unwrap_or("none (all epochs ran)")
+        outcome
+            .stop_reason
+            .as_deref()
+            .unwrap_or("none (all epochs ran)")
     );
     println!("accuracy table rows: {:?}", table.lock().unwrap());
 }

@@ -45,7 +45,9 @@ impl TwoLayer {
     }
 
     fn classify(&self, batch: PointBatch) -> ClassificationOutput {
-        let logits = self.out.forward(self.act.forward(self.hidden.forward(batch.points)));
+        let logits = self
+            .out
+            .forward(self.act.forward(self.hidden.forward(batch.points)));
         let loss = CrossEntropyLossConfig::new()
             .init(&logits.device())
             .forward(logits.clone(), batch.labels.clone());
@@ -95,7 +97,9 @@ impl Batcher<Point, PointBatch> for PointBatcher {
 
 fn points(n: usize, mut seed: u64) -> Vec<Point> {
     let mut next = move || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((seed >> 33) as f32 / (u32::MAX >> 1) as f32) * 3.0 - 1.5
     };
     (0..n)
@@ -143,7 +147,11 @@ fn main() -> Result<(), burnfit_callbacks::CallbackError> {
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .num_epochs(30)
         .with_callbacks(callbacks) // <- the one extra call
-        .launch(Learner::new(TwoLayer::new(&device.autodiff()), AdamConfig::new().init(), lr));
+        .launch(Learner::new(
+            TwoLayer::new(&device.autodiff()),
+            AdamConfig::new().init(),
+            lr,
+        ));
 
     let outcome = outcome.lock().unwrap();
     println!(

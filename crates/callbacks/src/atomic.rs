@@ -36,7 +36,9 @@ pub fn write_atomic_with(
         .map_err(|e| CallbackError::io(&dir, e))?;
     write(tmp.as_file_mut()).map_err(|e| CallbackError::io(path, e))?;
     crash_test_hook(tmp.as_file_mut());
-    tmp.as_file().sync_all().map_err(|e| CallbackError::io(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| CallbackError::io(path, e))?;
     tmp.persist(path)
         .map_err(|e| CallbackError::io(path, e.error))?;
     sync_dir(&dir);

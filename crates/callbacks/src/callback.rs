@@ -69,7 +69,12 @@ pub trait Callback: Send {
     /// Called after each training batch's optimizer step. `logs` holds
     /// `loss` for this batch when any callback's [`Callback::wants_batch_logs`]
     /// is true (reading the loss synchronises the device, so it is opt-in).
-    fn on_train_batch_end(&mut self, _batch: usize, _logs: &mut Logs, _ctx: &mut Context) -> Result<()> {
+    fn on_train_batch_end(
+        &mut self,
+        _batch: usize,
+        _logs: &mut Logs,
+        _ctx: &mut Context,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -79,7 +84,12 @@ pub trait Callback: Send {
     }
 
     /// Called after each validation batch.
-    fn on_validation_batch_end(&mut self, _batch: usize, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+    fn on_validation_batch_end(
+        &mut self,
+        _batch: usize,
+        _logs: &Logs,
+        _ctx: &mut Context,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -133,13 +143,23 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
     fn on_train_batch_begin(&mut self, batch: usize, ctx: &mut Context) -> Result<()> {
         (**self).on_train_batch_begin(batch, ctx)
     }
-    fn on_train_batch_end(&mut self, batch: usize, logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+    fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &mut Logs,
+        ctx: &mut Context,
+    ) -> Result<()> {
         (**self).on_train_batch_end(batch, logs, ctx)
     }
     fn on_validation_begin(&mut self, ctx: &mut Context) -> Result<()> {
         (**self).on_validation_begin(ctx)
     }
-    fn on_validation_batch_end(&mut self, batch: usize, logs: &Logs, ctx: &mut Context) -> Result<()> {
+    fn on_validation_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &Logs,
+        ctx: &mut Context,
+    ) -> Result<()> {
         (**self).on_validation_batch_end(batch, logs, ctx)
     }
     fn on_validation_end(&mut self, logs: &Logs, ctx: &mut Context) -> Result<()> {

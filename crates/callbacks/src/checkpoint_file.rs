@@ -44,7 +44,11 @@ impl CheckpointFile {
     /// Serialises to bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            16 + self.sections.iter().map(|(n, d)| 12 + n.len() + d.len()).sum::<usize>(),
+            16 + self
+                .sections
+                .iter()
+                .map(|(n, d)| 12 + n.len() + d.len())
+                .sum::<usize>(),
         );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(self.sections.len() as u32).to_le_bytes());

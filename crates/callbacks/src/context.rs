@@ -255,4 +255,3 @@ impl<'a> Context<'a> {
         self.control
     }
 }
-

@@ -9,8 +9,8 @@
 
 pub mod atomic;
 pub mod builtins;
-pub mod checkpoint_file;
 mod callback;
+pub mod checkpoint_file;
 mod context;
 pub mod engine;
 pub mod error;
@@ -21,8 +21,8 @@ pub mod tensorboard;
 pub mod testing;
 
 pub use callback::Callback;
-pub use engine::{BatchLoss, CallbackLr, Callbacks, FitOutcome, WithCallbacks};
 pub use context::{Context, Message, ModelSnapshot, Progress, SaveContent, TrainingControl};
+pub use engine::{BatchLoss, CallbackLr, Callbacks, FitOutcome, WithCallbacks};
 pub use error::{CallbackError, Result};
 pub use list::CallbackList;
 pub use logs::Logs;

@@ -80,18 +80,34 @@ impl CallbackList {
     }
 
     /// Runs `on_epoch_end` on every callback, sharing `logs`.
-    pub fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctl: &mut dyn TrainingControl) -> Result<()> {
+    pub fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        logs: &mut Logs,
+        ctl: &mut dyn TrainingControl,
+    ) -> Result<()> {
         dispatch!(self, ctl, |cb, ctx| cb.on_epoch_end(epoch, logs, &mut ctx))
     }
 
     /// Runs `on_train_batch_begin` on every callback.
-    pub fn on_train_batch_begin(&mut self, batch: usize, ctl: &mut dyn TrainingControl) -> Result<()> {
-        dispatch!(self, ctl, |cb, ctx| cb.on_train_batch_begin(batch, &mut ctx))
+    pub fn on_train_batch_begin(
+        &mut self,
+        batch: usize,
+        ctl: &mut dyn TrainingControl,
+    ) -> Result<()> {
+        dispatch!(self, ctl, |cb, ctx| cb
+            .on_train_batch_begin(batch, &mut ctx))
     }
 
     /// Runs `on_train_batch_end` on every callback, sharing `logs`.
-    pub fn on_train_batch_end(&mut self, batch: usize, logs: &mut Logs, ctl: &mut dyn TrainingControl) -> Result<()> {
-        dispatch!(self, ctl, |cb, ctx| cb.on_train_batch_end(batch, logs, &mut ctx))
+    pub fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &mut Logs,
+        ctl: &mut dyn TrainingControl,
+    ) -> Result<()> {
+        dispatch!(self, ctl, |cb, ctx| cb
+            .on_train_batch_end(batch, logs, &mut ctx))
     }
 
     /// Runs `on_validation_begin` on every callback.
@@ -100,8 +116,14 @@ impl CallbackList {
     }
 
     /// Runs `on_validation_batch_end` on every callback.
-    pub fn on_validation_batch_end(&mut self, batch: usize, logs: &Logs, ctl: &mut dyn TrainingControl) -> Result<()> {
-        dispatch!(self, ctl, |cb, ctx| cb.on_validation_batch_end(batch, logs, &mut ctx))
+    pub fn on_validation_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &Logs,
+        ctl: &mut dyn TrainingControl,
+    ) -> Result<()> {
+        dispatch!(self, ctl, |cb, ctx| cb
+            .on_validation_batch_end(batch, logs, &mut ctx))
     }
 
     /// Runs `on_validation_end` on every callback.
@@ -151,7 +173,11 @@ impl CallbackList {
             let name = cb.name();
             let count = seen.entry(name.clone()).or_insert(0);
             *count += 1;
-            let key = if *count == 1 { name } else { format!("{name}#{count}") };
+            let key = if *count == 1 {
+                name
+            } else {
+                format!("{name}#{count}")
+            };
             (key, cb)
         })
     }

@@ -46,7 +46,12 @@ impl Callback for Recorder {
         self.log(format!("batch_begin {batch}"));
         Ok(())
     }
-    fn on_train_batch_end(&mut self, batch: usize, _logs: &mut Logs, _ctx: &mut Context) -> Result<()> {
+    fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        _logs: &mut Logs,
+        _ctx: &mut Context,
+    ) -> Result<()> {
         self.log(format!("batch_end {batch}"));
         Ok(())
     }
@@ -54,7 +59,12 @@ impl Callback for Recorder {
         self.log("val_begin".into());
         Ok(())
     }
-    fn on_validation_batch_end(&mut self, batch: usize, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+    fn on_validation_batch_end(
+        &mut self,
+        batch: usize,
+        _logs: &Logs,
+        _ctx: &mut Context,
+    ) -> Result<()> {
         self.log(format!("val_batch_end {batch}"));
         Ok(())
     }
@@ -77,7 +87,11 @@ fn hooks_fire_in_keras_order_for_two_epochs() {
             expected.push(format!("batch_begin {batch}"));
             expected.push(format!("batch_end {batch}"));
         }
-        expected.extend(["val_begin".into(), "val_batch_end 0".into(), "val_end".into()]);
+        expected.extend([
+            "val_begin".into(),
+            "val_batch_end 0".into(),
+            "val_end".into(),
+        ]);
         expected.push(format!("epoch_end {epoch}"));
     }
     expected.push("train_end".into());
@@ -88,7 +102,12 @@ fn hooks_fire_in_keras_order_for_two_epochs() {
 struct StopAt(usize, usize);
 
 impl Callback for StopAt {
-    fn on_train_batch_end(&mut self, batch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+    fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        _logs: &mut Logs,
+        ctx: &mut Context,
+    ) -> Result<()> {
         if ctx.progress().epoch == self.0 && batch == self.1 {
             ctx.stop_training("test stop");
         }
@@ -107,11 +126,23 @@ fn stop_in_batch_end_ends_epoch_early_but_runs_end_hooks() {
     assert_eq!(
         events,
         [
-            "train_begin", "epoch_begin 0", "batch_begin 0", "batch_end 0", "batch_begin 1",
-            "batch_end 1", "val_begin", "val_batch_end 0", "val_end", "epoch_end 0", "train_end"
+            "train_begin",
+            "epoch_begin 0",
+            "batch_begin 0",
+            "batch_end 0",
+            "batch_begin 1",
+            "batch_end 1",
+            "val_begin",
+            "val_batch_end 0",
+            "val_end",
+            "epoch_end 0",
+            "train_end"
         ]
     );
-    assert_eq!(outcome.lock().unwrap().stop_reason.as_deref(), Some("test stop"));
+    assert_eq!(
+        outcome.lock().unwrap().stop_reason.as_deref(),
+        Some("test stop")
+    );
     assert_eq!(
         result.interrupted.and_then(|i| i.reason).as_deref(),
         Some("test stop")
@@ -126,7 +157,12 @@ struct LrProbe {
 }
 
 impl Callback for LrProbe {
-    fn on_train_batch_end(&mut self, _batch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+    fn on_train_batch_end(
+        &mut self,
+        _batch: usize,
+        _logs: &mut Logs,
+        ctx: &mut Context,
+    ) -> Result<()> {
         let used = ctx.last_step_learning_rate().expect("a step was taken");
         self.used.lock().unwrap().push((ctx.progress().epoch, used));
         Ok(())
@@ -144,7 +180,14 @@ impl Callback for LrProbe {
 fn learning_rate_set_at_epoch_end_is_used_by_the_next_step() {
     let dir = tempfile::tempdir().unwrap();
     let probe = LrProbe::default();
-    common::train(dir.path(), 2, 8, 4, Callbacks::new().with(probe.clone()), |t| t);
+    common::train(
+        dir.path(),
+        2,
+        8,
+        4,
+        Callbacks::new().with(probe.clone()),
+        |t| t,
+    );
     let used = probe.used.lock().unwrap().clone();
     assert_eq!(used, [(0, 1e-2), (0, 1e-2), (1, 0.00123), (1, 0.00123)]);
 }
@@ -169,9 +212,23 @@ impl Callback for RestoreFirst {
 }
 
 fn weights(model: &Tiny) -> Vec<f32> {
-    let mut w = model.linear.weight.val().into_data().try_to_vec::<f32>().unwrap();
+    let mut w = model
+        .linear
+        .weight
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     w.extend(
-        model.linear.bias.as_ref().unwrap().val().into_data().try_to_vec::<f32>().unwrap(),
+        model
+            .linear
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
     );
     w
 }
@@ -180,7 +237,14 @@ fn weights(model: &Tiny) -> Vec<f32> {
 fn restoring_an_earlier_model_makes_it_the_final_model() {
     let dir = tempfile::tempdir().unwrap();
     let restore = RestoreFirst::default();
-    let result = common::train(dir.path(), 3, 8, 4, Callbacks::new().with(restore.clone()), |t| t);
+    let result = common::train(
+        dir.path(),
+        3,
+        8,
+        4,
+        Callbacks::new().with(restore.clone()),
+        |t| t,
+    );
     let kept = restore.kept.lock().unwrap();
     let epoch0: &Tiny = kept.as_ref().unwrap().downcast_ref().unwrap();
     let final_weights = weights(&result.model);
@@ -204,8 +268,12 @@ impl Callback for KeepLogs {
 
 /// The mean of the entries Burn's own file logger wrote for one metric.
 fn burn_file_mean(dir: &std::path::Path, split: &str, epoch: usize, metric: &str) -> f64 {
-    let text = std::fs::read_to_string(dir.join(split).join(format!("epoch-{epoch}")).join(format!("{metric}.log")))
-        .unwrap();
+    let text = std::fs::read_to_string(
+        dir.join(split)
+            .join(format!("epoch-{epoch}"))
+            .join(format!("{metric}.log")),
+    )
+    .unwrap();
     let entries: Vec<NumericEntry> = text
         .lines()
         .filter(|l| !l.is_empty())
@@ -216,7 +284,10 @@ fn burn_file_mean(dir: &std::path::Path, split: &str, epoch: usize, metric: &str
     }
     let (sum, n) = entries.iter().fold((0.0, 0usize), |(s, n), e| match e {
         NumericEntry::Value(v) => (s + v, n + 1),
-        NumericEntry::Aggregated { aggregated_value, count } => (s + aggregated_value * *count as f64, n + count),
+        NumericEntry::Aggregated {
+            aggregated_value,
+            count,
+        } => (s + aggregated_value * *count as f64, n + count),
         NumericEntry::Final(_) => unreachable!(),
     });
     sum / n as f64
@@ -228,9 +299,14 @@ fn epoch_logs_hold_the_values_of_burns_metric_store() {
     let metrics_dir = dir.path().join("burn-metrics");
     let keep = KeepLogs::default();
     let md = metrics_dir.clone();
-    common::train(dir.path(), 2, 12, 4, Callbacks::new().with(keep.clone()), move |t| {
-        t.with_metric_logger(FileMetricLogger::new(md))
-    });
+    common::train(
+        dir.path(),
+        2,
+        12,
+        4,
+        Callbacks::new().with(keep.clone()),
+        move |t| t.with_metric_logger(FileMetricLogger::new(md)),
+    );
     let logs = keep.logs.lock().unwrap().clone();
     assert_eq!(logs.len(), 2);
     for (epoch, logs) in logs.iter().enumerate() {
@@ -245,7 +321,10 @@ fn epoch_logs_hold_the_values_of_burns_metric_store() {
         ] {
             let burn = burn_file_mean(&metrics_dir, split, epoch + 1, metric) * scale;
             let ours = logs.get(key).unwrap();
-            assert!((ours - burn).abs() <= 1e-6 * burn.abs().max(1.0), "{key} epoch {epoch}: ours {ours}, Burn {burn}");
+            assert!(
+                (ours - burn).abs() <= 1e-6 * burn.abs().max(1.0),
+                "{key} epoch {epoch}: ours {ours}, Burn {burn}"
+            );
         }
     }
 }

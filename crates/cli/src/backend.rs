@@ -1,8 +1,8 @@
 //! Choosing the device to train on.
 
-use burn::backend::wgpu::wgpu;
 #[allow(deprecated)] // burn-ndarray stays selectable on purpose (see README).
 use burn::backend::NdArrayDevice;
+use burn::backend::wgpu::wgpu;
 use burn::backend::{FlexDevice, WgpuDevice};
 use burn::tensor::Device;
 
@@ -73,7 +73,10 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
             Ok(ChosenBackend {
                 device: WgpuDevice::default().into(),
                 name: "wgpu",
-                reason: format!("asked for wgpu: adapter {} ({}, {})", best.name, best.kind, best.api),
+                reason: format!(
+                    "asked for wgpu: adapter {} ({}, {})",
+                    best.name, best.kind, best.api
+                ),
             })
         }
         BackendChoice::Flex => Ok(flex("asked for flex")),
@@ -102,7 +105,11 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
             } else {
                 format!(
                     "only software adapters ({})",
-                    adapters.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                    adapters
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             Ok(flex(&format!(

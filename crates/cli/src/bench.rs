@@ -150,7 +150,9 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
     let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("temp dir: {e}")))?;
     println!(
         "# burnfit bench: {} cores, batch {batch}, {steps} steps per measurement, median of {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         args.repeats
     );
     let adapters = backend::wgpu_adapters();
@@ -159,7 +161,11 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
         if adapters.is_empty() {
             "none".to_string()
         } else {
-            adapters.iter().map(|a| format!("{} ({})", a.name, a.kind)).collect::<Vec<_>>().join(", ")
+            adapters
+                .iter()
+                .map(|a| format!("{} ({})", a.name, a.kind))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     );
     for kind in &args.models {
@@ -173,21 +179,47 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 "flex" => BackendChoice::Flex,
                 "ndarray" => BackendChoice::Ndarray,
                 "wgpu" => BackendChoice::Wgpu,
-                other => return Err(CliError::usage(format!("--backends: unknown backend {other}"))),
+                other => {
+                    return Err(CliError::usage(format!(
+                        "--backends: unknown backend {other}"
+                    )));
+                }
             };
             let Ok(chosen) = backend::choose(choice, convolutional) else {
                 println!("| {name} | (not available here) | | | |");
                 continue;
             };
             // ndarray's convolutions take seconds per step: fewer steps.
-            let steps = if name == "ndarray" && convolutional { 3 } else { steps };
-            let train = loader(ImageBatcher::default(), synthetic(steps * batch), batch, 1, None);
+            let steps = if name == "ndarray" && convolutional {
+                3
+            } else {
+                steps
+            };
+            let train = loader(
+                ImageBatcher::default(),
+                synthetic(steps * batch),
+                batch,
+                1,
+                None,
+            );
             let valid = loader(ImageBatcher::default(), synthetic(batch), batch, 1, None);
             let mut plain = None;
-            for variant in [Variant::PlainBurn, Variant::NoCallbacks, Variant::FiveNoOps, Variant::FullSet] {
+            for variant in [
+                Variant::PlainBurn,
+                Variant::NoCallbacks,
+                Variant::FiveNoOps,
+                Variant::FullSet,
+            ] {
                 let mut times = Vec::new();
                 for _ in 0..args.repeats.max(1) {
-                    times.push(run_once(kind, &chosen, variant, train.clone(), valid.clone(), tmp.path())?);
+                    times.push(run_once(
+                        kind,
+                        &chosen,
+                        variant,
+                        train.clone(),
+                        valid.clone(),
+                        tmp.path(),
+                    )?);
                 }
                 let seconds = median(times);
                 let per_step = seconds / steps as f64;

@@ -237,9 +237,8 @@ impl Config {
             apply_set(&mut table, set)?;
         }
         let text = toml::to_string(&table).expect("a table serialises");
-        let config = parse(&text, Path::new("--set")).map_err(|e| {
-            CliError::usage(format!("{} (after applying --set)", e.message()))
-        })?;
+        let config = parse(&text, Path::new("--set"))
+            .map_err(|e| CliError::usage(format!("{} (after applying --set)", e.message())))?;
         config.check(path)?;
         Ok(config)
     }
@@ -270,14 +269,20 @@ impl Config {
             return Err(bad("training.batch_size", "must be at least 1".into()));
         }
         if !(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite()) {
-            return Err(bad("optimizer.lr", format!("must be a positive number, got {}", self.optimizer.lr)));
+            return Err(bad(
+                "optimizer.lr",
+                format!("must be a positive number, got {}", self.optimizer.lr),
+            ));
         }
         let split = match &self.data {
             DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => d.validation_split,
             DataConfig::Csv(d) => d.validation_split,
         };
         if !(0.0..1.0).contains(&split) {
-            return Err(bad("data.validation_split", format!("must be in [0, 1), got {split}")));
+            return Err(bad(
+                "data.validation_split",
+                format!("must be in [0, 1), got {split}"),
+            ));
         }
         for (index, callback) in self.callbacks.iter().enumerate() {
             // Keras ignores unknown ReduceLROnPlateau arguments (**kwargs); in
@@ -286,14 +291,27 @@ impl Config {
                 && let Some(key) = c.ignored.keys().next()
             {
                 const KNOWN: [&str; 8] = [
-                    "monitor", "factor", "patience", "verbose", "mode", "min_delta", "cooldown",
+                    "monitor",
+                    "factor",
+                    "patience",
+                    "verbose",
+                    "mode",
+                    "min_delta",
+                    "cooldown",
                     "min_lr",
                 ];
                 let message = format!(
                     "unknown field `{key}`, expected one of {}",
-                    KNOWN.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    KNOWN
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
-                return Err(bad(&format!("callbacks[{index}].{key}"), with_suggestion(&message)));
+                return Err(bad(
+                    &format!("callbacks[{index}].{key}"),
+                    with_suggestion(&message),
+                ));
             }
             if let Err(e) = callback.build() {
                 return Err(bad(&format!("callbacks[{index}]"), e.to_string()));
@@ -319,7 +337,11 @@ fn parse(text: &str, path: &Path) -> Result<Config, CliError> {
             "{}{}: {}{}",
             path.display(),
             line.map(|l| format!(":{l}")).unwrap_or_default(),
-            if key.is_empty() || key == "." { String::new() } else { format!("{key}: ") },
+            if key.is_empty() || key == "." {
+                String::new()
+            } else {
+                format!("{key}: ")
+            },
             with_suggestion(&message)
         ))
     })
@@ -381,7 +403,11 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
         }
     }
     let (section, index) = parts.first()?.clone();
-    let key = if parts.len() > 1 { parts.last().map(|p| p.0.clone()) } else { None };
+    let key = if parts.len() > 1 {
+        parts.last().map(|p| p.0.clone())
+    } else {
+        None
+    };
     let mut in_section = false;
     let mut seen = 0usize;
     let mut section_line = None;
@@ -389,14 +415,15 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
             let name = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
-            in_section = name == section && match index {
-                Some(i) => {
-                    let hit = seen == i;
-                    seen += 1;
-                    hit
-                }
-                None => true,
-            };
+            in_section = name == section
+                && match index {
+                    Some(i) => {
+                        let hit = seen == i;
+                        seen += 1;
+                        hit
+                    }
+                    None => true,
+                };
             if in_section {
                 section_line = Some(n + 1);
             }
@@ -415,13 +442,16 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
 /// Applies one `--set key.path=value` (the value is TOML: `3`, `1e-3`, `"adam"`, `[32, 64]`).
 pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), CliError> {
     let (key, raw) = set.split_once('=').ok_or_else(|| {
-        CliError::usage(format!("--set {set}: expected key.path=value, e.g. --set training.epochs=3"))
+        CliError::usage(format!(
+            "--set {set}: expected key.path=value, e.g. --set training.epochs=3"
+        ))
     })?;
     let value = parse_value(raw.trim());
     let mut parts: Vec<&str> = key.trim().split('.').collect();
-    let last = parts.pop().filter(|s| !s.is_empty()).ok_or_else(|| {
-        CliError::usage(format!("--set {set}: empty key"))
-    })?;
+    let last = parts
+        .pop()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CliError::usage(format!("--set {set}: empty key")))?;
     let mut current = table;
     for part in parts {
         let entry = current

@@ -6,9 +6,9 @@ use burn::data::dataloader::DataLoader;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
+use burnfit_models::Classifier;
 use burnfit_models::data::fashion_mnist::{CLASS_NAMES, PIXEL_MEAN, PIXEL_STD};
 use burnfit_models::data::{ImageBatcher, ImageDataset, RegressionBatcher, idx};
-use burnfit_models::Classifier;
 use burnfit_models::nets::MlpRegressor;
 
 use crate::backend;
@@ -46,7 +46,10 @@ fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
 
 fn load_weights<M: Module>(model: M, path: &Path) -> CliResult<M> {
     let record = ModuleRecord::load(path).map_err(|e| {
-        CliError::usage(format!("{}: cannot read the checkpoint: {e}", path.display()))
+        CliError::usage(format!(
+            "{}: cannot read the checkpoint: {e}",
+            path.display()
+        ))
     })?;
     model.try_load_record(record).map_err(|e| {
         CliError::usage(format!(
@@ -57,7 +60,11 @@ fn load_weights<M: Module>(model: M, path: &Path) -> CliResult<M> {
 }
 
 /// Evaluates the checkpoint `which` of the run in `run_dir` on its test set.
-pub fn evaluate(run_dir: &Path, which: &str, choice: Option<BackendChoice>) -> CliResult<TestMetrics> {
+pub fn evaluate(
+    run_dir: &Path,
+    which: &str,
+    choice: Option<BackendChoice>,
+) -> CliResult<TestMetrics> {
     let run = RunDir::open(run_dir)?;
     let config: Config = run.read_config()?;
     let path = checkpoint_path(&run, which)?;
@@ -109,11 +116,7 @@ fn classify_all(
         let output = model.forward_classification(batch);
         loss_sum += output.loss.into_scalar::<f32>() as f64 * n as f64;
         let predicted = output.output.argmax(1).reshape([n]);
-        correct += predicted
-            .equal(targets)
-            .int()
-            .sum()
-            .into_scalar::<i64>() as usize;
+        correct += predicted.equal(targets).int().sum().into_scalar::<i64>() as usize;
         count += n;
     }
     TestMetrics {
@@ -138,7 +141,10 @@ pub fn eval_command(run_dir: &Path, which: &str, choice: Option<BackendChoice>) 
     }
     let run = RunDir::open(run_dir)?;
     let path = run.root.join(format!("test_metrics_{which}.json"));
-    burnfit_callbacks::atomic::write_atomic(&path, &serde_json::to_vec_pretty(&metrics).expect("json"))?;
+    burnfit_callbacks::atomic::write_atomic(
+        &path,
+        &serde_json::to_vec_pretty(&metrics).expect("json"),
+    )?;
     Ok(())
 }
 
@@ -156,7 +162,14 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     let n = limit.unwrap_or(images.count).min(images.count);
     let labels = vec![0u8; n];
     let pixels = images.pixels[..n * images.image_len()].to_vec();
-    let dataset = ImageDataset::new(pixels, labels, images.rows, images.cols, PIXEL_MEAN, PIXEL_STD);
+    let dataset = ImageDataset::new(
+        pixels,
+        labels,
+        images.rows,
+        images.cols,
+        PIXEL_MEAN,
+        PIXEL_STD,
+    );
     let model = config
         .model
         .init_classifier(&device)
@@ -167,7 +180,10 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     for batch in test.iter().flatten() {
         let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
         let [rows, classes] = probabilities.dims();
-        let values = probabilities.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let values = probabilities
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
         for row in 0..rows {
             let p = &values[row * classes..(row + 1) * classes];
             let (best, prob) = p
@@ -192,7 +208,9 @@ fn predict_table(
     device: &Device,
 ) -> CliResult<()> {
     let crate::config::DataConfig::Csv(c) = &config.data else {
-        return Err(CliError::usage("this run's model is a regressor but its data is not a CSV table"));
+        return Err(CliError::usage(
+            "this run's model is a regressor but its data is not a CSV table",
+        ));
     };
     // Standardise with the training split's statistics, as in training.
     let Data::Table { train, .. } = load_data(config, None)? else {
@@ -210,11 +228,16 @@ fn predict_table(
         .map_err(|e| CliError::usage(format!("model: {e}")))?;
     let model = load_weights(model, weights)?.valid();
     let n = limit.unwrap_or(table.len()).min(table.len());
-    let dataset = burnfit_models::data::TableDataset::new(table.select(&(0..n).collect::<Vec<_>>()));
+    let dataset =
+        burnfit_models::data::TableDataset::new(table.select(&(0..n).collect::<Vec<_>>()));
     let test = loader(RegressionBatcher, dataset, 256, 1, None).to_device(device);
     let mut index = 0;
     for batch in test.iter().flatten() {
-        let values = model.forward(batch.features).into_data().try_to_vec::<f32>().unwrap_or_default();
+        let values = model
+            .forward(batch.features)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
         for v in values {
             println!("{index}\t{v}");
             index += 1;

@@ -94,7 +94,10 @@ impl History {
 pub fn render_plots(run: &RunDir) -> CliResult<Vec<PathBuf>> {
     let history = History::read(&run.history())?;
     if history.epochs.is_empty() {
-        return Err(CliError::usage(format!("{}: no epochs to plot", run.history().display())));
+        return Err(CliError::usage(format!(
+            "{}: no epochs to plot",
+            run.history().display()
+        )));
     }
     let summary = run.read_summary().ok();
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
@@ -115,7 +118,8 @@ pub fn render_plots(run: &RunDir) -> CliResult<Vec<PathBuf>> {
 }
 
 fn panel_size(history: &History) -> (u32, u32) {
-    let panels = history.metric_bases().len() + usize::from(history.columns.contains_key("learning_rate"));
+    let panels =
+        history.metric_bases().len() + usize::from(history.columns.contains_key("learning_rate"));
     (1000, 320 * panels.max(1) as u32)
 }
 
@@ -179,7 +183,9 @@ where
                     .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                     .map_err(plot_error)?
                     .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
                 chart
                     .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
                     .map_err(plot_error)?;
@@ -206,7 +212,10 @@ where
                 .map_err(plot_error)?;
             if labelled.insert(label) {
                 series.label(label).legend(move |(x, y)| {
-                    PathElement::new(vec![(x + 10, y - 8), (x + 10, y + 8)], color.stroke_width(2))
+                    PathElement::new(
+                        vec![(x + 10, y - 8), (x + 10, y + 8)],
+                        color.stroke_width(2),
+                    )
                 });
             }
         }
@@ -221,8 +230,16 @@ where
 
     if has_lr {
         let lr = &history.columns["learning_rate"];
-        let finite: Vec<f64> = lr.iter().copied().filter(|v| v.is_finite() && *v > 0.0).collect();
-        let lo = finite.iter().copied().fold(f64::INFINITY, f64::min).max(1e-12);
+        let finite: Vec<f64> = lr
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        let lo = finite
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .max(1e-12);
         let hi = finite.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
         let panel = panels.last().expect("an LR panel");
         let mut chart = ChartBuilder::on(panel)
@@ -306,10 +323,17 @@ pub fn summary_table(history: &History, summary: Option<&Summary>) -> String {
             s.wall_time_s,
             s.train_samples_per_s,
             s.backend,
-            s.stop_reason.as_ref().map(|r| format!("; stopped: {r}")).unwrap_or_default()
+            s.stop_reason
+                .as_ref()
+                .map(|r| format!("; stopped: {r}"))
+                .unwrap_or_default()
         ));
         if let (Some(v), Some(e)) = (s.best_value, s.best_epoch) {
-            out.push_str(&format!("best {} = {v:.6} at epoch {} (*)\n", s.monitor, e + 1));
+            out.push_str(&format!(
+                "best {} = {v:.6} at epoch {} (*)\n",
+                s.monitor,
+                e + 1
+            ));
         }
     }
     out

@@ -34,7 +34,10 @@ impl RunDir {
         for sub in ["", "checkpoints", "plots"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| {
-                CliError::usage(format!("{}: cannot create the run directory: {e}", dir.display()))
+                CliError::usage(format!(
+                    "{}: cannot create the run directory: {e}",
+                    dir.display()
+                ))
             })?;
         }
         Ok(Self { root })
@@ -114,18 +117,16 @@ impl RunDir {
 
     /// Reads summary.json.
     pub fn read_summary(&self) -> CliResult<Summary> {
-        let bytes = std::fs::read(self.summary()).map_err(|e| {
-            CliError::usage(format!("{}: {e}", self.summary().display()))
-        })?;
+        let bytes = std::fs::read(self.summary())
+            .map_err(|e| CliError::usage(format!("{}: {e}", self.summary().display())))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| CliError::usage(format!("{}: {e}", self.summary().display())))
     }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> CliResult<()> {
-    burnfit_callbacks::atomic::write_atomic(path, bytes).map_err(|e| {
-        CliError::usage(format!("{e} (is the disk full or read-only?)"))
-    })
+    burnfit_callbacks::atomic::write_atomic(path, bytes)
+        .map_err(|e| CliError::usage(format!("{e} (is the disk full or read-only?)")))
 }
 
 /// `summary.json`: what a run did.

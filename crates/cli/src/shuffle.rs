@@ -43,8 +43,11 @@ impl<D: Dataset<I>, I> EpochShuffled<D, I> {
                 return order.1.clone();
             }
         }
-        let fresh: Arc<[usize]> =
-            shuffled_indices(self.inner.len(), self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).into();
+        let fresh: Arc<[usize]> = shuffled_indices(
+            self.inner.len(),
+            self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
+        .into();
         *self.order.write().expect("order lock") = (epoch, fresh.clone());
         fresh
     }

@@ -6,26 +6,26 @@ use std::time::Instant;
 
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
+use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::Module;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, LearnerModel, SupervisedTraining, TrainStep};
 use burnfit_callbacks::builtins::{
-    BackupAndRestore, BackupAndRestoreConfig, BackupFrequency, CSVLogger, CallbackConfig, ModelCheckpoint, ModelCheckpointConfig,
-    ProgressLogger, ProgressLoggerConfig,
+    BackupAndRestore, BackupAndRestoreConfig, BackupFrequency, CSVLogger, CallbackConfig,
+    ModelCheckpoint, ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig,
 };
 use burnfit_callbacks::engine::{BatchLoss, param_values_of};
 use burnfit_callbacks::tensorboard::TensorBoard;
 use burnfit_callbacks::{Callbacks, WithCallbacks};
+use burnfit_models::Classifier;
 use burnfit_models::data::fashion_mnist::{self, Split as IdxSplit};
 use burnfit_models::data::{
-    ImageBatcher, ImageDataset, ImageItem, RegressionBatcher, Standardizer,
-    SubsetDataset, Table, TableConfig, TableDataset, train_val_split,
+    ImageBatcher, ImageDataset, ImageItem, RegressionBatcher, Standardizer, SubsetDataset, Table,
+    TableConfig, TableDataset, train_val_split,
 };
-use burnfit_models::Classifier;
 use burnfit_models::nets::MlpRegressor;
 
 use crate::TrainArgs;
@@ -111,7 +111,9 @@ pub fn load_data(config: &Config, data_override: Option<&Path>) -> CliResult<Dat
             })
         }
         DataConfig::Csv(c) => {
-            let path = data_override.map(Path::to_path_buf).unwrap_or_else(|| c.path.clone());
+            let path = data_override
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| c.path.clone());
             let table = Table::from_csv(
                 &path,
                 &TableConfig::new(c.target.clone()).with_features(c.features.clone()),
@@ -168,7 +170,8 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     let backend = backend::choose(choice, convolutional)?;
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
-    let has_backup = !burnfit_callbacks::builtins::BackupAndRestore::backups(&root.join("backup")).is_empty();
+    let has_backup =
+        !burnfit_callbacks::builtins::BackupAndRestore::backups(&root.join("backup")).is_empty();
     if args.resume {
         if args.run_dir.is_none() {
             return Err(CliError::usage(
@@ -225,7 +228,10 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
     let setup = prepare(args)?;
     let data = load_data(&setup.config, None)?;
     println!("burnfit: run directory {}", setup.run.root.display());
-    println!("burnfit: backend {} ({})", setup.backend.name, setup.backend.reason);
+    println!(
+        "burnfit: backend {} ({})",
+        setup.backend.name, setup.backend.reason
+    );
     setup.run.write_config(&setup.config)?;
     let summary = train(&setup, data)?;
     if setup.config.outputs.plots
@@ -250,7 +256,11 @@ fn print_summary(summary: &Summary) {
             .unwrap_or_default()
     );
     if let (Some(best), Some(epoch)) = (summary.best_value, summary.best_epoch) {
-        println!("burnfit: best {} = {best:.4} at epoch {}", summary.monitor, epoch + 1);
+        println!(
+            "burnfit: best {} = {best:.4} at epoch {}",
+            summary.monitor,
+            epoch + 1
+        );
     }
 }
 
@@ -326,7 +336,8 @@ pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
         (None, Some(value)) => Some(GradientClippingConfig::Value(value)),
         (None, None) => None,
     };
-    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.kind {
         OptimizerKind::Adam => AdamConfig::new()
             .with_beta_1(config.beta_1)
@@ -456,10 +467,11 @@ where
     let minimise = !monitor.contains("acc");
     // Every epoch of the run, earlier processes included when resumed: the
     // CSV log has them all; this process's outcome has the ones it ran.
-    let epochs: Vec<(usize, burnfit_callbacks::Logs)> = match crate::report::History::read(&setup.run.history()) {
-        Ok(history) if config.outputs.csv => history.epoch_logs(),
-        _ => outcome.epochs.clone(),
-    };
+    let epochs: Vec<(usize, burnfit_callbacks::Logs)> =
+        match crate::report::History::read(&setup.run.history()) {
+            Ok(history) if config.outputs.csv => history.epoch_logs(),
+            _ => outcome.epochs.clone(),
+        };
     let mut best: Option<(usize, f64)> = None;
     for (epoch, logs) in &epochs {
         if let Some(v) = logs.get(&monitor)
@@ -486,7 +498,10 @@ where
         wall_time_s: wall,
         train_samples_per_s: (n_train * outcome.epochs.len()) as f64 / wall.max(1e-9),
         global_step: outcome.global_step,
-        error: outcome.error.clone().or_else(|| result.error.as_ref().map(|e| e.to_string())),
+        error: outcome
+            .error
+            .clone()
+            .or_else(|| result.error.as_ref().map(|e| e.to_string())),
     };
     setup.run.write_summary(&summary)?;
     if let Some(error) = &summary.error {

@@ -103,13 +103,20 @@ fn train_on_cpu_produces_the_whole_run_directory_and_eval_reads_it() {
         let events: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("events.out.tfevents."))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("events.out.tfevents.")
+            })
             .collect();
         assert_eq!(events.len(), 1, "{split}: one event file");
     }
     let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
     let lines: Vec<&str> = history.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines[0], "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss");
+    assert_eq!(
+        lines[0],
+        "epoch,accuracy,learning_rate,loss,val_accuracy,val_loss"
+    );
     assert_eq!(lines.len(), 3, "header + 2 epochs: {history}");
     assert!(lines[1].starts_with("0,") && lines[2].starts_with("1,"));
 
@@ -126,14 +133,22 @@ fn train_on_cpu_produces_the_whole_run_directory_and_eval_reads_it() {
     let out = burnfit(&["eval", run.to_str().unwrap()]);
     assert!(out.status.success(), "eval failed:\n{}", text(&out));
     let printed = text(&out);
-    assert!(printed.contains("200 images") && printed.contains("accuracy"), "{printed}");
+    assert!(
+        printed.contains("200 images") && printed.contains("accuracy"),
+        "{printed}"
+    );
 
     let out = burnfit(&["report", run.to_str().unwrap()]);
     assert!(out.status.success(), "report failed:\n{}", text(&out));
     assert!(text(&out).contains("val_loss"));
 
     // A finished run directory is never overwritten.
-    let out = burnfit(&["train", config.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]);
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("already holds a finished run"));
 }
@@ -154,7 +169,9 @@ fn train_on_wgpu_for_one_epoch() {
         run.to_str().unwrap(),
     ]);
     let printed = text(&out);
-    if printed.contains("wgpu found no adapter") && std::env::var_os("BURNFIT_REQUIRE_WGPU").is_none() {
+    if printed.contains("wgpu found no adapter")
+        && std::env::var_os("BURNFIT_REQUIRE_WGPU").is_none()
+    {
         eprintln!("skipped: no wgpu adapter here (make test installs lavapipe and requires it)");
         return;
     }
@@ -173,7 +190,11 @@ fn bad_configs_give_one_clear_line_and_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();
     let good = std::fs::read_to_string(small_config(tmp.path(), "kind = \"mlp\"", "")).unwrap();
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
-        ("unknown top-level key", format!("epoch = 3\n{good}"), vec!["unknown field `epoch`"]),
+        (
+            "unknown top-level key",
+            format!("epoch = 3\n{good}"),
+            vec!["unknown field `epoch`"],
+        ),
         (
             "misspelt callback parameter",
             good.replace("patience = 5", "patiance = 5"),
@@ -230,13 +251,23 @@ fn bad_configs_give_one_clear_line_and_exit_code_2() {
         std::fs::write(&path, &text_config).unwrap();
         let out = burnfit(&["validate", path.to_str().unwrap()]);
         let printed = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{name}: exit code; output:\n{printed}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{name}: exit code; output:\n{printed}"
+        );
         let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(lines.len(), 1, "{name}: one line, got:\n{printed}");
         assert!(lines[0].starts_with("error: "), "{name}: {printed}");
-        assert!(lines[0].contains("bad.toml"), "{name}: names the file: {printed}");
+        assert!(
+            lines[0].contains("bad.toml"),
+            "{name}: names the file: {printed}"
+        );
         for word in expected {
-            assert!(printed.contains(word), "{name}: expected `{word}` in:\n{printed}");
+            assert!(
+                printed.contains(word),
+                "{name}: expected `{word}` in:\n{printed}"
+            );
         }
     }
 }
@@ -247,7 +278,14 @@ fn bad_data_and_flags_give_exit_code_2() {
     let config = small_config(tmp.path(), "kind = \"mlp\"", "");
 
     // Missing dataset directory.
-    let out = burnfit(&["train", config.to_str().unwrap(), "--data", "/nonexistent/fmnist", "--run-dir", tmp.path().join("r1").to_str().unwrap()]);
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--data",
+        "/nonexistent/fmnist",
+        "--run-dir",
+        tmp.path().join("r1").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("/nonexistent/fmnist"), "{}", text(&out));
 
@@ -261,9 +299,20 @@ fn bad_data_and_flags_give_exit_code_2() {
     let images = broken.join("train-images-idx3-ubyte.gz");
     let bytes = std::fs::read(&images).unwrap();
     std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
-    let out = burnfit(&["train", config.to_str().unwrap(), "--data", broken.to_str().unwrap(), "--run-dir", tmp.path().join("r2").to_str().unwrap()]);
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--data",
+        broken.to_str().unwrap(),
+        "--run-dir",
+        tmp.path().join("r2").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("train-images-idx3-ubyte"), "{}", text(&out));
+    assert!(
+        text(&out).contains("train-images-idx3-ubyte"),
+        "{}",
+        text(&out)
+    );
 
     // Unknown backend.
     let out = burnfit(&["train", config.to_str().unwrap(), "--backend", "tpu"]);
@@ -276,7 +325,12 @@ fn bad_data_and_flags_give_exit_code_2() {
     assert!(text(&out).contains("/nonexistent.toml"));
 
     // A bad --set.
-    let out = burnfit(&["validate", config.to_str().unwrap(), "--set", "training.epochs"]);
+    let out = burnfit(&[
+        "validate",
+        config.to_str().unwrap(),
+        "--set",
+        "training.epochs",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("--set"));
 }
@@ -313,7 +367,16 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
     let tmp = tempfile::tempdir().unwrap();
     let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
     let run = tmp.path().join("run");
-    let out = burnfit(&["train", config.to_str().unwrap(), "--backend", "flex", "--epochs", "3", "--run-dir", run.to_str().unwrap()]);
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--epochs",
+        "3",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
 
     let dump = Command::new(&python)
@@ -326,7 +389,9 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
     let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
     let mut rows = history.split("\r\n").filter(|l| !l.is_empty());
     let header: Vec<&str> = rows.next().unwrap().split(',').collect();
-    let rows: Vec<Vec<f64>> = rows.map(|r| r.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let rows: Vec<Vec<f64>> = rows
+        .map(|r| r.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
     assert_eq!(rows.len(), 3);
     for (col, name) in header.iter().enumerate().skip(1) {
         let (run_name, tag) = match name.strip_prefix("val_") {
@@ -344,13 +409,26 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
             assert_eq!(csv, tb, "{run_name}/{tag} epoch {epoch}");
         }
     }
-    let histograms = dump["runs"]["train"]["histograms"].as_object().expect("histograms");
+    let histograms = dump["runs"]["train"]["histograms"]
+        .as_object()
+        .expect("histograms");
     assert!(!histograms.is_empty(), "no weight histograms");
     for (tag, series) in histograms {
-        let steps: Vec<u64> = series.as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).collect();
+        let steps: Vec<u64> = series
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_u64().unwrap())
+            .collect();
         assert_eq!(steps, [0, 1, 2], "{tag}");
     }
-    let text_tags = dump["runs"]["train"]["text"].as_object().map(|t| t.len()).unwrap_or(0)
-        + dump["runs"]["."]["text"].as_object().map(|t| t.len()).unwrap_or(0);
+    let text_tags = dump["runs"]["train"]["text"]
+        .as_object()
+        .map(|t| t.len())
+        .unwrap_or(0)
+        + dump["runs"]["."]["text"]
+            .as_object()
+            .map(|t| t.len())
+            .unwrap_or(0);
     assert!(text_tags > 0, "no config text in {}", dump["runs"]);
 }

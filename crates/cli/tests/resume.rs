@@ -72,7 +72,12 @@ factor = 0.5
 
 fn train(config: &Path, run: &Path, resume: bool, abort_at_write: Option<usize>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_burnfit"));
-    cmd.args(["train", config.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]);
+    cmd.args([
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
     if resume {
         cmd.arg("--resume");
     }
@@ -93,7 +98,11 @@ fn history(run: &Path) -> Vec<Vec<String>> {
 
 fn assert_same_history(expected: &[Vec<String>], actual: &[Vec<String>], what: &str) {
     assert_eq!(expected[0], actual[0], "{what}: header");
-    assert_eq!(expected.len(), actual.len(), "{what}: rows\nexpected {expected:?}\nactual {actual:?}");
+    assert_eq!(
+        expected.len(),
+        actual.len(),
+        "{what}: rows\nexpected {expected:?}\nactual {actual:?}"
+    );
     for (row_e, row_a) in expected.iter().zip(actual).skip(1) {
         for (e, a) in row_e.iter().zip(row_a) {
             let (e, a): (f64, f64) = (e.parse().unwrap(), a.parse().unwrap());
@@ -113,11 +122,17 @@ fn epochs_run(run: &Path) -> u64 {
 
 fn all_checkpoints_load(run: &Path) {
     for dir in ["checkpoints", "backup"] {
-        let Ok(entries) = std::fs::read_dir(run.join(dir)) else { continue };
+        let Ok(entries) = std::fs::read_dir(run.join(dir)) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(!name.starts_with(".tmp-"), "left-over temporary file {}", path.display());
+            assert!(
+                !name.starts_with(".tmp-"),
+                "left-over temporary file {}",
+                path.display()
+            );
             if name.ends_with(".bpk") {
                 burn::store::ModuleRecord::load(&path)
                     .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
@@ -150,15 +165,30 @@ fn killed_runs_resume_to_the_same_history_and_stop_epoch() {
     for n in [3usize, 5, 9, 13] {
         let run = tmp.path().join(format!("abort{n}"));
         let out = train(&config, &run, false, Some(n));
-        assert!(!out.status.success(), "write #{n}: the run should have been aborted");
-        assert!(text(&out).contains("BURNFIT_ABORT_IN_WRITE"), "{}", text(&out));
+        assert!(
+            !out.status.success(),
+            "write #{n}: the run should have been aborted"
+        );
+        assert!(
+            text(&out).contains("BURNFIT_ABORT_IN_WRITE"),
+            "{}",
+            text(&out)
+        );
         let out = train(&config, &run, true, None);
-        assert!(out.status.success(), "resume after write #{n}: {}", text(&out));
+        assert!(
+            out.status.success(),
+            "resume after write #{n}: {}",
+            text(&out)
+        );
         if n > 3 {
             assert!(text(&out).contains("Resuming from"), "{}", text(&out));
         }
         assert_same_history(&expected, &history(&run), &format!("abort in write #{n}"));
-        assert_eq!(epochs_run(&run), expected_epochs, "stop epoch after write #{n}");
+        assert_eq!(
+            epochs_run(&run),
+            expected_epochs,
+            "stop epoch after write #{n}"
+        );
         all_checkpoints_load(&run);
     }
 }
@@ -174,7 +204,12 @@ fn sigkill_then_resume_and_a_corrupt_backup_falls_back() {
 
     let run = tmp.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_burnfit"))
-        .args(["train", config.to_str().unwrap(), "--run-dir", run.to_str().unwrap()])
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
         .current_dir(repo())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -184,7 +219,11 @@ fn sigkill_then_resume_and_a_corrupt_backup_falls_back() {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let backups = std::fs::read_dir(run.join("backup"))
-            .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".bfk")).count())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".bfk"))
+                    .count()
+            })
             .unwrap_or(0);
         if backups >= 2 || Instant::now() > deadline {
             break;

@@ -133,7 +133,11 @@ impl BackupAndRestore {
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let step = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()?;
+                let step = name
+                    .strip_prefix(PREFIX)?
+                    .strip_suffix(SUFFIX)?
+                    .parse()
+                    .ok()?;
                 Some((step, e.path()))
             })
             .collect();
@@ -178,7 +182,12 @@ impl Callback for BackupAndRestore {
         Ok(None)
     }
 
-    fn on_train_batch_end(&mut self, _batch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+    fn on_train_batch_end(
+        &mut self,
+        _batch: usize,
+        _logs: &mut Logs,
+        ctx: &mut Context,
+    ) -> Result<()> {
         self.batches_seen += 1;
         if let Some(every) = self.every_batches
             && self.batches_seen.is_multiple_of(every)
@@ -205,7 +214,9 @@ impl Callback for BackupAndRestore {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        Ok(Some(serde_json::json!({ "batches_seen": self.batches_seen })))
+        Ok(Some(
+            serde_json::json!({ "batches_seen": self.batches_seen }),
+        ))
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
@@ -226,8 +237,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut file = CheckpointFile::default();
         file.push("model", vec![1, 2, 3]);
-        file.save(&dir.path().join("backup-000000000010.bfk")).unwrap();
-        file.save(&dir.path().join("backup-000000000020.bfk")).unwrap();
+        file.save(&dir.path().join("backup-000000000010.bfk"))
+            .unwrap();
+        file.save(&dir.path().join("backup-000000000020.bfk"))
+            .unwrap();
         let mut callback = BackupAndRestore::new(BackupAndRestoreConfig {
             backup_dir: dir.path().to_string_lossy().into_owned(),
             save_freq: BackupFrequency::default(),

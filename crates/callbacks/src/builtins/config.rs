@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, ProgressLogger, ProgressLoggerConfig};
+use super::{
+    BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, ProgressLogger, ProgressLoggerConfig,
+};
 use super::{
     EarlyStopping, EarlyStoppingConfig, LearningRateScheduler, LearningRateSchedulerConfig,
     ModelCheckpoint, ModelCheckpointConfig, ReduceLROnPlateau, ReduceLROnPlateauConfig,

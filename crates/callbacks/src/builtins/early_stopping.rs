@@ -291,7 +291,7 @@ impl Callback for EarlyStopping {
                 self.config.monitor,
                 self.wait,
                 self.best.unwrap_or(f64::NAN),
-                self.best_epoch
+                self.best_epoch + 1
             ))
         } else {
             self.extra_stop_reason(current, direction)

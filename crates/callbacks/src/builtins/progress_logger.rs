@@ -73,7 +73,14 @@ impl ProgressLogger {
     }
 
     /// The line printed at the end of an epoch.
-    pub fn epoch_line(&self, epoch: usize, total: usize, seconds: f64, steps: usize, logs: &Logs) -> String {
+    pub fn epoch_line(
+        &self,
+        epoch: usize,
+        total: usize,
+        seconds: f64,
+        steps: usize,
+        logs: &Logs,
+    ) -> String {
         let mut line = format!("Epoch {}/{} - {:.1}s", epoch + 1, total, seconds);
         if steps > 0 {
             line.push_str(&format!(" - {:.1}ms/step", seconds * 1000.0 / steps as f64));
@@ -82,7 +89,10 @@ impl ProgressLogger {
         keys.sort();
         for key in keys {
             let value = logs.get(key).unwrap_or(f64::NAN);
-            line.push_str(&format!(" - {key}: {}", format_value(value, self.config.precision)));
+            line.push_str(&format!(
+                " - {key}: {}",
+                format_value(value, self.config.precision)
+            ));
         }
         line
     }
@@ -120,12 +130,20 @@ impl Callback for ProgressLogger {
         Ok(())
     }
 
-    fn on_train_batch_end(&mut self, _batch: usize, logs: &mut Logs, _ctx: &mut Context) -> Result<()> {
+    fn on_train_batch_end(
+        &mut self,
+        _batch: usize,
+        logs: &mut Logs,
+        _ctx: &mut Context,
+    ) -> Result<()> {
         self.steps += 1;
         if let Some(bar) = &self.bar {
             bar.inc(1);
             if let Some(loss) = logs.get("loss") {
-                bar.set_message(format!("loss: {}", format_value(loss, self.config.precision)));
+                bar.set_message(format!(
+                    "loss: {}",
+                    format_value(loss, self.config.precision)
+                ));
             }
         }
         Ok(())
@@ -139,7 +157,13 @@ impl Callback for ProgressLogger {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        let line = self.epoch_line(epoch, ctx.progress().total_epochs, seconds, self.steps, logs);
+        let line = self.epoch_line(
+            epoch,
+            ctx.progress().total_epochs,
+            seconds,
+            self.steps,
+            logs,
+        );
         ctx.info(line);
         Ok(())
     }

@@ -76,7 +76,11 @@ impl<R: Checkpoint> Checkpointer<R> for CaptureOne {
 struct AlwaysSave;
 
 impl CheckpointingStrategy for AlwaysSave {
-    fn checkpointing(&mut self, _epoch: usize, _store: &EventStoreClient) -> Vec<CheckpointingAction> {
+    fn checkpointing(
+        &mut self,
+        _epoch: usize,
+        _store: &EventStoreClient,
+    ) -> Vec<CheckpointingAction> {
         vec![CheckpointingAction::Save]
     }
 }
@@ -114,7 +118,11 @@ impl<M: LearnerModel> StateCapture<M> {
     }
 
     /// The learner's model, optimizer and scheduler records.
-    pub fn take(&mut self, learner: &Learner<M>, store: &EventStoreClient) -> Result<TrainingRecords, String> {
+    pub fn take(
+        &mut self,
+        learner: &Learner<M>,
+        store: &EventStoreClient,
+    ) -> Result<TrainingRecords, String> {
         {
             let (lock, _) = &*self.shared;
             let mut slots = lock.lock().expect("capture lock");
@@ -141,7 +149,11 @@ impl<M: LearnerModel> StateCapture<M> {
 
     /// Loads `records` into `learner`. Each record is checked before anything
     /// is applied, so a bad record leaves the learner untouched.
-    pub fn restore(&self, learner: Learner<M>, records: TrainingRecords) -> Result<Learner<M>, RecordError> {
+    pub fn restore(
+        &self,
+        learner: Learner<M>,
+        records: TrainingRecords,
+    ) -> Result<Learner<M>, RecordError> {
         ModuleRecord::from_bytes(Bytes::from_bytes_vec(records.model.clone()))?;
         {
             let (lock, _) = &*self.shared;

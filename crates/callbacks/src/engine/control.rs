@@ -122,7 +122,9 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
 
     fn restore_model(&mut self, snapshot: ModelSnapshot) -> Result<()> {
         let model = snapshot.downcast::<M>().map_err(|_| {
-            CallbackError::Unsupported("restore_model: the snapshot holds another model type".into())
+            CallbackError::Unsupported(
+                "restore_model: the snapshot holds another model type".into(),
+            )
         })?;
         self.learner.load_model(model.into_record());
         Ok(())

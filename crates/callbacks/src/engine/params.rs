@@ -10,7 +10,12 @@ struct Collector {
 }
 
 impl ModuleVisitor for Collector {
-    fn visit_float_with_path<const D: usize>(&mut self, path: &[String], _id: ParamId, tensor: &Tensor<D>) {
+    fn visit_float_with_path<const D: usize>(
+        &mut self,
+        path: &[String],
+        _id: ParamId,
+        tensor: &Tensor<D>,
+    ) {
         let values = tensor
             .clone()
             .into_data()

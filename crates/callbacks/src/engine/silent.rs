@@ -36,7 +36,14 @@ impl MetricsRendererEvaluation for SilentRenderer {
 }
 
 impl TrainingProgressLogger for SilentRenderer {
-    fn start(&mut self, _total_epochs: usize, _starting_epoch: usize, _total_items: Option<usize>, _label: Option<&str>) {}
+    fn start(
+        &mut self,
+        _total_epochs: usize,
+        _starting_epoch: usize,
+        _total_items: Option<usize>,
+        _label: Option<&str>,
+    ) {
+    }
     fn update_epoch(&mut self, _epoch: usize) {}
     fn start_split(&mut self, _split: &str, _total_items: usize) {}
     fn update_split(&mut self, _items_processed: usize) {}

@@ -5,19 +5,19 @@ use std::sync::{Arc, Mutex};
 use burn::optim::GradientsAccumulator;
 use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::{
-    EventProcessorTraining, InferenceStep, Learner, LearnerEvent,
-    LearnerModel, SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader,
-    TrainStep, TrainingComponents, TrainingItem, ValidLoader,
+    EventProcessorTraining, InferenceStep, Learner, LearnerEvent, LearnerModel,
+    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainStep,
+    TrainingComponents, TrainingItem, ValidLoader,
 };
 
 use super::batch_loss::BatchLoss;
 use super::capture::StateCapture;
 use super::control::{LoopControl, ResumeProgress, Runtime, sections};
-use crate::checkpoint_file::CheckpointFile;
-use crate::error::CallbackError;
 use super::ext::Engine;
 use super::metric_log::keras_metric_name;
+use crate::checkpoint_file::CheckpointFile;
 use crate::context::Progress;
+use crate::error::CallbackError;
 use crate::error::Result;
 use crate::logs::Logs;
 
@@ -78,39 +78,51 @@ fn write_pending_backup<M: LearnerModel>(lp: &mut Loop<'_, M>) -> Result<()> {
         capture: &mut lp.capture,
         store: &lp.store,
     };
-    crate::context::TrainingControl::save_model(&mut control, &path, crate::context::SaveContent::Full)
+    crate::context::TrainingControl::save_model(
+        &mut control,
+        &path,
+        crate::context::SaveContent::Full,
+    )
 }
 
 /// Loads a full checkpoint into the learner and the callbacks; returns where
 /// training stood.
-fn restore_backup<M: LearnerModel>(lp: &mut Loop<'_, M>, path: &std::path::Path) -> Result<ResumeProgress> {
+fn restore_backup<M: LearnerModel>(
+    lp: &mut Loop<'_, M>,
+    path: &std::path::Path,
+) -> Result<ResumeProgress> {
     use burn::optim::OptimizerRecord;
     use burn::optim::lr_scheduler::LrSchedulerRecord;
     use burn::store::ModuleRecord;
     use burn::tensor::Bytes;
     use burn::train::checkpoint::Checkpoint;
 
-    let bad = |what: &str, e: String| CallbackError::State(format!("{}: {what}: {e}", path.display()));
+    let bad =
+        |what: &str, e: String| CallbackError::State(format!("{}: {what}: {e}", path.display()));
     let file = CheckpointFile::load(path)?;
     let section = |name: &str| {
         file.section(name)
             .map(|b| Bytes::from_bytes_vec(b.to_vec()))
             .ok_or_else(|| bad(name, "section missing".into()))
     };
-    let model = ModuleRecord::from_bytes(section(sections::MODEL)?).map_err(|e| bad("model", e.to_string()))?;
+    let model = ModuleRecord::from_bytes(section(sections::MODEL)?)
+        .map_err(|e| bad("model", e.to_string()))?;
     lp.learner
         .model()
         .try_load_record(model.clone())
         .map_err(|e| bad("model does not fit", e.to_string()))?;
-    let optimizer = <OptimizerRecord as Checkpoint>::checkpoint_from_bytes(section(sections::OPTIMIZER)?)
-        .map_err(|e| bad("optimizer", e.to_string()))?;
-    let scheduler = <LrSchedulerRecord as Checkpoint>::checkpoint_from_bytes(section(sections::SCHEDULER)?)
-        .map_err(|e| bad("scheduler", e.to_string()))?;
+    let optimizer =
+        <OptimizerRecord as Checkpoint>::checkpoint_from_bytes(section(sections::OPTIMIZER)?)
+            .map_err(|e| bad("optimizer", e.to_string()))?;
+    let scheduler =
+        <LrSchedulerRecord as Checkpoint>::checkpoint_from_bytes(section(sections::SCHEDULER)?)
+            .map_err(|e| bad("scheduler", e.to_string()))?;
     let states: std::collections::BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(file.section(sections::CALLBACKS).unwrap_or(b"{}"))
             .map_err(|e| bad("callbacks", e.to_string()))?;
     let progress: ResumeProgress = serde_json::from_slice(
-        file.section(sections::PROGRESS).ok_or_else(|| bad("progress", "section missing".into()))?,
+        file.section(sections::PROGRESS)
+            .ok_or_else(|| bad("progress", "section missing".into()))?,
     )
     .map_err(|e| bad("progress", e.to_string()))?;
     lp.learner.load_model(model);
@@ -388,10 +400,16 @@ where
         for name in metric_logger.metric_names() {
             let key = keras_metric_name(&name);
             let scale = metric_logger.keras_scale(&name);
-            if let Some(v) = lp.store.find_metric(&name, burn_epoch, Aggregate::Mean, &Split::Train) {
+            if let Some(v) = lp
+                .store
+                .find_metric(&name, burn_epoch, Aggregate::Mean, &Split::Train)
+            {
                 logs.insert(key.clone(), v * scale);
             }
-            if let Some(v) = lp.store.find_metric(&name, burn_epoch, Aggregate::Mean, &Split::Valid) {
+            if let Some(v) = lp
+                .store
+                .find_metric(&name, burn_epoch, Aggregate::Mean, &Split::Valid)
+            {
                 val_logs.insert(format!("val_{key}"), v * scale);
             }
         }

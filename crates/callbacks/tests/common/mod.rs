@@ -88,9 +88,13 @@ impl Batcher<Item, Batch> for TinyBatcher {
 
 /// `n` deterministic items: the class is the index of the largest of the first 3 features.
 pub fn items(n: usize, seed: u64) -> Vec<Item> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) as f32) / (u32::MAX >> 1) as f32
     };
     (0..n)
@@ -124,11 +128,19 @@ pub fn train(
 ) -> LearningResult<Tiny> {
     let device = device();
     let lr = callbacks.lr_scheduler(1e-2);
-    let training = SupervisedTraining::new(dir, loader(items(n_train, 1), batch), loader(items(8, 2), 8))
-        .metrics((AccuracyMetric::new(), LossMetric::new()))
-        .num_epochs(epochs)
-        .renderer(Box::new(CliMetricsRenderer::new()))
-        .with_application_logger(None);
+    let training = SupervisedTraining::new(
+        dir,
+        loader(items(n_train, 1), batch),
+        loader(items(8, 2), 8),
+    )
+    .metrics((AccuracyMetric::new(), LossMetric::new()))
+    .num_epochs(epochs)
+    .renderer(Box::new(CliMetricsRenderer::new()))
+    .with_application_logger(None);
     let training = extra(training).with_callbacks(callbacks.quiet(true));
-    training.launch(Learner::new(Tiny::new(&device.autodiff()), AdamConfig::new().init(), lr))
+    training.launch(Learner::new(
+        Tiny::new(&device.autodiff()),
+        AdamConfig::new().init(),
+        lr,
+    ))
 }
