@@ -136,13 +136,17 @@ impl<D: Dataset<I>, I: Send + Sync> Dataset<I> for SubsetDataset<D, I> {
     }
 }
 
+/// A training view and a validation view of one dataset, as returned by
+/// [`split_dataset`].
+pub type TrainValid<D, I> = (SubsetDataset<D, I>, SubsetDataset<D, I>);
+
 /// Splits a dataset into shuffled training and validation views
 /// (see [`train_val_split`]).
 pub fn split_dataset<D: Dataset<I>, I>(
     dataset: D,
     val_fraction: f64,
     seed: u64,
-) -> Result<(SubsetDataset<D, I>, SubsetDataset<D, I>), SplitError> {
+) -> Result<TrainValid<D, I>, SplitError> {
     let split = train_val_split(dataset.len(), val_fraction, seed)?;
     let inner = Arc::new(dataset);
     Ok((

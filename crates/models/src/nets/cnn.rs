@@ -84,7 +84,7 @@ impl CnnConfig {
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         check(self.in_channels > 0, "cnn", "in_channels must be positive")?;
         check(
-            self.image_size >= 4 && self.image_size % 4 == 0,
+            self.image_size >= 4 && self.image_size.is_multiple_of(4),
             "cnn",
             "image_size must be a positive multiple of 4",
         )?;

@@ -257,6 +257,9 @@ impl ModelConfig {
 
 /// Any of the image classifiers, as one Burn module type (so one
 /// `Learner<Classifier>` covers them all).
+// A model is built once and moved rarely, so the size gap between variants
+// costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Classifier {
     /// An MLP.
