@@ -58,3 +58,16 @@ impl CallbackError {
 
 /// Result alias used by every hook.
 pub type Result<T, E = CallbackError> = std::result::Result<T, E>;
+
+/// Serialises a callback's state for [`Callback::state`](crate::Callback::state).
+pub fn state_to_json<T: serde::Serialize>(state: &T) -> Result<Option<serde_json::Value>> {
+    serde_json::to_value(state)
+        .map(Some)
+        .map_err(|e| CallbackError::State(e.to_string()))
+}
+
+/// Reads back a state written by [`state_to_json`], for
+/// [`Callback::load_state`](crate::Callback::load_state).
+pub fn state_from_json<T: serde::de::DeserializeOwned>(state: serde_json::Value) -> Result<T> {
+    serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))
+}

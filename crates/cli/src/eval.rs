@@ -213,15 +213,23 @@ fn predict_table(
         ));
     };
     // Standardise with the training split's statistics, as in training.
-    let Data::Table { train, .. } = load_data(config, None)? else {
+    let Data::Table { scaler, .. } = load_data(config, None)? else {
         unreachable!("a CSV config loads a table");
     };
-    let _ = train;
-    let table = burnfit_models::data::Table::from_csv(
+    let mut table = burnfit_models::data::Table::from_csv(
         input,
         &burnfit_models::data::TableConfig::new(c.target.clone()).with_features(c.features.clone()),
     )
     .map_err(|e| CliError::usage(e.to_string()))?;
+    if table.num_features() != scaler.mean.len() {
+        return Err(CliError::usage(format!(
+            "{}: {} feature columns, the model was trained on {}",
+            input.display(),
+            table.num_features(),
+            scaler.mean.len()
+        )));
+    }
+    scaler.apply(&mut table);
     let model: MlpRegressor = config
         .model
         .init_regressor(table.num_features(), device)

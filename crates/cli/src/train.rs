@@ -68,6 +68,8 @@ pub enum Data {
         valid: TableDataset,
         /// Test rows.
         test: TableDataset,
+        /// The feature standardisation fitted on the training rows.
+        scaler: Standardizer,
     },
 }
 
@@ -136,6 +138,7 @@ pub fn load_data(config: &Config, data_override: Option<&Path>) -> CliResult<Dat
                 train: TableDataset::new(train),
                 valid: TableDataset::new(valid),
                 test: TableDataset::new(test),
+                scaler,
             })
         }
     }

@@ -432,3 +432,44 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
             .unwrap_or(0);
     assert!(text_tags > 0, "no config text in {}", dump["runs"]);
 }
+
+#[test]
+fn regression_on_the_csv_table_trains_evaluates_and_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        "configs/table_regression.toml",
+        "--backend",
+        "flex",
+        "--epochs",
+        "3",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    assert!(
+        history.starts_with("epoch,learning_rate,loss,val_loss\r\n"),
+        "{history}"
+    );
+
+    let out = burnfit(&["eval", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("mse"), "{}", text(&out));
+
+    let out = burnfit(&[
+        "predict",
+        run.to_str().unwrap(),
+        "data/tables/friedman1.csv",
+        "--limit",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    for line in lines {
+        let value: f64 = line.split('\t').nth(1).unwrap().parse().unwrap();
+        assert!(value.is_finite());
+    }
+}

@@ -248,14 +248,11 @@ impl Callback for CSVLogger {
             columns: self.keys.clone(),
             bytes: std::fs::metadata(&self.filename).ok().map(|m| m.len()),
         };
-        serde_json::to_value(state)
-            .map(Some)
-            .map_err(|e| CallbackError::State(e.to_string()))
+        crate::error::state_to_json(&state)
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let state: CsvLoggerState =
-            serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))?;
+        let state: CsvLoggerState = crate::error::state_from_json(state)?;
         self.resume_keys = state.columns;
         self.resume_len = state.bytes;
         self.resumed = true;

@@ -329,14 +329,11 @@ impl Callback for EarlyStopping {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        serde_json::to_value(self.current_state())
-            .map(Some)
-            .map_err(|e| CallbackError::State(e.to_string()))
+        crate::error::state_to_json(&self.current_state())
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let state: EarlyStoppingState =
-            serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))?;
+        let state: EarlyStoppingState = crate::error::state_from_json(state)?;
         self.wait = state.wait;
         self.best = state.best;
         self.best_epoch = state.best_epoch;

@@ -125,14 +125,11 @@ impl Callback for History {
                     .collect(),
             })
             .collect();
-        serde_json::to_value(records)
-            .map(Some)
-            .map_err(|e| CallbackError::State(e.to_string()))
+        crate::error::state_to_json(&records)
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let records: Vec<StateRecord> =
-            serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))?;
+        let records: Vec<StateRecord> = crate::error::state_from_json(state)?;
         *self.handle.lock() = records
             .into_iter()
             .map(|r| {

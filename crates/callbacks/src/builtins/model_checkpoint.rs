@@ -599,14 +599,11 @@ impl Callback for ModelCheckpoint {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        serde_json::to_value(self.current_state())
-            .map(Some)
-            .map_err(|e| CallbackError::State(e.to_string()))
+        crate::error::state_to_json(&self.current_state())
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let state: ModelCheckpointState =
-            serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))?;
+        let state: ModelCheckpointState = crate::error::state_from_json(state)?;
         self.best = state.best;
         self.top_k = state.top_k;
         self.batches_since_save = state.batches_since_save;

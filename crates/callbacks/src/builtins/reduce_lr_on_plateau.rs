@@ -255,14 +255,11 @@ impl Callback for ReduceLROnPlateau {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        serde_json::to_value(self.current_state())
-            .map(Some)
-            .map_err(|e| CallbackError::State(e.to_string()))
+        crate::error::state_to_json(&self.current_state())
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let state: ReduceLROnPlateauState =
-            serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))?;
+        let state: ReduceLROnPlateauState = crate::error::state_from_json(state)?;
         self.wait = state.wait;
         self.best = state.best;
         self.cooldown_counter = state.cooldown_counter;

@@ -450,14 +450,11 @@ impl Callback for TensorBoard {
             last_epoch_step: self.last_epoch_step,
             last_global_step: self.last_global_step,
         };
-        serde_json::to_value(state)
-            .map(Some)
-            .map_err(|e| CallbackError::State(e.to_string()))
+        crate::error::state_to_json(&state)
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let state: TensorBoardState =
-            serde_json::from_value(state).map_err(|e| CallbackError::State(e.to_string()))?;
+        let state: TensorBoardState = crate::error::state_from_json(state)?;
         self.last_epoch_step = state.last_epoch_step;
         self.last_global_step = state.last_global_step;
         self.epoch_offset = 0;
