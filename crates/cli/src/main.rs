@@ -8,6 +8,7 @@ mod eval;
 mod report;
 mod run_dir;
 mod shuffle;
+mod sweep;
 mod train;
 
 use std::path::PathBuf;
@@ -91,6 +92,8 @@ enum Command {
     },
     /// Measure callback overhead and backend throughput (prints ratios).
     Bench(bench::BenchArgs),
+    /// Hyperparameter search: one training per combination, pruning, leaderboard.
+    Sweep(sweep::SweepArgs),
 }
 
 fn run(cli: Cli) -> CliResult<()> {
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Report { run_dir } => report::report_command(&run_dir),
         Command::Bench(args) => bench::bench_command(&args),
+        Command::Sweep(args) => sweep::sweep_command(&args).map(|_| ()),
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Setup {
     pub run: RunDir,
     /// The device.
     pub backend: ChosenBackend,
+    /// Callbacks added by the caller (the sweep's pruning rule).
+    pub extra_callbacks: std::sync::Mutex<Vec<Box<dyn burnfit_callbacks::Callback>>>,
+    /// Hyperparameters logged to TensorBoard's hparams plugin.
+    pub hparams: std::collections::BTreeMap<String, burnfit_callbacks::tensorboard::HParamValue>,
 }
 
 /// Train/validation/test data, ready for loaders.
@@ -223,6 +227,8 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         name,
         run,
         backend,
+        extra_callbacks: Default::default(),
+        hparams: Default::default(),
     })
 }
 
@@ -430,11 +436,20 @@ fn build_callbacks<M: Module + 'static>(setup: &Setup, epoch: EpochCell) -> CliR
         let tb = TensorBoard::new(run.tensorboard())
             .histogram_freq(outputs.histogram_freq)
             .config_text(toml::to_string_pretty(config).unwrap_or_default())
+            .hparams(setup.hparams.clone())
             .with_param_source(param_values_of::<M>);
         callbacks.push(tb);
     }
     if outputs.progress {
         callbacks.push(ProgressLogger::new(ProgressLoggerConfig::default()));
+    }
+    for extra in setup
+        .extra_callbacks
+        .lock()
+        .expect("extra callbacks")
+        .drain(..)
+    {
+        callbacks.push_boxed(extra);
     }
     Ok(callbacks)
 }

@@ -473,3 +473,66 @@ fn regression_on_the_csv_table_trains_evaluates_and_predicts() {
         assert!(value.is_finite());
     }
 }
+
+/// A 4-trial grid sweep: leaderboard sorted by the monitored value, plots per
+/// trial, and an interrupted sweep resumed without rerunning finished trials.
+#[test]
+fn sweep_runs_a_grid_writes_a_leaderboard_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
+    let dir = tmp.path().join("sweep");
+    let sweep = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            config.to_str().unwrap(),
+            "--param",
+            "optimizer.lr=[1e-3, 3e-2]",
+            "--param",
+            "training.batch_size=[32, 64]",
+            "--backend",
+            "flex",
+            "--sweep-dir",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        burnfit(&args)
+    };
+    // Interrupted after two trials...
+    let out = sweep(&["--max-trials", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.join("trial-001/summary.json").is_file());
+    assert!(!dir.join("trial-002").exists());
+    // ...then resumed: the two finished trials are not rerun.
+    let out = sweep(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    assert_eq!(
+        printed.matches("already finished, not rerun").count(),
+        2,
+        "{printed}"
+    );
+    for trial in 0..4 {
+        let run = dir.join(format!("trial-{trial:03}"));
+        assert!(
+            run.join("plots/training_curves.png").is_file(),
+            "trial {trial} plots"
+        );
+        assert!(run.join("tensorboard").is_dir());
+    }
+    let board = std::fs::read_to_string(dir.join("leaderboard.csv")).unwrap();
+    let mut lines = board.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "rank,trial,optimizer.lr,training.batch_size,best_val_loss,best_epoch,epochs_run,pruned"
+    );
+    let best: Vec<f64> = lines
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(best.len(), 4);
+    assert!(best.windows(2).all(|w| w[0] <= w[1]), "sorted: {best:?}");
+    assert!(
+        std::fs::read_to_string(dir.join("leaderboard.md"))
+            .unwrap()
+            .starts_with("| rank | trial |")
+    );
+}
