@@ -162,11 +162,12 @@ where
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(70)
-            .build_cartesian_2d(1f64..x_max as f64, lo..hi)
+            .build_cartesian_2d(0.5f64..x_max as f64 + 0.5, lo..hi)
             .map_err(plot_error)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(plot_error)?;
@@ -221,6 +222,7 @@ where
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperMiddle)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))
@@ -247,11 +249,12 @@ where
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(70)
-            .build_cartesian_2d(1f64..x_max as f64, (lo / 2.0..hi * 2.0).log_scale())
+            .build_cartesian_2d(0.5f64..x_max as f64 + 0.5, (lo / 2.0..hi * 2.0).log_scale())
             .map_err(plot_error)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style(("sans-serif", 14))
             .y_label_formatter(&|v| format!("{v:.0e}"))
             .draw()
