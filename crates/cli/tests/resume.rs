@@ -47,7 +47,8 @@ workers = 1
 backend = "flex"
 
 [outputs]
-tensorboard = false
+tensorboard = true
+histogram_freq = 0
 plots = false
 progress = false
 

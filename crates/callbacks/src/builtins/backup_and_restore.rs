@@ -141,7 +141,7 @@ impl BackupAndRestore {
                 Some((step, e.path()))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|entry| std::cmp::Reverse(entry.0));
         found.into_iter().map(|(_, p)| p).collect()
     }
 

@@ -446,9 +446,18 @@ impl Callback for TensorBoard {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
+        let files = [&self.train, &self.validation]
+            .into_iter()
+            .flatten()
+            .filter_map(|w| {
+                let len = std::fs::metadata(w.path()).ok()?.len();
+                Some((w.path().to_path_buf(), len))
+            })
+            .collect();
         let state = TensorBoardState {
             last_epoch_step: self.last_epoch_step,
             last_global_step: self.last_global_step,
+            files,
         };
         crate::error::state_to_json(&state)
     }
@@ -457,6 +466,19 @@ impl Callback for TensorBoard {
         let state: TensorBoardState = crate::error::state_from_json(state)?;
         self.last_epoch_step = state.last_epoch_step;
         self.last_global_step = state.last_global_step;
+        // Events written after this state was taken (by a run that then
+        // crashed) are cut, so the resumed run does not show them twice.
+        // Event files are a sequence of records: a cut at a recorded length
+        // is a record boundary.
+        for (path, len) in state.files {
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() > len) {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(len))
+                    .map_err(|e| CallbackError::io(&path, e))?;
+            }
+        }
         self.epoch_offset = 0;
         self.step_offset = 0;
         self.epoch_offset_pending = true;
@@ -471,6 +493,9 @@ impl Callback for TensorBoard {
 struct TensorBoardState {
     last_epoch_step: Option<i64>,
     last_global_step: Option<i64>,
+    /// Event files with their length on disk when the state was taken.
+    #[serde(default)]
+    files: Vec<(PathBuf, u64)>,
 }
 
 fn default_log_dir() -> PathBuf {
