@@ -168,6 +168,7 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 .join(", ")
         }
     );
+    checkpoint_stall(tmp.path())?;
     for kind in &args.models {
         let convolutional = kind != "mlp";
         let auto = backend::choose(BackendChoice::Auto, convolutional)?;
@@ -233,6 +234,44 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Time the training thread spends per weights checkpoint: taking the record
+/// (reading the parameters off the device) and writing it atomically.
+fn checkpoint_stall(dir: &std::path::Path) -> CliResult<()> {
+    use burn::module::Module;
+    let device = backend::choose(BackendChoice::Flex, true)?.device;
+    println!("\n## checkpoint stall per save (flex, weights only, median of 5)");
+    println!("| model | parameters | record (ms) | atomic write (ms) | file size (KiB) |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for kind in ["mlp", "cnn", "resnet"] {
+        let model = ModelConfig::default_for(kind)
+            .expect("known kind")
+            .init_classifier(&device)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        let params = model.num_params();
+        let (mut record_ms, mut write_ms, mut size) = (Vec::new(), Vec::new(), 0);
+        for i in 0..5 {
+            let start = Instant::now();
+            let bytes = model
+                .clone()
+                .into_record()
+                .into_bytes()
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            record_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            let start = Instant::now();
+            burnfit_callbacks::atomic::write_atomic(&dir.join(format!("{kind}-{i}.bpk")), &bytes)?;
+            write_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            size = bytes.len();
+        }
+        println!(
+            "| {kind} | {params} | {:.2} | {:.2} | {} |",
+            median(record_ms),
+            median(write_ms),
+            size / 1024
+        );
     }
     Ok(())
 }

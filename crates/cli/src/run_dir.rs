@@ -160,6 +160,12 @@ pub struct Summary {
     pub global_step: u64,
     /// Error that ended training, if any.
     pub error: Option<String>,
+    /// Resident memory (MiB) at the end of each epoch of this process.
+    #[serde(default)]
+    pub rss_mib_by_epoch: Vec<f64>,
+    /// Peak resident memory (MiB) of this process.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
 }
 
 fn timestamp(secs: u64) -> String {

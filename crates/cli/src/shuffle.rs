@@ -79,3 +79,28 @@ impl Callback for EpochTracker {
         Ok(())
     }
 }
+
+/// Resident memory (MiB) of this process at each epoch end, from
+/// `/proc/self/status` (empty on systems without it): shows whether memory
+/// grows from epoch to epoch.
+pub struct MemoryProbe(pub std::sync::Arc<std::sync::Mutex<Vec<f64>>>);
+
+/// `VmRSS` and `VmHWM` (peak) of this process in MiB.
+pub fn resident_mib() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+impl Callback for MemoryProbe {
+    fn on_epoch_end(&mut self, _epoch: usize, _logs: &mut burnfit_callbacks::Logs, _ctx: &mut Context) -> Result<()> {
+        if let Some((rss, _)) = resident_mib() {
+            self.0.lock().expect("memory probe").push(rss);
+        }
+        Ok(())
+    }
+}

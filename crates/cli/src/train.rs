@@ -469,6 +469,8 @@ where
 {
     let config = &setup.config;
     let mut callbacks = build_callbacks::<M>(setup, epoch)?;
+    let memory = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    callbacks.push(crate::shuffle::MemoryProbe(memory.clone()));
     let lr = callbacks.lr_scheduler(config.optimizer.lr);
     let outcome = callbacks.outcome();
     let training = SupervisedTraining::new(setup.run.burn(), train, valid)
@@ -520,6 +522,8 @@ where
             .error
             .clone()
             .or_else(|| result.error.as_ref().map(|e| e.to_string())),
+        rss_mib_by_epoch: memory.lock().expect("memory probe").clone(),
+        peak_rss_mib: crate::shuffle::resident_mib().map(|(_, peak)| peak),
     };
     setup.run.write_summary(&summary)?;
     if let Some(error) = &summary.error {

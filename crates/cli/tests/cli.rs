@@ -126,6 +126,8 @@ fn train_on_cpu_produces_the_whole_run_directory_and_eval_reads_it() {
     assert_eq!(summary["backend"], "flex");
     assert!(summary["final_metrics"]["val_accuracy"].as_f64().unwrap() > 0.3);
     assert!(summary["train_samples_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["rss_mib_by_epoch"].as_array().unwrap().len(), 2);
+    assert!(summary["peak_rss_mib"].as_f64().unwrap() > 0.0);
 
     let png = std::fs::read(run.join("plots/training_curves.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
