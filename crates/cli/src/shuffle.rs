@@ -97,7 +97,12 @@ pub fn resident_mib() -> Option<(f64, f64)> {
 }
 
 impl Callback for MemoryProbe {
-    fn on_epoch_end(&mut self, _epoch: usize, _logs: &mut burnfit_callbacks::Logs, _ctx: &mut Context) -> Result<()> {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        _logs: &mut burnfit_callbacks::Logs,
+        _ctx: &mut Context,
+    ) -> Result<()> {
         if let Some((rss, _)) = resident_mib() {
             self.0.lock().expect("memory probe").push(rss);
         }

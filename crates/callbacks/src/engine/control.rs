@@ -63,8 +63,8 @@ pub(crate) struct Runtime {
     pub progress: Progress,
     pub last_step_lr: Option<f64>,
     pub quiet: bool,
-    /// Callback states as of the start of the current dispatch, stored in
-    /// full checkpoints.
+    /// Callback states as of the start of the last epoch-end dispatch (or
+    /// fresh, for backups), stored in full checkpoints.
     pub callback_states: BTreeMap<String, serde_json::Value>,
     /// A backup a callback asked for, written once the hook has run on every callback.
     pub pending_backup: Option<std::path::PathBuf>,

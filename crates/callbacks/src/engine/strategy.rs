@@ -50,7 +50,6 @@ struct Loop<'a, M: LearnerModel> {
 macro_rules! hook {
     ($lp:expr, $method:ident $(, $arg:expr)*) => {{
         let lp = &mut *$lp;
-        lp.rt.callback_states = lp.engine.callbacks.states().unwrap_or_default();
         let mut control = LoopControl {
             learner: &mut lp.learner,
             rt: &mut lp.rt,
@@ -420,6 +419,12 @@ where
         for (key, value) in val_logs.iter() {
             logs.insert(key, value);
         }
+        // A full checkpoint saved during this dispatch (ModelCheckpoint with
+        // save_weights_only = false) stores the callbacks' states as of the
+        // start of the epoch end; taken here, not before every hook, so the
+        // batch loop does no serialisation. (Backups are written after the
+        // dispatch with fresh states.)
+        lp.rt.callback_states = lp.engine.callbacks.states()?;
         hook!(lp, on_epoch_end, epoch, &mut logs)?;
         lp.engine
             .outcome
