@@ -54,7 +54,7 @@ struct HeldOutAccuracy {
 
 impl Callback for HeldOutAccuracy {
     fn on_epoch_end(&mut self, epoch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
-        if (epoch + 1) % self.every != 0 {
+        if !(epoch + 1).is_multiple_of(self.every) {
             return Ok(());
         }
         let model: Classifier = ctx.model().expect("the trained model is a Classifier");

@@ -39,8 +39,6 @@ use crate::shuffle::{EpochCell, EpochShuffled, EpochTracker};
 pub struct Setup {
     /// The resolved config.
     pub config: Config,
-    /// Where the config came from.
-    pub config_path: PathBuf,
     /// The run name.
     pub name: String,
     /// The run directory.
@@ -223,7 +221,6 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     };
     Ok(Setup {
         config,
-        config_path: args.config.clone(),
         name,
         run,
         backend,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::callback::Callback;
 use crate::context::Context;
-use crate::error::{CallbackError, Result};
+use crate::error::Result;
 use crate::logs::Logs;
 use crate::monitor::special_float;
 
