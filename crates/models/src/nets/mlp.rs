@@ -5,7 +5,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{ModelConfigError, check};
+use super::{ModelConfigError, check, check_dense, dense_forward, dense_layers};
 
 /// Configuration of an [`Mlp`].
 ///
@@ -70,16 +70,7 @@ impl MlpConfig {
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         check(self.input_size > 0, "mlp", "input_size must be positive")?;
         check(self.num_classes > 0, "mlp", "num_classes must be positive")?;
-        check(
-            self.hidden.iter().all(|&h| h > 0),
-            "mlp",
-            "hidden layer sizes must be positive",
-        )?;
-        check(
-            (0.0..1.0).contains(&self.dropout),
-            "mlp",
-            "dropout must be in [0, 1)",
-        )
+        check_dense("mlp", &self.hidden, self.dropout)
     }
 
     /// Builds the network on `device`.
@@ -91,12 +82,7 @@ impl MlpConfig {
         if let Err(err) = self.validate() {
             panic!("{err}");
         }
-        let mut hidden = Vec::with_capacity(self.hidden.len());
-        let mut width = self.input_size;
-        for &h in &self.hidden {
-            hidden.push(LinearConfig::new(width, h).init(device));
-            width = h;
-        }
+        let (hidden, width) = dense_layers(self.input_size, &self.hidden, device);
         Mlp {
             hidden,
             output: LinearConfig::new(width, self.num_classes).init(device),
@@ -145,13 +131,13 @@ impl Mlp {
             "MLP expects {} inputs per item, got {width}",
             self.input_size
         );
-        let mut x = input;
-        for layer in &self.hidden {
-            x = self
-                .dropout
-                .forward(self.activation.forward(layer.forward(x)));
-        }
-        self.output.forward(x)
+        dense_forward(
+            &self.hidden,
+            &self.activation,
+            &self.dropout,
+            &self.output,
+            input,
+        )
     }
 }
 

@@ -61,6 +61,56 @@ pub(crate) fn check(ok: bool, kind: &'static str, message: &str) -> Result<(), M
     }
 }
 
+/// Checks the parts shared by the dense networks: positive hidden sizes and
+/// a dropout probability in `[0, 1)`.
+pub(crate) fn check_dense(
+    kind: &'static str,
+    hidden: &[usize],
+    dropout: f64,
+) -> Result<(), ModelConfigError> {
+    check(
+        hidden.iter().all(|&h| h > 0),
+        kind,
+        "hidden layer sizes must be positive",
+    )?;
+    check(
+        (0.0..1.0).contains(&dropout),
+        kind,
+        "dropout must be in [0, 1)",
+    )
+}
+
+/// The hidden layers of a dense network from `input` features through
+/// `hidden` widths; returns them with the width of the last one.
+pub(crate) fn dense_layers(
+    input: usize,
+    hidden: &[usize],
+    device: &Device,
+) -> (Vec<burn::nn::Linear>, usize) {
+    let mut layers = Vec::with_capacity(hidden.len());
+    let mut width = input;
+    for &h in hidden {
+        layers.push(burn::nn::LinearConfig::new(width, h).init(device));
+        width = h;
+    }
+    (layers, width)
+}
+
+/// `hidden` layers, each followed by ReLU and dropout, then `output`.
+pub(crate) fn dense_forward(
+    hidden: &[burn::nn::Linear],
+    activation: &burn::nn::Relu,
+    dropout: &burn::nn::Dropout,
+    output: &burn::nn::Linear,
+    input: Tensor<2>,
+) -> Tensor<2> {
+    let mut x = input;
+    for layer in hidden {
+        x = dropout.forward(activation.forward(layer.forward(x)));
+    }
+    output.forward(x)
+}
+
 /// Cross-entropy loss of `logits` `[batch, classes]` against `targets` `[batch]`,
 /// packaged for Burn's metrics.
 pub fn classification_output(logits: Tensor<2>, targets: Tensor<1, Int>) -> ClassificationOutput {

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::train::{InferenceStep, RegressionOutput, TrainOutput, TrainStep};
 use serde::{Deserialize, Serialize};
 
-use super::{ModelConfigError, check};
+use super::{ModelConfigError, check, check_dense, dense_forward, dense_layers};
 use crate::data::RegressionBatch;
 
 /// Configuration of an [`MlpRegressor`].
@@ -85,16 +85,7 @@ impl MlpRegressorConfig {
             "mlp_regressor",
             "output_size must be positive",
         )?;
-        check(
-            self.hidden.iter().all(|&h| h > 0),
-            "mlp_regressor",
-            "hidden layer sizes must be positive",
-        )?;
-        check(
-            (0.0..1.0).contains(&self.dropout),
-            "mlp_regressor",
-            "dropout must be in [0, 1)",
-        )
+        check_dense("mlp_regressor", &self.hidden, self.dropout)
     }
 
     /// Builds the network on `device`.
@@ -106,12 +97,7 @@ impl MlpRegressorConfig {
         if let Err(err) = self.validate() {
             panic!("{err}");
         }
-        let mut hidden = Vec::with_capacity(self.hidden.len());
-        let mut width = self.input_size;
-        for &h in &self.hidden {
-            hidden.push(LinearConfig::new(width, h).init(device));
-            width = h;
-        }
+        let (hidden, width) = dense_layers(self.input_size, &self.hidden, device);
         MlpRegressor {
             hidden,
             output: LinearConfig::new(width, self.output_size).init(device),
@@ -140,13 +126,13 @@ pub struct MlpRegressor {
 impl MlpRegressor {
     /// Predictions `[batch, output_size]` for features `[batch, input_size]`.
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        let mut x = features;
-        for layer in &self.hidden {
-            x = self
-                .dropout
-                .forward(self.activation.forward(layer.forward(x)));
-        }
-        self.output.forward(x)
+        dense_forward(
+            &self.hidden,
+            &self.activation,
+            &self.dropout,
+            &self.output,
+            features,
+        )
     }
 
     /// Predictions and mean squared error for a batch.
