@@ -15,7 +15,7 @@ pub struct Config {
     /// Run name; defaults to the config file's stem.
     #[serde(default)]
     pub name: Option<String>,
-    /// The network (`kind = "mlp" | "cnn" | "resnet" | "mlp_regressor"`).
+    /// The network (`kind = "mlp" | "cnn" | "simple_cnn" | "resnet" | "mlp_regressor"`).
     pub model: ModelConfig,
     /// The dataset.
     pub data: DataConfig,

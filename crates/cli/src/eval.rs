@@ -68,7 +68,7 @@ pub fn evaluate(
     let run = RunDir::open(run_dir)?;
     let config: Config = run.read_config()?;
     let path = checkpoint_path(&run, which)?;
-    let convolutional = matches!(config.model.kind(), "cnn" | "resnet");
+    let convolutional = config.model.is_convolutional();
     let device = backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.device;
     let batch = config.training.batch_size;
     match load_data(&config, None)? {
@@ -153,7 +153,7 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     let run = RunDir::open(run_dir)?;
     let config = run.read_config()?;
     let path = checkpoint_path(&run, "best").or_else(|_| checkpoint_path(&run, "last"))?;
-    let convolutional = matches!(config.model.kind(), "cnn" | "resnet");
+    let convolutional = config.model.is_convolutional();
     let device = backend::choose(config.training.backend, convolutional)?.device;
     if config.model.task() == burnfit_models::Task::Regression {
         return predict_table(&config, &path, input, limit, &device);

@@ -171,7 +171,7 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         }
     }
     let choice = args.backend.unwrap_or(config.training.backend);
-    let convolutional = matches!(config.model.kind(), "cnn" | "resnet");
+    let convolutional = config.model.is_convolutional();
     let backend = backend::choose(choice, convolutional)?;
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());

@@ -12,7 +12,7 @@ use burnfit_models::data::{
 };
 use burnfit_models::nets::{
     Classifier, CnnConfig, MlpConfig, MlpRegressorConfig, ModelConfig, ModelConfigError,
-    ResNetConfig, Task,
+    ResNetConfig, SimpleCnnConfig, Task,
 };
 
 fn cpu() -> Device {
@@ -67,6 +67,36 @@ fn cnn_forward_shape() {
     // Default sizes: 32/64 channels, fc 128 over 64 * 7 * 7 inputs.
     let default = CnnConfig::new().init(&device);
     assert_eq!(default.fc1.weight.dims(), [64 * 7 * 7, 128]);
+}
+
+#[test]
+fn simple_cnn_has_the_keras_example_shapes_and_learns() {
+    let device = cpu().autodiff();
+    device.seed(1);
+    let default = SimpleCnnConfig::new().init(&device);
+    assert_learner_model(&default);
+    // Keras's MNIST example: 28 -> 26 -> 24 -> pooled 12, 64 channels.
+    assert_eq!(default.fc1.weight.dims(), [64 * 12 * 12, 128]);
+    assert_eq!(default.conv1.weight.dims(), [32, 1, 3, 3]);
+
+    let mut model = SimpleCnnConfig {
+        channels: [4, 8],
+        fc_size: 16,
+        conv_dropout: 0.0,
+        fc_dropout: 0.0,
+        ..SimpleCnnConfig::default()
+    }
+    .init(&device);
+    let batch = image_batch(16, &device);
+    assert_eq!(model.forward(batch.images.clone()).dims(), [16, 10]);
+    let mut optim = AdamConfig::new().init();
+    let before = scalar(model.forward_classification(batch.clone()).loss);
+    for _ in 0..15 {
+        let out = TrainStep::step(&model, batch.clone());
+        model = model.optimize(&mut optim, 3e-3_f64.into(), out.grads);
+    }
+    let after = scalar(model.forward_classification(batch).loss);
+    assert!(after < before * 0.8, "15 steps: {before} -> {after}");
 }
 
 #[test]

@@ -9,6 +9,8 @@ use burn::nn::{
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::host_dropout::dropout;
+use super::stem_conv::conv2d_stem;
 use super::{ModelConfigError, check};
 
 /// Configuration of a [`Cnn`].
@@ -167,11 +169,11 @@ impl ConvBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self
             .activation
-            .forward(self.bn1.forward(self.conv1.forward(x)));
+            .forward(self.bn1.forward(conv2d_stem(&self.conv1, x)));
         let x = self
             .activation
             .forward(self.bn2.forward(self.conv2.forward(x)));
-        self.dropout.forward(self.pool.forward(x))
+        dropout(&self.dropout, self.pool.forward(x))
     }
 }
 
@@ -201,9 +203,7 @@ impl Cnn {
         let x = self.block2.forward(self.block1.forward(images));
         let [batch, c, h, w] = x.dims();
         let x = x.reshape([batch, c * h * w]);
-        let x = self
-            .dropout
-            .forward(self.activation.forward(self.fc1.forward(x)));
+        let x = dropout(&self.dropout, self.activation.forward(self.fc1.forward(x)));
         self.fc2.forward(x)
     }
 }

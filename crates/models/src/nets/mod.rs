@@ -1,4 +1,4 @@
-//! Networks: three image classifiers and a table regressor, each with a
+//! Networks: four image classifiers and a table regressor, each with a
 //! serde-friendly config, plus [`ModelConfig`] / [`Classifier`] to build any
 //! classifier from a config file.
 //!
@@ -11,9 +11,12 @@
 //! provides `Display`, so every network is a Burn `LearnerModel`.
 
 pub mod cnn;
+pub mod host_dropout;
 pub mod mlp;
 pub mod regressor;
 pub mod resnet;
+pub mod simple_cnn;
+pub mod stem_conv;
 
 use burn::config::Config;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -25,6 +28,7 @@ pub use cnn::{Cnn, CnnConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use regressor::{MlpRegressor, MlpRegressorConfig};
 pub use resnet::{ResNet, ResNetConfig};
+pub use simple_cnn::{SimpleCnn, SimpleCnnConfig};
 
 /// An invalid model configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,7 +110,7 @@ pub(crate) fn dense_forward(
 ) -> Tensor<2> {
     let mut x = input;
     for layer in hidden {
-        x = dropout.forward(activation.forward(layer.forward(x)));
+        x = host_dropout::dropout(dropout, activation.forward(layer.forward(x)));
     }
     output.forward(x)
 }
@@ -181,7 +185,7 @@ impl std::fmt::Display for Task {
 /// Any model's configuration, tagged by `kind`:
 ///
 /// ```toml
-/// kind = "cnn"          # "mlp" | "cnn" | "resnet" | "mlp_regressor"
+/// kind = "cnn"          # "mlp" | "cnn" | "simple_cnn" | "resnet" | "mlp_regressor"
 /// channels = [32, 64]   # the kind's own fields; omitted ones take defaults
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +197,9 @@ pub enum ModelConfig {
     /// A [`Cnn`] classifier.
     #[serde(rename = "cnn")]
     Cnn(CnnConfig),
+    /// A [`SimpleCnn`] classifier (Keras's MNIST example network).
+    #[serde(rename = "simple_cnn")]
+    SimpleCnn(SimpleCnnConfig),
     /// A [`ResNet`] classifier.
     #[serde(rename = "resnet")]
     ResNet(ResNetConfig),
@@ -211,13 +218,14 @@ impl Config for ModelConfig {}
 
 impl ModelConfig {
     /// Every accepted `kind`.
-    pub const KINDS: [&'static str; 4] = ["mlp", "cnn", "resnet", "mlp_regressor"];
+    pub const KINDS: [&'static str; 5] = ["mlp", "cnn", "simple_cnn", "resnet", "mlp_regressor"];
 
     /// The default configuration of a kind, or `None` for an unknown kind.
     pub fn default_for(kind: &str) -> Option<Self> {
         Some(match kind {
             "mlp" => ModelConfig::Mlp(MlpConfig::default()),
             "cnn" => ModelConfig::Cnn(CnnConfig::default()),
+            "simple_cnn" => ModelConfig::SimpleCnn(SimpleCnnConfig::default()),
             "resnet" => ModelConfig::ResNet(ResNetConfig::default()),
             "mlp_regressor" => ModelConfig::MlpRegressor(MlpRegressorConfig::default()),
             _ => return None,
@@ -229,9 +237,19 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(_) => "mlp",
             ModelConfig::Cnn(_) => "cnn",
+            ModelConfig::SimpleCnn(_) => "simple_cnn",
             ModelConfig::ResNet(_) => "resnet",
             ModelConfig::MlpRegressor(_) => "mlp_regressor",
         }
+    }
+
+    /// Whether the network is convolutional (which decides the automatic
+    /// CPU backend and warnings about ndarray).
+    pub fn is_convolutional(&self) -> bool {
+        matches!(
+            self,
+            ModelConfig::Cnn(_) | ModelConfig::SimpleCnn(_) | ModelConfig::ResNet(_)
+        )
     }
 
     /// What the model does.
@@ -248,6 +266,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.validate(),
             ModelConfig::Cnn(c) => c.validate(),
+            ModelConfig::SimpleCnn(c) => c.validate(),
             ModelConfig::ResNet(c) => c.validate(),
             ModelConfig::MlpRegressor(c) => {
                 c.clone().with_input_size(c.input_size.max(1)).validate()
@@ -261,6 +280,7 @@ impl ModelConfig {
         Ok(match self {
             ModelConfig::Mlp(c) => Classifier::Mlp(c.init(device)),
             ModelConfig::Cnn(c) => Classifier::Cnn(c.init(device)),
+            ModelConfig::SimpleCnn(c) => Classifier::SimpleCnn(c.init(device)),
             ModelConfig::ResNet(c) => Classifier::ResNet(c.init(device)),
             ModelConfig::MlpRegressor(_) => {
                 return Err(ModelConfigError::WrongTask {
@@ -316,6 +336,8 @@ pub enum Classifier {
     Mlp(Mlp),
     /// A CNN.
     Cnn(Cnn),
+    /// Keras's MNIST example CNN.
+    SimpleCnn(SimpleCnn),
     /// A ResNet.
     ResNet(ResNet),
 }
@@ -326,6 +348,7 @@ impl Classifier {
         match self {
             Classifier::Mlp(m) => m.forward(images),
             Classifier::Cnn(m) => m.forward(images),
+            Classifier::SimpleCnn(m) => m.forward(images),
             Classifier::ResNet(m) => m.forward(images),
         }
     }
@@ -335,6 +358,7 @@ impl Classifier {
         match self {
             Classifier::Mlp(_) => "mlp",
             Classifier::Cnn(_) => "cnn",
+            Classifier::SimpleCnn(_) => "simple_cnn",
             Classifier::ResNet(_) => "resnet",
         }
     }
@@ -349,6 +373,12 @@ impl From<Mlp> for Classifier {
 impl From<Cnn> for Classifier {
     fn from(m: Cnn) -> Self {
         Classifier::Cnn(m)
+    }
+}
+
+impl From<SimpleCnn> for Classifier {
+    fn from(m: SimpleCnn) -> Self {
+        Classifier::SimpleCnn(m)
     }
 }
 

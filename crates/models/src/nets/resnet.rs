@@ -7,6 +7,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::stem_conv::conv2d_stem;
 use super::{ModelConfigError, check};
 
 /// Configuration of a [`ResNet`].
@@ -225,7 +226,7 @@ impl ResNet {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self
             .activation
-            .forward(self.stem_bn.forward(self.stem_conv.forward(images)));
+            .forward(self.stem_bn.forward(conv2d_stem(&self.stem_conv, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }
