@@ -62,7 +62,19 @@ pub trait TrainingControl {
     /// Replaces the current model; the snapshot must hold the trained model type.
     fn restore_model(&mut self, snapshot: ModelSnapshot) -> Result<()>;
     /// Writes a checkpoint to `path` atomically (temporary file, fsync, rename).
+    /// The Burn glue takes the snapshot here and writes it on a background
+    /// thread; an error of that write is returned by a later call.
     fn save_model(&mut self, path: &Path, content: SaveContent) -> Result<()>;
+    /// Deletes a file the callback wrote (an older backup, a checkpoint that
+    /// left the top k), after every checkpoint asked for before it has
+    /// landed, and not at all if one of those failed. A missing file is not
+    /// an error.
+    fn remove_file(&mut self, path: &Path) -> Result<()> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CallbackError::io(path, e)),
+            _ => Ok(()),
+        }
+    }
     /// Where training stands.
     fn progress(&self) -> Progress;
     /// The learning rate Burn's optimizer used for the last step taken, read
@@ -221,6 +233,12 @@ impl<'a> Context<'a> {
     /// Saves a checkpoint atomically.
     pub fn save_model(&mut self, path: impl AsRef<Path>, content: SaveContent) -> Result<()> {
         self.control.save_model(path.as_ref(), content)
+    }
+
+    /// Deletes a file this callback wrote, in order with its checkpoints
+    /// (see [`TrainingControl::remove_file`]).
+    pub fn remove_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        self.control.remove_file(path.as_ref())
     }
 
     /// The learning rate the optimizer used for the last step, read back

@@ -328,3 +328,103 @@ fn epoch_logs_hold_the_values_of_burns_metric_store() {
         }
     }
 }
+
+/// Lists, at train end, the files a directory holds.
+#[derive(Clone, Default)]
+struct ListAtTrainEnd {
+    dir: std::path::PathBuf,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Callback for ListAtTrainEnd {
+    fn on_train_end(&mut self, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+        *self.seen.lock().unwrap() = file_names(&self.dir);
+        Ok(())
+    }
+}
+
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn checkpoints_written_off_the_training_thread_land_in_order_before_train_end() {
+    use burnfit_callbacks::builtins::{
+        BackupAndRestore, BackupAndRestoreConfig, BackupFrequency, ModelCheckpoint,
+        ModelCheckpointConfig,
+    };
+    use burnfit_callbacks::checkpoint_file::CheckpointFile;
+
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("ckpt");
+    let backups = dir.path().join("backup");
+    let listing = ListAtTrainEnd {
+        dir: checkpoints.clone(),
+        ..Default::default()
+    };
+    let logs = KeepLogs::default();
+    let callbacks = Callbacks::new()
+        .with(logs.clone())
+        .with(
+            ModelCheckpoint::new(ModelCheckpointConfig {
+                filepath: checkpoints
+                    .join("epoch{epoch:02d}.bpk")
+                    .to_string_lossy()
+                    .into_owned(),
+                monitor: "loss".into(),
+                save_top_k: Some(2),
+                save_weights_only: true,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+        .with(
+            BackupAndRestore::new(BackupAndRestoreConfig {
+                backup_dir: backups.to_string_lossy().into_owned(),
+                save_freq: BackupFrequency::Batches(3),
+                delete_checkpoint: false,
+                keep: 1,
+            })
+            .unwrap(),
+        )
+        .with(listing.clone());
+    // 5 epochs of 4 batches: a backup every 3 batches, so 6 backups queued
+    // and 5 deletions after them.
+    common::train(dir.path(), 5, 16, 4, callbacks, |t| t);
+
+    // Top 2 epochs by training loss (Keras's 1-based epoch in the name).
+    let losses: Vec<f64> = logs
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| l.get("loss").unwrap())
+        .collect();
+    let mut order: Vec<usize> = (0..losses.len()).collect();
+    order.sort_by(|&a, &b| losses[a].total_cmp(&losses[b]));
+    let mut expected: Vec<String> = order[..2]
+        .iter()
+        .map(|e| format!("epoch{:02}.bpk", e + 1))
+        .collect();
+    expected.sort();
+    assert_eq!(file_names(&checkpoints), expected, "losses {losses:?}");
+    // Every write had landed when on_train_end ran.
+    assert_eq!(*listing.seen.lock().unwrap(), expected);
+    for name in &expected {
+        let bytes = std::fs::read(checkpoints.join(name)).unwrap();
+        assert!(bytes.len() > 100, "{name} is a whole record");
+    }
+    // One backup kept, the newest (global step 18 of 20 batches), complete.
+    let kept = file_names(&backups);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].contains("000000000018"), "{kept:?}");
+    CheckpointFile::load(&backups.join(&kept[0])).unwrap();
+}

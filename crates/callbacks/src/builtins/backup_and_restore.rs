@@ -85,6 +85,8 @@ pub struct BackupAndRestore {
     delete_checkpoint: bool,
     keep: usize,
     batches_seen: u64,
+    /// Backups on disk or queued, oldest first.
+    kept: Vec<PathBuf>,
 }
 
 impl BackupAndRestore {
@@ -121,6 +123,7 @@ impl BackupAndRestore {
             delete_checkpoint: config.delete_checkpoint,
             keep: config.keep.max(1),
             batches_seen: 0,
+            kept: Vec::new(),
         })
     }
 
@@ -150,12 +153,18 @@ impl BackupAndRestore {
     }
 
     fn backup_now(&mut self, ctx: &mut Context) -> Result<()> {
-        // Keep `keep - 1` older backups; the one about to be written makes `keep`.
-        for old in Self::backups(&self.dir).into_iter().skip(self.keep - 1) {
-            let _ = std::fs::remove_file(old);
-        }
         let path = self.backup_path(ctx.progress().global_step);
-        ctx.request_backup(path)
+        ctx.request_backup(&path)?;
+        if self.kept.last() != Some(&path) {
+            self.kept.push(path);
+        }
+        // Deletions land after the new backup has (the writer keeps the
+        // order), so a crash never leaves fewer than one complete backup.
+        while self.kept.len() > self.keep {
+            let oldest = self.kept.remove(0);
+            ctx.remove_file(&oldest)?;
+        }
+        Ok(())
     }
 }
 
@@ -204,10 +213,16 @@ impl Callback for BackupAndRestore {
         Ok(())
     }
 
-    fn on_train_end(&mut self, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+    fn on_train_begin(&mut self, _ctx: &mut Context) -> Result<()> {
+        self.kept = Self::backups(&self.dir);
+        self.kept.reverse();
+        Ok(())
+    }
+
+    fn on_train_end(&mut self, _logs: &Logs, ctx: &mut Context) -> Result<()> {
         if self.delete_checkpoint {
             for path in Self::backups(&self.dir) {
-                let _ = std::fs::remove_file(path);
+                ctx.remove_file(&path)?;
             }
         }
         Ok(())

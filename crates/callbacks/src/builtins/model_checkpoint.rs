@@ -523,11 +523,7 @@ impl ModelCheckpoint {
             && let Some(w) = worst
         {
             let removed = self.top_k.remove(w);
-            match std::fs::remove_file(&removed.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CallbackError::io(&removed.path, e)),
-            }
+            ctx.remove_file(&removed.path)?;
         }
         Ok(true)
     }

@@ -8,6 +8,7 @@ use burn::train::{Interrupter, Learner, LearnerModel};
 
 use super::capture::StateCapture;
 use super::lr::LrHandle;
+use super::writer::BackgroundWriter;
 use crate::checkpoint_file::CheckpointFile;
 use crate::context::{Message, ModelSnapshot, Progress, SaveContent, TrainingControl};
 use crate::error::{CallbackError, Result};
@@ -70,6 +71,21 @@ pub(crate) struct Runtime {
     pub pending_backup: Option<std::path::PathBuf>,
     /// Whether the current epoch's batches are all done (for backups).
     pub epoch_complete: bool,
+    /// Writes checkpoints off the training thread.
+    pub writer: BackgroundWriter,
+    /// Deletions asked for during the current dispatch, queued after its
+    /// writes (a backup is written after the dispatch).
+    pub pending_removals: Vec<std::path::PathBuf>,
+}
+
+impl Runtime {
+    /// Queues the deletions asked for during the last dispatch.
+    pub fn queue_removals(&mut self) -> Result<()> {
+        for path in std::mem::take(&mut self.pending_removals) {
+            self.writer.remove(&path)?;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct LoopControl<'a, M: LearnerModel> {
@@ -131,18 +147,24 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
     }
 
     fn save_model(&mut self, path: &Path, content: SaveContent) -> Result<()> {
+        // A file written now must not be deleted by a removal asked for
+        // earlier in the same dispatch.
+        self.rt.pending_removals.retain(|p| p != path);
         match content {
             SaveContent::Weights => {
-                let bytes = self
-                    .learner
-                    .model()
-                    .into_record()
-                    .into_bytes()
-                    .map_err(|e| CallbackError::Runtime {
-                        callback: "save_model",
-                        message: e.to_string(),
-                    })?;
-                crate::atomic::write_atomic(path, &bytes)
+                // The record shares the model's tensors (they are immutable),
+                // so this is the whole cost on the training thread; reading
+                // the values and encoding them happen on the writer thread.
+                let record = self.learner.model().into_record();
+                self.rt.writer.write(
+                    path,
+                    Box::new(move || {
+                        record
+                            .into_bytes()
+                            .map(|bytes| bytes.to_vec())
+                            .map_err(|e| e.to_string())
+                    }),
+                )
             }
             SaveContent::Full => {
                 let records = self
@@ -164,7 +186,9 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
                     sections::PROGRESS,
                     serde_json::to_vec(&ResumeProgress::of(self.rt)).expect("json"),
                 );
-                file.save(path)
+                self.rt
+                    .writer
+                    .write(path, Box::new(move || Ok(file.to_bytes())))
             }
         }
     }
@@ -175,6 +199,11 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
 
     fn last_step_learning_rate(&self) -> Option<f64> {
         self.rt.last_step_lr
+    }
+
+    fn remove_file(&mut self, path: &Path) -> Result<()> {
+        self.rt.pending_removals.push(path.to_path_buf());
+        Ok(())
     }
 
     fn request_backup(&mut self, path: &Path) -> Result<()> {

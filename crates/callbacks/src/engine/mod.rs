@@ -15,6 +15,7 @@ mod metric_log;
 mod params;
 mod silent;
 mod strategy;
+pub mod writer;
 
 pub use batch_loss::BatchLoss;
 pub use capture::{StateCapture, TrainingRecords};

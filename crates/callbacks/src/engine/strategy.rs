@@ -58,7 +58,10 @@ macro_rules! hook {
         };
         let result = lp.engine.callbacks.$method($($arg,)* &mut control);
         match result {
-            Ok(()) => write_pending_backup(lp),
+            Ok(()) => {
+                write_pending_backup(lp)?;
+                lp.rt.queue_removals()
+            }
             Err(e) => Err(e),
         }
     }};
@@ -178,6 +181,8 @@ where
             callback_states: Default::default(),
             pending_backup: None,
             epoch_complete: false,
+            writer: super::writer::BackgroundWriter::new(),
+            pending_removals: Vec::new(),
         };
         let mut lp = Loop {
             learner,
@@ -442,8 +447,12 @@ where
             break;
         }
     }
+    // Every checkpoint is on disk before the train-end hooks run (they may
+    // read them, or delete backups); their own deletions land before
+    // training returns.
+    lp.rt.writer.flush()?;
     hook!(lp, on_train_end, &last_logs)?;
-    Ok(())
+    lp.rt.writer.flush()
 }
 
 /// SplitMix64 of `seed` and `step`: a well-spread seed per step.
