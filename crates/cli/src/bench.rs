@@ -1,6 +1,7 @@
 //! `burnfit bench`: callback overhead and backend throughput, as ratios.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use burn::data::dataloader::DataLoader;
@@ -13,18 +14,98 @@ use burnfit_callbacks::builtins::{
 };
 use burnfit_callbacks::engine::{SilentRenderer, param_values_of};
 use burnfit_callbacks::tensorboard::{TensorBoard, UpdateFreq};
-use burnfit_callbacks::{Callback, Callbacks, WithCallbacks};
+use burnfit_callbacks::{Callback, Callbacks, Context, Logs, WithCallbacks};
+
+type CbResult<T> = burnfit_callbacks::Result<T>;
 use burnfit_models::data::{ImageBatch, ImageBatcher, ImageDataset};
 use burnfit_models::{Classifier, ModelConfig};
 
 use crate::backend::{self, ChosenBackend};
 use crate::config::BackendChoice;
 use crate::error::{CliError, CliResult};
+use crate::shuffle::{MemoryProbe, resident_mib};
 use crate::train::loader;
 
 /// A callback that does nothing (the engine still calls every hook).
 struct NoOp;
 impl Callback for NoOp {}
+
+/// Wraps a callback and adds the time spent in its hooks to a shared
+/// counter: the direct measure of what the callbacks cost the training
+/// thread, free of the run-to-run noise of whole-run timings.
+struct Timed {
+    inner: Box<dyn Callback>,
+    clock: Arc<HookClock>,
+}
+
+/// Nanoseconds spent in callback hooks: per-batch hooks and the others
+/// (train, epoch and validation begin/end), which a real epoch of hundreds
+/// of steps amortises.
+#[derive(Default)]
+struct HookClock {
+    batch: AtomicU64,
+    other: AtomicU64,
+}
+
+impl Timed {
+    fn time<T>(&mut self, per_batch: bool, hook: impl FnOnce(&mut dyn Callback) -> T) -> T {
+        let start = Instant::now();
+        let out = hook(self.inner.as_mut());
+        let counter = if per_batch {
+            &self.clock.batch
+        } else {
+            &self.clock.other
+        };
+        counter.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+}
+
+impl Callback for Timed {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn on_train_begin(&mut self, ctx: &mut Context) -> CbResult<()> {
+        self.time(false, |c| c.on_train_begin(ctx))
+    }
+    fn on_train_end(&mut self, logs: &Logs, ctx: &mut Context) -> CbResult<()> {
+        self.time(false, |c| c.on_train_end(logs, ctx))
+    }
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut Context) -> CbResult<()> {
+        self.time(false, |c| c.on_epoch_begin(epoch, ctx))
+    }
+    fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut Context) -> CbResult<()> {
+        self.time(false, |c| c.on_epoch_end(epoch, logs, ctx))
+    }
+    fn on_train_batch_begin(&mut self, batch: usize, ctx: &mut Context) -> CbResult<()> {
+        self.time(true, |c| c.on_train_batch_begin(batch, ctx))
+    }
+    fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &mut Logs,
+        ctx: &mut Context,
+    ) -> CbResult<()> {
+        self.time(true, |c| c.on_train_batch_end(batch, logs, ctx))
+    }
+    fn on_validation_begin(&mut self, ctx: &mut Context) -> CbResult<()> {
+        self.time(false, |c| c.on_validation_begin(ctx))
+    }
+    fn on_validation_batch_end(
+        &mut self,
+        batch: usize,
+        logs: &Logs,
+        ctx: &mut Context,
+    ) -> CbResult<()> {
+        self.time(true, |c| c.on_validation_batch_end(batch, logs, ctx))
+    }
+    fn on_validation_end(&mut self, logs: &Logs, ctx: &mut Context) -> CbResult<()> {
+        self.time(false, |c| c.on_validation_end(logs, ctx))
+    }
+    fn wants_batch_logs(&self) -> bool {
+        self.inner.wants_batch_logs()
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
@@ -45,6 +126,10 @@ impl Variant {
     }
 }
 
+/// Training steps of one Fashion-MNIST epoch at batch 64 (54,000 images
+/// after the 10% validation split), over which per-epoch hook costs spread.
+const FASHION_MNIST_STEPS: usize = 844;
+
 /// Options of `burnfit bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -55,8 +140,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Models to measure.
-    #[arg(long, value_delimiter = ',', default_value = "mlp,cnn")]
+    #[arg(long, value_delimiter = ',', default_value = "mlp,simple_cnn,cnn")]
     pub models: Vec<String>,
+    /// Epochs of the memory measurement (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    pub memory_epochs: usize,
     /// Backends to measure (those not available here are skipped).
     #[arg(long, value_delimiter = ',', default_value = "flex,ndarray,wgpu")]
     pub backends: Vec<String>,
@@ -76,14 +164,38 @@ fn synthetic(n: usize) -> ImageDataset {
     ImageDataset::new(pixels, labels, 28, 28, 0.286, 0.353)
 }
 
-fn run_once(
-    model_kind: &str,
-    backend: &ChosenBackend,
-    variant: Variant,
+/// One training to time: a model kind on a backend over the given data.
+struct Run<'a> {
+    model_kind: &'a str,
+    backend: &'a ChosenBackend,
     train: Arc<dyn DataLoader<ImageBatch>>,
     valid: Arc<dyn DataLoader<ImageBatch>>,
-    dir: &std::path::Path,
-) -> CliResult<f64> {
+    dir: &'a std::path::Path,
+    epochs: usize,
+    /// Records the resident memory at each epoch end (callback variants).
+    memory: Option<MemoryProbe>,
+}
+
+/// What one training took.
+struct Timing {
+    /// The whole training, in seconds.
+    seconds: f64,
+    /// Inside per-batch callback hooks (full default set only).
+    batch_hooks: f64,
+    /// Inside the other hooks (full default set only).
+    other_hooks: f64,
+}
+
+/// Trains once.
+fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
+    let Run {
+        model_kind,
+        backend,
+        dir,
+        ..
+    } = *run;
+    let (train, valid) = (run.train.clone(), run.valid.clone());
+    let clock = Arc::new(HookClock::default());
     let model = ModelConfig::default_for(model_kind)
         .ok_or_else(|| CliError::usage(format!("--models: unknown model {model_kind}")))?
         .init_classifier(&backend.device.clone().autodiff())
@@ -91,7 +203,7 @@ fn run_once(
     let optim = burn::optim::AdamConfig::new().init();
     let training = SupervisedTraining::new(dir, train, valid)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
-        .num_epochs(1)
+        .num_epochs(run.epochs)
         .renderer(Box::new(SilentRenderer))
         .with_application_logger(None);
     let start;
@@ -108,26 +220,42 @@ fn run_once(
                 }
             }
             if variant == Variant::FullSet {
-                let run = dir.join("run");
-                callbacks.push(CSVLogger::new(run.join("history.csv")));
-                callbacks.push(
-                    TensorBoard::new(run.join("tb"))
-                        .update_freq(UpdateFreq::Batches(1))
-                        .with_param_source(param_values_of::<Classifier>),
-                );
-                callbacks.push(ModelCheckpoint::new(ModelCheckpointConfig {
-                    filepath: run.join("best.bpk").to_string_lossy().into_owned(),
-                    save_best_only: true,
-                    save_weights_only: true,
-                    ..Default::default()
-                })?);
-                callbacks.push(EarlyStopping::new(EarlyStoppingConfig::default())?);
-                callbacks.push(ReduceLROnPlateau::new(ReduceLROnPlateauConfig::default())?);
-                callbacks.push(TerminateOnNaN::new(TerminateOnNaNConfig::default())?);
-                callbacks.push(ProgressLogger::new(ProgressLoggerConfig {
-                    bar: "never".into(),
-                    ..Default::default()
-                }));
+                let out = dir.join("run");
+                let set: Vec<Box<dyn Callback>> = vec![
+                    Box::new(CSVLogger::new(out.join("history.csv"))),
+                    Box::new(
+                        TensorBoard::new(out.join("tb"))
+                            .update_freq(UpdateFreq::Batches(1))
+                            .with_param_source(param_values_of::<Classifier>),
+                    ),
+                    Box::new(ModelCheckpoint::new(ModelCheckpointConfig {
+                        filepath: out.join("best.bpk").to_string_lossy().into_owned(),
+                        save_best_only: true,
+                        save_weights_only: true,
+                        ..Default::default()
+                    })?),
+                    // Patience as long as the run: it does all its work each
+                    // epoch but never ends a measurement early.
+                    Box::new(EarlyStopping::new(EarlyStoppingConfig {
+                        patience: run.epochs,
+                        ..Default::default()
+                    })?),
+                    Box::new(ReduceLROnPlateau::new(ReduceLROnPlateauConfig::default())?),
+                    Box::new(TerminateOnNaN::new(TerminateOnNaNConfig::default())?),
+                    Box::new(ProgressLogger::new(ProgressLoggerConfig {
+                        bar: "never".into(),
+                        ..Default::default()
+                    })),
+                ];
+                for inner in set {
+                    callbacks.push(Timed {
+                        inner,
+                        clock: Arc::clone(&clock),
+                    });
+                }
+            }
+            if let Some(probe) = &run.memory {
+                callbacks.push(MemoryProbe(Arc::clone(&probe.0)));
             }
             let lr = callbacks.lr_scheduler(1e-3);
             let training = training.with_callbacks(callbacks);
@@ -135,7 +263,11 @@ fn run_once(
             training.launch(Learner::new(model, optim, lr));
         }
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok(Timing {
+        seconds: start.elapsed().as_secs_f64(),
+        batch_hooks: clock.batch.load(Ordering::Relaxed) as f64 * 1e-9,
+        other_hooks: clock.other.load(Ordering::Relaxed) as f64 * 1e-9,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -169,12 +301,17 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
         }
     );
     checkpoint_stall(tmp.path())?;
+    if args.memory_epochs > 0 {
+        memory_growth(args.memory_epochs.max(3), tmp.path())?;
+    }
     for kind in &args.models {
         let convolutional = kind != "mlp";
         let auto = backend::choose(BackendChoice::Auto, convolutional)?;
         println!("\n## {kind}: auto picks {} ({})", auto.name, auto.reason);
-        println!("| backend | variant | step time (ms) | samples/s | ratio to plain Burn |");
-        println!("| --- | --- | ---: | ---: | ---: |");
+        println!(
+            "| backend | variant | step time (ms) | samples/s | ratio to plain Burn | hooks per step | hooks per epoch | overhead, {FASHION_MNIST_STEPS}-step epoch |"
+        );
+        println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         for name in &args.backends {
             let choice = match name.as_str() {
                 "flex" => BackendChoice::Flex,
@@ -187,14 +324,19 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 }
             };
             let Ok(chosen) = backend::choose(choice, convolutional) else {
-                println!("| {name} | (not available here) | | | |");
+                println!("| {name} | (not available here) | | | | | | |");
                 continue;
             };
-            // ndarray's convolutions take seconds per step: fewer steps.
-            let steps = if name == "ndarray" && convolutional {
-                3
+            // ndarray's convolutions, and wgpu on a software adapter, take
+            // seconds per CNN step: there, after a warm-up step, 3 steps,
+            // once, plain Burn against the full set only (throughput, not
+            // overhead).
+            let software_wgpu = name == "wgpu" && !adapters.iter().any(|a| a.is_gpu);
+            let slow = convolutional && (name == "ndarray" || software_wgpu);
+            let (steps, repeats) = if slow {
+                (3, 1)
             } else {
-                steps
+                (steps, args.repeats.max(1))
             };
             let train = loader(
                 ImageBatcher::default(),
@@ -204,33 +346,82 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 None,
             );
             let valid = loader(ImageBatcher::default(), synthetic(batch), batch, 1, None);
-            let mut plain = None;
-            for variant in [
-                Variant::PlainBurn,
-                Variant::NoCallbacks,
-                Variant::FiveNoOps,
-                Variant::FullSet,
-            ] {
-                let mut times = Vec::new();
-                for _ in 0..args.repeats.max(1) {
-                    times.push(run_once(
-                        kind,
-                        &chosen,
-                        variant,
-                        train.clone(),
-                        valid.clone(),
-                        tmp.path(),
-                    )?);
+            // Rounds of every variant in turn, so that drift in the
+            // machine's speed hits all variants alike.
+            let variants: &[Variant] = if slow {
+                &[Variant::PlainBurn, Variant::FullSet]
+            } else {
+                &[
+                    Variant::PlainBurn,
+                    Variant::NoCallbacks,
+                    Variant::FiveNoOps,
+                    Variant::FullSet,
+                ]
+            };
+            if slow {
+                // One untimed step first: wgpu compiles its kernels on first
+                // use (over a minute on lavapipe for the CNN).
+                run_once(
+                    &Run {
+                        model_kind: kind,
+                        backend: &chosen,
+                        train: loader(ImageBatcher::default(), synthetic(batch), batch, 1, None),
+                        valid: valid.clone(),
+                        dir: tmp.path(),
+                        epochs: 1,
+                        memory: None,
+                    },
+                    Variant::PlainBurn,
+                )?;
+            }
+            let mut times = vec![Vec::new(); variants.len()];
+            let (mut per_step_hooks, mut per_epoch_hooks) = (Vec::new(), Vec::new());
+            for _ in 0..repeats {
+                for (i, variant) in variants.iter().enumerate() {
+                    let run = Run {
+                        model_kind: kind,
+                        backend: &chosen,
+                        train: train.clone(),
+                        valid: valid.clone(),
+                        dir: tmp.path(),
+                        epochs: 1,
+                        memory: None,
+                    };
+                    let timing = run_once(&run, *variant)?;
+                    times[i].push(timing.seconds);
+                    if *variant == Variant::FullSet {
+                        // One validation batch per epoch: its hook is
+                        // counted with the per-batch ones.
+                        per_step_hooks.push(timing.batch_hooks / (steps + 1) as f64);
+                        per_epoch_hooks.push(timing.other_hooks);
+                    }
                 }
+            }
+            let plain = median(times[0].clone());
+            let plain_step = plain / steps as f64;
+            for (variant, times) in variants.iter().zip(times) {
                 let seconds = median(times);
-                let per_step = seconds / steps as f64;
-                let base = *plain.get_or_insert(seconds);
+                let hooks = if *variant == Variant::FullSet {
+                    let (step, epoch) = (
+                        median(per_step_hooks.clone()),
+                        median(per_epoch_hooks.clone()),
+                    );
+                    let overhead = (step + epoch / FASHION_MNIST_STEPS as f64) / plain_step;
+                    format!(
+                        "{:.0} µs | {:.1} ms | {:.2}%",
+                        step * 1e6,
+                        epoch * 1e3,
+                        100.0 * overhead
+                    )
+                } else {
+                    " | |".to_string()
+                };
                 println!(
-                    "| {name} | {} | {:.2} | {:.0} | {:.3} |",
+                    "| {name} | {} | {:.2} | {:.0} | {:.3} | {hooks} |",
                     variant.label(),
-                    per_step * 1000.0,
+                    seconds / steps as f64 * 1000.0,
                     (steps * batch) as f64 / seconds,
-                    seconds / base
+                    seconds / plain
                 );
             }
         }
@@ -238,39 +429,115 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// Time the training thread spends per weights checkpoint: taking the record
-/// (reading the parameters off the device) and writing it atomically.
+/// Resident memory of a CNN training with the full default callback set
+/// over `epochs` short epochs: at each epoch end, and the process peak. A
+/// leak in logs, metrics or callbacks shows as growth from epoch to epoch.
+fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
+    let backend = backend::choose(BackendChoice::Flex, true)?;
+    let batch = 64;
+    let probe = MemoryProbe(Default::default());
+    let run = Run {
+        model_kind: "cnn",
+        backend: &backend,
+        train: loader(
+            ImageBatcher::default(),
+            synthetic(4 * batch),
+            batch,
+            1,
+            None,
+        ),
+        valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1, None),
+        dir,
+        epochs,
+        memory: Some(MemoryProbe(Arc::clone(&probe.0))),
+    };
+    run_once(&run, Variant::FullSet)?;
+    let rss = probe.0.lock().expect("memory probe").clone();
+    let peak = resident_mib().map(|(_, peak)| peak).unwrap_or(f64::NAN);
+    println!("\n## memory: cnn on flex, full default set, {epochs} epochs of 4 steps");
+    if rss.len() < 2 {
+        println!("(resident memory is not readable here: no /proc/self/status)");
+        return Ok(());
+    }
+    let at = |epoch: usize| rss[(epoch - 1).min(rss.len() - 1)];
+    println!(
+        "| after epoch | 1 | 2 | {} | {} | process peak |",
+        epochs / 2,
+        rss.len()
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| resident memory (MiB) | {:.1} | {:.1} | {:.1} | {:.1} | {peak:.1} |",
+        at(1),
+        at(2),
+        at(epochs / 2),
+        at(rss.len())
+    );
+    let growth = (at(rss.len()) - at(2)) / (rss.len() - 2).max(1) as f64;
+    println!("growth from epoch 2 on: {growth:+.2} MiB per epoch");
+    Ok(())
+}
+
+/// What a weights checkpoint costs the training thread, through the same
+/// [`BackgroundWriter`] the training loop uses: the stall is taking the
+/// record and queueing it; reading the values, encoding and the atomic write
+/// (temporary file, fsync, rename, fsync of the directory) happen on the
+/// writer thread. The synchronous cost (what a save cost before the writer
+/// thread) is measured alongside.
 fn checkpoint_stall(dir: &std::path::Path) -> CliResult<()> {
     use burn::module::Module;
+    use burnfit_callbacks::engine::writer::BackgroundWriter;
     let device = backend::choose(BackendChoice::Flex, true)?.device;
-    println!("\n## checkpoint stall per save (flex, weights only, median of 5)");
-    println!("| model | parameters | record (ms) | atomic write (ms) | file size (KiB) |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for kind in ["mlp", "cnn", "resnet"] {
+    println!("\n## checkpoint stall per save (flex, weights only, median of 7)");
+    println!(
+        "| model | parameters | file (KiB) | synchronous save (ms) | training-thread stall (ms) | writer thread (ms) |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let failed = |e: burnfit_callbacks::CallbackError| CliError::failed(e.to_string());
+    for kind in ["mlp", "simple_cnn", "cnn", "resnet"] {
         let model = ModelConfig::default_for(kind)
             .expect("known kind")
             .init_classifier(&device)
             .map_err(|e| CliError::usage(e.to_string()))?;
         let params = model.num_params();
-        let (mut record_ms, mut write_ms, mut size) = (Vec::new(), Vec::new(), 0);
-        for i in 0..5 {
+        let (mut sync_ms, mut stall_ms, mut writer_ms, mut size) =
+            (Vec::new(), Vec::new(), Vec::new(), 0);
+        let mut writer = BackgroundWriter::new();
+        for i in 0..7 {
             let start = Instant::now();
             let bytes = model
                 .clone()
                 .into_record()
                 .into_bytes()
                 .map_err(|e| CliError::failed(e.to_string()))?;
-            record_ms.push(start.elapsed().as_secs_f64() * 1000.0);
-            let start = Instant::now();
-            burnfit_callbacks::atomic::write_atomic(&dir.join(format!("{kind}-{i}.bpk")), &bytes)?;
-            write_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            burnfit_callbacks::atomic::write_atomic(&dir.join(format!("{kind}-{i}.bpk")), &bytes)
+                .map_err(failed)?;
+            sync_ms.push(start.elapsed().as_secs_f64() * 1000.0);
             size = bytes.len();
+
+            let start = Instant::now();
+            let record = model.clone().into_record();
+            writer
+                .write(
+                    &dir.join(format!("{kind}-async-{i}.bpk")),
+                    Box::new(move || {
+                        record
+                            .into_bytes()
+                            .map(|b| b.to_vec())
+                            .map_err(|e| e.to_string())
+                    }),
+                )
+                .map_err(failed)?;
+            stall_ms.push(start.elapsed().as_secs_f64() * 1000.0);
+            writer.flush().map_err(failed)?;
+            writer_ms.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         println!(
-            "| {kind} | {params} | {:.2} | {:.2} | {} |",
-            median(record_ms),
-            median(write_ms),
-            size / 1024
+            "| {kind} | {params} | {} | {:.2} | {:.3} | {:.2} |",
+            size / 1024,
+            median(sync_ms),
+            median(stall_ms),
+            median(writer_ms),
         );
     }
     Ok(())
