@@ -327,6 +327,13 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 println!("| {name} | (not available here) | | | | | | |");
                 continue;
             };
+            // The device each row ran on: wgpu names its adapter.
+            let label = match adapters.iter().find(|a| a.is_gpu).or(adapters.first()) {
+                Some(adapter) if name == "wgpu" => {
+                    format!("wgpu ({}, {})", adapter.name, adapter.kind)
+                }
+                _ => name.clone(),
+            };
             // ndarray's convolutions, and wgpu on a software adapter, take
             // seconds per CNN step: there, after a warm-up step, 3 steps,
             // once, plain Burn against the full set only (throughput, not
@@ -417,7 +424,7 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                     " | |".to_string()
                 };
                 println!(
-                    "| {name} | {} | {:.2} | {:.0} | {:.3} | {hooks} |",
+                    "| {label} | {} | {:.2} | {:.0} | {:.3} | {hooks} |",
                     variant.label(),
                     seconds / steps as f64 * 1000.0,
                     (steps * batch) as f64 / seconds,
@@ -473,8 +480,18 @@ fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
         at(epochs / 2),
         at(rss.len())
     );
-    let growth = (at(rss.len()) - at(2)) / (rss.len() - 2).max(1) as f64;
-    println!("growth from epoch 2 on: {growth:+.2} MiB per epoch");
+    // Resident memory moves up and down as the allocator takes and returns
+    // pages; a leak shows as a higher ceiling in the second half of the run
+    // than in the first (epoch 1, the warm-up, left out).
+    let half = rss.len() / 2;
+    let ceiling = |epochs: &[f64]| epochs.iter().copied().fold(f64::NAN, f64::max);
+    println!(
+        "highest resident memory: epochs 2-{half}: {:.1} MiB, epochs {}-{}: {:.1} MiB",
+        ceiling(&rss[1..half]),
+        half + 1,
+        rss.len(),
+        ceiling(&rss[half..])
+    );
     Ok(())
 }
 
