@@ -277,6 +277,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// `burnfit bench`.
 pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
+    // Names are checked before anything is measured.
+    for name in &args.backends {
+        if !["flex", "ndarray", "wgpu"].contains(&name.as_str()) {
+            return Err(CliError::usage(format!(
+                "--backends: unknown backend {name}; use flex, ndarray or wgpu"
+            )));
+        }
+    }
+    for kind in &args.models {
+        if ModelConfig::default_for(kind).is_none_or(|m| !m.is_convolutional() && kind != "mlp") {
+            return Err(CliError::usage(format!(
+                "--models: unknown image model {kind}; use mlp, simple_cnn, cnn or resnet"
+            )));
+        }
+    }
     let batch = 64;
     let steps = args.steps.max(2);
     let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("temp dir: {e}")))?;

@@ -380,6 +380,7 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
         run.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
+    let train_output = text(&out);
 
     let dump = Command::new(&python)
         .arg(repo().join("crates/callbacks/tests/fixtures/tb_dump.py"))
@@ -392,7 +393,15 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
     let mut rows = history.split("\r\n").filter(|l| !l.is_empty());
     let header: Vec<&str> = rows.next().unwrap().split(',').collect();
     let rows: Vec<Vec<f64>> = rows
-        .map(|r| r.split(',').map(|v| v.parse().unwrap()).collect())
+        .map(|r| {
+            r.split(',')
+                .map(|v| {
+                    v.parse().unwrap_or_else(|_| {
+                        panic!("{v:?} in history.csv:\n{history}\ntraining:\n{train_output}")
+                    })
+                })
+                .collect()
+        })
         .collect();
     assert_eq!(rows.len(), 3);
     for (col, name) in header.iter().enumerate().skip(1) {
@@ -537,4 +546,74 @@ fn sweep_runs_a_grid_writes_a_leaderboard_and_resumes() {
             .unwrap()
             .starts_with("| rank | trial |")
     );
+}
+
+/// Parses the numeric cells of the Markdown table row that starts with `label`.
+fn row_numbers(out: &str, label: &str) -> Vec<f64> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no row {label:?} in:\n{out}"));
+    line.split('|')
+        .filter_map(|cell| {
+            let cell = cell.trim().trim_end_matches(" µs").trim_end_matches(" ms");
+            cell.trim_end_matches('%')
+                .replace(',', "")
+                .parse::<f64>()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn bench_prints_overhead_stall_and_memory_tables() {
+    let out = burnfit(&[
+        "bench",
+        "--models",
+        "mlp",
+        "--backends",
+        "flex,nonexistent-is-rejected-below",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--backends"), "{}", text(&out));
+
+    let out = burnfit(&[
+        "bench",
+        "--models",
+        "mlp",
+        "--backends",
+        "flex",
+        "--steps",
+        "3",
+        "--repeats",
+        "1",
+        "--memory-epochs",
+        "4",
+    ]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    // Checkpoint stall: parameters, file size and three positive timings
+    // for each model.
+    for model in ["| mlp |", "| simple_cnn |", "| cnn |", "| resnet |"] {
+        let cells = row_numbers(&printed, model);
+        assert_eq!(cells.len(), 5, "{model}: {cells:?}");
+        assert!(cells.iter().all(|&v| v > 0.0), "{model}: {cells:?}");
+    }
+    // Memory: resident memory after 4 epochs, and the two ceilings.
+    let memory = row_numbers(&printed, "| resident memory (MiB) |");
+    assert_eq!(memory.len(), 5, "{memory:?}");
+    assert!(
+        printed.contains("highest resident memory: epochs 2-2"),
+        "{printed}"
+    );
+    // Overhead: the four variants, the full set with its hook timings.
+    for variant in ["plain Burn", "with_callbacks, none", "5 no-op callbacks"] {
+        let cells = row_numbers(&printed, &format!("| flex | {variant} |"));
+        assert_eq!(cells.len(), 3, "{variant}: {cells:?}");
+    }
+    let full = row_numbers(&printed, "| flex | full default set |");
+    assert_eq!(full.len(), 6, "{full:?}");
+    let (per_step_us, overhead_percent) = (full[3], full[5]);
+    assert!(per_step_us > 0.0 && overhead_percent > 0.0, "{full:?}");
+    assert!(printed.contains("auto picks flex") || printed.contains("auto picks wgpu"));
 }

@@ -397,6 +397,15 @@ where
         }
         interrupter.fail_on_error(processor.process_train(LearnerEvent::EndEpoch(burn_epoch)));
         interrupter.fail_on_error(processor.flush());
+        // The flush returns once Burn's processor has *sent* this epoch's
+        // events to the event-store thread; a query through the same channel
+        // returns only after the store has applied them, so the metric names
+        // our logger learns from them (read below without the channel) are
+        // complete. Without it a loaded machine could end the first epoch
+        // before the metric definitions arrived, and its logs lacked them.
+        let _ = lp
+            .store
+            .find_metric("", burn_epoch, Aggregate::Mean, &Split::Train);
 
         // Epoch logs from Burn's own metric store.
         let mut logs = Logs::new();

@@ -118,6 +118,9 @@ mod tests {
 
     /// Forward values and both gradients equal Burn's convolution.
     fn check_against_burn(config: Conv2dConfig, input: [usize; 4]) {
+        let _rng = crate::nets::TEST_RNG_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let device = device();
         let conv = config.init(&device);
         assert!(
@@ -175,6 +178,9 @@ mod tests {
 
     #[test]
     fn wide_strided_or_grouped_layers_use_burns_convolution() {
+        let _rng = crate::nets::TEST_RNG_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let device = device();
         let wide = Conv2dConfig::new([16, 16], [3, 3]).init(&device);
         let strided = Conv2dConfig::new([1, 4], [3, 3])
