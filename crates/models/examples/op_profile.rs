@@ -97,6 +97,23 @@ fn whole_network(
     );
 }
 
+/// Times `layer` forward, and forward + backward with a gradient for its
+/// input, and prints the row.
+fn layer_row<const D: usize>(
+    name: &str,
+    repeats: usize,
+    x: &Tensor<D>,
+    layer: impl Fn(Tensor<D>) -> Tensor<D>,
+) {
+    let forward = time_ms(repeats, || {
+        let _: f32 = layer(x.clone()).sum().into_scalar();
+    });
+    let both = time_ms(repeats, || {
+        let _ = layer(x.clone().require_grad()).sum().backward();
+    });
+    row(name, forward, both);
+}
+
 fn row(name: &str, forward: f64, both: f64) {
     println!(
         "| {name} | {forward:.2} | {both:.2} | {:.2} |",
@@ -243,69 +260,26 @@ fn main() {
             Distribution::Default,
             &device,
         );
+        let at = format!("{channels} @{side}x{side}");
         let bn = BatchNormConfig::new(channels).init(&device);
-        let forward = time_ms(repeats, || {
-            let _: f32 = bn.forward(x.clone()).sum().into_scalar();
-        });
-        let both = time_ms(repeats, || {
-            let _ = bn.forward(x.clone().require_grad()).sum().backward();
-        });
-        row(
-            &format!("batchnorm {channels} @{side}x{side}"),
-            forward,
-            both,
-        );
+        layer_row(&format!("batchnorm {at}"), repeats, &x, |x| bn.forward(x));
         let pool = MaxPool2dConfig::new([2, 2]).init();
-        let forward = time_ms(repeats, || {
-            let _: f32 = pool.forward(x.clone()).sum().into_scalar();
-        });
-        let both = time_ms(repeats, || {
-            let _ = pool.forward(x.clone().require_grad()).sum().backward();
-        });
-        row(
-            &format!("maxpool2 {channels} @{side}x{side}"),
-            forward,
-            both,
-        );
+        layer_row(&format!("maxpool2 {at}"), repeats, &x, |x| pool.forward(x));
         let relu = burn::nn::Relu::new();
-        let forward = time_ms(repeats, || {
-            let _: f32 = relu.forward(x.clone()).sum().into_scalar();
-        });
-        let both = time_ms(repeats, || {
-            let _ = relu.forward(x.clone().require_grad()).sum().backward();
-        });
-        row(&format!("relu {channels} @{side}x{side}"), forward, both);
+        layer_row(&format!("relu {at}"), repeats, &x, |x| relu.forward(x));
         let dropout = DropoutConfig::new(0.25).init();
-        let forward = time_ms(repeats, || {
-            let _: f32 = dropout.forward(x.clone()).sum().into_scalar();
+        layer_row(&format!("dropout {at}"), repeats, &x, |x| {
+            dropout.forward(x)
         });
-        let both = time_ms(repeats, || {
-            let _ = dropout.forward(x.clone().require_grad()).sum().backward();
+        layer_row(&format!("  host dropout {at}"), repeats, &x, |x| {
+            host_dropout(&dropout, x)
         });
-        row(&format!("dropout {channels} @{side}x{side}"), forward, both);
-        let forward = time_ms(repeats, || {
-            let _: f32 = host_dropout(&dropout, x.clone()).sum().into_scalar();
-        });
-        let both = time_ms(repeats, || {
-            let _ = host_dropout(&dropout, x.clone().require_grad())
-                .sum()
-                .backward();
-        });
-        row(
-            &format!("  host dropout {channels} @{side}x{side}"),
-            forward,
-            both,
-        );
     }
     for (inputs, outputs) in [(9216, 128), (3136, 128), (1568, 128)] {
         let fc = LinearConfig::new(inputs, outputs).init(&device);
         let x = Tensor::<2>::random([batch, inputs], Distribution::Default, &device);
-        let forward = time_ms(repeats, || {
-            let _: f32 = fc.forward(x.clone()).sum().into_scalar();
+        layer_row(&format!("linear {inputs}->{outputs}"), repeats, &x, |x| {
+            fc.forward(x)
         });
-        let both = time_ms(repeats, || {
-            let _ = fc.forward(x.clone().require_grad()).sum().backward();
-        });
-        row(&format!("linear {inputs}->{outputs}"), forward, both);
     }
 }
