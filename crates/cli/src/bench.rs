@@ -518,7 +518,7 @@ fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
 /// thread) is measured alongside.
 fn checkpoint_stall(dir: &std::path::Path) -> CliResult<()> {
     use burn::module::Module;
-    use burnfit_callbacks::engine::writer::BackgroundWriter;
+    use burnfit_callbacks::engine::writer::{BackgroundWriter, encode_module_record};
     let device = backend::choose(BackendChoice::Flex, true)?.device;
     println!("\n## checkpoint stall per save (flex, weights only, median of 7)");
     println!(
@@ -552,12 +552,7 @@ fn checkpoint_stall(dir: &std::path::Path) -> CliResult<()> {
             writer
                 .write(
                     &dir.join(format!("{kind}-async-{i}.bpk")),
-                    Box::new(move || {
-                        record
-                            .into_bytes()
-                            .map(|b| b.to_vec())
-                            .map_err(|e| e.to_string())
-                    }),
+                    encode_module_record(record),
                 )
                 .map_err(failed)?;
             stall_ms.push(start.elapsed().as_secs_f64() * 1000.0);

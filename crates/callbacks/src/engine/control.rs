@@ -156,15 +156,9 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
                 // so this is the whole cost on the training thread; reading
                 // the values and encoding them happen on the writer thread.
                 let record = self.learner.model().into_record();
-                self.rt.writer.write(
-                    path,
-                    Box::new(move || {
-                        record
-                            .into_bytes()
-                            .map(|bytes| bytes.to_vec())
-                            .map_err(|e| e.to_string())
-                    }),
-                )
+                self.rt
+                    .writer
+                    .write(path, super::writer::encode_module_record(record))
             }
             SaveContent::Full => {
                 let records = self

@@ -32,6 +32,17 @@ pub const QUEUE_LEN: usize = 2;
 /// Encodes a snapshot into the bytes of the file (run on the writer thread).
 pub type Encode = Box<dyn FnOnce() -> std::result::Result<Vec<u8>, String> + Send>;
 
+/// An [`Encode`] that turns a model record into Burn's burnpack bytes (the
+/// `.bpk` weights file), reading the tensor values on the writer thread.
+pub fn encode_module_record(record: burn::store::ModuleRecord) -> Encode {
+    Box::new(move || {
+        record
+            .into_bytes()
+            .map(|bytes| bytes.to_vec())
+            .map_err(|e| e.to_string())
+    })
+}
+
 enum Job {
     Write { path: PathBuf, encode: Encode },
     Remove(PathBuf),
