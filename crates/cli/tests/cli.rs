@@ -19,6 +19,21 @@ fn burnfit(args: &[&str]) -> Output {
         .expect("the burnfit binary runs")
 }
 
+/// `burnfit train CONFIG --backend BACKEND --epochs EPOCHS --run-dir RUN`.
+fn train_for(config: &str, backend: &str, epochs: usize, run: &Path) -> Output {
+    let epochs = epochs.to_string();
+    burnfit(&[
+        "train",
+        config,
+        "--backend",
+        backend,
+        "--epochs",
+        &epochs,
+        "--run-dir",
+        run.to_str().unwrap(),
+    ])
+}
+
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -160,16 +175,7 @@ fn train_on_wgpu_for_one_epoch() {
     let tmp = tempfile::tempdir().unwrap();
     let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [32]", "");
     let run = tmp.path().join("run");
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "wgpu",
-        "--epochs",
-        "1",
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
+    let out = train_for(config.to_str().unwrap(), "wgpu", 1, &run);
     let printed = text(&out);
     if printed.contains("wgpu found no adapter")
         && std::env::var_os("BURNFIT_REQUIRE_WGPU").is_none()
@@ -369,16 +375,7 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
     let tmp = tempfile::tempdir().unwrap();
     let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
     let run = tmp.path().join("run");
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "flex",
-        "--epochs",
-        "3",
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
+    let out = train_for(config.to_str().unwrap(), "flex", 3, &run);
     assert!(out.status.success(), "{}", text(&out));
     let train_output = text(&out);
 
@@ -448,16 +445,7 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
 fn regression_on_the_csv_table_trains_evaluates_and_predicts() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let out = burnfit(&[
-        "train",
-        "configs/table_regression.toml",
-        "--backend",
-        "flex",
-        "--epochs",
-        "3",
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
+    let out = train_for("configs/table_regression.toml", "flex", 3, &run);
     assert!(out.status.success(), "{}", text(&out));
     let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
     assert!(
