@@ -11,9 +11,13 @@ run: deps-run
 	cargo build --release -p burnfit-cli
 	./target/release/burnfit train $(CONFIG)
 
-## Run every test (installs the lavapipe software GPU and Python tensorboard if absent).
+## Run every test (installs the lavapipe software GPU and Python tensorboard if absent),
+## the custom_callback example for a few epochs (examples/embed-flex runs in its own
+## test), and the check that the library stays lean and publishable.
 test: deps-test
 	BURNFIT_REQUIRE_WGPU=1 cargo test --workspace --no-fail-fast
+	cargo run --quiet -p burnfit-callbacks --example custom_callback -- --epochs 2
+	bash scripts/check-library.sh
 
 deps-run:
 	@if [ ! -e $(DATASET_DIR)/train-images-idx3-ubyte.gz ] && [ ! -e $(DATASET_DIR)/train-images-idx3-ubyte ]; then \

@@ -6,23 +6,26 @@
 //! ModelCheckpoint, CSVLogger, TensorBoard, …) make the same decisions as
 //! Keras 3 on the same metric sequence; `docs/keras-compatibility.md` lists
 //! every parameter and every deliberate difference.
+//!
+//! This crate is the Burn glue (the [`engine`] that runs callbacks inside
+//! Burn's loop). The callbacks themselves live in the Burn-free
+//! `burnfit-core`, re-exported here, so `burnfit_callbacks::builtins::…`,
+//! `burnfit_callbacks::Callback` and the rest are all you need to import.
+//!
+//! Diagnostics (warnings, Keras's `verbose` messages) go through the `log`
+//! crate: the application chooses where they appear.
 
-pub mod atomic;
-pub mod builtins;
-mod callback;
-pub mod checkpoint_file;
-mod context;
+#![warn(missing_docs)]
+
 pub mod engine;
-pub mod error;
-mod list;
-mod logs;
-pub mod monitor;
-pub mod tensorboard;
-pub mod testing;
 
-pub use callback::Callback;
-pub use context::{Context, Message, ModelSnapshot, Progress, SaveContent, TrainingControl};
+#[cfg(feature = "tensorboard")]
+pub use burnfit_core::tensorboard;
+#[cfg(feature = "testing")]
+pub use burnfit_core::testing;
+pub use burnfit_core::{
+    Callback, CallbackError, CallbackList, Context, Logs, Message, ModelSnapshot, Progress, Result,
+    SaveContent, TrainEnd, TrainingControl, atomic, builtins, checkpoint_file, error, monitor,
+    writer,
+};
 pub use engine::{BatchLoss, CallbackLr, Callbacks, FitOutcome, WithCallbacks};
-pub use error::{CallbackError, Result};
-pub use list::CallbackList;
-pub use logs::Logs;

@@ -428,3 +428,224 @@ fn checkpoints_written_off_the_training_thread_land_in_order_before_train_end() 
     assert!(kept[0].contains("000000000018"), "{kept:?}");
     CheckpointFile::load(&backups.join(&kept[0])).unwrap();
 }
+
+#[test]
+fn the_engine_and_the_testing_harness_call_the_hooks_in_the_same_order() {
+    use burnfit_callbacks::CallbackList;
+    use burnfit_callbacks::testing::{Script, ScriptedControl, drive};
+
+    // 2 epochs of 2 training batches (8 items, batches of 4) and 1
+    // validation batch, in Burn's real loop…
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Recorder::default();
+    common::train(
+        dir.path(),
+        2,
+        8,
+        4,
+        Callbacks::new().with(engine.clone()),
+        |t| t,
+    );
+    // …and the same shape replayed by the harness.
+    let harness = Recorder::default();
+    let mut list = CallbackList::new();
+    list.push(harness.clone());
+    let logs = || Logs::from_iter([("loss", 1.0), ("val_loss", 1.0)]);
+    let script = Script::from_epochs([logs(), logs()])
+        .with_batches(vec![vec![logs(), logs()], vec![logs(), logs()]])
+        .with_valid_batches(vec![1, 1]);
+    let trace = drive(&mut list, &mut ScriptedControl::new(0.01), &script);
+    assert!(trace.error.is_none());
+    assert_eq!(harness.take(), engine.take());
+}
+
+/// Stops training from outside (as Ctrl-C does through Burn's
+/// `Interrupter`) after batch `batch` of epoch `epoch`, and records how
+/// `on_train_end` saw the end.
+#[derive(Clone, Default)]
+struct InterruptAt {
+    at: (usize, usize),
+    interrupter: Arc<Mutex<Option<burn::train::Interrupter>>>,
+    end: Arc<Mutex<Option<burnfit_callbacks::TrainEnd>>>,
+}
+
+impl Callback for InterruptAt {
+    fn on_train_batch_end(
+        &mut self,
+        batch: usize,
+        _logs: &mut Logs,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        if (ctx.progress().epoch, batch) == self.at {
+            let interrupter = self.interrupter.lock().unwrap();
+            interrupter.as_ref().unwrap().stop(Some("test interrupt"));
+        }
+        Ok(())
+    }
+    fn on_train_end(&mut self, _logs: &Logs, ctx: &mut Context) -> Result<()> {
+        *self.end.lock().unwrap() = ctx.train_end();
+        Ok(())
+    }
+}
+
+fn backup_callback(dir: &std::path::Path, every_batches: Option<u64>) -> impl Callback + use<> {
+    use burnfit_callbacks::builtins::{BackupAndRestore, BackupAndRestoreConfig, BackupFrequency};
+    BackupAndRestore::new(BackupAndRestoreConfig {
+        backup_dir: dir.to_string_lossy().into_owned(),
+        save_freq: every_batches.map_or(BackupFrequency::Epoch, BackupFrequency::Batches),
+        delete_checkpoint: false,
+        keep: 2,
+    })
+    .unwrap()
+}
+
+/// The epoch logs of an uninterrupted 3-epoch run (4 batches an epoch).
+fn straight_logs() -> Vec<Logs> {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = KeepLogs::default();
+    common::train(
+        dir.path(),
+        3,
+        16,
+        4,
+        Callbacks::new().with(keep.clone()),
+        |t| t,
+    );
+    keep.logs.lock().unwrap().clone()
+}
+
+#[test]
+fn an_interrupt_mid_epoch_backs_up_at_that_batch_and_the_resume_matches_the_straight_run() {
+    let expected = straight_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backup");
+
+    let interrupt = InterruptAt {
+        at: (1, 1),
+        ..Default::default()
+    };
+    let first = KeepLogs::default();
+    let callbacks = Callbacks::new()
+        .with(backup_callback(&backups, None))
+        .with(first.clone())
+        .with(interrupt.clone());
+    let outcome = callbacks.outcome();
+    let slot = interrupt.interrupter.clone();
+    common::train(dir.path(), 3, 16, 4, callbacks, move |t| {
+        *slot.lock().unwrap() = Some(t.interrupter());
+        t
+    });
+    assert!(
+        matches!(
+            interrupt.end.lock().unwrap().as_ref(),
+            Some(burnfit_callbacks::TrainEnd::Interrupted(reason)) if reason == "test interrupt"
+        ),
+        "{:?}",
+        interrupt.end.lock().unwrap()
+    );
+    let outcome = outcome.lock().unwrap().clone();
+    assert_eq!(outcome.stopped_at, Some((1, 2)), "epoch 1, 2 batches done");
+    // The epoch-0 backup and the interrupt's backup at global step 6.
+    let newest = burnfit_callbacks::builtins::BackupAndRestore::backups(&backups);
+    assert!(newest[0].ends_with("backup-000000000006.bfk"), "{newest:?}");
+    let at = burnfit_callbacks::engine::BackupProgress::read(&newest[0]).unwrap();
+    assert_eq!((at.epoch, at.epoch_ended, at.batches_done), (1, false, 2));
+
+    // Resume: epochs 1 and 2 exactly as if nothing had happened, epoch 1's
+    // metrics averaged over all four of its batches.
+    let resumed = KeepLogs::default();
+    let callbacks = Callbacks::new()
+        .with(backup_callback(&backups, None))
+        .with(resumed.clone());
+    let outcome = callbacks.outcome();
+    common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
+    assert_eq!(outcome.lock().unwrap().resumed_at, Some((1, 2)));
+    let mut all = first.logs.lock().unwrap().clone();
+    all.extend(resumed.logs.lock().unwrap().iter().cloned());
+    assert_eq!(all, expected);
+}
+
+/// Fails at the first validation: training ends at once, as a kill would.
+struct FailAtValidation;
+
+impl Callback for FailAtValidation {
+    fn on_validation_begin(&mut self, _ctx: &mut Context) -> Result<()> {
+        Err(burnfit_callbacks::CallbackError::Unsupported(
+            "killed".into(),
+        ))
+    }
+}
+
+#[test]
+fn a_backup_on_an_epochs_last_batch_resumes_into_that_epochs_validation() {
+    let expected = straight_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backup");
+    // A backup every 4 batches: on the last batch of each epoch.
+    let callbacks = Callbacks::new()
+        .with(backup_callback(&backups, Some(4)))
+        .with(FailAtValidation);
+    let outcome = callbacks.outcome();
+    common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
+    assert!(outcome.lock().unwrap().error.is_some());
+
+    let resumed = KeepLogs::default();
+    let callbacks = Callbacks::new()
+        .with(backup_callback(&backups, Some(4)))
+        .with(resumed.clone());
+    common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
+    let resumed = resumed.logs.lock().unwrap().clone();
+    assert_eq!(
+        resumed, expected,
+        "no NaN row, every epoch as in the straight run"
+    );
+}
+
+/// Records the gradient-checkpointing strategy of the model's device.
+#[derive(Clone, Default)]
+struct DeviceProbe(Arc<Mutex<Option<String>>>);
+
+impl Callback for DeviceProbe {
+    fn on_train_begin(&mut self, ctx: &mut Context) -> Result<()> {
+        use burn::module::Module;
+        let model: Tiny = ctx.model().unwrap();
+        let strategy = model.devices()[0].gradient_checkpointing_strategy();
+        *self.0.lock().unwrap() = Some(format!("{strategy:?}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn gradient_checkpointing_under_callbacks_checkpoints_and_trains_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain_probe = DeviceProbe::default();
+    let plain = common::train(
+        dir.path(),
+        2,
+        8,
+        4,
+        Callbacks::new().with(plain_probe.clone()),
+        |t| t,
+    );
+    // Burn keeps a parameter's checkpointing strategy when it moves, so the
+    // model is built on a checkpointing device; the engine trains it there.
+    let probe = DeviceProbe::default();
+    let checkpointed = common::train_on(
+        common::device().autodiff().gradient_checkpointing(),
+        dir.path(),
+        2,
+        8,
+        4,
+        Callbacks::new().with(probe.clone()),
+        |t| t,
+    );
+    assert_eq!(
+        plain_probe.0.lock().unwrap().as_deref(),
+        Some("Some(Disabled)")
+    );
+    assert_eq!(probe.0.lock().unwrap().as_deref(), Some("Some(Balanced)"));
+    let (a, b) = (weights(&plain.model), weights(&checkpointed.model));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-6, "{a:?} vs {b:?}");
+    }
+}

@@ -22,9 +22,9 @@ use burnfit_models::{Classifier, ModelConfig};
 
 use crate::backend::{self, ChosenBackend};
 use crate::config::BackendChoice;
+use crate::data::loader;
 use crate::error::{CliError, CliResult};
 use crate::shuffle::{MemoryProbe, resident_mib};
-use crate::train::loader;
 
 /// A callback that does nothing (the engine still calls every hook).
 struct NoOp;
@@ -148,6 +148,9 @@ pub struct BenchArgs {
     /// Backends to measure (those not available here are skipped).
     #[arg(long, value_delimiter = ',', default_value = "flex,ndarray,wgpu")]
     pub backends: Vec<String>,
+    /// Batches of the data-loader comparison (0 skips it).
+    #[arg(long, default_value_t = 400)]
+    pub loader_batches: usize,
 }
 
 fn synthetic(n: usize) -> ImageDataset {
@@ -162,6 +165,54 @@ fn synthetic(n: usize) -> ImageDataset {
         .collect();
     let labels = (0..n).map(|i| (i % 10) as u8).collect();
     ImageDataset::new(pixels, labels, 28, 28, 0.286, 0.353)
+}
+
+/// Seconds to read every batch of `loader` once.
+fn read_all(loader: &dyn DataLoader<ImageBatch>) -> f64 {
+    let start = Instant::now();
+    let mut items = 0usize;
+    for batch in loader.iter() {
+        items += batch.expect("synthetic data loads").targets.dims()[0];
+    }
+    std::hint::black_box(items);
+    start.elapsed().as_secs_f64()
+}
+
+/// Batches per second of Burn's multi-threaded loader (batches in the order
+/// workers finish them) and of the ordered loader (index order, so runs are
+/// reproducible whatever the number of workers), side by side.
+fn loader_throughput(batches: usize, batch: usize, repeats: usize) {
+    println!(
+        "\n## data loader: {batches} batches of {batch} images, median of {repeats} interleaved rounds"
+    );
+    println!(
+        "| workers | Burn's loader (batches/s) | ordered loader (batches/s) | ordered / Burn |"
+    );
+    println!("| ---: | ---: | ---: | ---: |");
+    for workers in [1usize, 2, 4] {
+        let burn = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher::default())
+            .batch_size(batch)
+            .num_workers(workers)
+            .build(synthetic(batches * batch));
+        let ours = loader(
+            ImageBatcher::default(),
+            synthetic(batches * batch),
+            batch,
+            workers,
+        );
+        let (mut burn_s, mut ours_s) = (Vec::new(), Vec::new());
+        for _ in 0..repeats {
+            burn_s.push(read_all(burn.as_ref()));
+            ours_s.push(read_all(ours.as_ref()));
+        }
+        let (b, o) = (median(burn_s), median(ours_s));
+        println!(
+            "| {workers} | {:.0} | {:.0} | {:.2} |",
+            batches as f64 / b,
+            batches as f64 / o,
+            b / o
+        );
+    }
 }
 
 /// One training to time: a model kind on a backend over the given data.
@@ -315,6 +366,9 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 .join(", ")
         }
     );
+    if args.loader_batches > 0 {
+        loader_throughput(args.loader_batches, batch, args.repeats.max(1));
+    }
     checkpoint_stall(tmp.path())?;
     if args.memory_epochs > 0 {
         memory_growth(args.memory_epochs.max(3), tmp.path())?;
@@ -360,14 +414,8 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
             } else {
                 (steps, args.repeats.max(1))
             };
-            let train = loader(
-                ImageBatcher::default(),
-                synthetic(steps * batch),
-                batch,
-                1,
-                None,
-            );
-            let valid = loader(ImageBatcher::default(), synthetic(batch), batch, 1, None);
+            let train = loader(ImageBatcher::default(), synthetic(steps * batch), batch, 1);
+            let valid = loader(ImageBatcher::default(), synthetic(batch), batch, 1);
             // Rounds of every variant in turn, so that drift in the
             // machine's speed hits all variants alike.
             let variants: &[Variant] = if slow {
@@ -387,7 +435,7 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                     &Run {
                         model_kind: kind,
                         backend: &chosen,
-                        train: loader(ImageBatcher::default(), synthetic(batch), batch, 1, None),
+                        train: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
                         valid: valid.clone(),
                         dir: tmp.path(),
                         epochs: 1,
@@ -461,14 +509,8 @@ fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
     let run = Run {
         model_kind: "cnn",
         backend: &backend,
-        train: loader(
-            ImageBatcher::default(),
-            synthetic(4 * batch),
-            batch,
-            1,
-            None,
-        ),
-        valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1, None),
+        train: loader(ImageBatcher::default(), synthetic(4 * batch), batch, 1),
+        valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
         dir,
         epochs,
         memory: Some(MemoryProbe(Arc::clone(&probe.0))),
@@ -518,7 +560,7 @@ fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
 /// thread) is measured alongside.
 fn checkpoint_stall(dir: &std::path::Path) -> CliResult<()> {
     use burn::module::Module;
-    use burnfit_callbacks::engine::writer::{BackgroundWriter, encode_module_record};
+    use burnfit_callbacks::{engine::encode_module_record, writer::BackgroundWriter};
     let device = backend::choose(BackendChoice::Flex, true)?.device;
     println!("\n## checkpoint stall per save (flex, weights only, median of 7)");
     println!(

@@ -220,6 +220,9 @@ impl Default for OutputsConfig {
 
 impl Config {
     /// Reads, parses and checks a config file, applying `--set key.path=value` overrides.
+    ///
+    /// Every error is one line naming where the bad value came from: the
+    /// file and line, or the `--set` argument that put it there.
     pub fn load(path: &Path, sets: &[String]) -> Result<Self, CliError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             CliError::usage(format!(
@@ -228,18 +231,23 @@ impl Config {
             ))
         })?;
         let config = parse(&text, path)?;
+        let origin = Origin {
+            path,
+            text: &text,
+            sets,
+        };
         if sets.is_empty() {
-            config.check(path)?;
+            config.check(&origin)?;
             return Ok(config);
         }
         let mut table: toml::Table = toml::from_str(&text).expect("parsed above");
         for set in sets {
             apply_set(&mut table, set)?;
         }
-        let text = toml::to_string(&table).expect("a table serialises");
-        let config = parse(&text, Path::new("--set"))
-            .map_err(|e| CliError::usage(format!("{} (after applying --set)", e.message())))?;
-        config.check(path)?;
+        let merged = toml::to_string(&table).expect("a table serialises");
+        let config = parse_value_tree(&merged)
+            .map_err(|(key, message)| CliError::usage(format!("{}: {message}", origin.of(&key))))?;
+        config.check(&origin)?;
         Ok(config)
     }
 
@@ -252,15 +260,23 @@ impl Config {
         })
     }
 
-    /// Checks values serde cannot check (ranges, combinations).
-    fn check(&self, path: &Path) -> Result<(), CliError> {
+    /// The log keys a run of this config has at each epoch end: what a
+    /// monitor or a checkpoint file name can refer to.
+    pub fn produced_metrics(&self) -> Vec<String> {
+        let mut train = vec!["loss".to_string()];
+        if self.model.task() == burnfit_models::Task::Classification {
+            train.push("accuracy".into());
+        }
+        let mut all: Vec<String> = train.iter().map(|k| format!("val_{k}")).collect();
+        all.splice(0..0, train);
+        all.push("learning_rate".into());
+        all
+    }
+
+    /// Checks values serde cannot check (ranges, combinations, names).
+    fn check(&self, origin: &Origin<'_>) -> Result<(), CliError> {
         let bad = |key: &str, message: String| {
-            let line = locate(&std::fs::read_to_string(path).unwrap_or_default(), key);
-            CliError::usage(format!(
-                "{}{}: {key}: {message}",
-                path.display(),
-                line.map(|l| format!(":{l}")).unwrap_or_default()
-            ))
+            CliError::usage(format!("{}: {key}: {message}", origin.of(key)))
         };
         if self.training.epochs == 0 {
             return Err(bad("training.epochs", "must be at least 1".into()));
@@ -274,15 +290,69 @@ impl Config {
                 format!("must be a positive number, got {}", self.optimizer.lr),
             ));
         }
-        let split = match &self.data {
-            DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => d.validation_split,
-            DataConfig::Csv(d) => d.validation_split,
+        if let Err(e) = self.model.validate() {
+            return Err(bad("model", e.to_string()));
+        }
+        let in_open_unit = |x: f64| x > 0.0 && x < 1.0;
+        match &self.data {
+            DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
+                if !in_open_unit(d.validation_split) {
+                    return Err(bad(
+                        "data.validation_split",
+                        format!(
+                            "must be between 0 and 1 (exclusive), got {}: without validation \
+                             data val_loss is undefined",
+                            d.validation_split
+                        ),
+                    ));
+                }
+                for (key, limit) in [
+                    ("data.limit_train", d.limit_train),
+                    ("data.limit_test", d.limit_test),
+                ] {
+                    if limit == Some(0) {
+                        return Err(bad(
+                            key,
+                            "must be at least 1 (or left out for all items)".into(),
+                        ));
+                    }
+                }
+            }
+            DataConfig::Csv(d) => {
+                for (key, split) in [
+                    ("data.validation_split", d.validation_split),
+                    ("data.test_split", d.test_split),
+                ] {
+                    if !in_open_unit(split) {
+                        return Err(bad(
+                            key,
+                            format!("must be between 0 and 1 (exclusive), got {split}"),
+                        ));
+                    }
+                }
+            }
+        }
+        let metrics = self.produced_metrics();
+        let known = |key: &str, name: &str| -> Result<(), CliError> {
+            if metrics.iter().any(|m| m == name) {
+                return Ok(());
+            }
+            let suggestion = closest(name, &metrics)
+                .map(|m| format!("; did you mean `{m}`?"))
+                .unwrap_or_default();
+            Err(bad(
+                key,
+                format!(
+                    "`{name}` is not a metric this config produces ({}){suggestion}",
+                    metrics.join(", ")
+                ),
+            ))
         };
-        if !(0.0..1.0).contains(&split) {
-            return Err(bad(
-                "data.validation_split",
-                format!("must be in [0, 1), got {split}"),
-            ));
+        if self.outputs.checkpoint {
+            known(
+                "outputs.checkpoint_monitor",
+                &self.outputs.checkpoint_monitor,
+            )?;
         }
         for (index, callback) in self.callbacks.iter().enumerate() {
             // Keras ignores unknown ReduceLROnPlateau arguments (**kwargs); in
@@ -316,9 +386,91 @@ impl Config {
             if let Err(e) = callback.build() {
                 return Err(bad(&format!("callbacks[{index}]"), e.to_string()));
             }
+            if let Some((monitor, _mode)) = callback.monitor() {
+                known(&format!("callbacks[{index}].monitor"), monitor)?;
+            }
+            for key in callback.filepath_keys() {
+                if !metrics.contains(&key) {
+                    return Err(bad(
+                        &format!("callbacks[{index}].filepath"),
+                        format!(
+                            "the placeholder {{{key}}} is not a log key this config produces; \
+                             use {{epoch}}, {{batch}} or one of {}",
+                            metrics.join(", ")
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Where a key's value came from, for error messages: the `--set` that
+/// last set it, else the config file and the key's line.
+struct Origin<'a> {
+    path: &'a Path,
+    text: &'a str,
+    sets: &'a [String],
+}
+
+impl Origin<'_> {
+    fn of(&self, key: &str) -> String {
+        let key_path = normalise_key(key);
+        let from_set = self.sets.iter().rev().find(|set| {
+            let set_key = normalise_key(set.split_once('=').map_or(set.as_str(), |(k, _)| k));
+            !set_key.is_empty()
+                && (key_path == set_key
+                    || key_path.starts_with(&format!("{set_key}."))
+                    || set_key.starts_with(&format!("{key_path}.")))
+        });
+        match from_set {
+            Some(set) => format!("--set {set}"),
+            None => format!(
+                "{}{}",
+                self.path.display(),
+                locate(self.text, key)
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// `callbacks[0].patience` and `callbacks.0.patience` as one spelling.
+fn normalise_key(key: &str) -> String {
+    key.trim()
+        .replace('[', ".")
+        .replace(']', "")
+        .trim_matches('.')
+        .to_string()
+}
+
+/// The most similar name (Jaro-Winkler above 0.8), for "did you mean".
+fn closest<'a>(wrong: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(wrong, c), c.as_str()))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Parses the merged document (config file + `--set`), returning the
+/// failing key path and serde's message (with a suggestion) on error.
+fn parse_value_tree(text: &str) -> Result<Config, (String, String)> {
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| (String::new(), e.message().to_string()))?;
+    serde_path_to_error::deserialize::<_, Config>(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let message = with_suggestion(e.into_inner().message());
+        let shown = if key.is_empty() || key == "." {
+            message
+        } else {
+            format!("{key}: {message}")
+        };
+        (key, shown)
+    })
 }
 
 /// Parses config text, turning serde's errors into one line with the file,
@@ -439,34 +591,63 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
     section_line
 }
 
-/// Applies one `--set key.path=value` (the value is TOML: `3`, `1e-3`, `"adam"`, `[32, 64]`).
+/// Applies one `--set key.path=value` (the value is TOML: `3`, `1e-3`,
+/// `"adam"`, `[32, 64]`); `callbacks[0].patience=5` reaches into a list.
 pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), CliError> {
-    let (key, raw) = set.split_once('=').ok_or_else(|| {
+    let usage = |why: &str| {
         CliError::usage(format!(
-            "--set {set}: expected key.path=value, e.g. --set training.epochs=3"
+            "--set {set}: {why}; expected key.path=value, e.g. --set training.epochs=3"
         ))
-    })?;
+    };
+    let (key, raw) = set.split_once('=').ok_or_else(|| usage("no `=`"))?;
     let value = parse_value(raw.trim());
-    let mut parts: Vec<&str> = key.trim().split('.').collect();
-    let last = parts
-        .pop()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| CliError::usage(format!("--set {set}: empty key")))?;
+    let mut segments: Vec<(String, Option<usize>)> = Vec::new();
+    for part in key.trim().split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => {
+                let index = rest
+                    .strip_suffix(']')
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .ok_or_else(|| usage(&format!("`{part}` is not `name[index]`")))?;
+                (name, Some(index))
+            }
+            None => (part, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(usage(&format!("`{key}` is not a key path")));
+        }
+        segments.push((name.to_string(), index));
+    }
+    let (last, last_index) = segments.pop().expect("split yields one segment");
     let mut current = table;
-    for part in parts {
+    for (name, index) in segments {
         let entry = current
-            .entry(part.to_string())
+            .entry(name.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = match (entry, index) {
+            (toml::Value::Array(items), Some(i)) => {
+                let len = items.len();
+                items.get_mut(i).ok_or_else(|| {
+                    usage(&format!("`{name}` has {len} entries, there is no [{i}]"))
+                })?
+            }
+            (entry, None) => entry,
+            (_, Some(_)) => return Err(usage(&format!("`{name}` is not a list in the config"))),
+        };
         current = match entry {
             toml::Value::Table(t) => t,
-            _ => {
-                return Err(CliError::usage(format!(
-                    "--set {set}: `{part}` is not a table in the config"
-                )));
-            }
+            _ => return Err(usage(&format!("`{name}` is not a table in the config"))),
         };
     }
-    current.insert(last.to_string(), value);
+    match last_index {
+        None => {
+            current.insert(last, value);
+        }
+        Some(i) => match current.get_mut(&last) {
+            Some(toml::Value::Array(items)) if i < items.len() => items[i] = value,
+            _ => return Err(usage(&format!("`{last}` has no entry [{i}]"))),
+        },
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 pub struct CliError {
     message: String,
     code: i32,
+    plain: bool,
 }
 
 impl CliError {
@@ -13,6 +14,7 @@ impl CliError {
         Self {
             message: message.into(),
             code: 2,
+            plain: false,
         }
     }
 
@@ -21,6 +23,26 @@ impl CliError {
         Self {
             message: message.into(),
             code: 1,
+            plain: false,
+        }
+    }
+
+    /// Training was interrupted by a signal and can be resumed: `message`
+    /// is printed as is (no `error:`), with the signal's exit code.
+    pub fn interrupted(message: impl Into<String>, code: i32) -> Self {
+        Self {
+            message: message.into(),
+            code,
+            plain: true,
+        }
+    }
+
+    /// The line printed for the user.
+    pub fn line(&self) -> String {
+        if self.plain {
+            self.message.clone()
+        } else {
+            format!("error: {}", self.message)
         }
     }
 
@@ -45,10 +67,7 @@ impl std::error::Error for CliError {}
 
 impl From<burnfit_callbacks::CallbackError> for CliError {
     fn from(e: burnfit_callbacks::CallbackError) -> Self {
-        match e {
-            burnfit_callbacks::CallbackError::Io { .. } => CliError::usage(e.to_string()),
-            _ => CliError::usage(e.to_string()),
-        }
+        CliError::usage(e.to_string())
     }
 }
 

@@ -13,9 +13,9 @@ use burnfit_models::nets::MlpRegressor;
 
 use crate::backend;
 use crate::config::{BackendChoice, Config};
+use crate::data::{Data, load_data, loader};
 use crate::error::{CliError, CliResult};
 use crate::run_dir::RunDir;
-use crate::train::{Data, load_data, loader};
 
 /// Test-set metrics of a model.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -29,17 +29,32 @@ pub struct TestMetrics {
 }
 
 fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
-    let path = match which {
-        "best" => run.best_checkpoint(),
-        "last" => run.last_checkpoint(),
-        other => PathBuf::from(other),
+    let (path, ours) = match which {
+        "best" => (run.best_checkpoint(), true),
+        "last" => (run.last_checkpoint(), true),
+        other => (PathBuf::from(other), false),
     };
-    if !path.is_file() {
-        return Err(CliError::usage(format!(
-            "{}: no such checkpoint (use --checkpoint best|last|PATH; the run may have stopped \
-             before its first checkpoint)",
+    let bytes = std::fs::read(&path).map_err(|e| {
+        CliError::usage(format!(
+            "{}: no such checkpoint ({e}; use --checkpoint best|last|PATH; the run may have \
+             stopped before its first checkpoint)",
             path.display()
-        )));
+        ))
+    })?;
+    // The run's own weights files end with a checksum: a damaged one is
+    // reported rather than loaded.
+    let damaged = |why: &str| {
+        CliError::usage(format!(
+            "{}: {why}; evaluate the other checkpoint (--checkpoint {})",
+            path.display(),
+            if which == "best" { "last" } else { "best" }
+        ))
+    };
+    match burnfit_callbacks::checkpoint_file::verify_trailer(&bytes) {
+        Ok(true) => {}
+        Ok(false) if ours => return Err(damaged("no checksum: the file is truncated")),
+        Ok(false) => {}
+        Err(e) => return Err(damaged(&e)),
     }
     Ok(path)
 }
@@ -78,7 +93,7 @@ pub fn evaluate(
                 .init_classifier(&device)
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
             let model = load_weights(model, &path)?.valid();
-            let test = loader(ImageBatcher::default(), test, batch, 1, None).to_device(&device);
+            let test = loader(ImageBatcher::default(), test, batch, 1).to_device(&device);
             Ok(classify_all(&model, test.as_ref()))
         }
         Data::Table { test, .. } => {
@@ -87,7 +102,7 @@ pub fn evaluate(
                 .init_regressor(test.num_features(), &device)
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
             let model = load_weights(model, &path)?.valid();
-            let test = loader(RegressionBatcher, test, batch, 1, None).to_device(&device);
+            let test = loader(RegressionBatcher, test, batch, 1).to_device(&device);
             let (mut sum, mut count) = (0.0f64, 0usize);
             for batch in test.iter() {
                 let batch = batch.map_err(|e| CliError::usage(e.to_string()))?;
@@ -139,12 +154,23 @@ pub fn eval_command(run_dir: &Path, which: &str, choice: Option<BackendChoice>) 
             metrics.count, metrics.loss
         ),
     }
-    let run = RunDir::open(run_dir)?;
-    let path = run.root.join(format!("test_metrics_{which}.json"));
-    burnfit_callbacks::atomic::write_atomic(
-        &path,
-        &serde_json::to_vec_pretty(&metrics).expect("json"),
-    )?;
+    // Kept in the run for `best` and `last` (a checkpoint given by path may
+    // lie anywhere: nothing is written for it). A run that cannot be written
+    // to (read-only, archived) is still evaluated.
+    if which == "best" || which == "last" {
+        let run = RunDir::open(run_dir)?;
+        let path = run.root.join(format!("test_metrics_{which}.json"));
+        if let Err(e) = burnfit_callbacks::atomic::write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&metrics).expect("json"),
+        ) {
+            eprintln!(
+                "warning: {}: not written ({})",
+                path.display(),
+                crate::run_dir::io_reason(&e)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -159,6 +185,14 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
         return predict_table(&config, &path, input, limit, &device);
     }
     let images = idx::read_images(input).map_err(|e| CliError::usage(e.to_string()))?;
+    if (images.rows, images.cols) != (28, 28) {
+        return Err(CliError::usage(format!(
+            "{}: images are {}x{}, this run's model takes 28x28 images",
+            input.display(),
+            images.rows,
+            images.cols
+        )));
+    }
     let n = limit.unwrap_or(images.count).min(images.count);
     let labels = vec![0u8; n];
     let pixels = images.pixels[..n * images.image_len()].to_vec();
@@ -175,7 +209,7 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
         .init_classifier(&device)
         .map_err(|e| CliError::usage(format!("model: {e}")))?;
     let model = load_weights(model, &path)?.valid();
-    let test = loader(ImageBatcher::default(), dataset, 256, 1, None).to_device(&device);
+    let test = loader(ImageBatcher::default(), dataset, 256, 1).to_device(&device);
     let mut index = 0;
     for batch in test.iter().flatten() {
         let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
@@ -238,7 +272,7 @@ fn predict_table(
     let n = limit.unwrap_or(table.len()).min(table.len());
     let dataset =
         burnfit_models::data::TableDataset::new(table.select(&(0..n).collect::<Vec<_>>()));
-    let test = loader(RegressionBatcher, dataset, 256, 1, None).to_device(device);
+    let test = loader(RegressionBatcher, dataset, 256, 1).to_device(device);
     let mut index = 0;
     for batch in test.iter().flatten() {
         let values = model

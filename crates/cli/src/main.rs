@@ -3,9 +3,14 @@
 mod backend;
 mod bench;
 mod config;
+mod data;
 mod error;
 mod eval;
+mod faults;
+mod interrupt;
+mod logging;
 mod report;
+mod resume;
 mod run_dir;
 mod shuffle;
 mod sweep;
@@ -50,6 +55,9 @@ pub struct TrainArgs {
     /// Continue the run in --run-dir from its last backup.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: accept a changed optimizer.lr or training.epochs (recorded in the run).
+    #[arg(long, requires = "resume")]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,13 +85,16 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Check a config without training.
+    /// Check a config (and its data) as `train` would, without training.
     Validate {
         /// The config file.
         config: PathBuf,
         /// Overrides, as for train.
         #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
         sets: Vec<String>,
+        /// Directory with the dataset files (overrides data.dir).
+        #[arg(long)]
+        data: Option<PathBuf>,
     },
     /// Plots and a summary table for a run directory.
     Report {
@@ -109,24 +120,36 @@ fn run(cli: Cli) -> CliResult<()> {
             input,
             limit,
         } => eval::predict_command(&run_dir, &input, limit),
-        Command::Validate { config, sets } => {
-            let cfg = config::Config::load(&config, &sets)?;
-            println!(
-                "{}: ok ({} model, {} callbacks, {} epochs)",
-                config.display(),
-                cfg.model.kind(),
-                cfg.callbacks.len(),
-                cfg.training.epochs
-            );
-            Ok(())
-        }
+        Command::Validate { config, sets, data } => validate(&config, &sets, data.as_deref()),
         Command::Report { run_dir } => report::report_command(&run_dir),
         Command::Bench(args) => bench::bench_command(&args),
         Command::Sweep(args) => sweep::sweep_command(&args).map(|_| ()),
     }
 }
 
+/// `burnfit validate`: every check `train` runs before training (the
+/// config, its names, the data files and splits), creating nothing.
+fn validate(
+    path: &std::path::Path,
+    sets: &[String],
+    data_dir: Option<&std::path::Path>,
+) -> CliResult<()> {
+    let cfg = config::Config::load(path, sets)?;
+    let loaded = data::load_data(&cfg, data_dir)?;
+    let (train, valid, test) = loaded.sizes();
+    println!(
+        "{}: ok ({} model, {} callbacks, {} epochs; {train} training, {valid} validation, \
+         {test} test items)",
+        path.display(),
+        cfg.model.kind(),
+        cfg.callbacks.len(),
+        cfg.training.epochs
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    logging::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -138,7 +161,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", e.message());
+            eprintln!("{}", e.line());
             ExitCode::from(e.code() as u8)
         }
     }

@@ -90,8 +90,34 @@ impl History {
     }
 }
 
-/// Writes plots/training_curves.png and .svg for a run.
+/// Where a run was interrupted and resumed, in plot coordinates (the end
+/// of 0-based epoch `e` is at x = e + 1).
+fn resume_positions(run: &RunDir) -> Vec<f64> {
+    run.read_resumes()
+        .iter()
+        .map(|r| {
+            if r.epoch_ended {
+                (r.epoch + 1) as f64
+            } else {
+                let fraction = r
+                    .steps_per_epoch
+                    .filter(|&s| s > 0)
+                    .map_or(0.0, |s| r.batches_done as f64 / s as f64);
+                r.epoch as f64 + fraction.min(1.0)
+            }
+        })
+        .collect()
+}
+
+/// Writes plots/training_curves.png and .svg for a run, each atomically
+/// (drawn to a temporary file, then renamed), so a reader never sees half
+/// a plot. `interrupted_at` marks where a run just stopped, in epochs.
 pub fn render_plots(run: &RunDir) -> CliResult<Vec<PathBuf>> {
+    render_plots_marked(run, None)
+}
+
+/// [`render_plots`], with the position of an interruption marked.
+pub fn render_plots_marked(run: &RunDir, interrupted_at: Option<f64>) -> CliResult<Vec<PathBuf>> {
     let history = History::read(&run.history())?;
     if history.epochs.is_empty() {
         return Err(CliError::usage(format!(
@@ -99,38 +125,76 @@ pub fn render_plots(run: &RunDir) -> CliResult<Vec<PathBuf>> {
             run.history().display()
         )));
     }
-    let summary = run.read_summary().ok();
+    let marks = Marks {
+        summary: run.read_summary().ok(),
+        resumes: resume_positions(run),
+        interrupted_at,
+    };
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    let png = run.plots().join("training_curves.png");
-    let svg = run.plots().join("training_curves.svg");
+    let dir = run.plots();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
     let size = panel_size(&history);
-    {
-        let root = BitMapBackend::new(&png, size).into_drawing_area();
-        draw(&root, &history, summary.as_ref())?;
-        root.present().map_err(plot_error)?;
+    let mut written = Vec::new();
+    for name in ["training_curves.png", "training_curves.svg"] {
+        let target = dir.join(name);
+        let temp = dir.join(format!(".tmp-{name}"));
+        {
+            let result = if name.ends_with(".png") {
+                let root = BitMapBackend::new(&temp, size).into_drawing_area();
+                draw(&root, &history, &marks).and_then(|()| root.present().map_err(plot_error))
+            } else {
+                let root = SVGBackend::new(&temp, size).into_drawing_area();
+                draw(&root, &history, &marks).and_then(|()| root.present().map_err(plot_error))
+            };
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&temp);
+                return Err(e);
+            }
+        }
+        std::fs::rename(&temp, &target).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            CliError::usage(format!("{}: cannot write: {e}", target.display()))
+        })?;
+        written.push(target);
     }
-    {
-        let root = SVGBackend::new(&svg, size).into_drawing_area();
-        draw(&root, &history, summary.as_ref())?;
-        root.present().map_err(plot_error)?;
-    }
-    Ok(vec![png, svg])
+    Ok(written)
+}
+
+/// What the plots mark besides the curves.
+struct Marks {
+    summary: Option<Summary>,
+    resumes: Vec<f64>,
+    interrupted_at: Option<f64>,
 }
 
 fn panel_size(history: &History) -> (u32, u32) {
     let panels =
         history.metric_bases().len() + usize::from(history.columns.contains_key("learning_rate"));
-    (1000, 320 * panels.max(1) as u32)
+    (1100, 300 * panels.max(1) as u32)
 }
 
 fn plot_error<E: std::fmt::Display>(e: E) -> CliError {
     CliError::usage(format!("cannot draw the plot: {e}"))
 }
 
+/// A legend entry: a line, a dot-line or a marker.
+#[derive(Clone, Copy)]
+enum Key {
+    Line(RGBColor),
+    Rule(RGBColor),
+    Triangle(RGBColor),
+}
+
+/// Ticks on the epoch axis: whole epochs only, at most about 12 of them.
+fn epoch_label_count(x_max: usize) -> usize {
+    x_max.clamp(1, 12)
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     history: &History,
-    summary: Option<&Summary>,
+    marks: &Marks,
 ) -> CliResult<()>
 where
     DB::ErrorType: 'static,
@@ -140,13 +204,31 @@ where
     let has_lr = history.columns.contains_key("learning_rate");
     let panels = root.split_evenly((bases.len() + usize::from(has_lr), 1));
     let x_max = history.epochs.last().copied().unwrap_or(0) + 1;
-    let best_epoch = summary.and_then(|s| s.best_epoch);
-    let stop_epoch = summary
+    let x_range = 0.5f64..x_max as f64 + 0.5;
+    let best_epoch = marks.summary.as_ref().and_then(|s| s.best_epoch);
+    let stop_epoch = marks
+        .summary
+        .as_ref()
         .filter(|s| s.stop_reason.is_some())
         .map(|s| s.epochs_run.saturating_sub(1));
     let cuts = history.lr_cuts();
+    let epoch_formatter = |x: &f64| {
+        if (x - x.round()).abs() < 1e-9 {
+            format!("{x:.0}")
+        } else {
+            String::new()
+        }
+    };
 
-    for (panel, base) in panels.iter().zip(&bases) {
+    let mut panel_areas = Vec::new();
+    for panel in panels.iter() {
+        // The curves on the left, their legend in a column of its own on the
+        // right, so that it never covers a curve.
+        let (plot, legend) = panel.split_horizontally(panel.dim_in_pixel().0 - 190);
+        panel_areas.push((plot, legend));
+    }
+
+    for ((plot, legend), base) in panel_areas.iter().zip(&bases) {
         let train = history.columns.get(base);
         let valid = history.columns.get(&format!("val_{base}"));
         let values: Vec<f64> = train
@@ -157,20 +239,23 @@ where
             .filter(|v| v.is_finite())
             .collect();
         let (lo, hi) = bounds(&values);
-        let mut chart = ChartBuilder::on(panel)
+        let mut chart = ChartBuilder::on(plot)
             .caption(base.as_str(), ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(70)
-            .build_cartesian_2d(0.5f64..x_max as f64 + 0.5, lo..hi)
+            .build_cartesian_2d(x_range.clone(), lo..hi)
             .map_err(plot_error)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_labels(epoch_label_count(x_max) + 1)
+            .x_label_formatter(&epoch_formatter)
+            .y_labels(6)
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(plot_error)?;
+        let mut keys: Vec<(Key, String)> = Vec::new();
         for (series, color, label) in [(train, BLUE, "train"), (valid, RED, "validation")] {
             if let Some(series) = series {
                 let points: Vec<(f64, f64)> = history
@@ -182,52 +267,36 @@ where
                     .collect();
                 chart
                     .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                    .map_err(plot_error)?
-                    .label(label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                    });
+                    .map_err(plot_error)?;
                 chart
                     .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
                     .map_err(plot_error)?;
+                keys.push((Key::Line(color), label.to_string()));
             }
         }
-        let mut markers: Vec<(usize, RGBColor, &str)> = Vec::new();
+        let mut rules: Vec<(f64, RGBColor, &str)> = Vec::new();
         if let Some(best) = best_epoch {
-            markers.push((best, GREEN, "best checkpoint"));
+            rules.push(((best + 1) as f64, GREEN, "best checkpoint"));
         }
         if let Some(stop) = stop_epoch {
-            markers.push((stop, BLACK, "early stop"));
+            rules.push(((stop + 1) as f64, BLACK, "early stop"));
         }
         for cut in &cuts {
-            markers.push((*cut, MAGENTA, "LR cut"));
+            rules.push(((*cut + 1) as f64, MAGENTA, "LR cut"));
         }
-        let mut labelled = std::collections::BTreeSet::new();
-        for (epoch, color, label) in markers {
-            let x = (epoch + 1) as f64;
-            let series = chart
+        for (x, color, label) in &rules {
+            chart
                 .draw_series(std::iter::once(PathElement::new(
-                    vec![(x, lo), (x, hi)],
+                    vec![(*x, lo), (*x, hi)],
                     color.mix(0.7).stroke_width(1),
                 )))
                 .map_err(plot_error)?;
-            if labelled.insert(label) {
-                series.label(label).legend(move |(x, y)| {
-                    PathElement::new(
-                        vec![(x + 10, y - 8), (x + 10, y + 8)],
-                        color.stroke_width(2),
-                    )
-                });
+            if !keys.iter().any(|(_, l)| l == label) {
+                keys.push((Key::Rule(*color), label.to_string()));
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperMiddle)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(plot_error)?;
+        draw_axis_marks(&mut chart, marks, lo, &mut keys)?;
+        draw_legend(legend, &keys)?;
     }
 
     if has_lr {
@@ -237,38 +306,154 @@ where
             .copied()
             .filter(|v| v.is_finite() && *v > 0.0)
             .collect();
-        let lo = finite
+        let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = finite.iter().copied().fold(0.0, f64::max);
+        let (plot, legend) = panel_areas.last().expect("an LR panel");
+        let points: Vec<(f64, f64)> = history
+            .epochs
             .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
-            .max(1e-12);
-        let hi = finite.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
-        let panel = panels.last().expect("an LR panel");
-        let mut chart = ChartBuilder::on(panel)
-            .caption("learning rate", ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.5f64..x_max as f64 + 0.5, (lo / 2.0..hi * 2.0).log_scale())
-            .map_err(plot_error)?;
+            .zip(lr)
+            .filter(|(_, v)| v.is_finite() && **v > 0.0)
+            .map(|(e, v)| ((*e + 1) as f64, *v))
+            .collect();
+        let mut keys = vec![(Key::Line(MAGENTA), "learning rate".to_string())];
+        if !finite.is_empty() && hi / lo >= 10.0 {
+            // Several decades: a log axis with a label at each power of ten.
+            let (lo_exp, hi_exp) = (lo.log10().floor(), hi.log10().ceil());
+            let mut chart = ChartBuilder::on(plot)
+                .caption("learning rate", ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(70)
+                .build_cartesian_2d(
+                    x_range.clone(),
+                    (10f64.powf(lo_exp)..10f64.powf(hi_exp)).log_scale(),
+                )
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .x_labels(epoch_label_count(x_max) + 1)
+                .x_label_formatter(&epoch_formatter)
+                .y_labels((hi_exp - lo_exp) as usize + 1)
+                .y_label_formatter(&|v| {
+                    let e = v.log10();
+                    if (e - e.round()).abs() < 1e-6 {
+                        format!("1e{}", e.round() as i32)
+                    } else {
+                        String::new()
+                    }
+                })
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_error)?;
+            chart
+                .draw_series(LineSeries::new(points, MAGENTA.stroke_width(2)))
+                .map_err(plot_error)?;
+            draw_axis_marks(&mut chart, marks, 10f64.powf(lo_exp), &mut keys)?;
+        } else {
+            // Less than a decade (a constant rate, a few cuts): a linear
+            // axis whose labels have just enough digits to differ.
+            let (lo, hi) = if finite.is_empty() {
+                (0.0, 1.0)
+            } else {
+                let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.05).max(1e-12);
+                ((lo - pad).max(0.0), hi + pad)
+            };
+            let step = (hi - lo) / 5.0;
+            let digits = (-(step.log10().floor()) as i32).max(0) as usize + 1;
+            let mut chart = ChartBuilder::on(plot)
+                .caption("learning rate", ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(80)
+                .build_cartesian_2d(x_range.clone(), lo..hi)
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .x_labels(epoch_label_count(x_max) + 1)
+                .x_label_formatter(&epoch_formatter)
+                .y_labels(5)
+                .y_label_formatter(&|v| format!("{v:.digits$}"))
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(plot_error)?;
+            chart
+                .draw_series(LineSeries::new(points, MAGENTA.stroke_width(2)))
+                .map_err(plot_error)?;
+            draw_axis_marks(&mut chart, marks, lo, &mut keys)?;
+        }
+        draw_legend(legend, &keys)?;
+    }
+    Ok(())
+}
+
+/// Triangles on the epoch axis where the run was resumed after an
+/// interruption, and where it was just interrupted.
+fn draw_axis_marks<DB, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    marks: &Marks,
+    bottom: f64,
+    keys: &mut Vec<(Key, String)>,
+) -> CliResult<()>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    Y: Ranged<ValueType = f64>,
+{
+    let groups = [
+        (&marks.resumes[..], BLUE, "resumed (interrupted here)"),
+        (marks.interrupted_at.as_slice(), RED, "interrupted"),
+    ];
+    for (positions, color, label) in groups {
+        if positions.is_empty() {
+            continue;
+        }
         chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .label_style(("sans-serif", 14))
-            .y_label_formatter(&|v| format!("{v:.0e}"))
-            .draw()
+            .draw_series(positions.iter().map(|&x| {
+                EmptyElement::at((x, bottom)) + TriangleMarker::new((0, -8), 8, color.filled())
+            }))
             .map_err(plot_error)?;
-        chart
-            .draw_series(LineSeries::new(
-                history
-                    .epochs
-                    .iter()
-                    .zip(lr)
-                    .filter(|(_, v)| v.is_finite() && **v > 0.0)
-                    .map(|(e, v)| ((*e + 1) as f64, *v)),
-                MAGENTA.stroke_width(2),
-            ))
+        keys.push((Key::Triangle(color), label.to_string()));
+    }
+    Ok(())
+}
+
+/// The legend of one panel, in its own column.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    keys: &[(Key, String)],
+) -> CliResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    let style = ("sans-serif", 14).into_font().color(&BLACK);
+    for (row, (key, label)) in keys.iter().enumerate() {
+        let y = 48 + row as i32 * 22;
+        match *key {
+            Key::Line(color) => {
+                area.draw(&PathElement::new(
+                    vec![(8, y), (32, y)],
+                    color.stroke_width(2),
+                ))
+                .map_err(plot_error)?;
+                area.draw(&Circle::new((20, y), 3, color.filled()))
+                    .map_err(plot_error)?;
+            }
+            Key::Rule(color) => {
+                area.draw(&PathElement::new(
+                    vec![(20, y - 8), (20, y + 8)],
+                    color.stroke_width(2),
+                ))
+                .map_err(plot_error)?;
+            }
+            Key::Triangle(color) => {
+                area.draw(&TriangleMarker::new((20, y), 8, color.filled()))
+                    .map_err(plot_error)?;
+            }
+        }
+        area.draw(&Text::new(label.clone(), (40, y - 8), style.clone()))
             .map_err(plot_error)?;
     }
     Ok(())

@@ -29,8 +29,41 @@ impl RunDir {
         }
     }
 
-    /// Creates the directory (and its sub-directories).
-    pub fn create(root: PathBuf) -> CliResult<Self> {
+    /// What `root` holds now, its backups looked for in `backup_dir`
+    /// (nothing is created or changed).
+    pub fn inspect(root: &Path, backup_dir: &Path) -> RunState {
+        let Ok(entries) = std::fs::read_dir(root) else {
+            return RunState::Absent;
+        };
+        let run = Self {
+            root: root.to_path_buf(),
+        };
+        if !run.config().is_file() {
+            // Empty, or only the skeleton a process that died before
+            // writing config.toml left: the lock and empty sub-directories.
+            let skeleton = entries.flatten().all(|entry| {
+                let name = entry.file_name();
+                name == ".lock"
+                    || (entry.file_type().is_ok_and(|t| t.is_dir())
+                        && std::fs::read_dir(entry.path()).is_ok_and(|mut d| d.next().is_none()))
+            });
+            return if skeleton {
+                RunState::Empty
+            } else {
+                RunState::Foreign
+            };
+        }
+        if run.summary().is_file() {
+            return RunState::Finished;
+        }
+        let backup = newest_backup(backup_dir);
+        RunState::Unfinished { backup }
+    }
+
+    /// Creates the directory and its sub-directories, and locks it for this
+    /// process: a second `burnfit` on the same directory is refused until
+    /// this one exits (however it exits: the lock is the operating system's).
+    pub fn create_locked(root: PathBuf) -> CliResult<(Self, RunLock)> {
         for sub in ["", "checkpoints", "plots"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| {
@@ -40,7 +73,64 @@ impl RunDir {
                 ))
             })?;
         }
-        Ok(Self { root })
+        let run = Self { root };
+        let lock = run.lock()?;
+        Ok((run, lock))
+    }
+
+    /// Fails if another process holds this directory's lock (checked before
+    /// anything else, so that message wins over any other).
+    pub fn check_unlocked(root: &Path) -> CliResult<()> {
+        if root.join(".lock").is_file() {
+            drop(
+                Self {
+                    root: root.to_path_buf(),
+                }
+                .lock()?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes this directory's lock (`.lock`).
+    pub fn lock(&self) -> CliResult<RunLock> {
+        let path = self.root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                CliError::usage(format!("{}: cannot lock the run: {e}", path.display()))
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(CliError::usage(format!(
+                "{}: another burnfit process is using this run directory; wait for it to end \
+                 or choose another --run-dir",
+                self.root.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(CliError::usage(format!(
+                "{}: cannot lock the run: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Removes the temporary files interrupted writes left anywhere in the
+    /// run (`.tmp-*`: never a file the user or a finished write owns).
+    pub fn remove_temporary_files(&self) {
+        fn sweep(dir: &Path) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    sweep(&path);
+                } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        sweep(&self.root);
     }
 
     /// Opens an existing run directory.
@@ -80,10 +170,6 @@ impl RunDir {
     pub fn last_checkpoint(&self) -> PathBuf {
         self.checkpoints().join("last.bpk")
     }
-    /// `backup/`.
-    pub fn backup(&self) -> PathBuf {
-        self.root.join("backup")
-    }
     /// `plots/`.
     pub fn plots(&self) -> PathBuf {
         self.root.join("plots")
@@ -91,6 +177,10 @@ impl RunDir {
     /// `summary.json`.
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")
+    }
+    /// `resumes.json`: every `--resume` of the run.
+    pub fn resumes(&self) -> PathBuf {
+        self.root.join("resumes.json")
     }
     /// `burn/`: Burn's own training directory (its logs).
     pub fn burn(&self) -> PathBuf {
@@ -115,6 +205,24 @@ impl RunDir {
         write(&self.summary(), &text)
     }
 
+    /// The resumes recorded so far.
+    pub fn read_resumes(&self) -> Vec<ResumeRecord> {
+        std::fs::read(self.resumes())
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Appends a resume to `resumes.json`.
+    pub fn record_resume(&self, record: ResumeRecord) -> CliResult<()> {
+        let mut all = self.read_resumes();
+        all.push(record);
+        write(
+            &self.resumes(),
+            &serde_json::to_vec_pretty(&all).expect("resumes serialise"),
+        )
+    }
+
     /// Reads summary.json.
     pub fn read_summary(&self) -> CliResult<Summary> {
         let bytes = std::fs::read(self.summary())
@@ -125,8 +233,74 @@ impl RunDir {
 }
 
 fn write(path: &Path, bytes: &[u8]) -> CliResult<()> {
-    burnfit_callbacks::atomic::write_atomic(path, bytes)
-        .map_err(|e| CliError::usage(format!("{e} (is the disk full or read-only?)")))
+    burnfit_callbacks::atomic::write_atomic(path, bytes).map_err(|e| {
+        CliError::usage(format!(
+            "{}: cannot write: {} (is the disk full or read-only?)",
+            path.display(),
+            io_reason(&e)
+        ))
+    })
+}
+
+/// The reason of a write error without the temporary file's name.
+pub fn io_reason(error: &burnfit_callbacks::CallbackError) -> String {
+    match error {
+        burnfit_callbacks::CallbackError::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The newest backup in `dir` that passes its checksum, if any.
+pub fn newest_backup(dir: &Path) -> Option<PathBuf> {
+    burnfit_callbacks::builtins::BackupAndRestore::backups(dir)
+        .into_iter()
+        .find(|path| burnfit_callbacks::checkpoint_file::CheckpointFile::load(path).is_ok())
+}
+
+/// What a directory holds, as `train` sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Nothing there yet.
+    Absent,
+    /// An empty directory.
+    Empty,
+    /// Files that are not a burnfit run (no `config.toml`).
+    Foreign,
+    /// A burnfit run that finished (`summary.json`).
+    Finished,
+    /// A burnfit run that did not finish, with its newest good backup.
+    Unfinished {
+        /// The backup to resume from, if one was written.
+        backup: Option<PathBuf>,
+    },
+}
+
+/// Holds a run directory's lock until dropped (or the process ends).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// One `--resume` of a run, as recorded in `resumes.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ResumeRecord {
+    /// The backup it continued from.
+    pub backup: PathBuf,
+    /// The 0-based epoch it continued in.
+    pub epoch: usize,
+    /// Batches of that epoch already trained.
+    pub batches_done: usize,
+    /// Whether that epoch had ended (the resume starts the next one).
+    #[serde(default)]
+    pub epoch_ended: bool,
+    /// Training batches per epoch, when known.
+    #[serde(default)]
+    pub steps_per_epoch: Option<usize>,
+    /// Optimizer steps taken before.
+    pub global_step: u64,
+    /// Config changes accepted with `--force` (`key: old -> new`).
+    #[serde(default)]
+    pub forced_changes: Vec<String>,
 }
 
 /// `summary.json`: what a run did.
@@ -166,6 +340,9 @@ pub struct Summary {
     /// Peak resident memory (MiB) of this process.
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
+    /// Every `--resume` of the run, with the changes `--force` accepted.
+    #[serde(default)]
+    pub resumes: Vec<ResumeRecord>,
 }
 
 fn timestamp(secs: u64) -> String {

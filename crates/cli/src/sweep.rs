@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burnfit_callbacks::builtins::MedianStopping;
+use burnfit_callbacks::monitor::Direction;
 use burnfit_callbacks::tensorboard::HParamValue;
 
 use crate::TrainArgs;
 use crate::config::{BackendChoice, Config};
 use crate::error::{CliError, CliResult};
 use crate::report::History;
-use crate::run_dir::RunDir;
+use crate::run_dir::{RunDir, RunState};
 use crate::train;
 
 /// Options of `burnfit sweep`.
@@ -201,6 +202,12 @@ pub struct TrialResult {
 
 /// `burnfit sweep`.
 pub fn sweep_command(args: &SweepArgs) -> CliResult<Vec<TrialResult>> {
+    if args.random == Some(0) {
+        return Err(CliError::usage("--random 0: draw at least 1 trial"));
+    }
+    if args.max_trials == Some(0) {
+        return Err(CliError::usage("--max-trials 0: run at least 1 trial"));
+    }
     let base = Config::load(&args.config, &[])?;
     let space: Vec<(String, Space)> = args
         .params
@@ -223,7 +230,7 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<Vec<TrialResult>> {
         ))
     })?;
     let monitor = base.outputs.checkpoint_monitor.clone();
-    let maximize = monitor.contains("acc");
+    let maximize = train::monitor_direction(&monitor) == Direction::Max;
     println!(
         "burnfit sweep: {} trials in {}, ranked by {monitor}",
         all.len(),
@@ -239,9 +246,16 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<Vec<TrialResult>> {
         if finished {
             println!("trial {index}: already finished, not rerun");
         } else {
-            let resume =
-                !burnfit_callbacks::builtins::BackupAndRestore::backups(&run_dir.join("backup"))
-                    .is_empty();
+            let state = RunDir::inspect(&run_dir, &train::backup_dir(&base, &run_dir));
+            if state == (RunState::Unfinished { backup: None }) {
+                // The sweep's own trial, killed before its first backup:
+                // nothing in it can be continued, so it starts again.
+                println!("trial {index}: stopped before its first backup, starting it again");
+                std::fs::remove_dir_all(&run_dir).map_err(|e| {
+                    CliError::usage(format!("{}: cannot clear: {e}", run_dir.display()))
+                })?;
+            }
+            let resume = matches!(state, RunState::Unfinished { backup: Some(_) });
             let train_args = TrainArgs {
                 config: args.config.clone(),
                 backend: args.backend,
@@ -250,6 +264,7 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<Vec<TrialResult>> {
                 run_dir: Some(run_dir.clone()),
                 sets: sets.clone(),
                 resume,
+                force: false,
             };
             println!("trial {index}: {}", sets.join(" "));
             let mut setup = train::prepare(&train_args)?;
@@ -262,13 +277,16 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<Vec<TrialResult>> {
                     .expect("extra")
                     .push(Box::new(rule));
             }
-            setup.run.write_config(&setup.config)?;
-            let data = train::load_data(&setup.config, None)?;
-            train::train(&setup, data)?;
-            if setup.config.outputs.plots
-                && let Err(e) = crate::report::render_plots(&setup.run)
-            {
-                eprintln!("warning: trial {index}: plots: {e}");
+            let data = crate::data::load_data(&setup.config, None)?;
+            let started = train::start(&setup)?;
+            if let train::Ended::Interrupted { .. } = train::train(&setup, &started.run, data)? {
+                return Err(CliError::interrupted(
+                    format!(
+                        "burnfit sweep: interrupted in trial {index}; run the same command again \
+                         to continue (finished trials are kept, this one resumes)"
+                    ),
+                    crate::interrupt::received().map_or(130, |s| s.exit_code()),
+                ));
             }
         }
         let run = RunDir::open(&run_dir)?;

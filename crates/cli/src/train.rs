@@ -1,10 +1,19 @@
 //! `burnfit train`: config → data + model + optimizer + callbacks → run directory.
+//!
+//! The order keeps a promise: **nothing is created or changed before every
+//! check has passed.** [`prepare`] resolves the config and flags and checks
+//! the run directory (and, with `--resume`, that the run can continue with
+//! this config); the data is loaded and checked; only then [`start`]
+//! creates and locks the run directory. A run that fails leaves its backups
+//! (so `--resume` continues it) and no `summary.json`; a run stopped by
+//! Ctrl-C or SIGTERM backs up at its last batch and says how to resume.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataloader::DataLoader;
 use burn::data::dataset::Dataset;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::decay::WeightDecayConfig;
@@ -14,148 +23,67 @@ use burn::prelude::Module;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, LearnerModel, SupervisedTraining, TrainStep};
 use burnfit_callbacks::builtins::{
-    BackupAndRestore, BackupAndRestoreConfig, BackupFrequency, CSVLogger, CallbackConfig,
-    ModelCheckpoint, ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig,
+    BackupAndRestore, BackupAndRestoreConfig, CSVLogger, CallbackConfig, ModelCheckpoint,
+    ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig,
 };
-use burnfit_callbacks::engine::{BatchLoss, param_values_of};
-use burnfit_callbacks::tensorboard::TensorBoard;
-use burnfit_callbacks::{Callbacks, WithCallbacks};
+use burnfit_callbacks::engine::{BatchLoss, FitOutcome, param_values_of};
+use burnfit_callbacks::monitor::{Direction, Monitor};
+use burnfit_callbacks::tensorboard::{HParamValue, TensorBoard};
+use burnfit_callbacks::{Callback, Callbacks, TrainEnd, WithCallbacks};
 use burnfit_models::Classifier;
-use burnfit_models::data::fashion_mnist::{self, Split as IdxSplit};
-use burnfit_models::data::{
-    ImageBatcher, ImageDataset, ImageItem, RegressionBatcher, Standardizer, SubsetDataset, Table,
-    TableConfig, TableDataset, train_val_split,
-};
+use burnfit_models::data::{ImageBatcher, RegressionBatcher};
 use burnfit_models::nets::MlpRegressor;
 
 use crate::TrainArgs;
 use crate::backend::{self, ChosenBackend};
 use crate::config::{BackendChoice, Config, DataConfig, OptimizerConfig, OptimizerKind};
+use crate::data::{Data, load_data, loader};
 use crate::error::{CliError, CliResult};
-use crate::run_dir::{RunDir, Summary};
-use crate::shuffle::{EpochCell, EpochShuffled, EpochTracker};
+use crate::resume::{self, ResumePlan};
+use crate::run_dir::{RunDir, RunLock, RunState, Summary};
+use crate::shuffle::{EpochCell, EpochShuffled, EpochTracker, MemoryProbe, resident_mib};
 
-/// Everything a training needs, resolved from the config and flags.
+/// Everything a training needs, resolved from the config and flags and
+/// checked; nothing is created yet.
 pub struct Setup {
     /// The resolved config.
     pub config: Config,
     /// The run name.
     pub name: String,
-    /// The run directory.
-    pub run: RunDir,
+    /// The run directory (it may not exist yet).
+    pub root: PathBuf,
     /// The device.
     pub backend: ChosenBackend,
+    /// Where a resumed run continues from.
+    pub resume: Option<ResumePlan>,
     /// Callbacks added by the caller (the sweep's pruning rule).
-    pub extra_callbacks: std::sync::Mutex<Vec<Box<dyn burnfit_callbacks::Callback>>>,
+    pub extra_callbacks: Mutex<Vec<Box<dyn Callback>>>,
     /// Hyperparameters logged to TensorBoard's hparams plugin.
-    pub hparams: std::collections::BTreeMap<String, burnfit_callbacks::tensorboard::HParamValue>,
+    pub hparams: BTreeMap<String, HParamValue>,
 }
 
-/// Train/validation/test data, ready for loaders.
-pub enum Data {
-    /// Image classification.
-    Images {
-        /// Training images.
-        train: SubsetDataset<ImageDataset, ImageItem>,
-        /// Validation images (held out of the training file).
-        valid: SubsetDataset<ImageDataset, ImageItem>,
-        /// The test file.
-        test: ImageDataset,
-    },
-    /// Table regression.
-    Table {
-        /// Training rows.
-        train: TableDataset,
-        /// Validation rows.
-        valid: TableDataset,
-        /// Test rows.
-        test: TableDataset,
-        /// The feature standardisation fitted on the training rows.
-        scaler: Standardizer,
+/// A run directory created (or reopened) and locked for this process.
+pub struct Started {
+    /// The run directory.
+    pub run: RunDir,
+    _lock: RunLock,
+}
+
+/// How a training ended.
+pub enum Ended {
+    /// Every epoch ran, or a callback stopped it: `summary.json` is written.
+    Finished(Box<Summary>),
+    /// Ctrl-C or SIGTERM: a backup holds the last batch.
+    Interrupted {
+        /// The newest backup.
+        backup: Option<PathBuf>,
+        /// The epoch (0-based) and batches done in it, when known.
+        at: Option<(usize, usize)>,
     },
 }
 
-/// Loads the data a config names (`data_override` replaces the directory).
-pub fn load_data(config: &Config, data_override: Option<&Path>) -> CliResult<Data> {
-    let seed = config.training.seed;
-    match &config.data {
-        DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
-            let dir = data_override
-                .map(Path::to_path_buf)
-                .or_else(|| d.dir.clone())
-                .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR));
-            let load = |split| {
-                fashion_mnist::load_raw(&dir, split).map_err(|e| CliError::usage(e.to_string()))
-            };
-            let mut train_raw = load(IdxSplit::Train)?;
-            let mut test_raw = load(IdxSplit::Test)?;
-            if let Some(n) = d.limit_train {
-                truncate(&mut train_raw, n);
-            }
-            if let Some(n) = d.limit_test {
-                truncate(&mut test_raw, n);
-            }
-            let train_all = ImageDataset::from_labeled(
-                train_raw,
-                fashion_mnist::PIXEL_MEAN,
-                fashion_mnist::PIXEL_STD,
-            );
-            let test = ImageDataset::from_labeled(
-                test_raw,
-                fashion_mnist::PIXEL_MEAN,
-                fashion_mnist::PIXEL_STD,
-            );
-            let split = train_val_split(train_all.len(), d.validation_split, seed)
-                .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
-            let train_all = Arc::new(train_all);
-            Ok(Data::Images {
-                train: SubsetDataset::new(train_all.clone(), split.train),
-                valid: SubsetDataset::new(train_all, split.valid),
-                test,
-            })
-        }
-        DataConfig::Csv(c) => {
-            let path = data_override
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| c.path.clone());
-            let table = Table::from_csv(
-                &path,
-                &TableConfig::new(c.target.clone()).with_features(c.features.clone()),
-            )
-            .map_err(|e| CliError::usage(e.to_string()))?;
-            let order = train_val_split(table.len(), c.test_split, seed)
-                .map_err(|e| CliError::usage(format!("data.test_split: {e}")))?;
-            let rest = table.select(&order.train);
-            let test = table.select(&order.valid);
-            let split = train_val_split(rest.len(), c.validation_split, seed.wrapping_add(1))
-                .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
-            let mut train = rest.select(&split.train);
-            let mut valid = rest.select(&split.valid);
-            let mut test = test;
-            let scaler = Standardizer::fit(&train);
-            scaler.apply(&mut train);
-            scaler.apply(&mut valid);
-            scaler.apply(&mut test);
-            Ok(Data::Table {
-                train: TableDataset::new(train),
-                valid: TableDataset::new(valid),
-                test: TableDataset::new(test),
-                scaler,
-            })
-        }
-    }
-}
-
-/// Keeps the first `n` images.
-fn truncate(data: &mut burnfit_models::data::idx::LabeledImages, n: usize) {
-    let n = n.min(data.labels.len());
-    data.labels.truncate(n);
-    data.images.count = n;
-    let len = n * data.images.image_len();
-    data.images.pixels.truncate(len);
-}
-
-/// Resolves config + flags into a [`Setup`] (creating the run directory).
+/// Resolves config + flags into a [`Setup`], checking the config and the
+/// run directory. Creates and changes nothing.
 pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     let mut config = Config::load(&args.config, &args.sets)?;
     if let Some(epochs) = args.epochs {
@@ -171,82 +99,153 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         }
     }
     let choice = args.backend.unwrap_or(config.training.backend);
-    let convolutional = config.model.is_convolutional();
-    let backend = backend::choose(choice, convolutional)?;
-    let name = config.run_name(&args.config);
-    let root = RunDir::choose(&name, args.run_dir.as_deref());
-    let has_backup =
-        !burnfit_callbacks::builtins::BackupAndRestore::backups(&root.join("backup")).is_empty();
-    if args.resume {
-        if args.run_dir.is_none() {
-            return Err(CliError::usage(
-                "--resume needs --run-dir DIR: the run directory of the interrupted run",
-            ));
-        }
-        if !has_backup {
-            eprintln!(
-                "warning: {}: no backup yet (the run stopped before its first epoch ended): \
-                 starting from the beginning",
-                root.display()
-            );
-        }
-    } else if root.join("summary.json").exists() {
-        return Err(CliError::usage(format!(
-            "{}: this run directory already holds a finished run; choose another --run-dir \
-             (nothing was overwritten)",
-            root.display()
-        )));
-    } else if has_backup {
-        return Err(CliError::usage(format!(
-            "{}: this run directory holds the backup of an interrupted run; pass --resume to \
-             continue it, or choose another --run-dir (nothing was overwritten)",
-            root.display()
-        )));
-    }
-    let run = RunDir::create(root)?;
-    if args.resume {
-        // Temporary files of writes a crash interrupted are garbage.
-        for dir in [run.checkpoints(), run.backup()] {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-    }
+    let backend = backend::choose(choice, config.model.is_convolutional())?;
     config.training.backend = match backend.name {
         "wgpu" => BackendChoice::Wgpu,
         "ndarray" => BackendChoice::Ndarray,
         _ => BackendChoice::Flex,
     };
+    let name = config.run_name(&args.config);
+    let root = RunDir::choose(&name, args.run_dir.as_deref());
+    RunDir::check_unlocked(&root)?;
+    let shown = root.display();
+    let resume = if args.resume {
+        if args.run_dir.is_none() {
+            return Err(CliError::usage(
+                "--resume needs --run-dir DIR: the run directory of the interrupted run",
+            ));
+        }
+        Some(resume::plan(
+            &root,
+            &backup_dir(&config, &root),
+            &config,
+            args.force,
+        )?)
+    } else {
+        match RunDir::inspect(&root, &backup_dir(&config, &root)) {
+            RunState::Absent | RunState::Empty => None,
+            RunState::Finished => {
+                return Err(CliError::usage(format!(
+                    "{shown}: this run directory already holds a finished run; choose another \
+                     --run-dir (nothing was overwritten)"
+                )));
+            }
+            RunState::Unfinished { backup: Some(_) } => {
+                return Err(CliError::usage(format!(
+                    "{shown}: this run directory holds the backup of an interrupted run; pass \
+                     --resume to continue it, or choose another --run-dir (nothing was \
+                     overwritten)"
+                )));
+            }
+            RunState::Unfinished { backup: None } => {
+                return Err(CliError::usage(format!(
+                    "{shown}: this run directory holds a run that stopped before its first \
+                     backup; choose another --run-dir or delete it (nothing was overwritten)"
+                )));
+            }
+            RunState::Foreign => {
+                return Err(CliError::usage(format!(
+                    "{shown}: this directory is not empty and is not a burnfit run; choose a new \
+                     or empty --run-dir (nothing was overwritten)"
+                )));
+            }
+        }
+    };
     Ok(Setup {
         config,
         name,
-        run,
+        root,
         backend,
+        resume,
         extra_callbacks: Default::default(),
         hparams: Default::default(),
     })
+}
+
+/// Where the run's backups go: the config's own BackupAndRestore
+/// `backup_dir` (relative to the run) if it has one, else `RUN/backup`.
+pub fn backup_dir(config: &Config, root: &Path) -> PathBuf {
+    match user_backup(config) {
+        Some(c) => root.join(&c.backup_dir),
+        None => root.join("backup"),
+    }
+}
+
+fn user_backup(config: &Config) -> Option<&BackupAndRestoreConfig> {
+    config.callbacks.iter().find_map(|c| match c {
+        CallbackConfig::BackupAndRestore(c) => Some(c),
+        _ => None,
+    })
+}
+
+/// Creates (or, to resume, reopens) the run directory and locks it; writes
+/// `config.toml` for a new run, records a resume in `resumes.json`.
+pub fn start(setup: &Setup) -> CliResult<Started> {
+    let (run, lock) = RunDir::create_locked(setup.root.clone())?;
+    match &setup.resume {
+        None => {
+            // Another process may have started a run here after `prepare`.
+            if run.config().exists() {
+                return Err(CliError::usage(format!(
+                    "{}: another burnfit process started a run in this directory",
+                    run.root.display()
+                )));
+            }
+            run.write_config(&setup.config)?;
+        }
+        Some(plan) => {
+            // Temporary files of writes a kill interrupted are garbage.
+            run.remove_temporary_files();
+            if !plan.forced_changes.is_empty() {
+                let original = run.root.join("config.original.toml");
+                if !original.exists() {
+                    std::fs::copy(run.config(), &original).map_err(|e| {
+                        CliError::usage(format!("{}: cannot write: {e}", original.display()))
+                    })?;
+                }
+                run.write_config(&setup.config)?;
+            }
+            run.record_resume(plan.record())?;
+        }
+    }
+    Ok(Started { run, _lock: lock })
 }
 
 /// `burnfit train`.
 pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
     let setup = prepare(args)?;
     let data = load_data(&setup.config, None)?;
-    println!("burnfit: run directory {}", setup.run.root.display());
+    let started = start(&setup)?;
+    let run = &started.run;
+    println!("burnfit: run directory {}", run.root.display());
     println!(
         "burnfit: backend {} ({})",
         setup.backend.name, setup.backend.reason
     );
-    setup.run.write_config(&setup.config)?;
-    let summary = train(&setup, data)?;
-    if setup.config.outputs.plots
-        && let Err(e) = crate::report::render_plots(&setup.run)
-    {
-        eprintln!("warning: plots: {e}");
+    match train(&setup, run, data)? {
+        Ended::Finished(summary) => {
+            print_summary(&summary);
+            Ok(*summary)
+        }
+        Ended::Interrupted { backup, at } => {
+            let signal = crate::interrupt::received();
+            let position = at
+                .map(|(epoch, batch)| format!(" at epoch {}, batch {batch}", epoch + 1))
+                .unwrap_or_default();
+            let backup = backup
+                .map(|b| format!("backup {}", b.display()))
+                .unwrap_or_else(|| "no backup".into());
+            Err(CliError::interrupted(
+                format!(
+                    "burnfit: interrupted{position} ({backup}); continue with: burnfit train {} \
+                     --run-dir {} --resume",
+                    run.config().display(),
+                    run.root.display()
+                ),
+                signal.map_or(130, |s| s.exit_code()),
+            ))
+        }
     }
-    print_summary(&summary);
-    Ok(summary)
 }
 
 fn print_summary(summary: &Summary) {
@@ -270,8 +269,8 @@ fn print_summary(summary: &Summary) {
     }
 }
 
-/// Trains on prepared data and writes summary.json.
-pub fn train(setup: &Setup, data: Data) -> CliResult<Summary> {
+/// Trains on prepared data in a started run directory.
+pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
     // Burn trains a model whose parameters live on an autodiff device.
     let device = setup.backend.device.clone().autodiff();
     let config = &setup.config;
@@ -288,9 +287,9 @@ pub fn train(setup: &Setup, data: Data) -> CliResult<Summary> {
                 .model
                 .init_classifier(&device)
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let train = loader(ImageBatcher::default(), train, batch, workers, None);
-            let valid = loader(ImageBatcher::default(), valid, batch, workers, None);
-            fit::<Classifier>(setup, model, train, valid, n_train, epoch, |t| {
+            let train = loader(ImageBatcher::default(), train, batch, workers);
+            let valid = loader(ImageBatcher::default(), valid, batch, workers);
+            fit::<Classifier>(setup, run, model, train, valid, n_train, epoch, |t| {
                 t.metrics((AccuracyMetric::new(), LossMetric::new()))
             })
         }
@@ -303,36 +302,13 @@ pub fn train(setup: &Setup, data: Data) -> CliResult<Summary> {
                 .model
                 .init_regressor(num_features, &device)
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let train = loader(RegressionBatcher, train, batch, workers, None);
-            let valid = loader(RegressionBatcher, valid, batch, workers, None);
-            fit::<MlpRegressor>(setup, model, train, valid, n_train, epoch, |t| {
+            let train = loader(RegressionBatcher, train, batch, workers);
+            let valid = loader(RegressionBatcher, valid, batch, workers);
+            fit::<MlpRegressor>(setup, run, model, train, valid, n_train, epoch, |t| {
                 t.metrics((LossMetric::new(),))
             })
         }
     }
-}
-
-/// A data loader.
-pub fn loader<I, O, B, D>(
-    batcher: B,
-    dataset: D,
-    batch_size: usize,
-    workers: usize,
-    shuffle_seed: Option<u64>,
-) -> Arc<dyn DataLoader<O>>
-where
-    I: Send + Sync + Clone + std::fmt::Debug + 'static,
-    O: Send + Clone + std::fmt::Debug + 'static,
-    B: burn::data::dataloader::batcher::Batcher<I, O> + 'static,
-    D: Dataset<I> + 'static,
-{
-    let mut builder = DataLoaderBuilder::new(batcher)
-        .batch_size(batch_size)
-        .num_workers(workers);
-    if let Some(seed) = shuffle_seed {
-        builder = builder.shuffle(seed);
-    }
-    builder.build(dataset)
 }
 
 /// The optimizer a config describes.
@@ -390,20 +366,51 @@ fn rebase_paths(callback: &CallbackConfig, root: &Path) -> CliResult<CallbackCon
         .map_err(|e| CliError::failed(format!("callback config: {e}")))
 }
 
-fn build_callbacks<M: Module + 'static>(setup: &Setup, epoch: EpochCell) -> CliResult<Callbacks> {
+/// Redraws the plots at each epoch end, so a long run can be watched.
+struct PlotEachEpoch(RunDir);
+
+impl Callback for PlotEachEpoch {
+    fn on_epoch_end(
+        &mut self,
+        _epoch: usize,
+        _logs: &mut burnfit_callbacks::Logs,
+        ctx: &mut burnfit_callbacks::Context,
+    ) -> burnfit_callbacks::Result<()> {
+        if let Err(e) = crate::report::render_plots(&self.0) {
+            ctx.warn(format!("plots: {}", e.message()));
+        }
+        Ok(())
+    }
+}
+
+fn build_callbacks<M: Module + 'static>(
+    setup: &Setup,
+    run: &RunDir,
+    epoch: EpochCell,
+) -> CliResult<Callbacks> {
     let config = &setup.config;
-    let run = &setup.run;
     let mut callbacks = Callbacks::new().deterministic(config.training.seed);
     callbacks.push(EpochTracker(epoch));
-    // Always back up at each epoch end, so an interrupted run can be resumed
-    // with --resume; the backups are deleted when training ends normally.
+    // Back up (at each epoch end unless the config says otherwise) so that an
+    // interrupted run can be resumed. The backups are deleted once
+    // summary.json is written, never before.
+    let backup = user_backup(config)
+        .cloned()
+        .unwrap_or(BackupAndRestoreConfig {
+            backup_dir: "backup".into(),
+            save_freq: Default::default(),
+            delete_checkpoint: true,
+            keep: 2,
+        });
     callbacks.push(BackupAndRestore::new(BackupAndRestoreConfig {
-        backup_dir: run.backup().to_string_lossy().into_owned(),
-        save_freq: BackupFrequency::default(),
-        delete_checkpoint: true,
-        keep: 2,
+        backup_dir: backup_dir(config, &run.root).to_string_lossy().into_owned(),
+        delete_checkpoint: false,
+        ..backup
     })?);
     for callback in &config.callbacks {
+        if matches!(callback, CallbackConfig::BackupAndRestore(_)) {
+            continue;
+        }
         let callback = rebase_paths(callback, &run.root)?;
         callbacks.push_boxed(callback.build()?);
     }
@@ -428,6 +435,9 @@ fn build_callbacks<M: Module + 'static>(setup: &Setup, epoch: EpochCell) -> CliR
     }
     if outputs.csv {
         callbacks.push(CSVLogger::new(run.history()));
+        if outputs.plots {
+            callbacks.push(PlotEachEpoch(run.clone()));
+        }
     }
     if outputs.tensorboard {
         let tb = TensorBoard::new(run.tensorboard())
@@ -448,44 +458,135 @@ fn build_callbacks<M: Module + 'static>(setup: &Setup, epoch: EpochCell) -> CliR
     {
         callbacks.push_boxed(extra);
     }
+    for fault in crate::faults::from_env(backup_dir(config, &run.root)) {
+        callbacks.push_boxed(fault);
+    }
     Ok(callbacks)
 }
 
+/// The direction `monitor` is better in (Keras's `"auto"` rules), so that
+/// "best" means the same thing in the summary, the checkpoint and a sweep.
+pub fn monitor_direction(monitor: &str) -> Direction {
+    Monitor::new("burnfit", monitor, "auto", 0.0)
+        .resolve()
+        .unwrap_or(Direction::Min)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn fit<M>(
     setup: &Setup,
+    run: &RunDir,
     model: M,
     train: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
     valid: Arc<dyn DataLoader<<M as burn::train::InferenceStep>::Input>>,
     n_train: usize,
     epoch: EpochCell,
     register: impl FnOnce(SupervisedTraining<M>) -> SupervisedTraining<M>,
-) -> CliResult<Summary>
+) -> CliResult<Ended>
 where
     M: LearnerModel,
     <M as TrainStep>::Output: BatchLoss,
 {
     let config = &setup.config;
-    let mut callbacks = build_callbacks::<M>(setup, epoch)?;
-    let memory = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    callbacks.push(crate::shuffle::MemoryProbe(memory.clone()));
+    let mut callbacks = build_callbacks::<M>(setup, run, epoch)?;
+    let memory = Arc::new(Mutex::new(Vec::new()));
+    callbacks.push(MemoryProbe(memory.clone()));
     let lr = callbacks.lr_scheduler(config.optimizer.lr);
     let outcome = callbacks.outcome();
-    let training = SupervisedTraining::new(setup.run.burn(), train, valid)
+    let training = SupervisedTraining::new(run.burn(), train, valid)
         .num_epochs(config.training.epochs)
         .renderer(Box::new(burnfit_callbacks::engine::SilentRenderer))
         .with_application_logger(None);
+    crate::interrupt::watch(training.interrupter());
     let training = register(training).with_callbacks(callbacks);
     let start = Instant::now();
     let result = training.launch(Learner::new(model, optimizer(&config.optimizer), lr));
     let wall = start.elapsed().as_secs_f64();
     let outcome = outcome.lock().expect("outcome").clone();
 
+    if let Some(error) = &outcome.error {
+        return Err(training_error(error, &outcome));
+    }
+    if let Some(error) = &result.error {
+        return Err(CliError::failed(format!("training failed: {error}")));
+    }
+    if outcome
+        .train_end
+        .as_ref()
+        .is_none_or(TrainEnd::is_interrupted)
+    {
+        if config.outputs.plots && config.outputs.csv {
+            let position = outcome.stopped_at.map(|(epoch, batches)| {
+                let fraction = outcome
+                    .steps_per_epoch
+                    .filter(|&s| s > 0)
+                    .map_or(0.0, |s| batches as f64 / s as f64);
+                epoch as f64 + fraction.min(1.0)
+            });
+            // Nothing to draw before the first epoch ended.
+            let _ = crate::report::render_plots_marked(run, position);
+        }
+        return Ok(Ended::Interrupted {
+            backup: run_backups(config, run).first().cloned(),
+            at: interrupted_at(&outcome),
+        });
+    }
+    let summary = summarize(setup, run, &outcome, wall, n_train, &memory);
+    run.write_summary(&summary)?;
+    // The run is finished and says so: only now may its backups go.
+    let delete = user_backup(config).is_none_or(|c| c.delete_checkpoint);
+    if delete {
+        for backup in run_backups(config, run) {
+            let _ = std::fs::remove_file(backup);
+        }
+    }
+    if config.outputs.plots
+        && config.outputs.csv
+        && let Err(e) = crate::report::render_plots(run)
+    {
+        eprintln!("warning: plots: {}", e.message());
+    }
+    Ok(Ended::Finished(Box::new(summary)))
+}
+
+/// The backups of the run, newest first.
+fn run_backups(config: &Config, run: &RunDir) -> Vec<PathBuf> {
+    BackupAndRestore::backups(&backup_dir(config, &run.root))
+}
+
+/// Where an interrupted run stopped: the epoch it was in and its batches done.
+fn interrupted_at(outcome: &FitOutcome) -> Option<(usize, usize)> {
+    outcome.stopped_at
+}
+
+/// One line for an error that ended training: a file that could not be
+/// written is the user's to fix (exit 2); anything else failed (exit 1).
+fn training_error(error: &str, outcome: &FitOutcome) -> CliError {
+    match &outcome.error_path {
+        Some(path) => CliError::usage(format!(
+            "{}: cannot write: {error} (is the disk full or read-only? the backups are kept: \
+             free space, then resume with --resume)",
+            path.display()
+        )),
+        None => CliError::failed(format!("training failed: {error}")),
+    }
+}
+
+fn summarize(
+    setup: &Setup,
+    run: &RunDir,
+    outcome: &FitOutcome,
+    wall: f64,
+    n_train: usize,
+    memory: &Mutex<Vec<f64>>,
+) -> Summary {
+    let config = &setup.config;
     let monitor = config.outputs.checkpoint_monitor.clone();
-    let minimise = !monitor.contains("acc");
+    let direction = monitor_direction(&monitor);
     // Every epoch of the run, earlier processes included when resumed: the
     // CSV log has them all; this process's outcome has the ones it ran.
     let epochs: Vec<(usize, burnfit_callbacks::Logs)> =
-        match crate::report::History::read(&setup.run.history()) {
+        match crate::report::History::read(&run.history()) {
             Ok(history) if config.outputs.csv => history.epoch_logs(),
             _ => outcome.epochs.clone(),
         };
@@ -493,12 +594,12 @@ where
     for (epoch, logs) in &epochs {
         if let Some(v) = logs.get(&monitor)
             && v.is_finite()
-            && best.is_none_or(|(_, b)| if minimise { v < b } else { v > b })
+            && best.is_none_or(|(_, b)| direction.better(v, b))
         {
             best = Some((*epoch, v));
         }
     }
-    let summary = Summary {
+    Summary {
         name: setup.name.clone(),
         backend: setup.backend.name.to_string(),
         backend_reason: setup.backend.reason.clone(),
@@ -515,16 +616,9 @@ where
         wall_time_s: wall,
         train_samples_per_s: (n_train * outcome.epochs.len()) as f64 / wall.max(1e-9),
         global_step: outcome.global_step,
-        error: outcome
-            .error
-            .clone()
-            .or_else(|| result.error.as_ref().map(|e| e.to_string())),
+        error: None,
         rss_mib_by_epoch: memory.lock().expect("memory probe").clone(),
-        peak_rss_mib: crate::shuffle::resident_mib().map(|(_, peak)| peak),
-    };
-    setup.run.write_summary(&summary)?;
-    if let Some(error) = &summary.error {
-        return Err(CliError::failed(format!("training failed: {error}")));
+        peak_rss_mib: resident_mib().map(|(_, peak)| peak),
+        resumes: run.read_resumes(),
     }
-    Ok(summary)
 }

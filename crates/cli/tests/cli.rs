@@ -253,6 +253,46 @@ fn bad_configs_give_one_clear_line_and_exit_code_2() {
             good.replace("[data]", "[dataset]"),
             vec!["unknown field `dataset`"],
         ),
+        (
+            "misspelt monitor",
+            good.replace(
+                "monitor = \"val_loss\"\npatience = 5",
+                "monitor = \"val_los\"\npatience = 5",
+            ),
+            vec!["callbacks[0].monitor", "val_los", "did you mean `val_loss`"],
+        ),
+        (
+            "placeholder the run cannot fill",
+            format!(
+                "{good}\n[[callbacks]]\ntype = \"ModelCheckpoint\"\nfilepath = \"ckpt/{{foo}}.bpk\"\n"
+            ),
+            vec!["callbacks[2].filepath", "{foo}"],
+        ),
+        (
+            "dropout out of range",
+            good.replace("kind = \"mlp\"", "kind = \"mlp\"\ndropout = 1.5"),
+            vec!["model", "dropout"],
+        ),
+        (
+            "empty hidden layer",
+            good.replace("kind = \"mlp\"", "kind = \"mlp\"\nhidden = [0]"),
+            vec!["model", "hidden"],
+        ),
+        (
+            "no training images",
+            good.replace("limit_train = 600", "limit_train = 0"),
+            vec!["data.limit_train", "at least 1"],
+        ),
+        (
+            "no validation split",
+            good.replace("validation_split = 0.2", "validation_split = 0.0"),
+            vec!["data.validation_split", "val_loss"],
+        ),
+        (
+            "checkpoint monitor that does not exist",
+            format!("{good}\n[outputs]\ncheckpoint_monitor = \"val_acc\"\n"),
+            vec!["outputs.checkpoint_monitor", "val_acc", "val_accuracy"],
+        ),
     ];
     for (name, text_config, expected) in cases {
         let path = tmp.path().join("bad.toml");
@@ -341,6 +381,202 @@ fn bad_data_and_flags_give_exit_code_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("--set"));
+
+    // Nothing was created for the failed runs.
+    assert!(!tmp.path().join("r1").exists());
+    assert!(!tmp.path().join("r2").exists());
+}
+
+/// One line, `error:`, exit code 2, and these words.
+fn assert_one_error(out: &Output, words: &[&str]) {
+    let printed = text(out);
+    assert_eq!(out.status.code(), Some(2), "{printed}");
+    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{printed}");
+    assert!(lines[0].starts_with("error: "), "{printed}");
+    for word in words {
+        assert!(printed.contains(word), "expected `{word}` in:\n{printed}");
+    }
+}
+
+#[test]
+fn set_errors_name_the_set_and_not_a_line_of_an_internal_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"", "");
+    let validate = |set: &str| burnfit(&["validate", config.to_str().unwrap(), "--set", set]);
+    let out = validate("training.epochs=\"ten\"");
+    assert_one_error(&out, &["--set training.epochs=\"ten\"", "invalid type"]);
+    assert!(!text(&out).contains("--set:"), "{}", text(&out));
+    let out = validate("training.epochs=0");
+    assert_one_error(&out, &["--set training.epochs=0", "at least 1"]);
+    let out = validate("training..epochs=3");
+    assert_one_error(&out, &["--set training..epochs=3", "not a key path"]);
+    let out = validate("callbacks[0].patience=7");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = validate("callbacks[9].patience=7");
+    assert_one_error(&out, &["--set callbacks[9].patience=7", "no [9]"]);
+    let out = validate("training.batch_size=1e9");
+    assert_one_error(
+        &out,
+        &["--set training.batch_size=1e9", "training.batch_size"],
+    );
+}
+
+#[test]
+fn impossible_data_sizes_are_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"", "");
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--set",
+        "training.batch_size=1000000000",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert_one_error(
+        &out,
+        &["training.batch_size", "larger than the training set"],
+    );
+    assert!(!run.exists());
+    // The table's test split takes every row.
+    let table = std::fs::read_to_string(repo().join("configs/table_regression.toml")).unwrap();
+    let path = tmp.path().join("table.toml");
+    std::fs::write(
+        &path,
+        table.replace(
+            "path = \"data/",
+            &format!("path = \"{}/data/", repo().display()),
+        ) + "",
+    )
+    .unwrap();
+    let out = burnfit(&[
+        "validate",
+        path.to_str().unwrap(),
+        "--set",
+        "data.test_split=1.0",
+    ]);
+    assert_one_error(&out, &["data.test_split"]);
+}
+
+#[test]
+fn a_folder_that_is_not_a_run_is_never_written_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"", "");
+    let mine = tmp.path().join("my-results");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("history.csv"), "my own numbers\n").unwrap();
+    let out = train_for(config.to_str().unwrap(), "flex", 1, &mine);
+    assert_one_error(&out, &["not a burnfit run"]);
+    assert_eq!(
+        std::fs::read_to_string(mine.join("history.csv")).unwrap(),
+        "my own numbers\n"
+    );
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+}
+
+#[test]
+fn a_cpu_run_prints_no_stray_lines_from_gpu_probing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("warning: ") || l.trim().is_empty()),
+        "only our own warnings on stderr:\n{stderr}"
+    );
+    assert!(text(&out).contains("burnfit: backend"), "{}", text(&out));
+}
+
+#[test]
+fn eval_and_predict_handle_read_only_runs_foreign_paths_and_wrong_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
+    let run = tmp.path().join("run");
+    let out = train_for(config.to_str().unwrap(), "flex", 1, &run);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A checkpoint given by path outside the run: evaluated, nothing written
+    // next to it or in the run.
+    let outside = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::copy(run.join("checkpoints/best.bpk"), outside.join("w.bpk")).unwrap();
+    let relative = format!("{}/../elsewhere/w.bpk", run.display());
+    let before: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let out = burnfit(&["eval", run.to_str().unwrap(), "--checkpoint", &relative]);
+    assert!(out.status.success(), "{}", text(&out));
+    let after: Vec<_> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before.len(), after.len(), "{after:?}");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+
+    // IDX images of another size: one error line, not a panic.
+    let idx = tmp.path().join("small-images-idx3-ubyte");
+    let mut bytes = vec![0u8, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 5];
+    bytes.extend(std::iter::repeat_n(7u8, 50));
+    std::fs::write(&idx, bytes).unwrap();
+    let out = burnfit(&["predict", run.to_str().unwrap(), idx.to_str().unwrap()]);
+    assert_one_error(&out, &["5x5", "28x28"]);
+
+    // Report on something that is not a run.
+    let out = burnfit(&["report", tmp.path().to_str().unwrap()]);
+    assert_one_error(&out, &["not a burnfit run directory"]);
+
+    // A damaged weights file is reported, not loaded.
+    let best = run.join("checkpoints/best.bpk");
+    let mut bytes = std::fs::read(&best).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&best, &bytes).unwrap();
+    let out = burnfit(&["eval", run.to_str().unwrap()]);
+    assert_one_error(
+        &out,
+        &["best.bpk", "checksum mismatch", "--checkpoint last"],
+    );
+    bytes.truncate(middle);
+    std::fs::write(&best, &bytes).unwrap();
+    let out = burnfit(&["eval", run.to_str().unwrap()]);
+    assert_one_error(&out, &["best.bpk", "truncated"]);
+    let out = burnfit(&["eval", run.to_str().unwrap(), "--checkpoint", "last"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn sweeps_of_no_trials_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"", "");
+    for flags in [
+        vec![
+            "--param",
+            "optimizer.lr=loguniform(1e-4,1e-2)",
+            "--random",
+            "0",
+        ],
+        vec!["--param", "optimizer.lr=[1e-3]", "--max-trials", "0"],
+    ] {
+        let mut args = vec!["sweep", config.to_str().unwrap()];
+        args.extend(flags.iter().copied());
+        let out = burnfit(&args);
+        assert_one_error(&out, &["at least 1"]);
+    }
 }
 
 #[test]
@@ -348,7 +584,17 @@ fn shipped_configs_validate() {
     for entry in std::fs::read_dir(repo().join("configs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = burnfit(&["validate", path.to_str().unwrap()]);
+            // Validation reads the data too: the image configs get the
+            // committed subset (the full data set may not be installed).
+            let images = std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("fashion_mnist");
+            let mut args = vec!["validate", path.to_str().unwrap()];
+            let data = subset();
+            if images {
+                args.extend(["--data", data.to_str().unwrap()]);
+            }
+            let out = burnfit(&args);
             assert!(out.status.success(), "{}: {}", path.display(), text(&out));
         }
     }
@@ -380,7 +626,7 @@ fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
     let train_output = text(&out);
 
     let dump = Command::new(&python)
-        .arg(repo().join("crates/callbacks/tests/fixtures/tb_dump.py"))
+        .arg(repo().join("crates/core/tests/fixtures/tb_dump.py"))
         .arg(run.join("tensorboard"))
         .output()
         .unwrap();
@@ -577,9 +823,18 @@ fn bench_prints_overhead_stall_and_memory_tables() {
         "1",
         "--memory-epochs",
         "4",
+        "--loader-batches",
+        "20",
     ]);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
+    // Data loaders: Burn's and the ordered one, side by side, for 1, 2 and
+    // 4 workers.
+    for workers in ["| 1 |", "| 2 |", "| 4 |"] {
+        let cells = row_numbers(&printed, workers);
+        assert_eq!(cells.len(), 4, "{workers} then 3 figures: {cells:?}");
+        assert!(cells.iter().all(|&v| v > 0.0), "{workers}: {cells:?}");
+    }
     // Checkpoint stall: parameters, file size and three positive timings
     // for each model.
     for model in ["| mlp |", "| simple_cnn |", "| cnn |", "| resnet |"] {

@@ -1,9 +1,13 @@
-//! Resume after interruption: a run killed at several points (including in
-//! the middle of a checkpoint or backup write) and resumed with `--resume`
-//! ends with the same history and stop epoch as an uninterrupted run.
+//! Resume after interruption, with the default loader workers: a run killed
+//! at many points (mid-epoch, and in the middle of checkpoint and backup
+//! writes) or stopped by SIGINT/SIGTERM, then resumed with `--resume`, ends
+//! with the same history and stop epoch as an uninterrupted run; and a
+//! resume that cannot continue the run exactly is refused without touching
+//! it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
@@ -18,7 +22,9 @@ fn text(output: &Output) -> String {
     )
 }
 
-fn config(dir: &Path) -> PathBuf {
+/// MLP with dropout, EarlyStopping and ReduceLROnPlateau, default workers
+/// (2): 400 training images in batches of 50, so 8 steps an epoch.
+fn config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("resume.toml");
     std::fs::write(
         &path,
@@ -43,7 +49,6 @@ lr = 3e-3
 epochs = 6
 batch_size = 50
 seed = 11
-workers = 1
 backend = "flex"
 
 [outputs]
@@ -63,7 +68,7 @@ type = "ReduceLROnPlateau"
 monitor = "val_loss"
 patience = 1
 factor = 0.5
-"#,
+{extra}"#,
             repo().join("data/fashion-mnist-subset").display()
         ),
     )
@@ -71,48 +76,32 @@ factor = 0.5
     path
 }
 
-fn train(config: &Path, run: &Path, resume: bool, abort_at_write: Option<usize>) -> Output {
+fn burnfit(args: &[&str], env: &[(&str, String)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_burnfit"));
-    cmd.args([
+    cmd.args(args).current_dir(repo());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.output().unwrap()
+}
+
+fn train(config: &Path, run: &Path, extra: &[&str], env: &[(&str, String)]) -> Output {
+    let mut args = vec![
         "train",
         config.to_str().unwrap(),
         "--run-dir",
         run.to_str().unwrap(),
-    ]);
-    if resume {
-        cmd.arg("--resume");
-    }
-    if let Some(n) = abort_at_write {
-        cmd.env("BURNFIT_ABORT_IN_WRITE", n.to_string());
-    }
-    cmd.current_dir(repo()).output().unwrap()
+    ];
+    args.extend_from_slice(extra);
+    burnfit(&args, env)
 }
 
-fn history(run: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(run.join("history.csv"))
-        .unwrap()
-        .split("\r\n")
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .collect()
+fn resume(config: &Path, run: &Path) -> Output {
+    train(config, run, &["--resume"], &[])
 }
 
-fn assert_same_history(expected: &[Vec<String>], actual: &[Vec<String>], what: &str) {
-    assert_eq!(expected[0], actual[0], "{what}: header");
-    assert_eq!(
-        expected.len(),
-        actual.len(),
-        "{what}: rows\nexpected {expected:?}\nactual {actual:?}"
-    );
-    for (row_e, row_a) in expected.iter().zip(actual).skip(1) {
-        for (e, a) in row_e.iter().zip(row_a) {
-            let (e, a): (f64, f64) = (e.parse().unwrap(), a.parse().unwrap());
-            assert!(
-                (e - a).abs() <= 1e-5 * e.abs().max(1.0),
-                "{what}: {e} vs {a}\nexpected {expected:?}\nactual {actual:?}"
-            );
-        }
-    }
+fn history(run: &Path) -> String {
+    std::fs::read_to_string(run.join("history.csv")).unwrap()
 }
 
 fn epochs_run(run: &Path) -> u64 {
@@ -121,88 +110,188 @@ fn epochs_run(run: &Path) -> u64 {
     summary["epochs_run"].as_u64().unwrap()
 }
 
-fn all_checkpoints_load(run: &Path) {
-    for dir in ["checkpoints", "backup"] {
-        let Ok(entries) = std::fs::read_dir(run.join(dir)) else {
-            continue;
-        };
-        for entry in entries {
+/// Every file in the run (no temporary file left), and every checkpoint
+/// loads.
+fn all_files_whole(run: &Path) {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(
-                !name.starts_with(".tmp-"),
-                "left-over temporary file {}",
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(run, &mut files);
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.starts_with(".tmp-"), "left-over {}", path.display());
+        if name.ends_with(".bpk") {
+            burn::store::ModuleRecord::load(&path)
+                .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(
+                burnfit_callbacks::checkpoint_file::verify_trailer(&bytes),
+                Ok(true),
+                "{}",
                 path.display()
             );
-            if name.ends_with(".bpk") {
-                burn::store::ModuleRecord::load(&path)
-                    .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
-            }
-            if name.ends_with(".bfk") {
-                burnfit_callbacks::checkpoint_file::CheckpointFile::load(&path)
-                    .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
-            }
+        }
+        if name.ends_with(".bfk") {
+            burnfit_callbacks::checkpoint_file::CheckpointFile::load(&path)
+                .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
         }
     }
 }
 
+/// The uninterrupted run every other run is compared with (shared by the
+/// tests of this file: it is deterministic).
+fn straight() -> &'static (String, u64) {
+    static STRAIGHT: OnceLock<(String, u64)> = OnceLock::new();
+    STRAIGHT.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = config(tmp.path(), "");
+        let run = tmp.path().join("straight");
+        let out = train(&config, &run, &[], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        (history(&run), epochs_run(&run))
+    })
+}
+
 #[test]
-fn killed_runs_resume_to_the_same_history_and_stop_epoch() {
+fn the_same_seed_gives_the_same_history_with_any_number_of_workers() {
+    let (expected, _) = straight();
     let tmp = tempfile::tempdir().unwrap();
-    let config = config(tmp.path());
+    let config = config(tmp.path(), "");
+    for workers in ["1", "2", "4"] {
+        let run = tmp.path().join(format!("workers{workers}"));
+        let set = format!("training.workers={workers}");
+        let out = train(&config, &run, &["--set", &set], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(&history(&run), expected, "workers = {workers}");
+    }
+}
 
-    let straight = tmp.path().join("straight");
-    let out = train(&config, &straight, false, None);
-    assert!(out.status.success(), "{}", text(&out));
-    let expected = history(&straight);
-    let expected_epochs = epochs_run(&straight);
-    assert!(expected.len() >= 3, "{expected:?}");
-
-    // Abort inside atomic writes of checkpoints and backups of different
-    // epochs, then resume.
-    // Writes per epoch here: best.bpk, last.bpk, then the backup. #3 is the
-    // first backup (the resume starts over), #5 a checkpoint of epoch 2,
-    // #9 the backup of epoch 3, #13 a checkpoint of epoch 5.
-    for n in [3usize, 5, 9, 13] {
-        let run = tmp.path().join(format!("abort{n}"));
-        let out = train(&config, &run, false, Some(n));
+#[test]
+fn runs_killed_at_ten_points_resume_to_the_same_history() {
+    let (expected, expected_epochs) = straight();
+    assert!(expected.lines().count() >= 4, "{expected}");
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    // Killed mid-epoch (at the start of a step: 8 steps an epoch) and in the
+    // middle of file writes (#1 is config.toml; each epoch end then writes
+    // best.bpk when it improved, last.bpk and the backup, in that order).
+    let kills: Vec<(&str, u64)> = vec![
+        ("BURNFIT_ABORT_AT_STEP", 11),
+        ("BURNFIT_ABORT_AT_STEP", 20),
+        ("BURNFIT_ABORT_AT_STEP", 27),
+        ("BURNFIT_ABORT_AT_STEP", 33),
+        ("BURNFIT_ABORT_AT_STEP", 41),
+        ("BURNFIT_ABORT_IN_WRITE", 5),
+        ("BURNFIT_ABORT_IN_WRITE", 6),
+        ("BURNFIT_ABORT_IN_WRITE", 7),
+        ("BURNFIT_ABORT_IN_WRITE", 9),
+        ("BURNFIT_ABORT_IN_WRITE", 10),
+    ];
+    for (fault, at) in kills {
+        let what = format!("{fault}={at}");
+        let run = tmp.path().join(format!("{fault}-{at}"));
+        let out = train(&config, &run, &[], &[(fault, at.to_string())]);
+        assert!(!out.status.success(), "{what}: the run was not killed");
+        assert!(text(&out).contains(fault), "{what}: {}", text(&out));
+        assert!(!run.join("summary.json").exists(), "{what}");
+        let out = resume(&config, &run);
+        assert!(out.status.success(), "{what}: resume: {}", text(&out));
         assert!(
-            !out.status.success(),
-            "write #{n}: the run should have been aborted"
-        );
-        assert!(
-            text(&out).contains("BURNFIT_ABORT_IN_WRITE"),
-            "{}",
+            text(&out).contains("Resuming from"),
+            "{what}: {}",
             text(&out)
         );
-        let out = train(&config, &run, true, None);
+        assert_eq!(&history(&run), expected, "{what}");
+        assert_eq!(epochs_run(&run), *expected_epochs, "{what}: stop epoch");
+        all_files_whole(&run);
+        let out = burnfit(&["eval", run.to_str().unwrap()], &[]);
+        assert!(out.status.success(), "{what}: eval: {}", text(&out));
+        // Finished: the backups are gone, the summary stays.
         assert!(
-            out.status.success(),
-            "resume after write #{n}: {}",
-            text(&out)
+            std::fs::read_dir(run.join("backup"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "{what}: backups left"
         );
-        if n > 3 {
-            assert!(text(&out).contains("Resuming from"), "{}", text(&out));
-        }
-        assert_same_history(&expected, &history(&run), &format!("abort in write #{n}"));
-        assert_eq!(
-            epochs_run(&run),
-            expected_epochs,
-            "stop epoch after write #{n}"
+    }
+}
+
+#[test]
+fn a_kill_before_the_first_backup_leaves_nothing_to_resume_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let run = tmp.path().join("early");
+    let out = train(
+        &config,
+        &run,
+        &[],
+        &[("BURNFIT_ABORT_AT_STEP", "3".to_string())],
+    );
+    assert!(!out.status.success());
+    let out = resume(&config, &run);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let printed = text(&out);
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    assert!(printed.contains("no usable backup"), "{printed}");
+    assert!(!run.join("summary.json").exists());
+    // Nor does a plain train reuse the directory.
+    let out = train(&config, &run, &[], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn sigint_and_sigterm_back_up_at_that_batch_print_the_resume_command_and_resume_exactly() {
+    let (expected, expected_epochs) = straight();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let run = tmp.path().join(format!("sig{signal}"));
+        // Step 13: the 5th batch of epoch 2.
+        let out = train(
+            &config,
+            &run,
+            &[],
+            &[
+                ("BURNFIT_SIGINT_AT_STEP", "13".to_string()),
+                ("BURNFIT_SIGNAL", signal.to_string()),
+            ],
         );
-        all_checkpoints_load(&run);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let hint: Vec<&str> = stderr.lines().filter(|l| l.contains("--resume")).collect();
+        assert_eq!(hint.len(), 1, "{stderr}");
+        assert!(hint[0].contains("epoch 2, batch 5"), "{stderr}");
+        assert!(hint[0].contains("backup-000000000013.bfk"), "{stderr}");
+        assert!(!stderr.contains("error"), "{stderr}");
+        assert!(!run.join("summary.json").exists());
+        all_files_whole(&run);
+        // The printed command, as is.
+        let command = hint[0].split("continue with: ").nth(1).unwrap();
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let out = burnfit(&args, &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(&history(&run), expected, "SIG{signal}");
+        assert_eq!(epochs_run(&run), *expected_epochs);
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["resumes"][0]["batches_done"], 5);
     }
 }
 
 #[test]
 fn sigkill_then_resume_and_a_corrupt_backup_falls_back() {
+    let (expected, _) = straight();
     let tmp = tempfile::tempdir().unwrap();
-    let config = config(tmp.path());
-    let straight = tmp.path().join("straight");
-    let out = train(&config, &straight, false, None);
-    assert!(out.status.success(), "{}", text(&out));
-    let expected = history(&straight);
-
+    let config = config(tmp.path(), "");
     let run = tmp.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_burnfit"))
         .args([
@@ -232,7 +321,7 @@ fn sigkill_then_resume_and_a_corrupt_backup_falls_back() {
         if child.try_wait().unwrap().is_some() {
             panic!("the run finished before it could be killed");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -248,10 +337,145 @@ fn sigkill_then_resume_and_a_corrupt_backup_falls_back() {
     let bytes = std::fs::read(newest).unwrap();
     std::fs::write(newest, &bytes[..bytes.len() - 10]).unwrap();
 
-    let out = train(&config, &run, true, None);
+    let out = resume(&config, &run);
     assert!(out.status.success(), "{}", text(&out));
     let printed = text(&out);
     assert!(printed.contains("skipping unreadable backup"), "{printed}");
     assert!(printed.contains("older backup"), "{printed}");
-    assert_same_history(&expected, &history(&run), "SIGKILL + corrupt newest backup");
+    assert_eq!(&history(&run), expected, "SIGKILL + corrupt newest backup");
+}
+
+#[test]
+fn a_resume_that_cannot_continue_the_run_exactly_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let run = tmp.path().join("run");
+    let out = train(
+        &config,
+        &run,
+        &[],
+        &[("BURNFIT_ABORT_AT_STEP", "20".to_string())],
+    );
+    assert!(!out.status.success());
+    let before = snapshot(&run);
+    let refused = |args: &[&str], needle: &str| {
+        let mut all = vec!["--resume"];
+        all.extend_from_slice(args);
+        let out = train(&config, &run, &all, &[]);
+        let printed = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {printed}");
+        assert_eq!(printed.lines().count(), 1, "{args:?}: {printed}");
+        assert!(printed.starts_with("error: "), "{args:?}: {printed}");
+        assert!(printed.contains(needle), "{args:?}: {printed}");
+        assert_eq!(snapshot(&run), before, "{args:?} changed the run");
+    };
+    refused(
+        &["--set", "model.hidden=[64]"],
+        "model.hidden: [32] -> [64]",
+    );
+    refused(&["--set", "training.seed=12"], "training.seed: 11 -> 12");
+    refused(&["--set", "optimizer.lr=1e-3"], "add --force");
+    refused(&["--set", "optimizer.kind=\"sgd\""], "optimizer.kind");
+    // Two epochs ended before the kill: two more epochs cannot continue it.
+    refused(&["--epochs", "2", "--force"], "already completed 2 epochs");
+
+    // --force accepts a new rate, and the run records it.
+    let out = train(
+        &config,
+        &run,
+        &["--resume", "--force", "--set", "optimizer.lr=1e-3"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["resumes"][0]["forced_changes"][0],
+        "optimizer.lr: 0.003 -> 0.001"
+    );
+    assert!(run.join("config.original.toml").is_file());
+
+    // A finished run is never retrained.
+    let finished = snapshot(&run);
+    let out = resume(&config, &run);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already finished"), "{}", text(&out));
+    assert_eq!(snapshot(&run), finished);
+}
+
+/// Every file of a run with its bytes (the lock file left out).
+fn snapshot(run: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if !path.ends_with(".lock") {
+                out.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(run, &mut files);
+    files.sort();
+    files
+}
+
+#[test]
+fn a_run_directory_is_used_by_one_process_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let run = tmp.path().join("busy");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--epochs",
+            "200",
+        ])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !run.join("backup").is_dir() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = train(&config, &run, &["--resume"], &[]);
+    let printed = text(&second);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(second.status.code(), Some(2), "{printed}");
+    assert!(printed.contains("another burnfit process"), "{printed}");
+}
+
+#[test]
+fn a_configured_backup_and_restore_is_the_one_resume_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(
+        tmp.path(),
+        "\n[[callbacks]]\ntype = \"BackupAndRestore\"\nbackup_dir = \"my-backups\"\nsave_freq = 3\n",
+    );
+    let run = tmp.path().join("own");
+    let out = train(
+        &config,
+        &run,
+        &[],
+        &[
+            ("BURNFIT_ABORT_AT_STEP", "17".to_string()),
+            ("BURNFIT_ABORT_AFTER_BACKUP", "15".to_string()),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(!run.join("backup").exists(), "no second backup folder");
+    // The last backup before step 17 is at step 15 (every 3 steps).
+    assert!(run.join("my-backups/backup-000000000015.bfk").is_file());
+    let out = resume(&config, &run);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("backup-000000000015.bfk"), "{printed}");
+    assert!(!printed.contains("no backup"), "{printed}");
 }

@@ -4,13 +4,12 @@
 //! way to get their records is `LearningCheckpointer::checkpoint`, which hands
 //! them to `Checkpointer`s. [`StateCapture`] plugs three capturing
 //! checkpointers into it, so the engine can take a full training state
-//! (model + optimizer + scheduler) whenever a callback asks, and put one back
-//! with `LearningCheckpointer::load_checkpoint`.
+//! (model + optimizer + scheduler) whenever a callback asks. Backups are put
+//! back with the `Learner`'s own `load_*` methods (`backup::restore`).
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use burn::store::{ModuleRecord, RecordError};
-use burn::tensor::Bytes;
+use burn::store::ModuleRecord;
 use burn::train::checkpoint::{
     AsyncCheckpointer, Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction,
     CheckpointingStrategy,
@@ -20,20 +19,18 @@ use burn::train::{Learner, LearnerModel, LearningCheckpointer};
 
 /// The three records of a training state, as bytes (burnpack).
 #[derive(Clone, Debug, Default)]
-pub struct TrainingRecords {
+pub(crate) struct TrainingRecords {
     /// The model's parameters.
-    pub model: Vec<u8>,
+    pub(crate) model: Vec<u8>,
     /// The optimizer's state.
-    pub optimizer: Vec<u8>,
+    pub(crate) optimizer: Vec<u8>,
     /// The learning-rate scheduler's state.
-    pub scheduler: Vec<u8>,
+    pub(crate) scheduler: Vec<u8>,
 }
 
 #[derive(Default)]
 struct Slots {
     parts: [Option<Vec<u8>>; 3],
-    /// Records to hand back on restore.
-    restore: [Option<Vec<u8>>; 3],
     error: Option<String>,
 }
 
@@ -65,11 +62,11 @@ impl<R: Checkpoint> Checkpointer<R> for CaptureOne {
     }
 
     fn restore(&self, _epoch: usize) -> Result<R, CheckpointerError> {
-        let (lock, _) = &*self.shared;
-        let bytes = lock.lock().expect("capture lock").restore[self.index]
-            .take()
-            .ok_or_else(|| CheckpointerError::Unknown("no record to restore".into()))?;
-        R::checkpoint_from_bytes(Bytes::from_bytes_vec(bytes)).map_err(CheckpointerError::Record)
+        // Backups are loaded from their file (`backup::restore`), never
+        // through Burn's checkpointer.
+        Err(CheckpointerError::Unknown(
+            "the state capture only takes records".into(),
+        ))
     }
 }
 
@@ -85,21 +82,15 @@ impl CheckpointingStrategy for AlwaysSave {
     }
 }
 
-/// Takes and restores full training states of a `Learner<M>`.
-pub struct StateCapture<M: LearnerModel> {
+/// Takes full training states of a `Learner<M>`.
+pub(crate) struct StateCapture<M: LearnerModel> {
     checkpointer: LearningCheckpointer<M>,
     shared: Shared,
 }
 
-impl<M: LearnerModel> Default for StateCapture<M> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<M: LearnerModel> StateCapture<M> {
     /// A capture with its three background checkpointer threads.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let shared: Shared = Arc::new((Mutex::new(Slots::default()), Condvar::new()));
         let one = |index| CaptureOne {
             index,
@@ -118,7 +109,7 @@ impl<M: LearnerModel> StateCapture<M> {
     }
 
     /// The learner's model, optimizer and scheduler records.
-    pub fn take(
+    pub(crate) fn take(
         &mut self,
         learner: &Learner<M>,
         store: &EventStoreClient,
@@ -145,25 +136,5 @@ impl<M: LearnerModel> StateCapture<M> {
             optimizer: optimizer.unwrap_or_default(),
             scheduler: scheduler.unwrap_or_default(),
         })
-    }
-
-    /// Loads `records` into `learner`. Each record is checked before anything
-    /// is applied, so a bad record leaves the learner untouched.
-    pub fn restore(
-        &self,
-        learner: Learner<M>,
-        records: TrainingRecords,
-    ) -> Result<Learner<M>, RecordError> {
-        ModuleRecord::from_bytes(Bytes::from_bytes_vec(records.model.clone()))?;
-        {
-            let (lock, _) = &*self.shared;
-            let mut slots = lock.lock().expect("capture lock");
-            slots.restore = [
-                Some(records.model),
-                Some(records.optimizer),
-                Some(records.scheduler),
-            ];
-        }
-        Ok(self.checkpointer.load_checkpoint(learner, 0))
     }
 }

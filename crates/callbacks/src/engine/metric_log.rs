@@ -22,6 +22,10 @@ struct Entries {
     /// Metric names in registration order.
     names: Vec<String>,
     values: HashMap<(String, String, usize), Vec<NumericEntry>>,
+    /// `(split, epoch)` continued from a backup: Burn's `Final` entry for
+    /// them covers only the batches of this process, so it is dropped and
+    /// the epoch value is the mean of every batch's entry.
+    resumed: Vec<(String, usize)>,
 }
 
 fn split_key(split: &Split) -> String {
@@ -50,6 +54,56 @@ impl CallbackMetricLogger {
         if percent { 0.01 } else { 1.0 }
     }
 
+    /// The per-batch numeric entries logged so far for `epoch` (1-based)
+    /// and `split`, by metric name: what a mid-epoch backup keeps so that
+    /// the resumed epoch's metrics cover all of its batches. (A `Final`
+    /// entry, logged when an interrupted split ends, covers only part of
+    /// the epoch and is left out.)
+    pub(crate) fn entries_of(
+        &self,
+        epoch: usize,
+        split: &Split,
+    ) -> Vec<(String, Vec<NumericEntry>)> {
+        let entries = self.shared.lock().expect("metric log lock");
+        let split = split_key(split);
+        let mut found: Vec<(String, Vec<NumericEntry>)> = entries
+            .values
+            .iter()
+            .filter(|((_, s, e), _)| *s == split && *e == epoch)
+            .map(|((name, _, _), values)| {
+                let per_batch = values
+                    .iter()
+                    .filter(|v| !matches!(v, NumericEntry::Final(_)))
+                    .cloned()
+                    .collect();
+                (name.clone(), per_batch)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+
+    /// Puts back entries saved by [`CallbackMetricLogger::entries_of`],
+    /// before any batch of the resumed epoch is logged.
+    pub(crate) fn restore_entries(
+        &self,
+        epoch: usize,
+        split: &Split,
+        saved: Vec<(String, Vec<NumericEntry>)>,
+    ) {
+        let mut entries = self.shared.lock().expect("metric log lock");
+        entries.resumed.push((split_key(split), epoch));
+        for (name, values) in saved {
+            let slot = entries
+                .values
+                .entry((name, split_key(split), epoch))
+                .or_default();
+            let logged = std::mem::take(slot);
+            *slot = values;
+            slot.extend(logged);
+        }
+    }
+
     /// Drops the entries of epochs before `epoch` (1-based, Burn's
     /// numbering) so memory stays flat over long runs; Burn's aggregate cache
     /// keeps the values it already computed.
@@ -62,10 +116,14 @@ impl CallbackMetricLogger {
 impl MetricLogger for CallbackMetricLogger {
     fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
         let mut entries = self.shared.lock().expect("metric log lock");
+        let resumed = entries.resumed.contains(&(split_key(split), epoch));
         for numeric in update.entries_numeric {
             let Some(value) = numeric.numeric_entry else {
                 continue;
             };
+            if resumed && matches!(value, NumericEntry::Final(_)) {
+                continue;
+            }
             let Some(name) = entries
                 .definitions
                 .get(&numeric.entry.metric_id)

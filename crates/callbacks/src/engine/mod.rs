@@ -5,23 +5,49 @@
 //! runs Burn's own train step, optimizer step, metrics, renderer, checkpoint
 //! records and event stream, and calls the hooks in between. See
 //! `docs/architecture.md` for why this seam was chosen.
+//!
+//! One small type per job, in the order a newcomer meets them:
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `builder` | [`Callbacks`] and [`WithCallbacks`]: what a user writes |
+//! | `outcome` | [`FitOutcome`]: what the run did, for the caller |
+//! | `strategy` | [`CallbackStrategy`]: resume, then the epochs in order, then the end |
+//! | `train_epoch` | one epoch's training batches |
+//! | `valid_epoch` | one epoch's validation batches |
+//! | `epoch_logs` | an epoch's logs, read from Burn's metric store |
+//! | `dispatch` | the one function that calls a hook on every callback |
+//! | `state` | what the loop keeps between hooks |
+//! | `control` | [`TrainingControl`](crate::TrainingControl) over that state: what a hook can do |
+//! | `backup` | the backup file: its sections, writing and restoring it |
+//! | `capture` | the optimizer and scheduler records, through Burn's checkpointer |
+//! | `lr` | [`CallbackLr`]: a learning rate callbacks can steer |
 
+mod backup;
 mod batch_loss;
+mod builder;
 mod capture;
 mod control;
-mod ext;
+mod dispatch;
+mod epoch_logs;
 mod lr;
 mod metric_log;
+mod outcome;
 mod params;
 mod silent;
+mod state;
 mod strategy;
-pub mod writer;
+mod train_epoch;
+mod valid_epoch;
+mod weights;
 
+pub use backup::{BackupProgress, sections};
 pub use batch_loss::BatchLoss;
-pub use capture::{StateCapture, TrainingRecords};
-pub use ext::{Callbacks, FitOutcome, WithCallbacks};
+pub use builder::{Callbacks, WithCallbacks};
 pub use lr::{CallbackLr, LrHandle};
 pub use metric_log::{CallbackMetricLogger, keras_metric_name};
+pub use outcome::FitOutcome;
 pub use params::{param_values, param_values_of};
 pub use silent::SilentRenderer;
 pub use strategy::CallbackStrategy;
+pub use weights::encode_module_record;

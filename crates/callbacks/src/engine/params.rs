@@ -3,7 +3,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 
-use crate::context::ModelSnapshot;
+use burnfit_core::ModelSnapshot;
 
 struct Collector {
     path: Vec<String>,

@@ -9,7 +9,7 @@ use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -33,9 +33,19 @@ pub struct Batch {
 }
 
 impl Tiny {
+    /// The same initial weights every time (no random draw), so that two
+    /// runs in one test process start alike.
     pub fn new(device: &Device) -> Self {
+        let weight: Vec<f32> = (0..12)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0)
+            .collect();
+        let weight = Tensor::<1>::from_floats(weight.as_slice(), device).reshape([4, 3]);
+        let bias = Tensor::<1>::from_floats([0.1, -0.1, 0.0], device);
         Self {
-            linear: LinearConfig::new(4, 3).init(device),
+            linear: Linear {
+                weight: burn::module::Param::from_tensor(weight),
+                bias: Some(burn::module::Param::from_tensor(bias)),
+            },
         }
     }
 
@@ -123,10 +133,30 @@ pub fn train(
     epochs: usize,
     n_train: usize,
     batch: usize,
+    callbacks: Callbacks,
+    extra: impl FnOnce(SupervisedTraining<Tiny>) -> SupervisedTraining<Tiny>,
+) -> LearningResult<Tiny> {
+    train_on(
+        device().autodiff(),
+        dir,
+        epochs,
+        n_train,
+        batch,
+        callbacks,
+        extra,
+    )
+}
+
+/// [`train`] with the model built on `device` (an autodiff device).
+pub fn train_on(
+    device: Device,
+    dir: &std::path::Path,
+    epochs: usize,
+    n_train: usize,
+    batch: usize,
     mut callbacks: Callbacks,
     extra: impl FnOnce(SupervisedTraining<Tiny>) -> SupervisedTraining<Tiny>,
 ) -> LearningResult<Tiny> {
-    let device = device();
     let lr = callbacks.lr_scheduler(1e-2);
     let training = SupervisedTraining::new(
         dir,
@@ -139,7 +169,7 @@ pub fn train(
     .with_application_logger(None);
     let training = extra(training).with_callbacks(callbacks.quiet(true));
     training.launch(Learner::new(
-        Tiny::new(&device.autodiff()),
+        Tiny::new(&device),
         AdamConfig::new().init(),
         lr,
     ))

@@ -5,6 +5,7 @@ pub mod csv_table;
 pub mod fashion_mnist;
 pub mod idx;
 pub mod image;
+pub mod loader;
 pub mod regression;
 pub mod split;
 
@@ -12,6 +13,7 @@ pub use csv_table::{CsvError, Standardizer, Table, TableConfig};
 pub use fashion_mnist::{CLASS_NAMES, FashionMnist};
 pub use idx::IdxError;
 pub use image::{ImageBatch, ImageBatcher, ImageDataset, ImageItem};
+pub use loader::OrderedDataLoader;
 pub use regression::{RegressionBatch, RegressionBatcher, RegressionItem, TableDataset};
 pub use split::{
     SplitError, SplitIndices, SubsetDataset, shuffled_indices, split_dataset, train_val_split,

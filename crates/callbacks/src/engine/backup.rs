@@ -1,0 +1,241 @@
+//! The backup file: its sections, how the loop takes one and how it puts
+//! one back.
+//!
+//! A backup (and a full checkpoint a callback saves with
+//! [`SaveContent::Full`](burnfit_core::SaveContent::Full)) is a
+//! [`CheckpointFile`] with these sections:
+//!
+//! | section | content |
+//! | --- | --- |
+//! | `model` | the model's parameters (Burn burnpack) |
+//! | `optimizer` | the optimizer state, taken through Burn's checkpointer |
+//! | `scheduler` | the learning-rate scheduler, with the factor callbacks applied |
+//! | `callbacks` | every callback's `state()`, JSON keyed by callback name |
+//! | `progress` | [`BackupProgress`]: where training stood (JSON) |
+//! | `metrics` | the metric entries of the unfinished epoch's batches (JSON) |
+//!
+//! Invariants, each with a test named after it:
+//!
+//! * **A backup holds the state after the hook that asked for it.** The
+//!   dispatch writes it once the hook has run on every callback.
+//! * **A mid-epoch backup resumes as if the run had never stopped.** It keeps
+//!   the per-batch metric entries of the epoch so far, so the resumed
+//!   epoch's logs average over all of its batches, not only those trained
+//!   after the resume; a backup on an epoch's last batch resumes into that
+//!   epoch's validation.
+//! * **Restoring checks before it changes anything.** Every section is
+//!   decoded, and the model record is tried on a copy of the model, before
+//!   the learner or a callback is touched: a backup of another model leaves
+//!   training as it was and names the file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::optim::OptimizerRecord;
+use burn::optim::lr_scheduler::LrSchedulerRecord;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use burn::train::LearnerModel;
+use burn::train::checkpoint::Checkpoint;
+use burn::train::metric::NumericEntry;
+use burn::train::metric::store::Split;
+use burnfit_core::checkpoint_file::CheckpointFile;
+use burnfit_core::{CallbackError, CallbackList, Result};
+use serde::{Deserialize, Serialize};
+
+use super::epoch_logs;
+use super::state::LoopState;
+
+/// Section names of a backup or full checkpoint file.
+pub mod sections {
+    /// Model parameters (burnpack).
+    pub const MODEL: &str = "model";
+    /// Optimizer state (burnpack).
+    pub const OPTIMIZER: &str = "optimizer";
+    /// Learning-rate scheduler state (burnpack), with the callback factor.
+    pub const SCHEDULER: &str = "scheduler";
+    /// Callback states (JSON object keyed by callback name).
+    pub const CALLBACKS: &str = "callbacks";
+    /// Where training stood (JSON, [`super::BackupProgress`]).
+    pub const PROGRESS: &str = "progress";
+    /// Metric entries of the unfinished epoch (JSON).
+    pub const METRICS: &str = "metrics";
+}
+
+/// Where training stood when a backup was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupProgress {
+    /// The 0-based epoch.
+    pub epoch: usize,
+    /// Whether that epoch's end hooks ran: resume starts with the next
+    /// epoch. Otherwise resume continues this epoch after `batches_done`.
+    #[serde(alias = "epoch_complete")]
+    pub epoch_ended: bool,
+    /// Training batches of that epoch already trained.
+    pub batches_done: usize,
+    /// Optimizer steps since the start.
+    pub global_step: u64,
+    /// Training batches per epoch, once known.
+    #[serde(default)]
+    pub steps_per_epoch: Option<usize>,
+}
+
+impl BackupProgress {
+    /// Reads the progress section of a backup file (for tools that want to
+    /// say where a run stopped without loading it).
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = CheckpointFile::load(path)?;
+        decode_progress(path, &file)
+    }
+
+    fn of<M: LearnerModel>(state: &LoopState<M>) -> Self {
+        let p = state.progress;
+        Self {
+            epoch: p.epoch,
+            epoch_ended: state.epoch_ended,
+            batches_done: state.batches_done,
+            global_step: p.global_step,
+            steps_per_epoch: p.steps_per_epoch,
+        }
+    }
+}
+
+/// One metric entry, bit for bit (JSON has no NaN).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum SavedEntry {
+    Value(u64),
+    Aggregated(u64, usize),
+    Final(u64),
+}
+
+impl SavedEntry {
+    fn from_burn(entry: &NumericEntry) -> Self {
+        match entry {
+            NumericEntry::Value(v) => SavedEntry::Value(v.to_bits()),
+            NumericEntry::Aggregated {
+                aggregated_value,
+                count,
+            } => SavedEntry::Aggregated(aggregated_value.to_bits(), *count),
+            NumericEntry::Final(v) => SavedEntry::Final(v.to_bits()),
+        }
+    }
+
+    fn to_burn(&self) -> NumericEntry {
+        match *self {
+            SavedEntry::Value(bits) => NumericEntry::Value(f64::from_bits(bits)),
+            SavedEntry::Aggregated(bits, count) => NumericEntry::Aggregated {
+                aggregated_value: f64::from_bits(bits),
+                count,
+            },
+            SavedEntry::Final(bits) => NumericEntry::Final(f64::from_bits(bits)),
+        }
+    }
+}
+
+type SavedMetrics = Vec<(String, Vec<SavedEntry>)>;
+
+/// Takes a full snapshot of the training state as a checkpoint file, with
+/// `callback_states` as the callbacks' section. The model record shares its
+/// tensors with the model; the optimizer and scheduler records are taken
+/// through Burn's checkpointer.
+pub(crate) fn snapshot<M: LearnerModel>(
+    state: &mut LoopState<M>,
+    callback_states: &BTreeMap<String, serde_json::Value>,
+) -> Result<CheckpointFile> {
+    let records = state
+        .capture
+        .take(&state.learner, &state.store)
+        .map_err(|message| CallbackError::Runtime {
+            callback: "backup",
+            message,
+        })?;
+    let progress = BackupProgress::of(state);
+    let mut metrics: SavedMetrics = Vec::new();
+    if !progress.epoch_ended && progress.batches_done > 0 {
+        // Every event of the batches so far must have reached the store.
+        epoch_logs::settle(state, progress.epoch + 1);
+        metrics = state
+            .metric_logger
+            .entries_of(progress.epoch + 1, &Split::Train)
+            .into_iter()
+            .map(|(name, entries)| (name, entries.iter().map(SavedEntry::from_burn).collect()))
+            .collect();
+    }
+    let mut file = CheckpointFile::default();
+    file.push(sections::MODEL, records.model);
+    file.push(sections::OPTIMIZER, records.optimizer);
+    file.push(sections::SCHEDULER, records.scheduler);
+    file.push(sections::CALLBACKS, to_json(callback_states));
+    file.push(sections::PROGRESS, to_json(&progress));
+    file.push(sections::METRICS, to_json(&metrics));
+    Ok(file)
+}
+
+fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("backup sections serialise")
+}
+
+fn decode_progress(path: &Path, file: &CheckpointFile) -> Result<BackupProgress> {
+    let section = file
+        .section(sections::PROGRESS)
+        .ok_or_else(|| bad(path, sections::PROGRESS, "section missing".into()))?;
+    serde_json::from_slice(section).map_err(|e| bad(path, sections::PROGRESS, e.to_string()))
+}
+
+fn bad(path: &Path, what: &str, message: String) -> CallbackError {
+    CallbackError::State(format!("{}: {what}: {message}", path.display()))
+}
+
+/// Loads the backup at `path` into the learner, the callbacks and the
+/// metric logger; returns where training stood.
+pub(crate) fn restore<M: LearnerModel>(
+    path: &Path,
+    state: &mut LoopState<M>,
+    callbacks: &mut CallbackList,
+) -> Result<BackupProgress> {
+    let file = CheckpointFile::load(path)?;
+    let bytes = |name: &str| {
+        file.section(name)
+            .map(|b| Bytes::from_bytes_vec(b.to_vec()))
+            .ok_or_else(|| bad(path, name, "section missing".into()))
+    };
+    // Decode and check everything first.
+    let model = ModuleRecord::from_bytes(bytes(sections::MODEL)?)
+        .map_err(|e| bad(path, sections::MODEL, e.to_string()))?;
+    state
+        .learner
+        .model()
+        .try_load_record(model.clone())
+        .map_err(|e| bad(path, "the model does not fit this network", e.to_string()))?;
+    let optimizer =
+        <OptimizerRecord as Checkpoint>::checkpoint_from_bytes(bytes(sections::OPTIMIZER)?)
+            .map_err(|e| bad(path, sections::OPTIMIZER, e.to_string()))?;
+    let scheduler =
+        <LrSchedulerRecord as Checkpoint>::checkpoint_from_bytes(bytes(sections::SCHEDULER)?)
+            .map_err(|e| bad(path, sections::SCHEDULER, e.to_string()))?;
+    let states: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(file.section(sections::CALLBACKS).unwrap_or(b"{}"))
+            .map_err(|e| bad(path, sections::CALLBACKS, e.to_string()))?;
+    let progress = decode_progress(path, &file)?;
+    let metrics: SavedMetrics =
+        serde_json::from_slice(file.section(sections::METRICS).unwrap_or(b"[]"))
+            .map_err(|e| bad(path, sections::METRICS, e.to_string()))?;
+
+    // Then apply: the callbacks first (their states are checked as they
+    // load), then the learner, which cannot fail any more.
+    callbacks.load_states(states)?;
+    state.learner.load_model(model);
+    state.learner.load_optim(optimizer);
+    state.learner.load_scheduler(scheduler);
+    if !progress.epoch_ended {
+        state.metric_logger.restore_entries(
+            progress.epoch + 1,
+            &Split::Train,
+            metrics
+                .into_iter()
+                .map(|(name, entries)| (name, entries.iter().map(SavedEntry::to_burn).collect()))
+                .collect(),
+        );
+    }
+    Ok(progress)
+}

@@ -1,0 +1,158 @@
+//! [`Callbacks`] and [`WithCallbacks`]: adding callbacks to a Burn training.
+
+use std::sync::{Arc, Mutex};
+
+use burn::optim::lr_scheduler::LrScheduler;
+use burn::train::{LearnerModel, SupervisedTraining, TrainStep, TrainingStrategy};
+use burnfit_core::{Callback, CallbackList};
+
+use super::batch_loss::BatchLoss;
+use super::lr::{CallbackLr, LrHandle};
+use super::metric_log::CallbackMetricLogger;
+use super::outcome::FitOutcome;
+use super::strategy::{CallbackStrategy, EngineConfig};
+
+/// The callbacks of one training run, and the links the engine needs
+/// (a controllable learning rate, the outcome).
+///
+/// ```no_run
+/// # use burnfit_callbacks::engine::{Callbacks, WithCallbacks};
+/// # fn demo<M>(training: burn::train::SupervisedTraining<M>, model: M, optim: burn::optim::ModuleOptimizer)
+/// # where M: burn::train::LearnerModel, <M as burn::train::TrainStep>::Output: burnfit_callbacks::engine::BatchLoss {
+/// use burnfit_callbacks::builtins::{EarlyStopping, EarlyStoppingConfig};
+///
+/// let mut callbacks = Callbacks::new();
+/// callbacks.push(EarlyStopping::new(EarlyStoppingConfig { patience: 3, ..Default::default() }).unwrap());
+/// let lr = callbacks.lr_scheduler(1e-3); // callbacks may change this rate
+/// let outcome = callbacks.outcome();
+/// let result = training
+///     .with_callbacks(callbacks)
+///     .launch(burn::train::Learner::new(model, optim, lr));
+/// println!("stopped because: {:?}", outcome.lock().unwrap().stop_reason);
+/// # }
+/// ```
+pub struct Callbacks {
+    list: CallbackList,
+    lr: Option<LrHandle>,
+    quiet: bool,
+    seed: Option<u64>,
+    outcome: Arc<Mutex<FitOutcome>>,
+}
+
+impl Default for Callbacks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Callbacks {
+    /// No callbacks yet.
+    pub fn new() -> Self {
+        Self {
+            list: CallbackList::new(),
+            lr: None,
+            quiet: false,
+            seed: None,
+            outcome: Arc::default(),
+        }
+    }
+
+    /// Adds a callback (builder style).
+    pub fn with(mut self, callback: impl Callback + 'static) -> Self {
+        self.list.push(callback);
+        self
+    }
+
+    /// Adds a callback.
+    pub fn push(&mut self, callback: impl Callback + 'static) {
+        self.list.push(callback);
+    }
+
+    /// Adds a boxed callback (e.g. one built from a config).
+    pub fn push_boxed(&mut self, callback: Box<dyn Callback>) {
+        self.list.push_boxed(callback);
+    }
+
+    /// Wraps `scheduler` (an `f64` for a constant rate) so callbacks can
+    /// change the rate; pass the result to `Learner::new`.
+    pub fn lr_scheduler(&mut self, scheduler: impl LrScheduler + 'static) -> CallbackLr {
+        let lr = CallbackLr::new(scheduler);
+        self.lr = Some(lr.handle());
+        lr
+    }
+
+    /// Links an existing [`CallbackLr`].
+    pub fn with_lr_handle(mut self, handle: LrHandle) -> Self {
+        self.lr = Some(handle);
+        self
+    }
+
+    /// Silences the callbacks' informational prints (warnings still show).
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Seeds the device's random stream before every optimizer step from
+    /// `seed` and the step number, so that dropout and other random layers
+    /// draw the same numbers in a run resumed from a backup as in the
+    /// uninterrupted run.
+    pub fn deterministic(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// A handle on what happened, filled in while training runs.
+    pub fn outcome(&self) -> Arc<Mutex<FitOutcome>> {
+        self.outcome.clone()
+    }
+
+    /// The callbacks, e.g. to save or load their state.
+    pub fn list(&self) -> &CallbackList {
+        &self.list
+    }
+
+    /// Mutable access to the callbacks.
+    pub fn list_mut(&mut self) -> &mut CallbackList {
+        &mut self.list
+    }
+
+    fn into_engine(self, metric_logger: CallbackMetricLogger) -> EngineConfig {
+        EngineConfig {
+            callbacks: self.list,
+            lr: self.lr,
+            metric_logger,
+            quiet: self.quiet,
+            seed: self.seed,
+            outcome: self.outcome,
+            ran: false,
+        }
+    }
+}
+
+/// Adds callbacks to Burn's `SupervisedTraining` in one call.
+///
+/// It installs a [`CallbackStrategy`] as the training strategy and a
+/// [`CallbackMetricLogger`] as a metric logger; Burn's metrics, renderer,
+/// checkpointer and event stream keep working. Registering a metric logger
+/// turns off Burn's default file metric logger: add
+/// `.with_metric_logger(FileMetricLogger::new(dir))` if you want its files.
+pub trait WithCallbacks: Sized {
+    /// Runs `callbacks` during this training.
+    fn with_callbacks(self, callbacks: Callbacks) -> Self;
+}
+
+impl<M> WithCallbacks for SupervisedTraining<M>
+where
+    M: LearnerModel,
+    <M as TrainStep>::Output: BatchLoss,
+{
+    fn with_callbacks(self, callbacks: Callbacks) -> Self {
+        let logger = CallbackMetricLogger::new();
+        let engine = callbacks.into_engine(logger.clone());
+        self.with_metric_logger(logger)
+            .with_training_strategy(TrainingStrategy::Custom(Arc::new(CallbackStrategy::new(
+                engine,
+            ))))
+    }
+}

@@ -1,0 +1,32 @@
+//! [`FitOutcome`]: what a training run with callbacks did.
+
+use burnfit_core::{Logs, TrainEnd};
+
+/// What happened during a training run with callbacks, readable after
+/// `launch` returns through [`Callbacks::outcome`](super::Callbacks::outcome).
+#[derive(Clone, Debug, Default)]
+pub struct FitOutcome {
+    /// Every epoch (0-based) this process completed, with its final logs
+    /// as the last callback saw them.
+    pub epochs: Vec<(usize, Logs)>,
+    /// Why training stopped before its last epoch, if a callback (or Burn's
+    /// early-stopping strategy) stopped it.
+    pub stop_reason: Option<String>,
+    /// Why training ended, as `on_train_end` saw it (`None` if a hook
+    /// error ended it before).
+    pub train_end: Option<TrainEnd>,
+    /// The error a hook returned, if one ended training.
+    pub error: Option<String>,
+    /// The file that could not be read or written, when that was the
+    /// error (a full disk, a read-only directory).
+    pub error_path: Option<std::path::PathBuf>,
+    /// Optimizer steps taken since the very start (resume included).
+    pub global_step: u64,
+    /// The epoch and batch training resumed from, if it resumed from a
+    /// backup: `(epoch, batches already done in it)`.
+    pub resumed_at: Option<(usize, usize)>,
+    /// Where training stood when it ended: `(epoch, batches done in it)`.
+    pub stopped_at: Option<(usize, usize)>,
+    /// Training batches per epoch, once known.
+    pub steps_per_epoch: Option<usize>,
+}

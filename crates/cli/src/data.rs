@@ -1,0 +1,207 @@
+//! The data a config names: loaded, split, checked, and its loaders.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::data::dataloader::DataLoader;
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burnfit_models::data::fashion_mnist::{self, Split as IdxSplit};
+use burnfit_models::data::{
+    ImageDataset, ImageItem, OrderedDataLoader, Standardizer, SubsetDataset, Table, TableConfig,
+    TableDataset, train_val_split,
+};
+
+use crate::config::{Config, DataConfig};
+use crate::error::{CliError, CliResult};
+
+/// Train/validation/test data, ready for loaders.
+pub enum Data {
+    /// Image classification.
+    Images {
+        /// Training images.
+        train: SubsetDataset<ImageDataset, ImageItem>,
+        /// Validation images (held out of the training file).
+        valid: SubsetDataset<ImageDataset, ImageItem>,
+        /// The test file.
+        test: ImageDataset,
+    },
+    /// Table regression.
+    Table {
+        /// Training rows.
+        train: TableDataset,
+        /// Validation rows.
+        valid: TableDataset,
+        /// Test rows.
+        test: TableDataset,
+        /// The feature standardisation fitted on the training rows.
+        scaler: Standardizer,
+    },
+}
+
+impl Data {
+    /// Items in the training, validation and test sets.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        match self {
+            Data::Images { train, valid, test } => (train.len(), valid.len(), test.len()),
+            Data::Table {
+                train, valid, test, ..
+            } => (train.len(), valid.len(), test.len()),
+        }
+    }
+
+    /// Checks that every split has items and that a batch fits in the
+    /// training set.
+    pub fn check(&self, config: &Config) -> CliResult<()> {
+        let (train, valid, test) = self.sizes();
+        let source = data_source(config);
+        let empty = |split: &str, hint: &str| {
+            CliError::usage(format!("{source}: the {split} set is empty; {hint}"))
+        };
+        if train == 0 {
+            return Err(empty(
+                "training",
+                "raise data.limit_train or lower data.validation_split",
+            ));
+        }
+        if valid == 0 {
+            return Err(empty(
+                "validation",
+                "raise data.validation_split (or data.limit_train)",
+            ));
+        }
+        if test == 0 {
+            return Err(empty(
+                "test",
+                "raise data.limit_test / data.test_split, or use a data set with test items",
+            ));
+        }
+        let batch = config.training.batch_size;
+        if batch > train {
+            return Err(CliError::usage(format!(
+                "training.batch_size = {batch} is larger than the training set ({train} items); \
+                 use at most {train}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The file or directory the data comes from, for messages.
+fn data_source(config: &Config) -> String {
+    match &config.data {
+        DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => d
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR))
+            .display()
+            .to_string(),
+        DataConfig::Csv(c) => c.path.display().to_string(),
+    }
+}
+
+/// Loads the data a config names (`data_override` replaces the directory
+/// or file) and checks it ([`Data::check`]).
+pub fn load_data(config: &Config, data_override: Option<&Path>) -> CliResult<Data> {
+    let data = read(config, data_override)?;
+    data.check(config)?;
+    Ok(data)
+}
+
+fn read(config: &Config, data_override: Option<&Path>) -> CliResult<Data> {
+    let seed = config.training.seed;
+    match &config.data {
+        DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
+            let dir = data_override
+                .map(Path::to_path_buf)
+                .or_else(|| d.dir.clone())
+                .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR));
+            let load = |split| {
+                fashion_mnist::load_raw(&dir, split).map_err(|e| CliError::usage(e.to_string()))
+            };
+            let mut train_raw = load(IdxSplit::Train)?;
+            let mut test_raw = load(IdxSplit::Test)?;
+            if let Some(n) = d.limit_train {
+                truncate(&mut train_raw, n);
+            }
+            if let Some(n) = d.limit_test {
+                truncate(&mut test_raw, n);
+            }
+            let train_all = ImageDataset::from_labeled(
+                train_raw,
+                fashion_mnist::PIXEL_MEAN,
+                fashion_mnist::PIXEL_STD,
+            );
+            let test = ImageDataset::from_labeled(
+                test_raw,
+                fashion_mnist::PIXEL_MEAN,
+                fashion_mnist::PIXEL_STD,
+            );
+            let split = train_val_split(train_all.len(), d.validation_split, seed)
+                .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
+            let train_all = Arc::new(train_all);
+            Ok(Data::Images {
+                train: SubsetDataset::new(train_all.clone(), split.train),
+                valid: SubsetDataset::new(train_all, split.valid),
+                test,
+            })
+        }
+        DataConfig::Csv(c) => {
+            let path = data_override
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| c.path.clone());
+            let table = Table::from_csv(
+                &path,
+                &TableConfig::new(c.target.clone()).with_features(c.features.clone()),
+            )
+            .map_err(|e| CliError::usage(e.to_string()))?;
+            let order = train_val_split(table.len(), c.test_split, seed)
+                .map_err(|e| CliError::usage(format!("data.test_split: {e}")))?;
+            let rest = table.select(&order.train);
+            let test = table.select(&order.valid);
+            let split = train_val_split(rest.len(), c.validation_split, seed.wrapping_add(1))
+                .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
+            let mut train = rest.select(&split.train);
+            let mut valid = rest.select(&split.valid);
+            let mut test = test;
+            let scaler = Standardizer::fit(&train);
+            scaler.apply(&mut train);
+            scaler.apply(&mut valid);
+            scaler.apply(&mut test);
+            Ok(Data::Table {
+                train: TableDataset::new(train),
+                valid: TableDataset::new(valid),
+                test: TableDataset::new(test),
+                scaler,
+            })
+        }
+    }
+}
+
+/// Keeps the first `n` images.
+fn truncate(data: &mut burnfit_models::data::idx::LabeledImages, n: usize) {
+    let n = n.min(data.labels.len());
+    data.labels.truncate(n);
+    data.images.count = n;
+    let len = n * data.images.image_len();
+    data.images.pixels.truncate(len);
+}
+
+/// A data loader: batches in index order, prefetched by `workers` threads
+/// (the same batches for any number of workers, see [`OrderedDataLoader`]).
+pub fn loader<I, O, B, D>(
+    batcher: B,
+    dataset: D,
+    batch_size: usize,
+    workers: usize,
+) -> Arc<dyn DataLoader<O>>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+    B: Batcher<I, O> + 'static,
+    D: Dataset<I> + 'static,
+{
+    Arc::new(OrderedDataLoader::new(
+        batcher, dataset, batch_size, workers,
+    ))
+}

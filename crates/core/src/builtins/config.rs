@@ -1,0 +1,200 @@
+//! [`CallbackConfig`]: any built-in callback described in a configuration
+//! file, tagged by its Keras class name.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, ProgressLogger, ProgressLoggerConfig,
+};
+use super::{
+    EarlyStopping, EarlyStoppingConfig, LearningRateScheduler, LearningRateSchedulerConfig,
+    ModelCheckpoint, ModelCheckpointConfig, ReduceLROnPlateau, ReduceLROnPlateauConfig,
+    TerminateOnNaN, TerminateOnNaNConfig,
+};
+use crate::callback::Callback;
+use crate::error::Result;
+#[cfg(feature = "tensorboard")]
+use crate::tensorboard::TensorBoardConfig;
+
+/// A configuration that can build its callback.
+pub trait BuildCallback {
+    /// Validates the parameters and builds the callback.
+    fn build(&self) -> Result<Box<dyn Callback>>;
+}
+
+macro_rules! build_via_new {
+    ($($config:ty => $callback:ty),* $(,)?) => {$(
+        impl BuildCallback for $config {
+            fn build(&self) -> Result<Box<dyn Callback>> {
+                Ok(Box::new(<$callback>::new(self.clone())?))
+            }
+        }
+    )*};
+}
+
+build_via_new! {
+    EarlyStoppingConfig => EarlyStopping,
+    ReduceLROnPlateauConfig => ReduceLROnPlateau,
+    ModelCheckpointConfig => ModelCheckpoint,
+    TerminateOnNaNConfig => TerminateOnNaN,
+    LearningRateSchedulerConfig => LearningRateScheduler,
+    BackupAndRestoreConfig => BackupAndRestore,
+}
+
+impl BuildCallback for ProgressLoggerConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(ProgressLogger::new(self.clone())))
+    }
+}
+
+impl BuildCallback for CsvLoggerConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(CsvLoggerConfig::build(self)?))
+    }
+}
+
+#[cfg(feature = "tensorboard")]
+/// Builds a [`TensorBoard`](crate::tensorboard::TensorBoard) without the
+/// parameter source of weight histograms: code that knows the model type
+/// builds it with [`TensorBoardConfig::build`] and adds one with
+/// [`with_param_source`](crate::tensorboard::TensorBoard::with_param_source).
+impl BuildCallback for TensorBoardConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(TensorBoardConfig::build(self)?))
+    }
+}
+
+/// One built-in callback with its parameters, tagged by `type` (the Keras
+/// class name); the other keys are the callback's parameters with Keras's
+/// names.
+///
+/// ```
+/// use burnfit_core::builtins::CallbackConfig;
+///
+/// let configs: Vec<CallbackConfig> = serde_json::from_str(r#"[
+///     {"type": "EarlyStopping", "monitor": "val_loss", "patience": 3, "restore_best_weights": true},
+///     {"type": "ReduceLROnPlateau", "factor": 0.5, "patience": 2},
+///     {"type": "ModelCheckpoint", "filepath": "ckpt/{epoch:02d}.mpk", "save_best_only": true},
+///     {"type": "TerminateOnNaN"},
+///     {"type": "LearningRateScheduler", "schedule": {"kind": "step_decay", "factor": 0.5, "every": 10}}
+/// ]"#).unwrap();
+/// let callbacks = configs.iter().map(|c| c.build()).collect::<Result<Vec<_>, _>>().unwrap();
+/// assert_eq!(callbacks[0].name(), "EarlyStopping");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum CallbackConfig {
+    /// [`EarlyStopping`].
+    EarlyStopping(EarlyStoppingConfig),
+    /// [`ReduceLROnPlateau`].
+    ReduceLROnPlateau(ReduceLROnPlateauConfig),
+    /// [`ModelCheckpoint`].
+    ModelCheckpoint(ModelCheckpointConfig),
+    /// [`TerminateOnNaN`].
+    TerminateOnNaN(TerminateOnNaNConfig),
+    /// [`LearningRateScheduler`].
+    LearningRateScheduler(LearningRateSchedulerConfig),
+    /// [`CSVLogger`](super::CSVLogger).
+    CSVLogger(CsvLoggerConfig),
+    /// [`TensorBoard`](crate::tensorboard::TensorBoard).
+    #[cfg(feature = "tensorboard")]
+    TensorBoard(TensorBoardConfig),
+    /// [`BackupAndRestore`](super::BackupAndRestore).
+    BackupAndRestore(BackupAndRestoreConfig),
+    /// [`ProgressLogger`](super::ProgressLogger).
+    ProgressLogger(ProgressLoggerConfig),
+}
+
+impl CallbackConfig {
+    /// The Keras class name (`EarlyStopping`, …).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CallbackConfig::EarlyStopping(_) => "EarlyStopping",
+            CallbackConfig::ReduceLROnPlateau(_) => "ReduceLROnPlateau",
+            CallbackConfig::ModelCheckpoint(_) => "ModelCheckpoint",
+            CallbackConfig::TerminateOnNaN(_) => "TerminateOnNaN",
+            CallbackConfig::LearningRateScheduler(_) => "LearningRateScheduler",
+            CallbackConfig::CSVLogger(_) => "CSVLogger",
+            #[cfg(feature = "tensorboard")]
+            CallbackConfig::TensorBoard(_) => "TensorBoard",
+            CallbackConfig::BackupAndRestore(_) => "BackupAndRestore",
+            CallbackConfig::ProgressLogger(_) => "ProgressLogger",
+        }
+    }
+
+    /// The log key this callback decides on, and its `mode`, for the
+    /// monitoring callbacks (ModelCheckpoint only when it compares:
+    /// `save_best_only` or `save_top_k`).
+    pub fn monitor(&self) -> Option<(&str, &str)> {
+        match self {
+            CallbackConfig::EarlyStopping(c) => Some((&c.monitor, &c.mode)),
+            CallbackConfig::ReduceLROnPlateau(c) => Some((&c.monitor, &c.mode)),
+            CallbackConfig::ModelCheckpoint(c) if c.save_best_only || c.save_top_k.is_some() => {
+                Some((&c.monitor, &c.mode))
+            }
+            _ => None,
+        }
+    }
+
+    /// The log keys a ModelCheckpoint `filepath` template names (other
+    /// than `epoch` and `batch`), which every epoch's logs must hold.
+    pub fn filepath_keys(&self) -> Vec<String> {
+        match self {
+            CallbackConfig::ModelCheckpoint(c) => c.filepath_keys(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Validates the parameters and builds the callback.
+    pub fn build(&self) -> Result<Box<dyn Callback>> {
+        match self {
+            CallbackConfig::EarlyStopping(c) => c.build(),
+            CallbackConfig::ReduceLROnPlateau(c) => c.build(),
+            CallbackConfig::ModelCheckpoint(c) => c.build(),
+            CallbackConfig::TerminateOnNaN(c) => c.build(),
+            CallbackConfig::LearningRateScheduler(c) => c.build(),
+            CallbackConfig::CSVLogger(c) => BuildCallback::build(c),
+            #[cfg(feature = "tensorboard")]
+            CallbackConfig::TensorBoard(c) => BuildCallback::build(c),
+            CallbackConfig::BackupAndRestore(c) => c.build(),
+            CallbackConfig::ProgressLogger(c) => c.build(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        assert!(
+            serde_json::from_str::<CallbackConfig>(r#"{"type": "EarlyStopping", "patiance": 3}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<CallbackConfig>(r#"{"type": "Nope"}"#).is_err());
+        // ReduceLROnPlateau ignores unknown keys as Keras's **kwargs does.
+        let c: CallbackConfig =
+            serde_json::from_str(r#"{"type": "ReduceLROnPlateau", "epsilon": 1}"#).unwrap();
+        assert!(c.build().is_ok());
+    }
+
+    #[test]
+    fn build_validates() {
+        let c: CallbackConfig =
+            serde_json::from_str(r#"{"type": "ReduceLROnPlateau", "factor": 1.5}"#).unwrap();
+        assert!(c.build().is_err());
+        let c: CallbackConfig = serde_json::from_str(r#"{"type": "ModelCheckpoint"}"#).unwrap();
+        assert!(c.build().is_err());
+    }
+
+    #[test]
+    fn roundtrip() {
+        let c: CallbackConfig = serde_json::from_str(
+            r#"{"type": "ModelCheckpoint", "filepath": "a/{epoch}.mpk", "save_freq": 10}"#,
+        )
+        .unwrap();
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<CallbackConfig>(&text).unwrap(), c);
+    }
+}

@@ -1,0 +1,473 @@
+//! [`LearningRateScheduler`]: set the learning rate at the start of every
+//! epoch from a schedule (Keras's `keras.callbacks.LearningRateScheduler`).
+
+use serde::{Deserialize, Serialize};
+
+use super::pyrepr::float_repr;
+use crate::callback::Callback;
+use crate::context::Context;
+use crate::error::{CallbackError, Result};
+use crate::logs::Logs;
+
+const NAME: &str = "LearningRateScheduler";
+
+/// A schedule: `(epoch, current learning rate) -> new learning rate`.
+pub type ScheduleFn = Box<dyn Fn(usize, f64) -> f64 + Send>;
+
+/// Ready-made schedules, configurable with serde (`{"kind": "cosine", …}`).
+///
+/// `epoch` is 0-based; `lr` is the current learning rate. The first four
+/// kinds are those of the Keras oracle fixtures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    /// `values[epoch]` while `epoch < values.len()`, then the current rate.
+    Table {
+        /// One rate per epoch.
+        #[serde(with = "crate::monitor::special_float::vec")]
+        values: Vec<f64>,
+    },
+    /// Multiplies the current rate by `factor` at every epoch `> 0` that is a
+    /// multiple of `every` (compounding).
+    StepDecay {
+        /// The multiplier.
+        factor: f64,
+        /// The period in epochs (`>= 1`).
+        every: usize,
+    },
+    /// The current rate until epoch `start`, then `lr * exp(-k)` every epoch
+    /// (the example of Keras's documentation).
+    ExpAfter {
+        /// The first decaying epoch.
+        start: usize,
+        /// The decay per epoch.
+        k: f64,
+    },
+    /// `initial * factor ^ (epoch / every)` (integer division), whatever
+    /// the current rate.
+    Absolute {
+        /// The rate of epoch 0.
+        initial: f64,
+        /// The multiplier per period.
+        factor: f64,
+        /// The period in epochs (`>= 1`).
+        every: usize,
+    },
+    /// Always `value`.
+    Constant {
+        /// The rate.
+        value: f64,
+    },
+    /// `initial * decay_rate ^ (epoch / decay_epochs)`, the exponent floored
+    /// when `staircase` (Keras's `ExponentialDecay`, per epoch).
+    Exponential {
+        /// The rate of epoch 0.
+        initial: f64,
+        /// The multiplier per `decay_epochs`.
+        decay_rate: f64,
+        /// The period (`>= 1`).
+        decay_epochs: usize,
+        /// Decay in steps rather than continuously.
+        #[serde(default)]
+        staircase: bool,
+    },
+    /// Linear warm-up from `warmup_start` to `initial` over `warmup_epochs`
+    /// epochs, then a cosine decay from `initial` to `min_lr` over
+    /// `decay_epochs` epochs, then `min_lr`:
+    /// `min_lr + (initial - min_lr) * (1 + cos(pi * t / decay_epochs)) / 2`.
+    Cosine {
+        /// The peak rate.
+        initial: f64,
+        /// The length of the cosine part (`>= 1`).
+        decay_epochs: usize,
+        /// The final rate.
+        #[serde(default)]
+        min_lr: f64,
+        /// Warm-up epochs before the decay (default 0).
+        #[serde(default)]
+        warmup_epochs: usize,
+        /// The rate of epoch 0 when warming up (default 0).
+        #[serde(default)]
+        warmup_start: f64,
+    },
+    /// Linear warm-up: `start + (target - start) * epoch / warmup_epochs`
+    /// for `epoch <= warmup_epochs` (so `target` at epoch `warmup_epochs`),
+    /// then the current rate is left alone (so ReduceLROnPlateau can take
+    /// over).
+    LinearWarmup {
+        /// The rate reached at the end of the warm-up.
+        target: f64,
+        /// Warm-up length in epochs (`>= 1`).
+        warmup_epochs: usize,
+        /// The rate of epoch 0 (default 0).
+        #[serde(default)]
+        start: f64,
+    },
+}
+
+fn invalid(message: impl Into<String>) -> CallbackError {
+    CallbackError::InvalidParameter {
+        callback: NAME,
+        param: "schedule",
+        message: message.into(),
+    }
+}
+
+impl ScheduleConfig {
+    /// Checks the periods are `>= 1`.
+    pub fn validate(&self) -> Result<()> {
+        let period = match self {
+            ScheduleConfig::StepDecay { every, .. } | ScheduleConfig::Absolute { every, .. } => {
+                Some(("every", *every))
+            }
+            ScheduleConfig::Exponential { decay_epochs, .. }
+            | ScheduleConfig::Cosine { decay_epochs, .. } => Some(("decay_epochs", *decay_epochs)),
+            ScheduleConfig::LinearWarmup { warmup_epochs, .. } => {
+                Some(("warmup_epochs", *warmup_epochs))
+            }
+            _ => None,
+        };
+        match period {
+            Some((name, 0)) => Err(invalid(format!("`{name}` must be at least 1"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The rate for `epoch` given the current rate `lr`.
+    pub fn rate(&self, epoch: usize, lr: f64) -> f64 {
+        match *self {
+            ScheduleConfig::Table { ref values } => values.get(epoch).copied().unwrap_or(lr),
+            ScheduleConfig::StepDecay { factor, every } => {
+                if epoch > 0 && epoch.is_multiple_of(every) {
+                    lr * factor
+                } else {
+                    lr
+                }
+            }
+            ScheduleConfig::ExpAfter { start, k } => {
+                if epoch < start {
+                    lr
+                } else {
+                    lr * (-k).exp()
+                }
+            }
+            ScheduleConfig::Absolute {
+                initial,
+                factor,
+                every,
+            } => initial * factor.powf((epoch / every) as f64),
+            ScheduleConfig::Constant { value } => value,
+            ScheduleConfig::Exponential {
+                initial,
+                decay_rate,
+                decay_epochs,
+                staircase,
+            } => {
+                let mut p = epoch as f64 / decay_epochs as f64;
+                if staircase {
+                    p = p.floor();
+                }
+                initial * decay_rate.powf(p)
+            }
+            ScheduleConfig::Cosine {
+                initial,
+                decay_epochs,
+                min_lr,
+                warmup_epochs,
+                warmup_start,
+            } => {
+                if epoch < warmup_epochs {
+                    warmup_start + (initial - warmup_start) * epoch as f64 / warmup_epochs as f64
+                } else {
+                    let t = ((epoch - warmup_epochs) as f64).min(decay_epochs as f64);
+                    let cos = (std::f64::consts::PI * t / decay_epochs as f64).cos();
+                    min_lr + (initial - min_lr) * (1.0 + cos) / 2.0
+                }
+            }
+            ScheduleConfig::LinearWarmup {
+                target,
+                warmup_epochs,
+                start,
+            } => {
+                if epoch <= warmup_epochs {
+                    start + (target - start) * epoch as f64 / warmup_epochs as f64
+                } else {
+                    lr
+                }
+            }
+        }
+    }
+}
+
+/// The parameters of [`LearningRateScheduler`] built from configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearningRateSchedulerConfig {
+    /// The schedule.
+    pub schedule: ScheduleConfig,
+    /// `1` prints the rate set at each epoch. Default `0`.
+    #[serde(default)]
+    pub verbose: u32,
+}
+
+/// Sets the learning rate at the start of every epoch to
+/// `schedule(epoch, current_lr)`.
+///
+/// As in Keras the new rate is stored as `f32` (Keras's float32 variable),
+/// so multiplicative schedules compound in `f32`; the schedule must return
+/// a finite rate `>= 0` (Keras rejects non-floats with a `ValueError`; Rust's
+/// types rule those out, so the check is on the value). At `on_epoch_end`
+/// the rate the epoch trained with is written to `logs["learning_rate"]`.
+///
+/// ```
+/// use burnfit_core::builtins::{LearningRateScheduler, LearningRateSchedulerConfig, ScheduleConfig};
+/// use burnfit_core::testing::{drive, Script, ScriptedControl};
+/// use burnfit_core::{CallbackList, Logs};
+///
+/// // A closure…
+/// let halve_every_2 = LearningRateScheduler::from_fn(|epoch, lr| if epoch > 0 && epoch % 2 == 0 { lr / 2.0 } else { lr });
+/// // …or a configured schedule.
+/// let cosine = LearningRateScheduler::new(LearningRateSchedulerConfig {
+///     schedule: ScheduleConfig::Cosine { initial: 0.1, decay_epochs: 10, min_lr: 0.0, warmup_epochs: 2, warmup_start: 0.0 },
+///     verbose: 0,
+/// })
+/// .unwrap();
+/// # drop(cosine);
+/// let mut list = CallbackList::new();
+/// list.push(halve_every_2);
+/// let mut ctl = ScriptedControl::new(0.1);
+/// let script = Script::from_epochs((0..5).map(|_| Logs::from_iter([("loss", 1.0)])));
+/// let trace = drive(&mut list, &mut ctl, &script);
+/// assert_eq!(trace.final_lr, Some(f64::from(0.025f32)));
+/// assert_eq!(trace.epochs[4].logs.get("learning_rate"), Some(f64::from(0.025f32)));
+/// ```
+pub struct LearningRateScheduler {
+    schedule: ScheduleFn,
+    verbose: u32,
+}
+
+impl LearningRateScheduler {
+    /// A scheduler over a configured schedule.
+    pub fn new(config: LearningRateSchedulerConfig) -> Result<Self> {
+        config.schedule.validate()?;
+        let schedule = config.schedule;
+        Ok(Self {
+            schedule: Box::new(move |epoch, lr| schedule.rate(epoch, lr)),
+            verbose: config.verbose,
+        })
+    }
+
+    /// A scheduler over any function `(epoch, current lr) -> new lr`.
+    pub fn from_fn(schedule: impl Fn(usize, f64) -> f64 + Send + 'static) -> Self {
+        Self {
+            schedule: Box::new(schedule),
+            verbose: 0,
+        }
+    }
+
+    /// Sets the verbosity (`1` prints the rate set at each epoch).
+    pub fn verbose(mut self, verbose: u32) -> Self {
+        self.verbose = verbose;
+        self
+    }
+}
+
+impl Callback for LearningRateScheduler {
+    fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut Context) -> Result<()> {
+        let lr = ctx.learning_rate().ok_or_else(|| CallbackError::Runtime {
+            callback: NAME,
+            message: "Optimizer must have a \"learning_rate\" attribute.".into(),
+        })?;
+        let new_lr = (self.schedule)(epoch, lr);
+        if !new_lr.is_finite() || new_lr < 0.0 {
+            return Err(CallbackError::Runtime {
+                callback: NAME,
+                message: format!(
+                    "The output of the `schedule` function should be a finite float >= 0. Got: {}",
+                    float_repr(new_lr)
+                ),
+            });
+        }
+        ctx.set_learning_rate(f64::from(new_lr as f32))?;
+        if self.verbose > 0 {
+            ctx.info(format!(
+                "Epoch {}: LearningRateScheduler setting learning rate to {}.",
+                epoch + 1,
+                float_repr(new_lr)
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, _epoch: usize, logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+        if let Some(lr) = ctx.learning_rate() {
+            logs.insert("learning_rate", lr);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rates(schedule: ScheduleConfig, n: usize, mut lr: f64) -> Vec<f64> {
+        (0..n)
+            .map(|e| {
+                lr = schedule.rate(e, lr);
+                lr
+            })
+            .collect()
+    }
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+    }
+
+    #[test]
+    fn fixture_kinds() {
+        assert_eq!(
+            rates(
+                ScheduleConfig::Table {
+                    values: vec![0.1, 0.05]
+                },
+                3,
+                1.0
+            ),
+            [0.1, 0.05, 0.05]
+        );
+        assert_eq!(
+            rates(
+                ScheduleConfig::StepDecay {
+                    factor: 0.5,
+                    every: 2
+                },
+                5,
+                1.0
+            ),
+            [1.0, 1.0, 0.5, 0.5, 0.25]
+        );
+        assert!(close(
+            &rates(
+                ScheduleConfig::Absolute {
+                    initial: 1.0,
+                    factor: 0.1,
+                    every: 2
+                },
+                4,
+                9.0
+            ),
+            &[1.0, 1.0, 0.1, 0.1]
+        ));
+        let exp = rates(ScheduleConfig::ExpAfter { start: 2, k: 0.1 }, 3, 1.0);
+        assert_eq!(exp[..2], [1.0, 1.0]);
+        assert!((exp[2] - (-0.1f64).exp()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn extra_kinds() {
+        let cosine = ScheduleConfig::Cosine {
+            initial: 1.0,
+            decay_epochs: 4,
+            min_lr: 0.0,
+            warmup_epochs: 2,
+            warmup_start: 0.0,
+        };
+        assert!(close(
+            &rates(cosine, 8, 9.0),
+            &[
+                0.0,
+                0.5,
+                1.0,
+                0.8535533905932737,
+                0.5,
+                0.14644660940672627,
+                0.0,
+                0.0
+            ]
+        ));
+        let warm = ScheduleConfig::LinearWarmup {
+            target: 1.0,
+            warmup_epochs: 4,
+            start: 0.0,
+        };
+        assert_eq!(rates(warm.clone(), 5, 9.0), [0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(warm.rate(6, 0.3), 0.3);
+        let exp = ScheduleConfig::Exponential {
+            initial: 1.0,
+            decay_rate: 0.5,
+            decay_epochs: 2,
+            staircase: true,
+        };
+        assert_eq!(rates(exp, 4, 9.0), [1.0, 1.0, 0.5, 0.5]);
+        assert_eq!(ScheduleConfig::Constant { value: 0.3 }.rate(7, 1.0), 0.3);
+    }
+
+    #[test]
+    fn serde_and_validation() {
+        let c: LearningRateSchedulerConfig = serde_json::from_str(
+            r#"{"schedule": {"kind": "step_decay", "factor": 0.5, "every": 2}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.schedule,
+            ScheduleConfig::StepDecay {
+                factor: 0.5,
+                every: 2
+            }
+        );
+        let c: LearningRateSchedulerConfig =
+            serde_json::from_str(r#"{"schedule": {"kind": "table", "values": [0.1, "NaN"]}}"#)
+                .unwrap();
+        assert!(matches!(c.schedule, ScheduleConfig::Table { ref values } if values[1].is_nan()));
+        assert!(
+            serde_json::from_str::<LearningRateSchedulerConfig>(
+                r#"{"schedule": {"kind": "nope"}}"#
+            )
+            .is_err()
+        );
+        let bad = LearningRateSchedulerConfig {
+            schedule: ScheduleConfig::StepDecay {
+                factor: 0.5,
+                every: 0,
+            },
+            verbose: 0,
+        };
+        assert!(LearningRateScheduler::new(bad).is_err());
+    }
+
+    #[test]
+    fn invalid_output_and_missing_lr_are_errors() {
+        use crate::CallbackList;
+        use crate::testing::{Phase, Script, ScriptedControl, drive};
+        let script = Script::from_epochs([Logs::new()]);
+        let mut list = CallbackList::new();
+        list.push(LearningRateScheduler::from_fn(|_, _| f64::NAN));
+        let trace = drive(&mut list, &mut ScriptedControl::new(0.1), &script);
+        let err = trace.error.unwrap();
+        assert_eq!(err.at.phase, Phase::EpochBegin);
+        assert!(err.error.to_string().contains("Got: nan"));
+        let mut list = CallbackList::new();
+        list.push(LearningRateScheduler::from_fn(|_, lr| lr));
+        let trace = drive(
+            &mut list,
+            &mut ScriptedControl::without_learning_rate(),
+            &script,
+        );
+        assert!(trace.error.is_some());
+    }
+
+    #[test]
+    fn verbose_message() {
+        use crate::CallbackList;
+        use crate::testing::{Script, ScriptedControl, drive};
+        let mut list = CallbackList::new();
+        list.push(LearningRateScheduler::from_fn(|_, _| 0.05).verbose(1));
+        let mut ctl = ScriptedControl::new(0.1);
+        drive(&mut list, &mut ctl, &Script::from_epochs([Logs::new()]));
+        assert_eq!(
+            ctl.infos(),
+            ["Epoch 1: LearningRateScheduler setting learning rate to 0.05."]
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! Built-in callbacks, one file each.
+
+mod backup_and_restore;
+mod config;
+mod csv_logger;
+mod early_stopping;
+mod history;
+mod lambda;
+mod learning_rate_scheduler;
+mod median_stopping;
+mod model_checkpoint;
+mod progress_logger;
+mod pyfmt;
+mod pyrepr;
+mod reduce_lr_on_plateau;
+mod terminate_on_nan;
+
+pub use backup_and_restore::*;
+pub use config::*;
+pub use csv_logger::*;
+pub use early_stopping::*;
+pub use history::*;
+pub use lambda::*;
+pub use learning_rate_scheduler::*;
+pub use median_stopping::*;
+pub use model_checkpoint::*;
+pub use progress_logger::*;
+pub use reduce_lr_on_plateau::*;
+pub use terminate_on_nan::*;

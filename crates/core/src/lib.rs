@@ -1,0 +1,40 @@
+//! Keras-style training callbacks, independent of any training framework.
+//!
+//! This crate is burnfit's core: the [`Callback`] trait and the [`Context`]
+//! a hook receives (over the [`TrainingControl`] a training loop
+//! implements), [`Logs`], the [`CallbackList`], the [`monitor`] shared by the
+//! monitoring callbacks, the [`builtins`] (EarlyStopping, ReduceLROnPlateau,
+//! ModelCheckpoint, CSVLogger, …), TensorBoard event files
+//! ([`tensorboard`], feature `tensorboard`), crash-safe writes ([`atomic`],
+//! [`writer`]) and the [`checkpoint_file`] format, and a harness that drives
+//! callbacks without a model ([`testing`], feature `testing`).
+//!
+//! It has no dependency on Burn: `burnfit-callbacks` runs these callbacks
+//! inside Burn's training loop and re-exports everything here, so a Burn
+//! user depends on that crate only.
+
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod builtins;
+mod callback;
+pub mod checkpoint_file;
+mod context;
+pub mod error;
+pub mod frequency;
+mod list;
+mod logs;
+pub mod monitor;
+#[cfg(feature = "tensorboard")]
+pub mod tensorboard;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod writer;
+
+pub use callback::Callback;
+pub use context::{
+    Context, Message, ModelSnapshot, Progress, SaveContent, TrainEnd, TrainingControl,
+};
+pub use error::{CallbackError, Result};
+pub use list::CallbackList;
+pub use logs::Logs;
