@@ -224,7 +224,7 @@ where
     for panel in panels.iter() {
         // The curves on the left, their legend in a column of its own on the
         // right, so that it never covers a curve.
-        let (plot, legend) = panel.split_horizontally(panel.dim_in_pixel().0 - 190);
+        let (plot, legend) = panel.split_horizontally(panel.dim_in_pixel().0 - 200);
         panel_areas.push((plot, legend));
     }
 
@@ -243,7 +243,7 @@ where
             .caption(base.as_str(), ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(36)
-            .y_label_area_size(70)
+            .y_label_area_size(80)
             .build_cartesian_2d(x_range.clone(), lo..hi)
             .map_err(plot_error)?;
         chart
@@ -324,7 +324,7 @@ where
                 .caption("learning rate", ("sans-serif", 22))
                 .margin(12)
                 .x_label_area_size(36)
-                .y_label_area_size(70)
+                .y_label_area_size(80)
                 .build_cartesian_2d(
                     x_range.clone(),
                     (10f64.powf(lo_exp)..10f64.powf(hi_exp)).log_scale(),
@@ -403,8 +403,8 @@ where
     Y: Ranged<ValueType = f64>,
 {
     let groups = [
-        (&marks.resumes[..], BLUE, "resumed (interrupted here)"),
-        (marks.interrupted_at.as_slice(), RED, "interrupted"),
+        (&marks.resumes[..], BLUE, "resumed here"),
+        (marks.interrupted_at.as_slice(), RED, "interrupted here"),
     ];
     for (positions, color, label) in groups {
         if positions.is_empty() {
