@@ -649,3 +649,196 @@ fn gradient_checkpointing_under_callbacks_checkpoints_and_trains_the_same() {
         assert!((x - y).abs() <= 1e-6, "{a:?} vs {b:?}");
     }
 }
+
+/// Two workers on the CPU device.
+fn two_devices() -> Vec<burn::tensor::Device> {
+    vec![common::device(), common::device()]
+}
+
+/// The order in which one device sees the items that two devices see in
+/// steps: step `k` of the pair is device 0's batch `k` (from the first half
+/// of the data) followed by device 1's batch `k` (from the second half).
+fn interleaved(items: &[common::Item], per_device: usize) -> Vec<common::Item> {
+    let half = items.len() / 2;
+    let (first, second) = items.split_at(half);
+    let mut out = Vec::new();
+    for k in 0..second.len().div_ceil(per_device) {
+        let a = (k * per_device).min(first.len())..((k + 1) * per_device).min(first.len());
+        let b = (k * per_device)..((k + 1) * per_device).min(second.len());
+        out.extend_from_slice(&first[a]);
+        out.extend_from_slice(&second[b]);
+    }
+    out
+}
+
+#[test]
+fn two_devices_at_half_the_batch_train_the_same_weights_as_one_device() {
+    // 33 items: shards of 16 and 17, so the last step has data on device 1
+    // only (one item): it alone makes that update.
+    let items = common::items(33, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let one = common::train_items(dir.path(), 3, interleaved(&items, 4), 8, Callbacks::new());
+    let two = common::train_items(
+        dir.path(),
+        3,
+        items.clone(),
+        4,
+        Callbacks::new().devices(two_devices()),
+    );
+    let (a, b) = (weights(&one.model), weights(&two.model));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-5, "one device {a:?}\ntwo devices {b:?}");
+    }
+    // And the sum of the two is a different update (Burn's MultiDevice).
+    let summed = common::train_items(
+        dir.path(),
+        3,
+        items,
+        4,
+        Callbacks::new()
+            .devices(two_devices())
+            .gradient_reduction(burnfit_callbacks::engine::GradientReduction::Sum),
+    );
+    assert_ne!(weights(&summed.model), b);
+}
+
+#[test]
+fn on_two_devices_hooks_run_once_per_step_and_stop_lr_and_restore_act_on_the_learner() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = common::items(16, 1);
+    // 16 items, 2 devices, 4 per device: 2 steps an epoch.
+    let recorder = Recorder::default();
+    let probe = LrProbe::default();
+    let restore = RestoreFirst::default();
+    let result = common::train_items(
+        dir.path(),
+        2,
+        items.clone(),
+        4,
+        Callbacks::new()
+            .with(recorder.clone())
+            .with(probe.clone())
+            .with(restore.clone())
+            .devices(two_devices()),
+    );
+    let events = recorder.take();
+    let steps = events.iter().filter(|e| e.starts_with("batch_end")).count();
+    assert_eq!(steps, 4, "{events:?}");
+    assert_eq!(
+        *probe.used.lock().unwrap(),
+        [(0, 1e-2), (0, 1e-2), (1, 0.00123), (1, 0.00123)]
+    );
+    let kept = restore.kept.lock().unwrap();
+    let epoch0: &Tiny = kept.as_ref().unwrap().downcast_ref().unwrap();
+    assert_eq!(weights(&result.model), weights(epoch0));
+
+    let recorder = Recorder::default();
+    let callbacks = Callbacks::new()
+        .with(StopAt(0, 0))
+        .with(recorder.clone())
+        .devices(two_devices());
+    let outcome = callbacks.outcome();
+    common::train_items(dir.path(), 3, items, 4, callbacks);
+    let events = recorder.take();
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("batch_end")).count(),
+        1
+    );
+    assert_eq!(
+        outcome.lock().unwrap().stop_reason.as_deref(),
+        Some("test stop")
+    );
+}
+
+#[test]
+fn a_panicking_device_worker_ends_training_with_an_error_naming_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = common::items(16, 1);
+    // Item 12 is in the second half: device 1's shard.
+    items[12].x[0] = 999.0;
+    let backups = dir.path().join("backup");
+    let callbacks = Callbacks::new()
+        .with(backup_callback(&backups, None))
+        .devices(two_devices());
+    let outcome = callbacks.outcome();
+    common::train_items(dir.path(), 3, items, 4, callbacks);
+    let outcome = outcome.lock().unwrap().clone();
+    let error = outcome.error.unwrap();
+    assert!(
+        error.contains("device 1") && error.contains("poisoned item"),
+        "{error}"
+    );
+    // The poisoned item is in the first epoch's second step: the first step
+    // was applied, the failed one was not, and no epoch ended.
+    assert!(outcome.epochs.is_empty());
+    assert_eq!(outcome.global_step, 1);
+    assert!(burnfit_callbacks::builtins::BackupAndRestore::backups(&backups).is_empty());
+}
+
+/// `Tiny` behind a dropout layer: every step draws random numbers.
+#[derive(burn::module::Module, Debug)]
+struct Noisy {
+    tiny: Tiny,
+    dropout: burn::nn::Dropout,
+}
+
+impl Noisy {
+    fn step(&self, batch: common::Batch) -> burn::train::ClassificationOutput {
+        let x = self.dropout.forward(batch.x);
+        self.tiny.classify(common::Batch { x, y: batch.y })
+    }
+}
+
+impl burn::train::TrainStep for Noisy {
+    type Input = common::Batch;
+    type Output = burn::train::ClassificationOutput;
+    fn step(&self, batch: common::Batch) -> burn::train::TrainOutput<Self::Output> {
+        let item = Noisy::step(self, batch);
+        burn::train::TrainOutput::new(self, item.loss.backward(), item)
+    }
+}
+
+impl burn::train::InferenceStep for Noisy {
+    type Input = common::Batch;
+    type Output = burn::train::ClassificationOutput;
+    fn step(&self, batch: common::Batch) -> Self::Output {
+        Noisy::step(self, batch)
+    }
+}
+
+fn noisy_weights(seed: u64) -> Vec<f32> {
+    use burn::train::metric::LossMetric;
+    use burn::train::{Learner, SupervisedTraining};
+    use burnfit_callbacks::WithCallbacks;
+    let dir = tempfile::tempdir().unwrap();
+    let device = common::device().autodiff();
+    let model = Noisy {
+        tiny: Tiny::new(&device),
+        dropout: burn::nn::DropoutConfig::new(0.3).init(),
+    };
+    let mut callbacks = Callbacks::new().deterministic(seed).devices(two_devices());
+    let lr = callbacks.lr_scheduler(1e-2);
+    let result = SupervisedTraining::new(
+        dir.path(),
+        common::loader(common::items(32, 3), 4),
+        common::loader(common::items(8, 2), 8),
+    )
+    .metrics((LossMetric::new(),))
+    .num_epochs(2)
+    .renderer(Box::new(burnfit_callbacks::engine::SilentRenderer))
+    .with_application_logger(None)
+    .with_callbacks(callbacks.quiet(true))
+    .launch(Learner::new(
+        model,
+        burn::optim::AdamConfig::new().init(),
+        lr,
+    ));
+    weights(&result.model.tiny)
+}
+
+#[test]
+fn on_two_devices_the_same_seed_draws_the_same_dropout_and_trains_the_same_weights() {
+    let first = noisy_weights(7);
+    assert_eq!(noisy_weights(7), first);
+    assert_ne!(noisy_weights(8), first, "the seed matters");
+}

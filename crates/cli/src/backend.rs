@@ -33,10 +33,45 @@ pub struct Adapter {
     pub api: String,
 }
 
-/// Every adapter wgpu finds (none is an empty list, never a panic).
+/// Runs `probe` with the process's stderr sent to `/dev/null`: native GPU
+/// drivers print diagnostics of their own while wgpu asks them for adapters
+/// (for example `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.` from the display libraries they load), which are not
+/// burnfit's to show and would break its one-line errors. The probe runs at
+/// start-up, before any other thread writes to stderr.
+fn without_driver_noise<T>(probe: impl FnOnce() -> T) -> T {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            // SAFETY: plain descriptor calls on descriptors this function
+            // owns (`saved`, `null`) and on stderr, which is put back before
+            // returning.
+            let saved = unsafe { libc::dup(libc::STDERR_FILENO) };
+            if saved >= 0 {
+                unsafe { libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO) };
+                let out = probe();
+                unsafe {
+                    libc::dup2(saved, libc::STDERR_FILENO);
+                    libc::close(saved);
+                }
+                return out;
+            }
+        }
+    }
+    probe()
+}
+
+/// Every adapter wgpu finds (none is an empty list, never a panic). Only
+/// the native GPU APIs are asked (Vulkan, Metal, DirectX 12): the OpenGL
+/// path would load display libraries a headless machine does not have.
 pub fn wgpu_adapters() -> Vec<Adapter> {
-    let instance = wgpu::Instance::default();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = without_driver_noise(|| {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+        descriptor.backends = wgpu::Backends::PRIMARY;
+        let instance = wgpu::Instance::new(descriptor);
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+    });
     adapters
         .into_iter()
         .map(|a| {
@@ -126,4 +161,109 @@ fn flex(reason: &str) -> ChosenBackend {
         name: "flex",
         reason: reason.to_string(),
     }
+}
+
+/// The devices a run trains on, as named for the user and the run's
+/// records (`flex`, `wgpu:1`), with the Burn device of each.
+#[derive(Clone, Debug)]
+pub struct Devices {
+    /// `(name, device)` in order; the first holds the model.
+    pub list: Vec<(String, Device)>,
+}
+
+impl Devices {
+    /// One device: the backend's own.
+    pub fn single(backend: &ChosenBackend) -> Self {
+        Self {
+            list: vec![(backend.name.to_string(), backend.device.clone())],
+        }
+    }
+
+    /// The names, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.list.iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// Resolves `--devices N|LIST` for the chosen backend: `N` is the backend's
+/// first `N` devices (on a CPU backend, `N` workers on the CPU), a list
+/// names each one (`flex,flex` or `wgpu:0,wgpu:1`).
+pub fn resolve_devices(spec: &str, backend: &ChosenBackend) -> CliResult<Devices> {
+    let bad = |why: String| CliError::usage(format!("--devices {spec}: {why}"));
+    let spec = spec.trim();
+    let cpu = backend.name != "wgpu";
+    let adapters = if cpu { Vec::new() } else { wgpu_adapters() };
+    let wgpu_device = |index: usize| -> CliResult<Device> {
+        let adapter = adapters.get(index).ok_or_else(|| {
+            bad(format!(
+                "wgpu:{index} does not exist (wgpu found {} adapter{}: {})",
+                adapters.len(),
+                if adapters.len() == 1 { "" } else { "s" },
+                adapters
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("wgpu:{i} {}", a.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        use cubecl_runtime::device::WgpuDeviceKind;
+        // wgpu numbers adapters within their type.
+        let rank = adapters[..index]
+            .iter()
+            .filter(|a| a.kind == adapter.kind)
+            .count();
+        let kind = match adapter.kind.as_str() {
+            "DiscreteGpu" => WgpuDeviceKind::DiscreteGpu(rank),
+            "IntegratedGpu" => WgpuDeviceKind::IntegratedGpu(rank),
+            "VirtualGpu" => WgpuDeviceKind::VirtualGpu(rank),
+            "Cpu" => WgpuDeviceKind::Cpu,
+            _ => WgpuDeviceKind::Other(rank),
+        };
+        Ok(WgpuDevice::new(kind).into())
+    };
+    let list: Vec<(String, Device)> = if let Ok(count) = spec.parse::<usize>() {
+        if count == 0 {
+            return Err(bad("at least 1 device".into()));
+        }
+        if cpu {
+            vec![(backend.name.to_string(), backend.device.clone()); count]
+        } else {
+            (0..count)
+                .map(|i| Ok((format!("wgpu:{i}"), wgpu_device(i)?)))
+                .collect::<CliResult<_>>()?
+        }
+    } else {
+        let mut list = Vec::new();
+        for entry in spec.split(',').map(str::trim) {
+            let (kind, index) = match entry.split_once(':') {
+                Some((kind, index)) => (
+                    kind,
+                    index
+                        .parse::<usize>()
+                        .map_err(|_| bad(format!("`{entry}`: the index must be a number")))?,
+                ),
+                None => (entry, 0),
+            };
+            if kind != backend.name {
+                return Err(bad(format!(
+                    "`{entry}` is not a {} device (this run trains on {}; choose the backend with \
+                     --backend)",
+                    backend.name, backend.name
+                )));
+            }
+            match kind {
+                "wgpu" => list.push((format!("wgpu:{index}"), wgpu_device(index)?)),
+                _ if index == 0 => list.push((kind.to_string(), backend.device.clone())),
+                _ => {
+                    return Err(bad(format!(
+                        "`{entry}`: {kind} has one device ({kind} or {kind}:0; repeat it for \
+                         several workers)"
+                    )));
+                }
+            }
+        }
+        list
+    };
+    Ok(Devices { list })
 }

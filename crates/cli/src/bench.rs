@@ -151,6 +151,10 @@ pub struct BenchArgs {
     /// Batches of the data-loader comparison (0 skips it).
     #[arg(long, default_value_t = 400)]
     pub loader_batches: usize,
+    /// Device counts of the multi-device scaling table, e.g. 1,2 (on the CPU
+    /// backends, that many workers on the CPU; on wgpu, the first adapters).
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<usize>,
 }
 
 fn synthetic(n: usize) -> ImageDataset {
@@ -321,6 +325,76 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
     })
 }
 
+/// Step time with the batch of a step (64 images) split over 1, 2, …
+/// devices, each count timed in turn per round (median of `repeats`).
+fn device_scaling(
+    kind: &str,
+    backend: &ChosenBackend,
+    counts: &[usize],
+    steps: usize,
+    repeats: usize,
+    dir: &std::path::Path,
+) -> CliResult<()> {
+    let batch = 64;
+    println!(
+        "\n## {kind} on {}: one step of {batch} images over several devices",
+        backend.name
+    );
+    println!("| devices | step time (ms) | samples/s | speed-up over 1 device |");
+    println!("| ---: | ---: | ---: | ---: |");
+    let devices: Vec<crate::backend::Devices> = counts
+        .iter()
+        .map(|n| crate::backend::resolve_devices(&n.to_string(), backend))
+        .collect::<CliResult<_>>()?;
+    let mut times = vec![Vec::new(); counts.len()];
+    for _ in 0..repeats {
+        for (i, list) in devices.iter().enumerate() {
+            let n = list.list.len();
+            let model = ModelConfig::default_for(kind)
+                .ok_or_else(|| CliError::usage(format!("--models: unknown model {kind}")))?
+                .init_classifier(&backend.device.clone().autodiff())
+                .map_err(|e| CliError::usage(e.to_string()))?;
+            let mut callbacks = Callbacks::new().quiet(true);
+            if n > 1 {
+                callbacks = callbacks.devices(list.list.iter().map(|(_, d)| d.clone()).collect());
+            }
+            let lr = callbacks.lr_scheduler(1e-3);
+            let training = SupervisedTraining::new(
+                dir,
+                loader(
+                    ImageBatcher::default(),
+                    synthetic(steps * batch),
+                    batch / n,
+                    1,
+                ),
+                loader(ImageBatcher::default(), synthetic(batch), batch, 1),
+            )
+            .metrics((LossMetric::new(),))
+            .num_epochs(1)
+            .renderer(Box::new(SilentRenderer))
+            .with_application_logger(None)
+            .with_callbacks(callbacks);
+            let start = Instant::now();
+            training.launch(Learner::new(
+                model,
+                burn::optim::AdamConfig::new().init(),
+                lr,
+            ));
+            times[i].push(start.elapsed().as_secs_f64() / steps as f64);
+        }
+    }
+    let medians: Vec<f64> = times.into_iter().map(median).collect();
+    for (count, step) in counts.iter().zip(&medians) {
+        println!(
+            "| {count} | {:.1} | {:.0} | {:.2} |",
+            step * 1e3,
+            batch as f64 / step,
+            medians[0] / step
+        );
+    }
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -372,6 +446,32 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
     checkpoint_stall(tmp.path())?;
     if args.memory_epochs > 0 {
         memory_growth(args.memory_epochs.max(3), tmp.path())?;
+    }
+    if !args.devices.is_empty() {
+        if args.devices.contains(&0) {
+            return Err(CliError::usage("--devices: every count must be at least 1"));
+        }
+        for kind in &args.models {
+            for name in &args.backends {
+                let choice = match name.as_str() {
+                    "wgpu" => BackendChoice::Wgpu,
+                    "ndarray" => BackendChoice::Ndarray,
+                    _ => BackendChoice::Flex,
+                };
+                let Ok(chosen) = backend::choose(choice, kind != "mlp") else {
+                    continue;
+                };
+                device_scaling(
+                    kind,
+                    &chosen,
+                    &args.devices,
+                    steps,
+                    args.repeats.max(1),
+                    tmp.path(),
+                )?;
+            }
+        }
+        return Ok(());
     }
     for kind in &args.models {
         let convolutional = kind != "mlp";

@@ -170,6 +170,11 @@ pub struct TrainingConfig {
     pub workers: usize,
     /// Backend (`auto`, `wgpu`, `flex`, `ndarray`); `--backend` overrides it.
     pub backend: BackendChoice,
+    /// Devices to train on (`--devices`): `["flex", "flex"]` for two workers
+    /// on the CPU, `["wgpu:0", "wgpu:1"]` for two GPUs; empty: the backend's
+    /// one device. `batch_size` is the batch of a step over all of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 impl Default for TrainingConfig {
@@ -180,6 +185,7 @@ impl Default for TrainingConfig {
             seed: 42,
             workers: 2,
             backend: BackendChoice::Auto,
+            devices: Vec::new(),
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// With --resume: accept a changed optimizer.lr or training.epochs (recorded in the run).
     #[arg(long, requires = "resume")]
     pub force: bool,
+    /// Train on several devices: N (the backend's first N; on the CPU, N workers) or a list
+    /// such as wgpu:0,wgpu:1. training.batch_size is the batch of a step over all of them.
+    #[arg(long, value_name = "N|LIST")]
+    pub devices: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -312,6 +312,9 @@ pub struct Summary {
     pub backend: String,
     /// Why the backend was chosen.
     pub backend_reason: String,
+    /// The devices it trained on (`["flex"]`, `["wgpu:0", "wgpu:1"]`).
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// Epochs completed.
     pub epochs_run: usize,
     /// Epochs asked for.

@@ -265,6 +265,7 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<Vec<TrialResult>> {
                 sets: sets.clone(),
                 resume,
                 force: false,
+                devices: None,
             };
             println!("trial {index}: {}", sets.join(" "));
             let mut setup = train::prepare(&train_args)?;

@@ -35,7 +35,7 @@ use burnfit_models::data::{ImageBatcher, RegressionBatcher};
 use burnfit_models::nets::MlpRegressor;
 
 use crate::TrainArgs;
-use crate::backend::{self, ChosenBackend};
+use crate::backend::{self, ChosenBackend, Devices};
 use crate::config::{BackendChoice, Config, DataConfig, OptimizerConfig, OptimizerKind};
 use crate::data::{Data, load_data, loader};
 use crate::error::{CliError, CliResult};
@@ -52,8 +52,10 @@ pub struct Setup {
     pub name: String,
     /// The run directory (it may not exist yet).
     pub root: PathBuf,
-    /// The device.
+    /// The backend.
     pub backend: ChosenBackend,
+    /// The devices (one, or several for multi-device training).
+    pub devices: Devices,
     /// Where a resumed run continues from.
     pub resume: Option<ResumePlan>,
     /// Callbacks added by the caller (the sweep's pruning rule).
@@ -105,6 +107,37 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         "ndarray" => BackendChoice::Ndarray,
         _ => BackendChoice::Flex,
     };
+    // A resume without --devices continues on the run's devices.
+    if args.resume
+        && args.devices.is_none()
+        && config.training.devices.is_empty()
+        && let Some(dir) = &args.run_dir
+        && let Ok(run_config) = (RunDir { root: dir.clone() }).read_config()
+    {
+        config.training.devices = run_config.training.devices;
+    }
+    let spec = match &args.devices {
+        Some(spec) => Some(spec.clone()),
+        None if !config.training.devices.is_empty() => Some(config.training.devices.join(",")),
+        None => None,
+    };
+    let devices = match spec {
+        Some(spec) => backend::resolve_devices(&spec, &backend)?,
+        None => Devices::single(&backend),
+    };
+    let count = devices.list.len();
+    if count > 1 {
+        config.training.devices = devices.names();
+        let batch = config.training.batch_size;
+        if batch % count != 0 || batch < count {
+            return Err(CliError::usage(format!(
+                "training.batch_size = {batch} cannot be split evenly over {count} devices (it is \
+                 the batch of a step over all of them); use a multiple of {count}"
+            )));
+        }
+    } else {
+        config.training.devices.clear();
+    }
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
     RunDir::check_unlocked(&root)?;
@@ -156,6 +189,7 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         name,
         root,
         backend,
+        devices,
         resume,
         extra_callbacks: Default::default(),
         hparams: Default::default(),
@@ -222,6 +256,14 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
         "burnfit: backend {} ({})",
         setup.backend.name, setup.backend.reason
     );
+    if setup.devices.list.len() > 1 {
+        println!(
+            "burnfit: {} devices ({}), {} items each per step",
+            setup.devices.list.len(),
+            setup.devices.names().join(", "),
+            setup.config.training.batch_size / setup.devices.list.len()
+        );
+    }
     match train(&setup, run, data)? {
         Ended::Finished(summary) => {
             print_summary(&summary);
@@ -274,7 +316,8 @@ pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
     // Burn trains a model whose parameters live on an autodiff device.
     let device = setup.backend.device.clone().autodiff();
     let config = &setup.config;
-    let batch = config.training.batch_size;
+    // The loaders give each device its share of a step's batch.
+    let batch = config.training.batch_size / setup.devices.list.len();
     let workers = config.training.workers;
     let seed = config.training.seed;
     device.seed(seed);
@@ -489,6 +532,16 @@ where
 {
     let config = &setup.config;
     let mut callbacks = build_callbacks::<M>(setup, run, epoch)?;
+    if setup.devices.list.len() > 1 {
+        callbacks = callbacks.devices(
+            setup
+                .devices
+                .list
+                .iter()
+                .map(|(_, device)| device.clone())
+                .collect(),
+        );
+    }
     let memory = Arc::new(Mutex::new(Vec::new()));
     callbacks.push(MemoryProbe(memory.clone()));
     let lr = callbacks.lr_scheduler(config.optimizer.lr);
@@ -603,6 +656,7 @@ fn summarize(
         name: setup.name.clone(),
         backend: setup.backend.name.to_string(),
         backend_reason: setup.backend.reason.clone(),
+        devices: setup.devices.names(),
         epochs_run: epochs.last().map(|(e, _)| e + 1).unwrap_or(0),
         epochs_planned: config.training.epochs,
         stop_reason: outcome.stop_reason.clone(),

@@ -481,14 +481,21 @@ fn a_cpu_run_prints_no_stray_lines_from_gpu_probing() {
     let tmp = tempfile::tempdir().unwrap();
     let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
     let run = tmp.path().join("run");
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
+    // A headless machine's environment, where display libraries complain.
+    let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args([
+            "train",
+            config.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("WAYLAND_DISPLAY", "wayland-0")
+        .current_dir(repo())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
@@ -557,6 +564,78 @@ fn eval_and_predict_handle_read_only_runs_foreign_paths_and_wrong_images() {
     assert_one_error(&out, &["best.bpk", "truncated"]);
     let out = burnfit(&["eval", run.to_str().unwrap(), "--checkpoint", "last"]);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn bench_prints_the_device_scaling_table() {
+    let out = burnfit(&[
+        "bench",
+        "--models",
+        "mlp",
+        "--backends",
+        "flex",
+        "--devices",
+        "1,2",
+        "--steps",
+        "3",
+        "--repeats",
+        "1",
+        "--loader-batches",
+        "0",
+        "--memory-epochs",
+        "0",
+    ]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("## mlp on flex: one step of 64 images over several devices"),
+        "{printed}"
+    );
+    for devices in ["| 1 |", "| 2 |"] {
+        let cells = row_numbers(&printed, devices);
+        assert_eq!(cells.len(), 4, "{devices}: {cells:?}");
+        assert!(cells.iter().all(|&v| v > 0.0), "{devices}: {cells:?}");
+    }
+    assert_eq!(
+        row_numbers(&printed, "| 1 |")[3],
+        1.0,
+        "speed-up of 1 device over itself"
+    );
+}
+
+#[test]
+fn bad_device_lists_are_refused_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"", "");
+    let run = tmp.path().join("run");
+    let train = |devices: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--devices",
+            devices,
+        ];
+        args.extend_from_slice(extra);
+        burnfit(&args)
+    };
+    assert_one_error(&train("0", &[]), &["--devices 0", "at least 1"]);
+    assert_one_error(
+        &train("wgpu:0", &["--backend", "flex"]),
+        &["--devices wgpu:0", "not a flex device"],
+    );
+    assert_one_error(
+        &train("flex:1", &["--backend", "flex"]),
+        &["flex has one device"],
+    );
+    assert_one_error(
+        &train("3", &["--backend", "flex"]),
+        &["training.batch_size", "3 devices"],
+    );
+    // (Or no adapter at all, where there is no Vulkan driver.)
+    assert_one_error(&train("wgpu:9", &["--backend", "wgpu"]), &["wgpu"]);
+    assert!(!run.exists());
 }
 
 #[test]

@@ -479,3 +479,38 @@ fn a_configured_backup_and_restore_is_the_one_resume_uses() {
     assert!(printed.contains("backup-000000000015.bfk"), "{printed}");
     assert!(!printed.contains("no backup"), "{printed}");
 }
+
+#[test]
+fn on_two_devices_runs_are_reproducible_and_resume_exactly_after_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let two = ["--devices", "2"];
+    let first = tmp.path().join("first");
+    let out = train(&config, &first, &two, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = history(&first);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["devices"], serde_json::json!(["flex", "flex"]));
+    let again = tmp.path().join("again");
+    let out = train(&config, &again, &two, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(history(&again), expected, "same seed, same devices");
+
+    let killed = tmp.path().join("killed");
+    let out = train(
+        &config,
+        &killed,
+        &two,
+        &[("BURNFIT_ABORT_AT_STEP", "11".to_string())],
+    );
+    assert!(!out.status.success());
+    // Another device list is another training: refused, naming the key.
+    let out = train(&config, &killed, &["--resume", "--devices", "1"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("training.devices"), "{}", text(&out));
+    // The run's own list (from its config.toml) continues it exactly.
+    let out = resume(&config, &killed);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(history(&killed), expected, "kill + resume on two devices");
+}

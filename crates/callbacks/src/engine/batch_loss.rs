@@ -12,16 +12,31 @@ use burn::train::{ClassificationOutput, RegressionOutput};
 pub trait BatchLoss {
     /// The mean loss of the batch, if the output has one.
     fn batch_loss(&self) -> Option<f64>;
+
+    /// The number of items in the batch, if known: on several devices,
+    /// each device's gradients are weighted by its share of a step's items
+    /// (unknown counts as equal shares).
+    fn batch_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl BatchLoss for ClassificationOutput {
     fn batch_loss(&self) -> Option<f64> {
         Some(self.loss.clone().into_scalar::<f32>() as f64)
     }
+
+    fn batch_size(&self) -> Option<usize> {
+        self.targets.dims().first().copied()
+    }
 }
 
 impl BatchLoss for RegressionOutput {
     fn batch_loss(&self) -> Option<f64> {
         Some(self.loss.clone().into_scalar::<f32>() as f64)
+    }
+
+    fn batch_size(&self) -> Option<usize> {
+        self.targets.dims().first().copied()
     }
 }

@@ -3,12 +3,14 @@
 use std::sync::{Arc, Mutex};
 
 use burn::optim::lr_scheduler::LrScheduler;
+use burn::tensor::Device;
 use burn::train::{LearnerModel, SupervisedTraining, TrainStep, TrainingStrategy};
 use burnfit_core::{Callback, CallbackList};
 
 use super::batch_loss::BatchLoss;
 use super::lr::{CallbackLr, LrHandle};
 use super::metric_log::CallbackMetricLogger;
+use super::multi_device::GradientReduction;
 use super::outcome::FitOutcome;
 use super::strategy::{CallbackStrategy, EngineConfig};
 
@@ -36,6 +38,8 @@ pub struct Callbacks {
     lr: Option<LrHandle>,
     quiet: bool,
     seed: Option<u64>,
+    devices: Vec<Device>,
+    reduction: GradientReduction,
     outcome: Arc<Mutex<FitOutcome>>,
 }
 
@@ -53,6 +57,8 @@ impl Callbacks {
             lr: None,
             quiet: false,
             seed: None,
+            devices: Vec::new(),
+            reduction: GradientReduction::Mean,
             outcome: Arc::default(),
         }
     }
@@ -102,6 +108,29 @@ impl Callbacks {
         self
     }
 
+    /// Trains on several devices: each step, every device runs the forward
+    /// and backward pass of its own batch (from its part of the training
+    /// data, as Burn's `split_dataloader` divides it), and the gradients are
+    /// combined into one optimizer step on the first device, which holds the
+    /// model. Hooks run once per step, on the training thread.
+    ///
+    /// This is the engine's equivalent of Burn's
+    /// `ExecutionStrategy::MultiDevice` (which `with_callbacks` replaces).
+    /// A device may appear more than once (several workers on one CPU).
+    /// With one device (or none given), training runs on the model's device.
+    pub fn devices(mut self, devices: Vec<Device>) -> Self {
+        self.devices = devices;
+        self
+    }
+
+    /// How the devices' gradients are combined: [`GradientReduction::Mean`]
+    /// (the default, the update of one device with the whole step's data)
+    /// or [`GradientReduction::Sum`] (Burn's multi-device behaviour).
+    pub fn gradient_reduction(mut self, reduction: GradientReduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
     /// A handle on what happened, filled in while training runs.
     pub fn outcome(&self) -> Arc<Mutex<FitOutcome>> {
         self.outcome.clone()
@@ -124,6 +153,8 @@ impl Callbacks {
             metric_logger,
             quiet: self.quiet,
             seed: self.seed,
+            devices: self.devices,
+            reduction: self.reduction,
             outcome: self.outcome,
             ran: false,
         }

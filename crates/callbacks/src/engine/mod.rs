@@ -13,7 +13,8 @@
 //! | `builder` | [`Callbacks`] and [`WithCallbacks`]: what a user writes |
 //! | `outcome` | [`FitOutcome`]: what the run did, for the caller |
 //! | `strategy` | [`CallbackStrategy`]: resume, then the epochs in order, then the end |
-//! | `train_epoch` | one epoch's training batches |
+//! | `train_epoch` | one epoch's training steps |
+//! | `multi_device` | a step on several devices: worker threads, gradients combined |
 //! | `valid_epoch` | one epoch's validation batches |
 //! | `epoch_logs` | an epoch's logs, read from Burn's metric store |
 //! | `dispatch` | the one function that calls a hook on every callback |
@@ -32,6 +33,7 @@ mod dispatch;
 mod epoch_logs;
 mod lr;
 mod metric_log;
+mod multi_device;
 mod outcome;
 mod params;
 mod silent;
@@ -46,6 +48,7 @@ pub use batch_loss::BatchLoss;
 pub use builder::{Callbacks, WithCallbacks};
 pub use lr::{CallbackLr, LrHandle};
 pub use metric_log::{CallbackMetricLogger, keras_metric_name};
+pub use multi_device::GradientReduction;
 pub use outcome::FitOutcome;
 pub use params::{param_values, param_values_of};
 pub use silent::SilentRenderer;

@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use burn::tensor::Device;
 use burn::train::metric::store::EventStoreClient;
 use burn::train::{
     EventProcessorTraining, Learner, LearnerEvent, LearnerModel, SupervisedLearningStrategy,
@@ -17,9 +18,10 @@ use super::dispatch::dispatch;
 use super::epoch_logs;
 use super::lr::LrHandle;
 use super::metric_log::CallbackMetricLogger;
+use super::multi_device::{DeviceWorkers, GradientReduction};
 use super::outcome::FitOutcome;
 use super::state::{LoopState, Session};
-use super::train_epoch::TrainEpoch;
+use super::train_epoch::{Steps, TrainEpoch};
 use super::valid_epoch::ValidEpoch;
 
 /// What [`Callbacks`](super::Callbacks) hands the strategy.
@@ -29,6 +31,8 @@ pub(crate) struct EngineConfig {
     pub metric_logger: CallbackMetricLogger,
     pub quiet: bool,
     pub seed: Option<u64>,
+    pub devices: Vec<Device>,
+    pub reduction: GradientReduction,
     pub outcome: Arc<Mutex<FitOutcome>>,
     /// Whether Burn ran this strategy (see the `Drop` below).
     pub ran: bool,
@@ -86,19 +90,50 @@ where
         let mut engine = self.engine.lock().expect("callback engine lock");
         let engine = &mut *engine;
         engine.ran = true;
-        let mut device = learner.model().devices()[0].clone();
-        if !device.is_autodiff() {
-            device = device.autodiff();
-        }
-        // A model built on `device.autodiff().gradient_checkpointing()`
-        // keeps that strategy: its device carries it to the data.
+        let autodiff = |device: Device| {
+            if device.is_autodiff() {
+                device
+            } else {
+                device.autodiff()
+            }
+        };
+        // On one device, the model's own (a model built on
+        // `device.autodiff().gradient_checkpointing()` keeps that strategy,
+        // and the data follows it); on several, the first holds the learner.
+        let devices: Vec<Device> = match engine.devices.len() {
+            0 | 1 => vec![autodiff(
+                engine
+                    .devices
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| learner.model().devices()[0].clone()),
+            )],
+            _ => engine.devices.iter().cloned().map(autodiff).collect(),
+        };
+        let device = devices[0].clone();
         learner.fork(&device);
+        let (loaders, steps) = if devices.len() == 1 {
+            (
+                vec![dataloader_train.to_device(&device)],
+                Steps::Single {
+                    device: device.clone(),
+                },
+            )
+        } else {
+            (
+                shards::<M>(&dataloader_train, &devices),
+                Steps::Multi {
+                    workers: DeviceWorkers::start(devices.clone()),
+                    reduction: engine.reduction,
+                },
+            )
+        };
         let train = TrainEpoch {
-            loader: dataloader_train.to_device(&device),
+            loaders,
+            steps,
             grad_accumulation: components.grad_accumulation,
             wants_batch_logs: engine.callbacks.wants_batch_logs(),
             seed: engine.seed,
-            device: device.clone(),
         };
         let valid = ValidEpoch {
             loader: dataloader_valid.to_device(&device.clone().inner()),
@@ -186,6 +221,27 @@ where
         }
         (state.learner.model(), state.processor)
     }
+}
+
+/// One contiguous part of the training data per device (Burn's
+/// `split_dataloader`): device `d` reads items `d·n/N .. (d+1)·n/N`, the last
+/// one the rest.
+fn shards<M: LearnerModel>(loader: &TrainLoader<M>, devices: &[Device]) -> Vec<TrainLoader<M>> {
+    let items = loader.num_items();
+    let share = items / devices.len();
+    devices
+        .iter()
+        .enumerate()
+        .map(|(d, device)| {
+            let start = d * share;
+            let end = if d + 1 == devices.len() {
+                items
+            } else {
+                start + share
+            };
+            loader.slice(start, end).to_device(device)
+        })
+        .collect()
 }
 
 /// Resumes from a backup if a callback points at one, runs the epochs from

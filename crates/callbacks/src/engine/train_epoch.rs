@@ -1,82 +1,126 @@
-//! [`TrainEpoch`]: one epoch's training batches, with the batch hooks.
+//! [`TrainEpoch`]: one epoch's training steps, with the batch hooks.
 
-use burn::optim::GradientsAccumulator;
+use burn::data::dataloader::{DataLoaderIterator, Progress};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use burn::train::{
     EventProcessorTraining, LearnerEvent, LearnerModel, TrainLoader, TrainStep, TrainingItem,
 };
-use burnfit_core::{Logs, Result};
+use burnfit_core::{CallbackError, Logs, Result};
 
 use super::batch_loss::BatchLoss;
 use super::dispatch::dispatch;
+use super::multi_device::{DeviceWorkers, GradientReduction, combine, mix, weights};
 use super::state::Session;
 
-/// Trains one epoch, as Burn's single-device `TrainEpoch` does, with
-/// `on_train_batch_begin` / `on_train_batch_end` around each step.
+type Input<M> = <M as TrainStep>::Input;
+type Output<M> = <M as TrainStep>::Output;
+
+/// Where a step's forward and backward passes run.
+pub(crate) enum Steps<M: LearnerModel> {
+    /// On the learner's device, as Burn's single-device loop does.
+    Single {
+        /// The device random numbers are drawn on.
+        device: Device,
+    },
+    /// On several devices, one worker thread each (the learner is on the
+    /// first); see `multi_device`.
+    Multi {
+        /// The workers.
+        workers: DeviceWorkers<M>,
+        /// How their gradients are combined.
+        reduction: GradientReduction,
+    },
+}
+
+/// Trains one epoch, as Burn's `TrainEpoch` does, with
+/// `on_train_batch_begin` / `on_train_batch_end` around each step: a step is
+/// one batch on one device, or one batch per device on several.
 pub(crate) struct TrainEpoch<M: LearnerModel> {
-    /// The training data, on the training device.
-    pub loader: TrainLoader<M>,
+    /// The training data: one loader, or one shard per device.
+    pub loaders: Vec<TrainLoader<M>>,
+    /// Where the steps run.
+    pub steps: Steps<M>,
     /// Burn's gradient accumulation setting.
     pub grad_accumulation: Option<usize>,
     /// Whether a callback wants the batch `loss` (a device sync per step).
     pub wants_batch_logs: bool,
-    /// Reseed the device before each step from this seed and the step.
+    /// Reseed the devices before each step from this seed and the step.
     pub seed: Option<u64>,
-    /// The device random numbers are drawn on.
-    pub device: Device,
+}
+
+/// What one step produced: the combined gradients, each device's output
+/// with its item count.
+struct StepResult<M: LearnerModel> {
+    grads: GradientsParams,
+    outputs: Vec<Output<M>>,
 }
 
 impl<M> TrainEpoch<M>
 where
     M: LearnerModel,
-    <M as TrainStep>::Output: BatchLoss,
+    Output<M>: BatchLoss,
 {
-    /// Runs epoch `epoch` (0-based), skipping its first `skip` batches (read
+    /// Runs epoch `epoch` (0-based), skipping its first `skip` steps (read
     /// in the same order, not trained: they were trained before a resume).
-    /// Leaves the loop early on a stop; returns the first hook error.
+    /// Leaves the loop early on a stop; returns the first hook error, or a
+    /// device worker's failure.
     pub fn run(&self, session: &mut Session<'_, M>, epoch: usize, skip: usize) -> Result<()> {
         let burn_epoch = epoch + 1;
         let state = &mut session.state;
+        let total_items = self.loaders.iter().map(|l| l.num_items()).sum();
         state
             .interrupter
             .fail_on_error(state.processor.process_train(LearnerEvent::StartSplit {
                 epoch_number: burn_epoch,
-                total_items: self.loader.num_items(),
+                total_items,
             }));
-        let mut iterator = self.loader.iter();
-        let mut batch = 0usize;
-        while batch < skip && iterator.next().is_some() {
-            batch += 1;
-            learn_steps_per_epoch(session, iterator.progress(), batch);
+        let mut iterators: Vec<Box<dyn DataLoaderIterator<Input<M>> + '_>> =
+            self.loaders.iter().map(|l| l.iter()).collect();
+        let mut step = 0usize;
+        while step < skip {
+            let mut read = 0;
+            for iterator in iterators.iter_mut() {
+                read += usize::from(iterator.next().is_some());
+            }
+            if read == 0 {
+                break;
+            }
+            step += 1;
+            learn_steps_per_epoch(session, &progress_of(&iterators), step);
         }
         let mut accumulator = GradientsAccumulator::new();
         let mut accumulated = 0usize;
         let (mut loss_sum, mut loss_count) = (0.0f64, 0usize);
-        while let Some(item) = iterator.next() {
-            let item = match item {
-                Ok(item) => item,
-                Err(err) => {
-                    session.state.interrupter.fail(err);
-                    break;
+        loop {
+            let mut items = Vec::with_capacity(iterators.len());
+            let mut failed = false;
+            for iterator in iterators.iter_mut() {
+                match iterator.next() {
+                    Some(Ok(item)) => items.push(Some(item)),
+                    Some(Err(err)) => {
+                        session.state.interrupter.fail(err);
+                        failed = true;
+                        break;
+                    }
+                    None => items.push(None),
                 }
-            };
-            let progress = iterator.progress();
-            learn_steps_per_epoch(session, progress.clone(), batch + 1);
-            session.state.progress.batch = batch;
+            }
+            if failed || items.iter().all(Option::is_none) {
+                break;
+            }
+            let progress = progress_of(&iterators);
+            learn_steps_per_epoch(session, &progress, step + 1);
+            session.state.progress.batch = step;
             dispatch(session, |callbacks, ctl| {
-                callbacks.on_train_batch_begin(batch, ctl)
+                callbacks.on_train_batch_begin(step, ctl)
             })?;
 
+            let result = self.forward_backward(session, items)?;
             let state = &mut session.state;
-            if let Some(seed) = self.seed {
-                // Dropout & co. draw from a stream that depends only on the
-                // step, so a resumed run draws what the uninterrupted one did.
-                self.device.seed(mix(seed, state.progress.global_step));
-            }
-            let output = state.learner.train_step(item);
             match self.grad_accumulation {
                 Some(accumulation) => {
-                    accumulator.accumulate(&state.learner.model(), output.grads);
+                    accumulator.accumulate(&state.learner.model(), result.grads);
                     accumulated += 1;
                     if accumulation <= accumulated || progress.is_completed() {
                         state.learner.lr_step();
@@ -86,32 +130,35 @@ where
                 }
                 None => {
                     state.learner.lr_step();
-                    state.learner.optimizer_step(output.grads);
+                    state.learner.optimizer_step(result.grads);
                 }
             }
             let lr = state.learner.lr_current();
             state.last_step_lr = Some(lr.base());
             state.progress.global_step += 1;
-            state.batches_done = batch + 1;
+            state.batches_done = step + 1;
 
             let mut batch_logs = Logs::new();
             if self.wants_batch_logs
-                && let Some(loss) = output.item.batch_loss()
+                && let Some(loss) = step_loss(&result.outputs)
             {
                 loss_sum += loss;
                 loss_count += 1;
                 batch_logs.insert("loss", loss_sum / loss_count as f64);
             }
-            let item = TrainingItem::new(output.item, progress, Some(batch + 1), Some(lr));
-            state.interrupter.fail_on_error(
-                state
-                    .processor
-                    .process_train(LearnerEvent::ProcessedItem(item)),
-            );
+            for output in result.outputs {
+                let item =
+                    TrainingItem::new(output, progress.clone(), Some(step + 1), Some(lr.clone()));
+                state.interrupter.fail_on_error(
+                    state
+                        .processor
+                        .process_train(LearnerEvent::ProcessedItem(item)),
+                );
+            }
             dispatch(session, |callbacks, ctl| {
-                callbacks.on_train_batch_end(batch, &mut batch_logs, ctl)
+                callbacks.on_train_batch_end(step, &mut batch_logs, ctl)
             })?;
-            batch += 1;
+            step += 1;
             if session.state.should_stop() {
                 break;
             }
@@ -124,26 +171,93 @@ where
         );
         Ok(())
     }
-}
 
-/// Learns the number of batches per epoch from the loader's progress after
-/// the first batch (`items_total / items in that batch`, rounded up), so
-/// progress bars know it from the first epoch on, resumed epochs included.
-fn learn_steps_per_epoch<M: LearnerModel>(
-    session: &mut Session<'_, M>,
-    progress: burn::data::dataloader::Progress,
-    batches_read: usize,
-) {
-    let p = &mut session.state.progress;
-    if p.steps_per_epoch.is_none() && batches_read == 1 && progress.items_processed > 0 {
-        p.steps_per_epoch = Some(progress.items_total.div_ceil(progress.items_processed));
+    /// The forward and backward passes of one step, and its gradients.
+    fn forward_backward(
+        &self,
+        session: &mut Session<'_, M>,
+        items: Vec<Option<Input<M>>>,
+    ) -> Result<StepResult<M>> {
+        let state = &mut session.state;
+        let step_seed = self.seed.map(|seed| mix(seed, state.progress.global_step));
+        match &self.steps {
+            Steps::Single { device } => {
+                if let Some(seed) = step_seed {
+                    // Dropout & co. draw from a stream that depends only on
+                    // the step, so a resumed run draws what the
+                    // uninterrupted one did.
+                    device.seed(seed);
+                }
+                let item = items
+                    .into_iter()
+                    .next()
+                    .flatten()
+                    .expect("a single-device step has its batch");
+                let output = state.learner.train_step(item);
+                Ok(StepResult {
+                    grads: output.grads,
+                    outputs: vec![output.item],
+                })
+            }
+            Steps::Multi { workers, reduction } => {
+                let model = state.learner.model();
+                let outputs = workers.step(&model, items, step_seed).map_err(|message| {
+                    CallbackError::Runtime {
+                        callback: "multi-device training",
+                        message,
+                    }
+                })?;
+                let counts: Vec<Option<usize>> =
+                    outputs.iter().map(|(_, o)| o.item.batch_size()).collect();
+                let weights = weights(*reduction, &counts);
+                let (grads, outputs): (Vec<_>, Vec<_>) =
+                    outputs.into_iter().map(|(_, o)| (o.grads, o.item)).unzip();
+                Ok(StepResult {
+                    grads: combine(&model, grads, &weights),
+                    outputs,
+                })
+            }
+        }
     }
 }
 
-/// SplitMix64 of `seed` and `step`: a well-spread seed per step.
-fn mix(seed: u64, step: u64) -> u64 {
-    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The step's loss: each device's batch loss, weighted by its items.
+fn step_loss<O: BatchLoss>(outputs: &[O]) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut items = 0.0;
+    for output in outputs {
+        let n = output.batch_size().unwrap_or(1) as f64;
+        sum += output.batch_loss()? * n;
+        items += n;
+    }
+    (items > 0.0).then(|| sum / items)
+}
+
+/// The loaders' progress, summed over the devices' shards.
+fn progress_of<I>(iterators: &[Box<dyn DataLoaderIterator<I> + '_>]) -> Progress {
+    let mut total = Progress {
+        items_processed: 0,
+        items_total: 0,
+        unit: None,
+    };
+    for iterator in iterators {
+        let p = iterator.progress();
+        total.items_processed += p.items_processed;
+        total.items_total += p.items_total;
+    }
+    total
+}
+
+/// Learns the number of steps per epoch from the loaders' progress after
+/// the first step (`items_total / items in that step`, rounded up), so
+/// progress bars know it from the first epoch on, resumed epochs included.
+fn learn_steps_per_epoch<M: LearnerModel>(
+    session: &mut Session<'_, M>,
+    progress: &Progress,
+    steps_read: usize,
+) {
+    let p = &mut session.state.progress;
+    if p.steps_per_epoch.is_none() && steps_read == 1 && progress.items_processed > 0 {
+        p.steps_per_epoch = Some(progress.items_total.div_ceil(progress.items_processed));
+    }
 }

@@ -8,8 +8,8 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::Linear;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -50,6 +50,10 @@ impl Tiny {
     }
 
     pub fn classify(&self, batch: Batch) -> ClassificationOutput {
+        // A feature of 999 is a poisoned item: the step panics (to test how
+        // a failing device worker is reported).
+        let largest: f32 = batch.x.clone().max().into_scalar();
+        assert!(largest < 900.0, "poisoned item");
         let logits = self.linear.forward(batch.x);
         let loss = CrossEntropyLossConfig::new()
             .init(&logits.device())
@@ -118,6 +122,30 @@ pub fn items(n: usize, seed: u64) -> Vec<Item> {
 
 pub fn device() -> Device {
     FlexDevice.into()
+}
+
+/// Trains on `train` (batches of `batch`) with `callbacks`, starting from
+/// the same initial weights as [`train`]; validation is 8 items.
+pub fn train_items(
+    dir: &std::path::Path,
+    epochs: usize,
+    train: Vec<Item>,
+    batch: usize,
+    mut callbacks: Callbacks,
+) -> LearningResult<Tiny> {
+    let device = device().autodiff();
+    let lr = callbacks.lr_scheduler(1e-2);
+    SupervisedTraining::new(dir, loader(train, batch), loader(items(8, 2), 8))
+        .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .num_epochs(epochs)
+        .renderer(Box::new(CliMetricsRenderer::new()))
+        .with_application_logger(None)
+        .with_callbacks(callbacks.quiet(true))
+        .launch(Learner::new(
+            Tiny::new(&device),
+            AdamConfig::new().init(),
+            lr,
+        ))
 }
 
 pub fn loader(items: Vec<Item>, batch_size: usize) -> Arc<dyn DataLoader<Batch>> {
