@@ -170,6 +170,12 @@ pub struct TrainingConfig {
     pub workers: usize,
     /// Backend (`auto`, `wgpu`, `flex`, `ndarray`); `--backend` overrides it.
     pub backend: BackendChoice,
+    /// Metrics besides the loss, by Keras's names: `accuracy`,
+    /// `top_k_categorical_accuracy`, `precision`, `recall`, `f1_score`, `auc`
+    /// (classification), `mae`, `mse`, `rmse`, `r2_score` (regression).
+    /// Default: `["accuracy"]` for a classifier, none for a regressor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<String>>,
     /// Devices to train on (`--devices`): `["flex", "flex"]` for two workers
     /// on the CPU, `["wgpu:0", "wgpu:1"]` for two GPUs; empty: the backend's
     /// one device. `batch_size` is the batch of a step over all of them.
@@ -185,6 +191,7 @@ impl Default for TrainingConfig {
             seed: 42,
             workers: 2,
             backend: BackendChoice::Auto,
+            metrics: None,
             devices: Vec::new(),
         }
     }
@@ -202,8 +209,13 @@ pub struct OutputsConfig {
     pub histogram_freq: usize,
     /// `checkpoints/best.bpk`, the best model by `checkpoint_monitor`.
     pub checkpoint: bool,
-    /// The metric the default checkpoint follows.
+    /// The metric the default checkpoint follows (and the summary's "best"
+    /// and a sweep's ranking).
     pub checkpoint_monitor: String,
+    /// Whether lower (`min`) or higher (`max`) `checkpoint_monitor` is
+    /// better; `auto` looks the name up in Keras's table of metric
+    /// directions.
+    pub checkpoint_mode: String,
     /// `plots/` at the end of training.
     pub plots: bool,
     /// A progress line per epoch on the terminal.
@@ -218,6 +230,7 @@ impl Default for OutputsConfig {
             histogram_freq: 1,
             checkpoint: true,
             checkpoint_monitor: "val_loss".into(),
+            checkpoint_mode: "auto".into(),
             plots: true,
             progress: true,
         }
@@ -266,13 +279,21 @@ impl Config {
         })
     }
 
+    /// The metrics computed besides the loss (`[training] metrics`, or the
+    /// task's default).
+    pub fn metric_names(&self) -> Vec<String> {
+        match (&self.training.metrics, self.model.task()) {
+            (Some(names), _) => names.clone(),
+            (None, burnfit_models::Task::Classification) => vec!["accuracy".into()],
+            (None, _) => Vec::new(),
+        }
+    }
+
     /// The log keys a run of this config has at each epoch end: what a
     /// monitor or a checkpoint file name can refer to.
     pub fn produced_metrics(&self) -> Vec<String> {
         let mut train = vec!["loss".to_string()];
-        if self.model.task() == burnfit_models::Task::Classification {
-            train.push("accuracy".into());
-        }
+        train.extend(self.metric_names());
         let mut all: Vec<String> = train.iter().map(|k| format!("val_{k}")).collect();
         all.splice(0..0, train);
         all.push("learning_rate".into());
@@ -337,6 +358,36 @@ impl Config {
                     }
                 }
             }
+        }
+        let available: &[&str] = match self.model.task() {
+            burnfit_models::Task::Classification => crate::metrics::CLASSIFICATION,
+            _ => crate::metrics::REGRESSION,
+        };
+        let mut seen = Vec::new();
+        for name in self.metric_names() {
+            if !available.contains(&name.as_str()) {
+                let other = match self.model.task() {
+                    burnfit_models::Task::Classification => crate::metrics::REGRESSION,
+                    _ => crate::metrics::CLASSIFICATION,
+                };
+                let why = if other.contains(&name.as_str()) {
+                    format!("`{name}` is not a metric of this model's task")
+                } else {
+                    format!("unknown metric `{name}`")
+                };
+                let names: Vec<String> = available.iter().map(|n| n.to_string()).collect();
+                let suggestion = closest(&name, &names)
+                    .map(|m| format!("; did you mean `{m}`?"))
+                    .unwrap_or_default();
+                return Err(bad(
+                    "training.metrics",
+                    format!("{why}; use {}{suggestion}", available.join(", ")),
+                ));
+            }
+            if seen.contains(&name) {
+                return Err(bad("training.metrics", format!("`{name}` is listed twice")));
+            }
+            seen.push(name);
         }
         let metrics = self.produced_metrics();
         let known = |key: &str, name: &str| -> Result<(), CliError> {

@@ -9,6 +9,7 @@ mod eval;
 mod faults;
 mod interrupt;
 mod logging;
+mod metrics;
 mod report;
 mod resume;
 mod run_dir;
@@ -127,7 +128,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Validate { config, sets, data } => validate(&config, &sets, data.as_deref()),
         Command::Report { run_dir } => report::report_command(&run_dir),
         Command::Bench(args) => bench::bench_command(&args),
-        Command::Sweep(args) => sweep::sweep_command(&args).map(|_| ()),
+        Command::Sweep(args) => sweep::sweep_command(&args),
     }
 }
 

@@ -20,7 +20,6 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::Module;
-use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, LearnerModel, SupervisedTraining, TrainStep};
 use burnfit_callbacks::builtins::{
     BackupAndRestore, BackupAndRestoreConfig, CSVLogger, CallbackConfig, ModelCheckpoint,
@@ -332,8 +331,9 @@ pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
             let train = loader(ImageBatcher::default(), train, batch, workers);
             let valid = loader(ImageBatcher::default(), valid, batch, workers);
+            let names = config.metric_names();
             fit::<Classifier>(setup, run, model, train, valid, n_train, epoch, |t| {
-                t.metrics((AccuracyMetric::new(), LossMetric::new()))
+                crate::metrics::register_classification(t, &names)
             })
         }
         Data::Table { train, valid, .. } => {
@@ -347,8 +347,9 @@ pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
             let train = loader(RegressionBatcher, train, batch, workers);
             let valid = loader(RegressionBatcher, valid, batch, workers);
+            let names = config.metric_names();
             fit::<MlpRegressor>(setup, run, model, train, valid, n_train, epoch, |t| {
-                t.metrics((LossMetric::new(),))
+                crate::metrics::register_regression(t, &names)
             })
         }
     }
@@ -462,6 +463,7 @@ fn build_callbacks<M: Module + 'static>(
         let best = ModelCheckpointConfig {
             filepath: run.best_checkpoint().to_string_lossy().into_owned(),
             monitor: outputs.checkpoint_monitor.clone(),
+            mode: outputs.checkpoint_mode.clone(),
             save_best_only: true,
             save_weights_only: true,
             ..Default::default()
@@ -470,6 +472,7 @@ fn build_callbacks<M: Module + 'static>(
         let last = ModelCheckpointConfig {
             filepath: run.last_checkpoint().to_string_lossy().into_owned(),
             monitor: outputs.checkpoint_monitor.clone(),
+            mode: outputs.checkpoint_mode.clone(),
             save_best_only: false,
             save_weights_only: true,
             ..Default::default()
@@ -507,10 +510,11 @@ fn build_callbacks<M: Module + 'static>(
     Ok(callbacks)
 }
 
-/// The direction `monitor` is better in (Keras's `"auto"` rules), so that
-/// "best" means the same thing in the summary, the checkpoint and a sweep.
-pub fn monitor_direction(monitor: &str) -> Direction {
-    Monitor::new("burnfit", monitor, "auto", 0.0)
+/// The direction `monitor` is better in under `mode` (`"auto"`: Keras's
+/// table of metric directions), so that "best" means the same thing in the
+/// summary, the checkpoint, a sweep's ranking and its pruning.
+pub fn monitor_direction(monitor: &str, mode: &str) -> Direction {
+    Monitor::new("burnfit", monitor, mode, 0.0)
         .resolve()
         .unwrap_or(Direction::Min)
 }
@@ -635,7 +639,7 @@ fn summarize(
 ) -> Summary {
     let config = &setup.config;
     let monitor = config.outputs.checkpoint_monitor.clone();
-    let direction = monitor_direction(&monitor);
+    let direction = monitor_direction(&monitor, &config.outputs.checkpoint_mode);
     // Every epoch of the run, earlier processes included when resumed: the
     // CSV log has them all; this process's outcome has the ones it ran.
     let epochs: Vec<(usize, burnfit_callbacks::Logs)> =

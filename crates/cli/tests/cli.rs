@@ -798,6 +798,73 @@ fn regression_on_the_csv_table_trains_evaluates_and_predicts() {
     }
 }
 
+/// Regression metrics chosen in the config, monitored by a maximised one
+/// (R², no "acc" in its name): in the history, the summary and the plots,
+/// with the values the formulas give from the run's own numbers.
+#[test]
+fn regression_metrics_from_the_config_reach_every_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        "configs/table_regression.toml",
+        "--epochs",
+        "4",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--set",
+        "training.metrics=[\"mae\", \"mse\", \"rmse\", \"r2_score\"]",
+        "--set",
+        "outputs.checkpoint_monitor=\"val_r2_score\"",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let mut lines = history.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "epoch",
+            "learning_rate",
+            "loss",
+            "mae",
+            "mse",
+            "r2_score",
+            "rmse",
+            "val_loss",
+            "val_mae",
+            "val_mse",
+            "val_r2_score",
+            "val_rmse"
+        ]
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for row in &rows {
+        // The loss is the mean squared error; RMSE is its root.
+        assert!((row[col("val_mse")] - row[col("val_loss")]).abs() < 1e-3 * row[col("val_loss")]);
+        assert!(
+            (row[col("val_rmse")] - row[col("val_mse")].sqrt()).abs() < 1e-6 * row[col("val_rmse")]
+        );
+        assert!(row[col("val_r2_score")] <= 1.0);
+    }
+    let best = rows
+        .iter()
+        .map(|r| r[col("val_r2_score")])
+        .fold(f64::MIN, f64::max);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["best_value"].as_f64().unwrap(),
+        best,
+        "the highest R² is the best"
+    );
+    assert!(summary["final_metrics"]["val_mae"].as_f64().unwrap() > 0.0);
+    assert!(run.join("plots/training_curves.png").is_file());
+}
+
 /// A 4-trial grid sweep: leaderboard sorted by the monitored value, plots per
 /// trial, and an interrupted sweep resumed without rerunning finished trials.
 #[test]

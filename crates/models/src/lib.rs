@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod metrics;
 pub mod nets;
 
 pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};

@@ -8,6 +8,11 @@ use crate::logs::Logs;
 
 const NAME: &str = "MedianStopping";
 
+/// Where a [`MedianStopping`] reads the other trials' values, at each epoch
+/// end: for a sweep whose trials run in parallel (in other processes, on
+/// other machines), the trials completed so far, read from disk.
+pub type ReferenceSource = Box<dyn FnMut() -> Vec<Vec<f64>> + Send>;
+
 /// The median stopping rule (as in Optuna's `MedianPruner` and Google
 /// Vizier): at the end of epoch `k`, a trial whose monitored value is worse
 /// than the median of the earlier trials' values at epoch `k` is stopped.
@@ -23,11 +28,11 @@ const NAME: &str = "MedianStopping";
 /// assert!(rule.should_prune(1, 0.6));
 /// assert!(!rule.should_prune(1, 0.3));
 /// ```
-#[derive(Clone, Debug)]
 pub struct MedianStopping {
     monitor: String,
     maximize: bool,
     reference: Vec<Vec<f64>>,
+    source: Option<ReferenceSource>,
     /// Epochs during which nothing is pruned. Default 1.
     pub warmup_epochs: usize,
     /// Earlier trials needed at an epoch before pruning on it. Default 2.
@@ -54,9 +59,17 @@ impl MedianStopping {
             monitor,
             maximize,
             reference,
+            source: None,
             warmup_epochs: 1,
             min_trials: 2,
         })
+    }
+
+    /// Reads the reference afresh from `source` before each decision (the
+    /// trials completed when this epoch ends), instead of a fixed list.
+    pub fn with_reference_source(mut self, source: ReferenceSource) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The median of the earlier trials at `epoch`, if enough reached it.
@@ -107,6 +120,9 @@ impl Callback for MedianStopping {
         let Some(value) = logs.get(&self.monitor) else {
             return Ok(());
         };
+        if let Some(source) = &mut self.source {
+            self.reference = source();
+        }
         if self.should_prune(epoch, value) {
             let median = self.median_at(epoch).unwrap_or(f64::NAN);
             ctx.stop_training(format!(
@@ -119,9 +135,51 @@ impl Callback for MedianStopping {
     }
 }
 
+impl std::fmt::Debug for MedianStopping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(NAME)
+            .field("monitor", &self.monitor)
+            .field("maximize", &self.maximize)
+            .field("reference", &self.reference)
+            .field("source", &self.source.is_some())
+            .field("warmup_epochs", &self.warmup_epochs)
+            .field("min_trials", &self.min_trials)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_source_is_read_at_each_epoch_end() {
+        use crate::CallbackList;
+        use crate::testing::{Script, ScriptedControl, drive};
+        // Completed trials appear on disk while this one runs: none at
+        // epoch 0, two better ones by epoch 1.
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = calls.clone();
+        let rule = MedianStopping::new("val_loss", false, vec![])
+            .unwrap()
+            .with_reference_source(Box::new(move || {
+                match seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => vec![],
+                    _ => vec![vec![0.9, 0.5], vec![0.8, 0.4]],
+                }
+            }));
+        let mut list = CallbackList::new();
+        list.push(rule);
+        let script =
+            Script::from_epochs([0.95, 0.6, 0.5].map(|v| Logs::from_iter([("val_loss", v)])));
+        let trace = drive(&mut list, &mut ScriptedControl::new(0.1), &script);
+        assert_eq!(
+            trace.stop_epoch,
+            Some(1),
+            "pruned once the others are known"
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     fn rule(maximize: bool) -> MedianStopping {
         MedianStopping::new(

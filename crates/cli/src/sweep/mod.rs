@@ -1,0 +1,229 @@
+//! `burnfit sweep`: one training per hyperparameter combination, pruning,
+//! a leaderboard; in one process, in parallel processes (`--jobs`), or
+//! spread over machines by a job launcher (`--plan`, `--trial K`,
+//! `--collect`), with the sweep directory as the only store.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | `space` | the `--param` specs, the grid or the random draws |
+//! | `manifest` | `sweep.json`: the planned sweep, checked on every later use |
+//! | `trial` | one trial: lock, resume, pruning against completed trials |
+//! | `jobs` | `--jobs N`: child processes, one line per trial event |
+//! | `leaderboard` | `--collect`: every trial's status, the ranking |
+
+mod jobs;
+mod leaderboard;
+mod manifest;
+mod space;
+mod trial;
+
+use std::path::{Path, PathBuf};
+
+use manifest::Manifest;
+
+use crate::config::{BackendChoice, Config};
+use crate::error::{CliError, CliResult};
+
+/// Options of `burnfit sweep`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// The base config (not needed with --trial or --collect).
+    pub config: Option<PathBuf>,
+    /// A searched parameter: `key.path=[v1,v2,...]`, `key.path=loguniform(lo,hi)`
+    /// or `key.path=uniform(lo,hi)` (repeatable).
+    #[arg(long = "param", value_name = "KEY.PATH=VALUES")]
+    pub params: Vec<String>,
+    /// Draw this many random combinations instead of the full grid.
+    #[arg(long)]
+    pub random: Option<usize>,
+    /// Seed of the random draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run at most this many trials (the first ones) in this invocation.
+    #[arg(long)]
+    pub max_trials: Option<usize>,
+    /// The sweep directory (default runs/<config name>-sweep).
+    #[arg(long)]
+    pub sweep_dir: Option<PathBuf>,
+    /// Backend for every trial.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Override training.epochs for every trial.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Directory with the dataset files.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Turn off median-stopping pruning.
+    #[arg(long)]
+    pub no_pruning: bool,
+    /// Run this many trials at once, as child processes sharing the cores.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Devices for the trials: with --jobs, each running trial gets the next
+    /// one in turn (e.g. wgpu:0,wgpu:1); with --trial, that trial's --devices.
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
+    /// Only write the manifest and the numbered trial list, for a job launcher.
+    #[arg(long)]
+    pub plan: bool,
+    /// Run one trial of a planned sweep (with --sweep-dir); without a number,
+    /// from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "K", num_args = 0..=1, default_missing_value = "env")]
+    pub trial: Option<String>,
+    /// Report every trial's status and write the leaderboard (with --sweep-dir).
+    #[arg(long)]
+    pub collect: bool,
+}
+
+/// The variables job launchers number array tasks with.
+const TRIAL_VARIABLES: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"];
+
+/// `burnfit sweep`.
+pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
+    if args.jobs == 0 {
+        return Err(CliError::usage("--jobs 0: run at least 1 trial at a time"));
+    }
+    if let Some(trial) = &args.trial {
+        let dir = sweep_dir_required(args, "--trial")?;
+        let manifest = Manifest::read(&dir)?;
+        let index = trial_index(trial)?;
+        return match trial::run(&manifest, &dir, index, args.devices.clone())? {
+            trial::TrialEnd::AlreadyFinished => {
+                println!("trial {index}: already finished, not rerun");
+                Ok(())
+            }
+            trial::TrialEnd::Finished => Ok(()),
+        };
+    }
+    if args.collect {
+        let dir = sweep_dir_required(args, "--collect")?;
+        let manifest = Manifest::read(&dir)?;
+        leaderboard::collect(&manifest, &dir)?;
+        return Ok(());
+    }
+    let config = args.config.as_deref().ok_or_else(|| {
+        CliError::usage(
+            "sweep: give the base config (burnfit sweep CONFIG --param …), or --sweep-dir with \
+             --trial or --collect",
+        )
+    })?;
+    let manifest = Manifest::plan(args, config)?;
+    let dir = match &args.sweep_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let name = Config::load(config, &[])?.run_name(config);
+            PathBuf::from("runs").join(format!("{name}-sweep"))
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        CliError::usage(format!(
+            "{}: cannot create the sweep directory: {e}",
+            dir.display()
+        ))
+    })?;
+    manifest.store(&dir)?;
+    if args.plan {
+        print!("{}", manifest.trial_list());
+        println!(
+            "sweep: planned in {}; run trial K with `burnfit sweep --sweep-dir {} --trial K` \
+             (K from 0 to {}), then `--collect`",
+            dir.display(),
+            dir.display(),
+            manifest.trials.len().saturating_sub(1)
+        );
+        return Ok(());
+    }
+    let count = args
+        .max_trials
+        .map_or(manifest.trials.len(), |max| max.min(manifest.trials.len()));
+    let indices: Vec<usize> = (0..count).collect();
+    println!(
+        "burnfit sweep: {} trials in {}, ranked by {}",
+        count,
+        dir.display(),
+        manifest.monitor
+    );
+    if args.jobs == 1 {
+        run_in_turn(&manifest, &dir, &indices, args.devices.clone())?;
+    } else {
+        let devices: Vec<String> = args
+            .devices
+            .as_deref()
+            .map(|d| d.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default();
+        let tally = jobs::run_parallel(&manifest, &dir, &indices, args.jobs, &devices)?;
+        if tally.failed > 0 {
+            leaderboard::collect(&manifest, &dir)?;
+            return Err(CliError::failed(format!(
+                "{} of {count} trials did not finish (see {}/logs); run the sweep again to \
+                 resume them",
+                tally.failed,
+                dir.display()
+            )));
+        }
+    }
+    leaderboard::collect(&manifest, &dir)?;
+    Ok(())
+}
+
+/// The trials in this process, one after the other (the reproducible way:
+/// each trial is pruned against exactly the trials before it).
+fn run_in_turn(
+    manifest: &Manifest,
+    dir: &Path,
+    indices: &[usize],
+    devices: Option<String>,
+) -> CliResult<()> {
+    let mut tally = jobs::Tally::default();
+    for &index in indices {
+        let started = std::time::Instant::now();
+        let params = manifest::sets(&manifest.params(index));
+        println!("trial {index}: {}", params.join(" "));
+        match trial::run(manifest, dir, index, devices.clone())? {
+            trial::TrialEnd::AlreadyFinished => {
+                println!("trial {index}: already finished, not rerun");
+            }
+            trial::TrialEnd::Finished => {
+                jobs::report(
+                    manifest,
+                    dir,
+                    index,
+                    started.elapsed().as_secs_f64(),
+                    &mut tally,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sweep_dir_required(args: &SweepArgs, flag: &str) -> CliResult<PathBuf> {
+    args.sweep_dir.clone().ok_or_else(|| {
+        CliError::usage(format!(
+            "{flag} needs --sweep-dir DIR: the directory of a planned sweep"
+        ))
+    })
+}
+
+/// `--trial K`, or the job launcher's task number.
+fn trial_index(value: &str) -> CliResult<usize> {
+    if value != "env" {
+        return value.parse().map_err(|_| {
+            CliError::usage(format!(
+                "--trial {value}: expected a trial number (0, 1, …)"
+            ))
+        });
+    }
+    for variable in TRIAL_VARIABLES {
+        if let Ok(raw) = std::env::var(variable) {
+            return raw.trim().parse().map_err(|_| {
+                CliError::usage(format!("{variable}={raw}: expected a trial number"))
+            });
+        }
+    }
+    Err(CliError::usage(format!(
+        "--trial without a number takes it from {}, and neither is set",
+        TRIAL_VARIABLES.join(" or ")
+    )))
+}

@@ -1,0 +1,343 @@
+//! Sweeps past one process: `--jobs`, `--plan` / `--trial` / `--collect`
+//! with the sweep directory as the only store, locks, resumed trials,
+//! maximised metrics, and the refusals.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn burnfit(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_burnfit"));
+    cmd.args(args).current_dir(repo());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// An MLP on 500 subset images, `extra` appended (TOML).
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("base.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "sweep"
+[model]
+kind = "mlp"
+hidden = [16]
+[data]
+kind = "fashion_mnist"
+dir = "{}"
+validation_split = 0.2
+limit_train = 500
+limit_test = 100
+[training]
+epochs = 3
+batch_size = 50
+backend = "flex"
+[outputs]
+tensorboard = false
+plots = false
+progress = false
+{extra}"#,
+            repo().join("data/fashion-mnist-subset").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn sweep(config: &Path, dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "sweep",
+        config.to_str().unwrap(),
+        "--param",
+        "optimizer.lr=[3e-3, 1e-3]",
+        "--param",
+        "training.batch_size=[25, 50]",
+        "--sweep-dir",
+        dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    burnfit(&args, &[])
+}
+
+fn leaderboard(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("leaderboard.csv")).unwrap()
+}
+
+#[test]
+fn two_jobs_give_the_leaderboard_of_one_job_without_pruning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let one = tmp.path().join("one");
+    let out = sweep(&config, &one, &["--no-pruning"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let two = tmp.path().join("two");
+    let out = sweep(&config, &two, &["--no-pruning", "--jobs", "2"]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert_eq!(leaderboard(&two), leaderboard(&one));
+    assert_eq!(leaderboard(&one).lines().count(), 5, "header + 4 trials");
+    // One line per trial event, and a progress line.
+    for trial in 0..4 {
+        assert_eq!(
+            printed.matches(&format!("trial {trial}: started")).count(),
+            1,
+            "{printed}"
+        );
+        assert!(
+            printed.contains(&format!("trial {trial}: finished 3 epochs")),
+            "{printed}"
+        );
+    }
+    assert!(
+        printed.contains("sweep: 4/4 done (0 pruned, 0 failed), 0 running"),
+        "{printed}"
+    );
+    assert!(two.join("logs/trial-003.log").is_file());
+    assert!(
+        !printed.contains("Epoch 1/3"),
+        "the trials' own output goes to their logs: {printed}"
+    );
+}
+
+#[test]
+fn planned_trials_run_in_separate_processes_locked_resumed_and_collected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let dir = tmp.path().join("planned");
+    // No pruning: trial 2 must live long enough to be killed.
+    let out = sweep(&config, &dir, &["--plan", "--no-pruning"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.join("sweep.json").is_file());
+    let list = std::fs::read_to_string(dir.join("trials.md")).unwrap();
+    assert!(
+        list.contains("| 3 | optimizer.lr=0.001 training.batch_size=50 |"),
+        "{list}"
+    );
+    let d = dir.to_str().unwrap();
+
+    // Trials 0 and 1 at the same time, as two launcher tasks would.
+    let spawn = |trial: &str, variable: &str| {
+        Command::new(env!("CARGO_BIN_EXE_burnfit"))
+            .args(["sweep", "--sweep-dir", d, "--trial"])
+            .env(variable, trial)
+            .current_dir(repo())
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn("0", "SLURM_ARRAY_TASK_ID").unwrap());
+        let b = s.spawn(|| spawn("1", "JOB_COMPLETION_INDEX").unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+
+    // A duplicate of a running trial is refused by its lock.
+    let trial2 = dir.join("trial-002");
+    std::fs::create_dir_all(&trial2).unwrap();
+    let lock = std::fs::File::create(trial2.join(".lock")).unwrap();
+    lock.try_lock().unwrap();
+    let out = burnfit(&["sweep", "--sweep-dir", d, "--trial", "2"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already running"), "{}", text(&out));
+    let out = burnfit(&["sweep", "--sweep-dir", d, "--collect"], &[]);
+    assert!(text(&out).contains("sweep: running: 2"), "{}", text(&out));
+    drop(lock);
+
+    // Trial 2 killed in its second epoch; the next --trial 2 resumes it.
+    let out = burnfit(
+        &["sweep", "--sweep-dir", d, "--trial", "2"],
+        &[("BURNFIT_ABORT_AT_STEP", "20")],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let out = burnfit(&["sweep", "--sweep-dir", d, "--collect"], &[]);
+    let printed = text(&out);
+    assert!(
+        printed.contains("sweep: 2 of 4 trials finished"),
+        "{printed}"
+    );
+    assert!(printed.contains("interrupted (resumable): 2"), "{printed}");
+    assert!(printed.contains("missing: 3"), "{printed}");
+    let out = burnfit(&["sweep", "--sweep-dir", d, "--trial", "2"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Resuming from"), "{}", text(&out));
+    let out = burnfit(&["sweep", "--sweep-dir", d, "--trial", "2"], &[]);
+    assert!(
+        text(&out).contains("already finished, not rerun"),
+        "{}",
+        text(&out)
+    );
+
+    let out = burnfit(&["sweep", "--sweep-dir", d, "--collect"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let board = leaderboard(&dir);
+    let trials: Vec<&str> = board
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    let mut sorted = trials.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["0", "1", "2"], "each finished trial once: {board}");
+}
+
+#[test]
+fn a_maximised_metric_sorts_the_leaderboard_descending_and_prunes_the_worse_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    // val_precision: maximised, with no "acc" in its name.
+    let text_config = std::fs::read_to_string(&config).unwrap().replace(
+        "backend = \"flex\"",
+        "backend = \"flex\"\nmetrics = [\"precision\"]",
+    ) + "checkpoint_monitor = \"val_precision\"\n";
+    std::fs::write(&config, text_config).unwrap();
+    let dir = tmp.path().join("max");
+    // Two good learning rates first, then one that barely moves.
+    let out = burnfit(
+        &[
+            "sweep",
+            config.to_str().unwrap(),
+            "--param",
+            "optimizer.lr=[3e-3, 2e-3, 1e-7]",
+            "--sweep-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    let board = leaderboard(&dir);
+    let rows: Vec<Vec<&str>> = board
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let best: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(best.windows(2).all(|w| w[0] >= w[1]), "descending: {board}");
+    assert!(
+        board.starts_with("rank,trial,optimizer.lr,best_val_precision,"),
+        "{board}"
+    );
+    let pruned: Vec<(&str, &str)> = rows.iter().map(|r| (r[1], r[6])).collect();
+    assert!(
+        pruned.contains(&("2", "true")),
+        "the tiny rate is pruned: {board}"
+    );
+    assert!(
+        pruned.contains(&("0", "false")) && pruned.contains(&("1", "false")),
+        "{board}"
+    );
+    assert!(
+        printed.contains("trial 2: pruned after epoch 1"),
+        "{printed}"
+    );
+    // And the trial's own summary takes the highest value as the best.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("trial-000/summary.json")).unwrap())
+            .unwrap();
+    let history = std::fs::read_to_string(dir.join("trial-000/history.csv")).unwrap();
+    let header: Vec<&str> = history.lines().next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "val_precision").unwrap();
+    let highest = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(column).unwrap().parse::<f64>().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert_eq!(summary["best_value"].as_f64().unwrap(), highest);
+}
+
+#[test]
+fn sweep_mistakes_get_one_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let dir = tmp.path().join("s");
+    let out = sweep(&config, &dir, &["--plan"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let d = dir.to_str().unwrap();
+    let one_line = |out: &Output, words: &[&str]| {
+        let printed = text(out);
+        assert_eq!(out.status.code(), Some(2), "{printed}");
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+        assert!(printed.starts_with("error: "), "{printed}");
+        for word in words {
+            assert!(printed.contains(word), "`{word}` in {printed}");
+        }
+    };
+    one_line(
+        &burnfit(&["sweep", "--sweep-dir", d, "--trial", "4"], &[]),
+        &["--trial 4", "4 trials, numbered 0 to 3"],
+    );
+    // The config changed since the sweep was planned.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("epochs = 3", "epochs = 4"),
+    )
+    .unwrap();
+    one_line(
+        &sweep(&config, &dir, &[]),
+        &["belongs to another sweep", "config differs"],
+    );
+    // Another sweep's parameters on the same directory.
+    let other = burnfit(
+        &[
+            "sweep",
+            config.to_str().unwrap(),
+            "--param",
+            "optimizer.lr=[0.1]",
+            "--sweep-dir",
+            d,
+        ],
+        &[],
+    );
+    one_line(&other, &["belongs to another sweep"]);
+    // A directory that is no sweep.
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("notes.txt"), "mine").unwrap();
+    one_line(&sweep(&config, &plain, &[]), &["not a sweep directory"]);
+    one_line(
+        &burnfit(
+            &["sweep", "--sweep-dir", plain.to_str().unwrap(), "--collect"],
+            &[],
+        ),
+        &["not a planned sweep"],
+    );
+    // An unknown metric name in the config.
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "backend = \"flex\"",
+            "backend = \"flex\"\nmetrics = [\"precison\"]",
+        ),
+    )
+    .unwrap();
+    one_line(
+        &sweep(&bad, &tmp.path().join("s2"), &[]),
+        &["training.metrics", "did you mean `precision`"],
+    );
+    // --trial with no number and no launcher variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(["sweep", "--sweep-dir", d, "--trial"])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    one_line(&out, &["SLURM_ARRAY_TASK_ID"]);
+}
