@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod averaging;
 pub mod engine;
 
 #[cfg(feature = "tensorboard")]
@@ -24,8 +25,8 @@ pub use burnfit_core::tensorboard;
 #[cfg(feature = "testing")]
 pub use burnfit_core::testing;
 pub use burnfit_core::{
-    Callback, CallbackError, CallbackList, Context, Logs, Message, ModelSnapshot, Progress, Result,
-    SaveContent, TrainEnd, TrainingControl, atomic, builtins, checkpoint_file, error, monitor,
-    writer,
+    Callback, CallbackError, CallbackList, Context, FixedGradients, GradientView, Logs, Message,
+    ModelSnapshot, ParamInfo, ParamRead, Progress, Result, SaveContent, TrainEnd, TrainingControl,
+    TrainingSnapshot, atomic, builtins, checkpoint_file, error, monitor, writer,
 };
 pub use engine::{BatchLoss, CallbackLr, Callbacks, FitOutcome, WithCallbacks};

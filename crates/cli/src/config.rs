@@ -122,6 +122,14 @@ pub struct OptimizerConfig {
     pub clip_norm: Option<f32>,
     /// Clip each gradient value to ±this.
     pub clip_value: Option<f32>,
+    /// Keep an exponential moving average of the weights (Keras's
+    /// `use_ema`); the model ends training with the average.
+    pub use_ema: bool,
+    /// The average's momentum (Keras's `ema_momentum`).
+    pub ema_momentum: f64,
+    /// Copy the average into the model every this many steps (Keras's
+    /// `ema_overwrite_frequency`; default: only at the end).
+    pub ema_overwrite_frequency: Option<usize>,
 }
 
 impl Default for OptimizerConfig {
@@ -137,6 +145,9 @@ impl Default for OptimizerConfig {
             epsilon: 1e-7,
             clip_norm: None,
             clip_value: None,
+            use_ema: false,
+            ema_momentum: 0.99,
+            ema_overwrite_frequency: None,
         }
     }
 }
@@ -317,6 +328,21 @@ impl Config {
                 format!("must be a positive number, got {}", self.optimizer.lr),
             ));
         }
+        if !(0.0..=1.0).contains(&self.optimizer.ema_momentum) {
+            return Err(bad(
+                "optimizer.ema_momentum",
+                format!(
+                    "must be between 0 and 1, got {}",
+                    self.optimizer.ema_momentum
+                ),
+            ));
+        }
+        if self.optimizer.ema_overwrite_frequency == Some(0) {
+            return Err(bad(
+                "optimizer.ema_overwrite_frequency",
+                "must be at least 1 (or left out: overwrite only at the end)".into(),
+            ));
+        }
         if let Err(e) = self.model.validate() {
             return Err(bad("model", e.to_string()));
         }
@@ -440,8 +466,20 @@ impl Config {
                     with_suggestion(&message),
                 ));
             }
-            if let Err(e) = callback.build() {
-                return Err(bad(&format!("callbacks[{index}]"), e.to_string()));
+            let built = match callback {
+                CallbackConfig::SwapEMAWeights(_) if !self.optimizer.use_ema => Err(
+                    "SwapEMAWeights swaps in the optimizer's moving average: set \
+                     `use_ema = true` in [optimizer]"
+                        .to_string(),
+                ),
+                CallbackConfig::SwapEMAWeights(_) => Ok(()),
+                CallbackConfig::StochasticWeightAveraging(c) => {
+                    c.validate().map_err(|e| e.to_string())
+                }
+                other => other.build().map(drop).map_err(|e| e.to_string()),
+            };
+            if let Err(e) = built {
+                return Err(bad(&format!("callbacks[{index}]"), e));
             }
             if let Some((monitor, _mode)) = callback.monitor() {
                 known(&format!("callbacks[{index}].monitor"), monitor)?;

@@ -32,12 +32,13 @@ fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
     let (path, ours) = match which {
         "best" => (run.best_checkpoint(), true),
         "last" => (run.last_checkpoint(), true),
+        "final" => (run.final_checkpoint(), true),
         other => (PathBuf::from(other), false),
     };
     let bytes = std::fs::read(&path).map_err(|e| {
         CliError::usage(format!(
-            "{}: no such checkpoint ({e}; use --checkpoint best|last|PATH; the run may have \
-             stopped before its first checkpoint)",
+            "{}: no such checkpoint ({e}; use --checkpoint best|last|final|PATH; the run may \
+             have stopped before its first checkpoint, and only weight averaging writes final)",
             path.display()
         ))
     })?;

@@ -9,6 +9,7 @@ mod eval;
 mod faults;
 mod interrupt;
 mod logging;
+mod lr_find;
 mod metrics;
 mod report;
 mod resume;
@@ -73,7 +74,8 @@ enum Command {
     Eval {
         /// The run directory.
         run_dir: PathBuf,
-        /// Which checkpoint: best or last.
+        /// Which checkpoint: best, last, final (the averaged weights of a
+        /// run with EMA or SWA) or a path.
         #[arg(long, default_value = "best")]
         checkpoint: String,
         /// Backend for evaluation.
@@ -110,6 +112,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Hyperparameter search: one training per combination, pruning, leaderboard.
     Sweep(sweep::SweepArgs),
+    /// Learning-rate range test: loss by rate (plot and table) and a suggested rate.
+    LrFind(lr_find::LrFindArgs),
 }
 
 fn run(cli: Cli) -> CliResult<()> {
@@ -129,6 +133,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Report { run_dir } => report::report_command(&run_dir),
         Command::Bench(args) => bench::bench_command(&args),
         Command::Sweep(args) => sweep::sweep_command(&args),
+        Command::LrFind(args) => lr_find::lr_find_command(&args),
     }
 }
 

@@ -130,7 +130,7 @@ pub fn render_plots_marked(run: &RunDir, interrupted_at: Option<f64>) -> CliResu
         resumes: resume_positions(run),
         interrupted_at,
     };
-    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    register_font();
     let dir = run.plots();
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
@@ -459,7 +459,13 @@ where
     Ok(())
 }
 
-fn bounds(values: &[f64]) -> (f64, f64) {
+/// Makes the bundled font the plots' `sans-serif`.
+pub(crate) fn register_font() {
+    let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+}
+
+/// `(low, high)` of `values`, padded by 8%.
+pub(crate) fn bounds(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {
         return (0.0, 1.0);
     }

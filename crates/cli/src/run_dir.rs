@@ -170,6 +170,12 @@ impl RunDir {
     pub fn last_checkpoint(&self) -> PathBuf {
         self.checkpoints().join("last.bpk")
     }
+    /// `checkpoints/final.bpk`: the weights training ended with, when weight
+    /// averaging (EMA, SWA) put an average into the model after the last
+    /// epoch's checkpoint.
+    pub fn final_checkpoint(&self) -> PathBuf {
+        self.checkpoints().join("final.bpk")
+    }
     /// `plots/`.
     pub fn plots(&self) -> PathBuf {
         self.root.join("plots")

@@ -20,14 +20,15 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::Module;
-use burn::train::{Learner, LearnerModel, SupervisedTraining, TrainStep};
+use burn::train::{InferenceStep, Learner, LearnerModel, SupervisedTraining, TrainStep};
+use burnfit_callbacks::averaging::{EmaConfig, ExponentialMovingAverage, build_callback};
 use burnfit_callbacks::builtins::{
     BackupAndRestore, BackupAndRestoreConfig, CSVLogger, CallbackConfig, ModelCheckpoint,
     ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig,
 };
 use burnfit_callbacks::engine::{BatchLoss, FitOutcome, param_values_of};
 use burnfit_callbacks::monitor::{Direction, Monitor};
-use burnfit_callbacks::tensorboard::{HParamValue, TensorBoard};
+use burnfit_callbacks::tensorboard::{GradientNormMonitorConfig, HParamValue, TensorBoard};
 use burnfit_callbacks::{Callback, Callbacks, TrainEnd, WithCallbacks};
 use burnfit_models::Classifier;
 use burnfit_models::data::{ImageBatcher, RegressionBatcher};
@@ -397,7 +398,7 @@ fn rebase_paths(callback: &CallbackConfig, root: &Path) -> CliResult<CallbackCon
     let mut value = toml::Value::try_from(callback)
         .map_err(|e| CliError::failed(format!("callback config: {e}")))?;
     if let toml::Value::Table(table) = &mut value {
-        for key in ["filepath", "filename", "log_dir", "backup_dir"] {
+        for key in ["filepath", "filename", "log_dir", "backup_dir", "dirpath"] {
             if let Some(toml::Value::String(path)) = table.get_mut(key)
                 && Path::new(path.as_str()).is_relative()
             {
@@ -451,12 +452,31 @@ fn build_callbacks<M: Module + 'static>(
         delete_checkpoint: false,
         ..backup
     })?);
+    let ema = if config.optimizer.use_ema {
+        let ema = ExponentialMovingAverage::<M>::new(EmaConfig {
+            momentum: config.optimizer.ema_momentum,
+            overwrite_frequency: config.optimizer.ema_overwrite_frequency,
+        })?;
+        let weights = ema.weights();
+        callbacks.push(ema);
+        Some(weights)
+    } else {
+        None
+    };
     for callback in &config.callbacks {
-        if matches!(callback, CallbackConfig::BackupAndRestore(_)) {
-            continue;
-        }
-        let callback = rebase_paths(callback, &run.root)?;
-        callbacks.push_boxed(callback.build()?);
+        let callback = match callback {
+            CallbackConfig::BackupAndRestore(_) => continue,
+            // Gradient norms go next to the run's other TensorBoard
+            // scalars unless the config says where.
+            CallbackConfig::GradientNormMonitor(c) if c.log_dir == Path::new("logs") => {
+                CallbackConfig::GradientNormMonitor(GradientNormMonitorConfig {
+                    log_dir: run.tensorboard(),
+                    ..c.clone()
+                })
+            }
+            other => rebase_paths(other, &run.root)?,
+        };
+        callbacks.push_boxed(build_callback::<M>(&callback, ema.as_ref())?);
     }
     let outputs = &config.outputs;
     if outputs.checkpoint {
@@ -533,6 +553,7 @@ fn fit<M>(
 where
     M: LearnerModel,
     <M as TrainStep>::Output: BatchLoss,
+    <M as InferenceStep>::Output: BatchLoss,
 {
     let config = &setup.config;
     let mut callbacks = build_callbacks::<M>(setup, run, epoch)?;
@@ -588,6 +609,13 @@ where
             at: interrupted_at(&outcome),
         });
     }
+    if averages_weights(config) {
+        // The model ends with an average put in after the last epoch's
+        // checkpoint: keep it too.
+        let encode = burnfit_callbacks::engine::encode_module_record(result.model.into_record());
+        let bytes = encode().map_err(|e| CliError::failed(format!("final weights: {e}")))?;
+        burnfit_callbacks::atomic::write_atomic(&run.final_checkpoint(), &bytes)?;
+    }
     let summary = summarize(setup, run, &outcome, wall, n_train, &memory);
     run.write_summary(&summary)?;
     // The run is finished and says so: only now may its backups go.
@@ -604,6 +632,15 @@ where
         eprintln!("warning: plots: {}", e.message());
     }
     Ok(Ended::Finished(Box::new(summary)))
+}
+
+/// Whether a callback puts averaged weights into the model at train end.
+fn averages_weights(config: &Config) -> bool {
+    config.optimizer.use_ema
+        || config
+            .callbacks
+            .iter()
+            .any(|c| matches!(c, CallbackConfig::StochasticWeightAveraging(_)))
 }
 
 /// The backups of the run, newest first.

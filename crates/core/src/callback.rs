@@ -1,7 +1,8 @@
 //! The [`Callback`] trait: Keras's hooks, each a no-op by default.
 
-use crate::context::Context;
+use crate::context::{Context, ModelSnapshot};
 use crate::error::Result;
+use crate::gradients::GradientView;
 use crate::logs::Logs;
 
 /// A training callback. Every hook has a default that does nothing, so a
@@ -104,6 +105,65 @@ pub trait Callback: Send {
         false
     }
 
+    /// Whether this callback wants every metric in the batch logs (the
+    /// running mean of the epoch so far, as Keras's batch logs hold), not
+    /// only `loss`. Waiting for the metrics costs a round trip to Burn's
+    /// metric thread per batch, so it is opt-in. Defaults to `false`.
+    fn wants_batch_metrics(&self) -> bool {
+        false
+    }
+
+    /// Whether this callback reads gradients in
+    /// [`Callback::on_after_backward`] / [`Callback::on_before_optimizer_step`]
+    /// (opt-in, like batch logs: the loop calls those hooks only when a
+    /// callback says yes). Defaults to `false`.
+    fn wants_gradients(&self) -> bool {
+        false
+    }
+
+    /// Called after each batch's backward pass (on several devices, once
+    /// per step with the combined gradients), before gradient accumulation
+    /// and the optimizer step. Only if [`Callback::wants_gradients`].
+    fn on_after_backward(
+        &mut self,
+        _batch: usize,
+        _grads: &dyn GradientView,
+        _ctx: &mut Context,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called right before each optimizer step with the gradients it will
+    /// apply (accumulated, if Burn accumulates); `ctx.skip_optimizer_step()`
+    /// skips it. Only if [`Callback::wants_gradients`].
+    fn on_before_optimizer_step(
+        &mut self,
+        _batch: usize,
+        _grads: &dyn GradientView,
+        _ctx: &mut Context,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called when training is ending with an error (a hook's, a device's,
+    /// a write's), before the error is returned: the last chance to save
+    /// something. Errors returned here are ignored.
+    fn on_exception(&mut self, _error: &str, _ctx: &mut Context) -> Result<()> {
+        Ok(())
+    }
+
+    /// Models this callback keeps (best weights, an average), to be saved
+    /// with a backup next to [`Callback::state`] and given back to
+    /// [`Callback::load_state_models`] on resume. Defaults to none.
+    fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
+        Vec::new()
+    }
+
+    /// Restores the models returned earlier by [`Callback::state_models`].
+    fn load_state_models(&mut self, _models: Vec<(String, ModelSnapshot)>) -> Result<()> {
+        Ok(())
+    }
+
     /// This callback's state, to be saved with a backup and given back to
     /// [`Callback::load_state`] on resume. `None` (the default) means stateless.
     fn state(&self) -> Result<Option<serde_json::Value>> {
@@ -167,6 +227,37 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
     }
     fn wants_batch_logs(&self) -> bool {
         (**self).wants_batch_logs()
+    }
+    fn wants_gradients(&self) -> bool {
+        (**self).wants_gradients()
+    }
+    fn wants_batch_metrics(&self) -> bool {
+        (**self).wants_batch_metrics()
+    }
+    fn on_after_backward(
+        &mut self,
+        batch: usize,
+        grads: &dyn GradientView,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        (**self).on_after_backward(batch, grads, ctx)
+    }
+    fn on_before_optimizer_step(
+        &mut self,
+        batch: usize,
+        grads: &dyn GradientView,
+        ctx: &mut Context,
+    ) -> Result<()> {
+        (**self).on_before_optimizer_step(batch, grads, ctx)
+    }
+    fn on_exception(&mut self, error: &str, ctx: &mut Context) -> Result<()> {
+        (**self).on_exception(error, ctx)
+    }
+    fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
+        (**self).state_models()
+    }
+    fn load_state_models(&mut self, models: Vec<(String, ModelSnapshot)>) -> Result<()> {
+        (**self).load_state_models(models)
     }
     fn state(&self) -> Result<Option<serde_json::Value>> {
         (**self).state()

@@ -110,6 +110,35 @@ pub trait TrainingControl {
     fn train_end(&self) -> Option<TrainEnd> {
         None
     }
+    /// Skips the optimizer step about to be taken (only from
+    /// `on_before_optimizer_step`).
+    fn skip_optimizer_step(&mut self) -> Result<()> {
+        Err(CallbackError::Unsupported(
+            "skip_optimizer_step: only from on_before_optimizer_step, in a loop that has one"
+                .into(),
+        ))
+    }
+    /// The whole training state (model, optimizer, scheduler), to put back
+    /// later with [`TrainingControl::restore_training`].
+    fn snapshot_training(&mut self) -> Result<TrainingSnapshot> {
+        Err(CallbackError::Unsupported(
+            "this training loop cannot snapshot its state".into(),
+        ))
+    }
+    /// Puts back a state taken with [`TrainingControl::snapshot_training`].
+    fn restore_training(&mut self, _snapshot: &TrainingSnapshot) -> Result<()> {
+        Err(CallbackError::Unsupported(
+            "this training loop cannot restore a state".into(),
+        ))
+    }
+    /// Recomputes BatchNorm running statistics with a pass over the
+    /// training data in training mode, without changing any weight (after
+    /// weights were replaced by an average).
+    fn update_batch_norm(&mut self) -> Result<()> {
+        Err(CallbackError::Unsupported(
+            "this training loop cannot update BatchNorm statistics".into(),
+        ))
+    }
     /// Asks for a full backup (model, optimizer, scheduler, every callback's
     /// state, position in the data) to be written atomically to `path` once
     /// the current hook has run on every callback, so the states are current.
@@ -126,7 +155,38 @@ pub trait TrainingControl {
 pub struct ModelSnapshot {
     model: Box<dyn Any + Send>,
     clone: fn(&(dyn Any + Send)) -> Box<dyn Any + Send>,
+    params: Option<ParamsFn>,
 }
+
+/// One parameter of a model, as [`ModelSnapshot::params`] lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamInfo {
+    /// Its path in the model, segments joined with `/` (`conv1/weight`).
+    pub path: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, flattened, when asked for ([`ParamRead::Values`]).
+    pub values: Option<Vec<f32>>,
+}
+
+impl ParamInfo {
+    /// The number of scalars it holds.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// How much of each parameter [`ModelSnapshot::params`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamRead {
+    /// Paths and shapes only (no device read).
+    Shapes,
+    /// Paths, shapes and values (waits for the device and copies every value).
+    Values,
+}
+
+/// Lists the parameters of the model a snapshot holds.
+pub type ParamsFn = fn(&(dyn Any + Send), ParamRead) -> Vec<ParamInfo>;
 
 impl ModelSnapshot {
     /// Wraps a model of any clonable type.
@@ -142,7 +202,21 @@ impl ModelSnapshot {
         Self {
             model: Box::new(model),
             clone: clone::<M>,
+            params: None,
         }
+    }
+
+    /// Adds the way to list the model's parameters (the Burn glue adds it
+    /// to every snapshot it takes, so weight histograms and parameter
+    /// tables work for any model).
+    pub fn with_params(mut self, params: ParamsFn) -> Self {
+        self.params = Some(params);
+        self
+    }
+
+    /// The model's parameters, if the snapshot knows how to list them.
+    pub fn params(&self, read: ParamRead) -> Option<Vec<ParamInfo>> {
+        self.params.map(|list| list(self.model.as_ref(), read))
     }
 
     /// The model, if it is an `M`.
@@ -157,6 +231,7 @@ impl ModelSnapshot {
             Err(model) => Err(Self {
                 model,
                 clone: self.clone,
+                params: self.params,
             }),
         }
     }
@@ -167,6 +242,7 @@ impl Clone for ModelSnapshot {
         Self {
             model: (self.clone)(self.model.as_ref()),
             clone: self.clone,
+            params: self.params,
         }
     }
 }
@@ -174,6 +250,29 @@ impl Clone for ModelSnapshot {
 impl std::fmt::Debug for ModelSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ModelSnapshot(..)")
+    }
+}
+
+/// The whole training state at some step (model, optimizer, learning-rate
+/// scheduler), opaque: taken with [`Context::snapshot_training`], put back
+/// with [`Context::restore_training`].
+pub struct TrainingSnapshot(Box<dyn Any + Send>);
+
+impl TrainingSnapshot {
+    /// Wraps the loop's own representation.
+    pub fn new<T: Send + 'static>(state: T) -> Self {
+        Self(Box::new(state))
+    }
+
+    /// The loop's representation, if it is a `T`.
+    pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for TrainingSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrainingSnapshot(..)")
     }
 }
 
@@ -292,6 +391,27 @@ impl<'a> Context<'a> {
     /// Why training ended, in `on_train_end` (`None` before).
     pub fn train_end(&self) -> Option<TrainEnd> {
         self.control.train_end()
+    }
+
+    /// Skips the optimizer step about to be taken (from
+    /// `on_before_optimizer_step`).
+    pub fn skip_optimizer_step(&mut self) -> Result<()> {
+        self.control.skip_optimizer_step()
+    }
+
+    /// The whole training state (model, optimizer, scheduler).
+    pub fn snapshot_training(&mut self) -> Result<TrainingSnapshot> {
+        self.control.snapshot_training()
+    }
+
+    /// Puts back a state taken with [`Context::snapshot_training`].
+    pub fn restore_training(&mut self, snapshot: &TrainingSnapshot) -> Result<()> {
+        self.control.restore_training(snapshot)
+    }
+
+    /// Recomputes BatchNorm running statistics over the training data.
+    pub fn update_batch_norm(&mut self) -> Result<()> {
+        self.control.update_batch_norm()
     }
 
     /// Prints an informational line (Keras's `verbose=1` output).

@@ -22,6 +22,7 @@ pub mod checkpoint_file;
 mod context;
 pub mod error;
 pub mod frequency;
+mod gradients;
 mod list;
 mod logs;
 pub mod monitor;
@@ -33,8 +34,10 @@ pub mod writer;
 
 pub use callback::Callback;
 pub use context::{
-    Context, Message, ModelSnapshot, Progress, SaveContent, TrainEnd, TrainingControl,
+    Context, Message, ModelSnapshot, ParamInfo, ParamRead, ParamsFn, Progress, SaveContent,
+    TrainEnd, TrainingControl, TrainingSnapshot,
 };
 pub use error::{CallbackError, Result};
-pub use list::CallbackList;
+pub use gradients::{FixedGradients, GradientView};
+pub use list::{CallbackList, CallbackModels};
 pub use logs::Logs;

@@ -3,9 +3,14 @@
 use std::collections::BTreeMap;
 
 use crate::callback::Callback;
-use crate::context::{Context, TrainingControl};
+use crate::context::{Context, ModelSnapshot, TrainingControl};
 use crate::error::{CallbackError, Result};
+use crate::gradients::GradientView;
 use crate::logs::Logs;
+
+/// The models callbacks keep, keyed like their states: callback key, then
+/// `(name, model)` pairs.
+pub type CallbackModels = BTreeMap<String, Vec<(String, ModelSnapshot)>>;
 
 /// An ordered list of callbacks, driven as one.
 ///
@@ -52,6 +57,59 @@ impl CallbackList {
     /// Whether any callback wants per-batch logs.
     pub fn wants_batch_logs(&self) -> bool {
         self.callbacks.iter().any(|c| c.wants_batch_logs())
+    }
+
+    /// Whether any callback wants every metric in the batch logs.
+    pub fn wants_batch_metrics(&self) -> bool {
+        self.callbacks.iter().any(|c| c.wants_batch_metrics())
+    }
+
+    /// Whether any callback reads gradients.
+    pub fn wants_gradients(&self) -> bool {
+        self.callbacks.iter().any(|c| c.wants_gradients())
+    }
+
+    /// Runs `on_after_backward` on every callback that wants gradients.
+    pub fn on_after_backward(
+        &mut self,
+        batch: usize,
+        grads: &dyn GradientView,
+        ctl: &mut dyn TrainingControl,
+    ) -> Result<()> {
+        self.each(ctl, |cb, ctx| {
+            if cb.wants_gradients() {
+                cb.on_after_backward(batch, grads, ctx)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// Runs `on_before_optimizer_step` on every callback that wants gradients.
+    pub fn on_before_optimizer_step(
+        &mut self,
+        batch: usize,
+        grads: &dyn GradientView,
+        ctl: &mut dyn TrainingControl,
+    ) -> Result<()> {
+        self.each(ctl, |cb, ctx| {
+            if cb.wants_gradients() {
+                cb.on_before_optimizer_step(batch, grads, ctx)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// Runs `on_exception` on every callback; a callback's own error is
+    /// logged and the next callback still runs.
+    pub fn on_exception(&mut self, error: &str, ctl: &mut dyn TrainingControl) {
+        for callback in self.callbacks.iter_mut() {
+            let mut ctx = Context::new(&mut *ctl);
+            if let Err(e) = callback.on_exception(error, &mut ctx) {
+                log::warn!("{}: on_exception failed: {e}", callback.name());
+            }
+        }
     }
 
     /// Runs `on_train_begin` on every callback.
@@ -162,6 +220,28 @@ impl CallbackList {
         for (key, cb) in keys.into_iter().zip(self.callbacks.iter_mut()) {
             if let Some(state) = states.remove(&key) {
                 cb.load_state(state)
+                    .map_err(|e| CallbackError::State(format!("{key}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The models every callback keeps ([`Callback::state_models`]), keyed
+    /// like [`CallbackList::states`].
+    pub fn models(&self) -> CallbackModels {
+        self.keyed()
+            .map(|(key, cb)| (key, cb.state_models()))
+            .filter(|(_, models)| !models.is_empty())
+            .collect()
+    }
+
+    /// Gives each callback the models saved under its key by
+    /// [`CallbackList::models`].
+    pub fn load_models(&mut self, mut models: CallbackModels) -> Result<()> {
+        let keys: Vec<String> = self.keyed().map(|(key, _)| key).collect();
+        for (key, cb) in keys.into_iter().zip(self.callbacks.iter_mut()) {
+            if let Some(saved) = models.remove(&key) {
+                cb.load_state_models(saved)
                     .map_err(|e| CallbackError::State(format!("{key}: {e}")))?;
             }
         }

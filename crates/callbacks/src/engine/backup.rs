@@ -13,6 +13,7 @@
 //! | `callbacks` | every callback's `state()`, JSON keyed by callback name |
 //! | `progress` | [`BackupProgress`]: where training stood (JSON) |
 //! | `metrics` | the metric entries of the unfinished epoch's batches (JSON) |
+//! | `callback_model/<key>/<name>` | a model a callback keeps (best weights, an average; burnpack) |
 //!
 //! Invariants, each with a test named after it:
 //!
@@ -35,15 +36,17 @@ use burn::optim::OptimizerRecord;
 use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
-use burn::train::LearnerModel;
 use burn::train::checkpoint::Checkpoint;
 use burn::train::metric::NumericEntry;
 use burn::train::metric::store::Split;
+use burn::train::{Learner, LearnerModel};
 use burnfit_core::checkpoint_file::CheckpointFile;
-use burnfit_core::{CallbackError, CallbackList, Result};
+use burnfit_core::{CallbackError, CallbackList, CallbackModels, Result};
 use serde::{Deserialize, Serialize};
 
+use super::capture::TrainingRecords;
 use super::epoch_logs;
+use super::params::snapshot_of;
 use super::state::LoopState;
 
 /// Section names of a backup or full checkpoint file.
@@ -60,6 +63,9 @@ pub mod sections {
     pub const PROGRESS: &str = "progress";
     /// Metric entries of the unfinished epoch (JSON).
     pub const METRICS: &str = "metrics";
+    /// Prefix of the sections holding the models callbacks keep:
+    /// `callback_model/<callback key>/<model name>` (burnpack).
+    pub const CALLBACK_MODEL: &str = "callback_model/";
 }
 
 /// Where training stood when a backup was written.
@@ -141,6 +147,7 @@ type SavedMetrics = Vec<(String, Vec<SavedEntry>)>;
 pub(crate) fn snapshot<M: LearnerModel>(
     state: &mut LoopState<M>,
     callback_states: &BTreeMap<String, serde_json::Value>,
+    callback_models: &CallbackModels,
 ) -> Result<CheckpointFile> {
     let records = state
         .capture
@@ -168,7 +175,48 @@ pub(crate) fn snapshot<M: LearnerModel>(
     file.push(sections::CALLBACKS, to_json(callback_states));
     file.push(sections::PROGRESS, to_json(&progress));
     file.push(sections::METRICS, to_json(&metrics));
+    for (key, models) in callback_models {
+        for (name, model) in models {
+            let Some(model) = model.downcast_ref::<M>() else {
+                return Err(CallbackError::State(format!(
+                    "{key}: its model `{name}` is not of the trained model's type"
+                )));
+            };
+            let bytes = model
+                .clone()
+                .into_record()
+                .into_bytes()
+                .map_err(|e| CallbackError::State(format!("{key}: {name}: {e}")))?;
+            file.push(
+                format!("{}{key}/{name}", sections::CALLBACK_MODEL),
+                bytes.to_vec(),
+            );
+        }
+    }
     Ok(file)
+}
+
+/// Puts records taken by the state capture back into the learner (model,
+/// optimizer, scheduler).
+pub(crate) fn load_records<M: LearnerModel>(
+    learner: &mut Learner<M>,
+    records: &TrainingRecords,
+) -> Result<()> {
+    let fail = |what: &str, e: String| CallbackError::State(format!("{what}: {e}"));
+    let model = ModuleRecord::from_bytes(Bytes::from_bytes_vec(records.model.clone()))
+        .map_err(|e| fail(sections::MODEL, e.to_string()))?;
+    let optimizer = <OptimizerRecord as Checkpoint>::checkpoint_from_bytes(Bytes::from_bytes_vec(
+        records.optimizer.clone(),
+    ))
+    .map_err(|e| fail(sections::OPTIMIZER, e.to_string()))?;
+    let scheduler = <LrSchedulerRecord as Checkpoint>::checkpoint_from_bytes(
+        Bytes::from_bytes_vec(records.scheduler.clone()),
+    )
+    .map_err(|e| fail(sections::SCHEDULER, e.to_string()))?;
+    learner.load_model(model);
+    learner.load_optim(optimizer);
+    learner.load_scheduler(scheduler);
+    Ok(())
 }
 
 fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -220,10 +268,31 @@ pub(crate) fn restore<M: LearnerModel>(
     let metrics: SavedMetrics =
         serde_json::from_slice(file.section(sections::METRICS).unwrap_or(b"[]"))
             .map_err(|e| bad(path, sections::METRICS, e.to_string()))?;
+    let mut models = CallbackModels::new();
+    for (name, data) in &file.sections {
+        let Some(rest) = name.strip_prefix(sections::CALLBACK_MODEL) else {
+            continue;
+        };
+        let (key, model_name) = rest
+            .rsplit_once('/')
+            .ok_or_else(|| bad(path, name, "malformed section name".into()))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(data.clone()))
+            .map_err(|e| bad(path, name, e.to_string()))?;
+        let model = state
+            .learner
+            .model()
+            .try_load_record(record)
+            .map_err(|e| bad(path, name, e.to_string()))?;
+        models
+            .entry(key.to_string())
+            .or_default()
+            .push((model_name.to_string(), snapshot_of(model)));
+    }
 
     // Then apply: the callbacks first (their states are checked as they
     // load), then the learner, which cannot fail any more.
     callbacks.load_states(states)?;
+    callbacks.load_models(models)?;
     state.learner.load_model(model);
     state.learner.load_optim(optimizer);
     state.learner.load_scheduler(scheduler);

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::tensor::Device;
-use burn::train::{LearnerModel, SupervisedTraining, TrainStep, TrainingStrategy};
+use burn::train::{InferenceStep, LearnerModel, SupervisedTraining, TrainStep, TrainingStrategy};
 use burnfit_core::{Callback, CallbackList};
 
 use super::batch_loss::BatchLoss;
@@ -20,7 +20,8 @@ use super::strategy::{CallbackStrategy, EngineConfig};
 /// ```no_run
 /// # use burnfit_callbacks::engine::{Callbacks, WithCallbacks};
 /// # fn demo<M>(training: burn::train::SupervisedTraining<M>, model: M, optim: burn::optim::ModuleOptimizer)
-/// # where M: burn::train::LearnerModel, <M as burn::train::TrainStep>::Output: burnfit_callbacks::engine::BatchLoss {
+/// # where M: burn::train::LearnerModel, <M as burn::train::TrainStep>::Output: burnfit_callbacks::engine::BatchLoss,
+/// #     <M as burn::train::InferenceStep>::Output: burnfit_callbacks::engine::BatchLoss {
 /// use burnfit_callbacks::builtins::{EarlyStopping, EarlyStoppingConfig};
 ///
 /// let mut callbacks = Callbacks::new();
@@ -177,6 +178,7 @@ impl<M> WithCallbacks for SupervisedTraining<M>
 where
     M: LearnerModel,
     <M as TrainStep>::Output: BatchLoss,
+    <M as InferenceStep>::Output: BatchLoss,
 {
     fn with_callbacks(self, callbacks: Callbacks) -> Self {
         let logger = CallbackMetricLogger::new();

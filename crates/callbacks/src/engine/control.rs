@@ -4,11 +4,15 @@
 use std::path::Path;
 
 use burn::train::LearnerModel;
+use burn::train::TrainStep;
 use burnfit_core::{
-    CallbackError, Message, ModelSnapshot, Progress, Result, SaveContent, TrainEnd, TrainingControl,
+    CallbackError, Message, ModelSnapshot, Progress, Result, SaveContent, TrainEnd,
+    TrainingControl, TrainingSnapshot,
 };
 
 use super::backup;
+use super::capture::TrainingRecords;
+use super::params::snapshot_of;
 use super::state::LoopState;
 use super::weights::encode_module_record;
 
@@ -55,7 +59,7 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
     }
 
     fn snapshot_model(&self) -> ModelSnapshot {
-        ModelSnapshot::of(self.state.learner.model())
+        snapshot_of(self.state.learner.model())
     }
 
     fn restore_model(&mut self, snapshot: ModelSnapshot) -> Result<()> {
@@ -79,8 +83,10 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
             SaveContent::Weights => encode_module_record(self.state.learner.model().into_record()),
             SaveContent::Full => {
                 let states = std::mem::take(&mut self.state.callback_states);
-                let file = backup::snapshot(self.state, &states);
+                let models = std::mem::take(&mut self.state.callback_models);
+                let file = backup::snapshot(self.state, &states, &models);
                 self.state.callback_states = states;
+                self.state.callback_models = models;
                 let file = file?;
                 Box::new(move || Ok(file.to_bytes()))
             }
@@ -103,6 +109,59 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
 
     fn train_end(&self) -> Option<TrainEnd> {
         self.state.train_end.clone()
+    }
+
+    fn skip_optimizer_step(&mut self) -> Result<()> {
+        match &mut self.state.skip_step {
+            Some(skip) => {
+                *skip = true;
+                Ok(())
+            }
+            None => Err(CallbackError::Unsupported(
+                "skip_optimizer_step: only from on_before_optimizer_step".into(),
+            )),
+        }
+    }
+
+    fn snapshot_training(&mut self) -> Result<TrainingSnapshot> {
+        let state = &mut *self.state;
+        let records = state
+            .capture
+            .take(&state.learner, &state.store)
+            .map_err(|message| CallbackError::Runtime {
+                callback: "snapshot_training",
+                message,
+            })?;
+        Ok(TrainingSnapshot::new(records))
+    }
+
+    fn restore_training(&mut self, snapshot: &TrainingSnapshot) -> Result<()> {
+        let records = snapshot.downcast_ref::<TrainingRecords>().ok_or_else(|| {
+            CallbackError::Unsupported(
+                "restore_training: the snapshot was not taken by this training loop".into(),
+            )
+        })?;
+        backup::load_records(&mut self.state.learner, records)
+    }
+
+    fn update_batch_norm(&mut self) -> Result<()> {
+        let Some(loader) = &self.state.train_loader else {
+            return Err(CallbackError::Unsupported(
+                "update_batch_norm: this loop has no training data at hand".into(),
+            ));
+        };
+        // A forward (and backward) pass in training mode updates every
+        // BatchNorm's running statistics in place; the gradients are
+        // dropped, so no weight changes.
+        let model = self.state.learner.model();
+        for item in loader.iter() {
+            let item = item.map_err(|e| CallbackError::Runtime {
+                callback: "update_batch_norm",
+                message: e.to_string(),
+            })?;
+            drop(TrainStep::step(&model, item));
+        }
+        Ok(())
     }
 
     fn request_backup(&mut self, path: &Path) -> Result<()> {

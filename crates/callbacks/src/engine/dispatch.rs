@@ -37,7 +37,8 @@ pub(crate) fn dispatch<M: LearnerModel>(
     let state = &mut session.state;
     if let Some(path) = state.pending_backup.take() {
         let states = session.callbacks.states()?;
-        let file = backup::snapshot(state, &states)?;
+        let models = session.callbacks.models();
+        let file = backup::snapshot(state, &states, &models)?;
         state
             .writer
             .write(&path, Box::new(move || Ok(file.to_bytes())))?;

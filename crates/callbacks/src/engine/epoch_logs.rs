@@ -53,3 +53,21 @@ pub(crate) fn read<M: LearnerModel>(state: &mut LoopState<M>, burn_epoch: usize)
     logger.forget_before(burn_epoch);
     (logs, val_logs)
 }
+
+/// Adds every metric's running mean so far in `burn_epoch` and `split` to
+/// `logs`, as Keras keys (`loss` is left to the engine's own, exact value).
+pub(crate) fn add_running_metrics<M: LearnerModel>(
+    state: &mut LoopState<M>,
+    burn_epoch: usize,
+    split: &Split,
+    logs: &mut Logs,
+) {
+    settle(state, burn_epoch);
+    let logger = state.metric_logger.clone();
+    for (name, value) in logger.running_means(burn_epoch, split) {
+        let key = keras_metric_name(&name);
+        if key != "loss" && key != "learning_rate" {
+            logs.insert(key, value * logger.keras_scale(&name));
+        }
+    }
+}

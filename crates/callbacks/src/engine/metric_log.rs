@@ -83,6 +83,41 @@ impl CallbackMetricLogger {
         found
     }
 
+    /// The mean of each metric's entries so far in `epoch` (1-based) and
+    /// `split`, weighted by the items each entry covers: the running values
+    /// batch logs hold.
+    pub(crate) fn running_means(&self, epoch: usize, split: &Split) -> Vec<(String, f64)> {
+        let entries = self.shared.lock().expect("metric log lock");
+        let split = split_key(split);
+        let mut means: Vec<(String, f64)> = entries
+            .values
+            .iter()
+            .filter(|((_, s, e), _)| *s == split && *e == epoch)
+            .filter_map(|((name, _, _), values)| {
+                let (mut sum, mut count) = (0.0, 0.0);
+                for value in values {
+                    match value {
+                        NumericEntry::Value(v) => {
+                            sum += v;
+                            count += 1.0;
+                        }
+                        NumericEntry::Aggregated {
+                            aggregated_value,
+                            count: n,
+                        } => {
+                            sum += aggregated_value * *n as f64;
+                            count += *n as f64;
+                        }
+                        NumericEntry::Final(_) => {}
+                    }
+                }
+                (count > 0.0).then(|| (name.clone(), sum / count))
+            })
+            .collect();
+        means.sort_by(|a, b| a.0.cmp(&b.0));
+        means
+    }
+
     /// Puts back entries saved by [`CallbackMetricLogger::entries_of`],
     /// before any batch of the resumed epoch is logged.
     pub(crate) fn restore_entries(

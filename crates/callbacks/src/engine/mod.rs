@@ -15,6 +15,7 @@
 //! | `strategy` | [`CallbackStrategy`]: resume, then the epochs in order, then the end |
 //! | `train_epoch` | one epoch's training steps |
 //! | `multi_device` | a step on several devices: worker threads, gradients combined |
+//! | `gradients` | what the gradient hooks read of a step's gradients |
 //! | `valid_epoch` | one epoch's validation batches |
 //! | `epoch_logs` | an epoch's logs, read from Burn's metric store |
 //! | `dispatch` | the one function that calls a hook on every callback |
@@ -31,6 +32,7 @@ mod capture;
 mod control;
 mod dispatch;
 mod epoch_logs;
+mod gradients;
 mod lr;
 mod metric_log;
 mod multi_device;
@@ -50,7 +52,7 @@ pub use lr::{CallbackLr, LrHandle};
 pub use metric_log::{CallbackMetricLogger, keras_metric_name};
 pub use multi_device::GradientReduction;
 pub use outcome::FitOutcome;
-pub use params::{param_values, param_values_of};
+pub use params::{list_params, param_values, param_values_of, params_of_module, snapshot_of};
 pub use silent::SilentRenderer;
 pub use strategy::CallbackStrategy;
 pub use weights::encode_module_record;

@@ -1,59 +1,120 @@
-//! Reading a model's parameters as plain numbers (for weight histograms).
+//! Reading a model's parameters as plain numbers (weight histograms, the
+//! parameter table, gradient norms by layer).
+
+use std::any::Any;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 
-use burnfit_core::ModelSnapshot;
+use burnfit_core::{ModelSnapshot, ParamInfo, ParamRead};
+
+/// The path of the parameter a visitor is at: module names joined with `/`
+/// (enum variants such as `Classifier::Cnn` add nothing useful to a name).
+#[derive(Default)]
+pub(crate) struct ParamPath {
+    segments: Vec<String>,
+}
+
+impl ParamPath {
+    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.segments.push(name.to_string());
+        }
+    }
+
+    pub(crate) fn exit(&mut self, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.segments.pop();
+        }
+    }
+
+    /// The current path, or `param<index>` at the top level.
+    pub(crate) fn name(&self, index: usize) -> String {
+        if self.segments.is_empty() {
+            format!("param{index}")
+        } else {
+            self.segments.join("/")
+        }
+    }
+}
 
 struct Collector {
-    path: Vec<String>,
-    params: Vec<(String, Vec<f32>)>,
+    path: ParamPath,
+    read: ParamRead,
+    params: Vec<ParamInfo>,
 }
 
 impl ModuleVisitor for Collector {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        // Enum variants (e.g. `Classifier::Cnn`) add nothing useful to a name.
-        if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
+        self.path.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        if !container_type.starts_with("Enum:") {
-            self.path.pop();
-        }
+        self.path.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let values = param
-            .val()
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        let name = if self.path.is_empty() {
-            format!("param{}", self.params.len())
-        } else {
-            self.path.join("/")
+        let shape = param.lazy_shape().to_vec();
+        let values = match self.read {
+            ParamRead::Shapes => None,
+            ParamRead::Values => Some(
+                param
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default(),
+            ),
         };
-        self.params.push((name, values));
+        self.params.push(ParamInfo {
+            path: self.path.name(self.params.len()),
+            shape,
+            values,
+        });
     }
 }
 
-/// Every float parameter of `model` as `(path, values)`, path segments joined
-/// with `/` (e.g. `conv1/weight`).
-pub fn param_values<M: Module>(model: &M) -> Vec<(String, Vec<f32>)> {
+/// Every float parameter of `model`, in the model's order.
+pub fn params_of_module<M: Module>(model: &M, read: ParamRead) -> Vec<ParamInfo> {
     let mut collector = Collector {
-        path: Vec::new(),
+        path: ParamPath::default(),
+        read,
         params: Vec::new(),
     };
     model.visit(&mut collector);
     collector.params
 }
 
+/// A [`ParamsFn`](burnfit_core::ParamsFn) for models of type `M`: what the
+/// engine attaches to every [`ModelSnapshot`] it takes
+/// (`ModelSnapshot::of(model).with_params(list_params::<M>)`).
+pub fn list_params<M: Module + 'static>(
+    model: &(dyn Any + Send),
+    read: ParamRead,
+) -> Vec<ParamInfo> {
+    model
+        .downcast_ref::<M>()
+        .map(|m| params_of_module(m, read))
+        .unwrap_or_default()
+}
+
+/// A snapshot of `model` that can list its parameters.
+pub fn snapshot_of<M: Module + 'static>(model: M) -> ModelSnapshot {
+    ModelSnapshot::of(model).with_params(list_params::<M>)
+}
+
+/// Every float parameter of `model` as `(path, values)`, path segments joined
+/// with `/` (e.g. `conv1/weight`).
+pub fn param_values<M: Module>(model: &M) -> Vec<(String, Vec<f32>)> {
+    params_of_module(model, ParamRead::Values)
+        .into_iter()
+        .map(|p| (p.path, p.values.unwrap_or_default()))
+        .collect()
+}
+
 /// [`param_values`] for a snapshot of model type `M` (empty for another type).
-/// This is the parameter source the TensorBoard callback uses for weight
-/// histograms: `TensorBoard::with_param_source(param_values_of::<MyModel>)`.
+/// A parameter source for `TensorBoard::with_param_source`; snapshots the
+/// engine takes list their parameters without one.
 pub fn param_values_of<M: Module + 'static>(snapshot: &ModelSnapshot) -> Vec<(String, Vec<f32>)> {
     snapshot
         .downcast_ref::<M>()

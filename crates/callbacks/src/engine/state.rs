@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn::train::metric::store::EventStoreClient;
-use burn::train::{Interrupter, Learner, LearnerModel, SupervisedTrainingEventProcessor};
+use burn::train::{
+    Interrupter, Learner, LearnerModel, SupervisedTrainingEventProcessor, TrainLoader,
+};
 use burnfit_core::writer::BackgroundWriter;
-use burnfit_core::{Progress, TrainEnd};
+use burnfit_core::{CallbackModels, Progress, TrainEnd};
 
 use super::capture::StateCapture;
 use super::lr::LrHandle;
@@ -49,6 +51,14 @@ pub(crate) struct LoopState<M: LearnerModel> {
     /// Callback states as of the start of the last epoch-end dispatch,
     /// stored in full checkpoints that callbacks save themselves.
     pub callback_states: BTreeMap<String, serde_json::Value>,
+    /// The models callbacks keep, taken with `callback_states`.
+    pub callback_models: CallbackModels,
+    /// `Some` while `on_before_optimizer_step` runs: whether a callback
+    /// asked to skip the step.
+    pub skip_step: Option<bool>,
+    /// The training data on the learner's device, for a pass that only
+    /// updates BatchNorm statistics.
+    pub train_loader: Option<TrainLoader<M>>,
     /// A backup a callback asked for, written once the hook has run on
     /// every callback.
     pub pending_backup: Option<PathBuf>,

@@ -1,12 +1,14 @@
 //! [`CallbackStrategy`]: resume, the epochs in order, the end.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use burn::tensor::Device;
 use burn::train::metric::store::EventStoreClient;
 use burn::train::{
-    EventProcessorTraining, Learner, LearnerEvent, LearnerModel, SupervisedLearningStrategy,
-    SupervisedTrainingEventProcessor, TrainLoader, TrainStep, TrainingComponents, ValidLoader,
+    EventProcessorTraining, InferenceStep, Learner, LearnerEvent, LearnerModel,
+    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainStep,
+    TrainingComponents, ValidLoader,
 };
 use burnfit_core::writer::BackgroundWriter;
 use burnfit_core::{CallbackList, Logs, Progress, Result, TrainEnd};
@@ -78,6 +80,7 @@ impl<M> SupervisedLearningStrategy<M> for CallbackStrategy
 where
     M: LearnerModel,
     <M as TrainStep>::Output: BatchLoss,
+    <M as InferenceStep>::Output: BatchLoss,
 {
     fn fit(
         &self,
@@ -133,10 +136,14 @@ where
             steps,
             grad_accumulation: components.grad_accumulation,
             wants_batch_logs: engine.callbacks.wants_batch_logs(),
+            wants_gradients: engine.callbacks.wants_gradients(),
+            wants_batch_metrics: engine.callbacks.wants_batch_metrics(),
             seed: engine.seed,
         };
         let valid = ValidEpoch {
             loader: dataloader_valid.to_device(&device.clone().inner()),
+            wants_batch_logs: engine.callbacks.wants_batch_logs(),
+            wants_batch_metrics: engine.callbacks.wants_batch_metrics(),
         };
         let TrainingComponents {
             num_epochs,
@@ -169,28 +176,54 @@ where
                 train_end: None,
                 quiet: engine.quiet,
                 callback_states: Default::default(),
+                callback_models: Default::default(),
+                skip_step: None,
+                train_loader: Some(dataloader_train.to_device(&device)),
                 pending_backup: None,
                 pending_removals: Vec::new(),
                 writer: BackgroundWriter::new(),
             },
         };
         let outcome = engine.outcome.clone();
-        let result = run_epochs(
-            &mut session,
-            &train,
-            &valid,
-            starting_epoch.max(1) - 1,
-            num_epochs,
-            &outcome,
-            |learner, burn_epoch, store| {
-                if let Some(c) = &mut checkpointer {
-                    c.checkpoint(learner, burn_epoch, store);
-                }
-                early_stopping
-                    .as_mut()
-                    .is_some_and(|es| es.should_stop(burn_epoch, store))
-            },
-        );
+        // A panic inside the loop (a bug in a model, a callback or Burn)
+        // ends training like an error: the callbacks' `on_exception` runs
+        // and the caller gets an error, not an unwinding thread.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_epochs(
+                &mut session,
+                &train,
+                &valid,
+                starting_epoch.max(1) - 1,
+                num_epochs,
+                &outcome,
+                |learner, burn_epoch, store| {
+                    if let Some(c) = &mut checkpointer {
+                        c.checkpoint(learner, burn_epoch, store);
+                    }
+                    early_stopping
+                        .as_mut()
+                        .is_some_and(|es| es.should_stop(burn_epoch, store))
+                },
+            )
+        }))
+        .unwrap_or_else(|panic| {
+            Err(burnfit_core::CallbackError::Runtime {
+                callback: "training",
+                message: format!("panicked: {}", panic_message(&*panic)),
+            })
+        });
+        if let Err(error) = &result {
+            let message = error.to_string();
+            // Their last chance to save something; what they write lands
+            // before training returns.
+            let _ = dispatch(&mut session, |callbacks, ctl| {
+                callbacks.on_exception(&message, ctl);
+                Ok(())
+            });
+            if let Err(e) = session.state.writer.flush() {
+                log::warn!("on_exception: {e}");
+            }
+        }
 
         let state = session.state;
         {
@@ -258,6 +291,7 @@ fn run_epochs<M>(
 where
     M: LearnerModel,
     <M as TrainStep>::Output: BatchLoss,
+    <M as InferenceStep>::Output: BatchLoss,
 {
     let mut first_epoch = first_epoch;
     let mut skip = 0usize;
@@ -367,9 +401,19 @@ fn end_epoch<M: LearnerModel>(session: &mut Session<'_, M>, epoch: usize) -> Res
     // loop does no serialisation. (Backups are taken after the dispatch,
     // with fresh states.)
     session.state.callback_states = session.callbacks.states()?;
+    session.state.callback_models = session.callbacks.models();
     session.state.epoch_ended = true;
     dispatch(session, |callbacks, ctl| {
         callbacks.on_epoch_end(epoch, &mut logs, ctl)
     })?;
     Ok(logs)
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -3,6 +3,7 @@
 use burn::data::dataloader::{DataLoaderIterator, Progress};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
+use burn::train::metric::store::Split;
 use burn::train::{
     EventProcessorTraining, LearnerEvent, LearnerModel, TrainLoader, TrainStep, TrainingItem,
 };
@@ -10,6 +11,8 @@ use burnfit_core::{CallbackError, Logs, Result};
 
 use super::batch_loss::BatchLoss;
 use super::dispatch::dispatch;
+use super::epoch_logs;
+use super::gradients::{StepGradients, step_loss};
 use super::multi_device::{DeviceWorkers, GradientReduction, combine, mix, weights};
 use super::state::Session;
 
@@ -35,7 +38,10 @@ pub(crate) enum Steps<M: LearnerModel> {
 
 /// Trains one epoch, as Burn's `TrainEpoch` does, with
 /// `on_train_batch_begin` / `on_train_batch_end` around each step: a step is
-/// one batch on one device, or one batch per device on several.
+/// one batch on one device, or one batch per device on several. When a
+/// callback reads gradients, `on_after_backward` follows each backward pass
+/// and `on_before_optimizer_step` precedes each optimizer step (which it
+/// may skip).
 pub(crate) struct TrainEpoch<M: LearnerModel> {
     /// The training data: one loader, or one shard per device.
     pub loaders: Vec<TrainLoader<M>>,
@@ -45,6 +51,10 @@ pub(crate) struct TrainEpoch<M: LearnerModel> {
     pub grad_accumulation: Option<usize>,
     /// Whether a callback wants the batch `loss` (a device sync per step).
     pub wants_batch_logs: bool,
+    /// Whether a callback wants every metric in the batch logs.
+    pub wants_batch_metrics: bool,
+    /// Whether a callback reads gradients (the gradient hooks run).
+    pub wants_gradients: bool,
     /// Reseed the devices before each step from this seed and the step.
     pub seed: Option<u64>,
 }
@@ -117,22 +127,46 @@ where
             })?;
 
             let result = self.forward_backward(session, items)?;
-            let state = &mut session.state;
-            match self.grad_accumulation {
+            if self.wants_gradients {
+                let model = session.state.learner.model();
+                let view = StepGradients::new(&model, &result.grads, &result.outputs);
+                dispatch(session, |callbacks, ctl| {
+                    callbacks.on_after_backward(step, &view, ctl)
+                })?;
+            }
+            // The gradients of this step's optimizer step, if it takes one.
+            let to_apply = match self.grad_accumulation {
                 Some(accumulation) => {
-                    accumulator.accumulate(&state.learner.model(), result.grads);
+                    accumulator.accumulate(&session.state.learner.model(), result.grads);
                     accumulated += 1;
-                    if accumulation <= accumulated || progress.is_completed() {
-                        state.learner.lr_step();
-                        state.learner.optimizer_step(accumulator.grads());
+                    (accumulation <= accumulated || progress.is_completed()).then(|| {
                         accumulated = 0;
-                    }
+                        accumulator.grads()
+                    })
                 }
-                None => {
-                    state.learner.lr_step();
-                    state.learner.optimizer_step(result.grads);
+                None => Some(result.grads),
+            };
+            if let Some(grads) = to_apply {
+                let skip = self.wants_gradients && {
+                    let model = session.state.learner.model();
+                    let view = StepGradients::new(&model, &grads, &result.outputs);
+                    session.state.skip_step = Some(false);
+                    let dispatched = dispatch(session, |callbacks, ctl| {
+                        callbacks.on_before_optimizer_step(step, &view, ctl)
+                    });
+                    let skip = session.state.skip_step.take() == Some(true);
+                    dispatched?;
+                    skip
+                };
+                let state = &mut session.state;
+                // A skipped step still advances the schedule, so per-step
+                // schedules stay aligned with the step count.
+                state.learner.lr_step();
+                if !skip {
+                    state.learner.optimizer_step(grads);
                 }
             }
+            let state = &mut session.state;
             let lr = state.learner.lr_current();
             state.last_step_lr = Some(lr.base());
             state.progress.global_step += 1;
@@ -154,6 +188,9 @@ where
                         .processor
                         .process_train(LearnerEvent::ProcessedItem(item)),
                 );
+            }
+            if self.wants_batch_metrics {
+                epoch_logs::add_running_metrics(state, burn_epoch, &Split::Train, &mut batch_logs);
             }
             dispatch(session, |callbacks, ctl| {
                 callbacks.on_train_batch_end(step, &mut batch_logs, ctl)
@@ -219,18 +256,6 @@ where
             }
         }
     }
-}
-
-/// The step's loss: each device's batch loss, weighted by its items.
-fn step_loss<O: BatchLoss>(outputs: &[O]) -> Option<f64> {
-    let mut sum = 0.0;
-    let mut items = 0.0;
-    for output in outputs {
-        let n = output.batch_size().unwrap_or(1) as f64;
-        sum += output.batch_loss()? * n;
-        items += n;
-    }
-    (items > 0.0).then(|| sum / items)
 }
 
 /// The loaders' progress, summed over the devices' shards.

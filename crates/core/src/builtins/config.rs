@@ -7,14 +7,16 @@ use super::{
     BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, ProgressLogger, ProgressLoggerConfig,
 };
 use super::{
-    EarlyStopping, EarlyStoppingConfig, LearningRateScheduler, LearningRateSchedulerConfig,
-    ModelCheckpoint, ModelCheckpointConfig, ReduceLROnPlateau, ReduceLROnPlateauConfig,
-    TerminateOnNaN, TerminateOnNaNConfig,
+    EarlyStopping, EarlyStoppingConfig, LearningRateFinder, LearningRateFinderConfig,
+    LearningRateScheduler, LearningRateSchedulerConfig, ModelCheckpoint, ModelCheckpointConfig,
+    ModelSummary, ModelSummaryConfig, OnExceptionCheckpoint, OnExceptionCheckpointConfig,
+    ReduceLROnPlateau, ReduceLROnPlateauConfig, SpikeDetection, SpikeDetectionConfig,
+    TerminateOnNaN, TerminateOnNaNConfig, Timer, TimerConfig,
 };
 use crate::callback::Callback;
-use crate::error::Result;
+use crate::error::{CallbackError, Result};
 #[cfg(feature = "tensorboard")]
-use crate::tensorboard::TensorBoardConfig;
+use crate::tensorboard::{GradientNormMonitor, GradientNormMonitorConfig, TensorBoardConfig};
 
 /// A configuration that can build its callback.
 pub trait BuildCallback {
@@ -39,6 +41,110 @@ build_via_new! {
     TerminateOnNaNConfig => TerminateOnNaN,
     LearningRateSchedulerConfig => LearningRateScheduler,
     BackupAndRestoreConfig => BackupAndRestore,
+    TimerConfig => Timer,
+    SpikeDetectionConfig => SpikeDetection,
+    LearningRateFinderConfig => LearningRateFinder,
+}
+
+#[cfg(feature = "tensorboard")]
+build_via_new! {
+    GradientNormMonitorConfig => GradientNormMonitor,
+}
+
+impl BuildCallback for ModelSummaryConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(ModelSummary::new(self.clone())))
+    }
+}
+
+impl BuildCallback for OnExceptionCheckpointConfig {
+    fn build(&self) -> Result<Box<dyn Callback>> {
+        Ok(Box::new(OnExceptionCheckpoint::new(self.clone())))
+    }
+}
+
+/// The parameters of Keras's `SwapEMAWeights` callback, which swaps the
+/// optimizer's moving averages into the model for validation (and, with
+/// `swap_on_epoch`, for the other epoch-end callbacks). Built by the Burn
+/// glue, which owns the averages (`burnfit_callbacks::averaging`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwapEmaWeightsConfig {
+    /// Swap at `on_epoch_end` / `on_epoch_begin` too, so that callbacks
+    /// after this one (ModelCheckpoint) see the averaged weights.
+    pub swap_on_epoch: bool,
+}
+
+/// The parameters of Lightning's `StochasticWeightAveraging` callback.
+/// Built by the Burn glue (`burnfit_callbacks::averaging`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StochasticWeightAveragingConfig {
+    /// The rate annealed to once averaging starts.
+    pub swa_lrs: f64,
+    /// The first averaged epoch: an epoch number (0-based) or, between 0 and
+    /// 1, a fraction of the epochs (default 0.8).
+    #[serde(default = "default_swa_start")]
+    pub swa_epoch_start: f64,
+    /// Epochs over which the rate moves to `swa_lrs` (default 10).
+    #[serde(default = "default_annealing_epochs")]
+    pub annealing_epochs: usize,
+    /// `"cos"` (default) or `"linear"`.
+    #[serde(default = "default_annealing_strategy")]
+    pub annealing_strategy: String,
+}
+
+fn default_swa_start() -> f64 {
+    0.8
+}
+
+fn default_annealing_epochs() -> usize {
+    10
+}
+
+fn default_annealing_strategy() -> String {
+    "cos".into()
+}
+
+impl StochasticWeightAveragingConfig {
+    /// The first averaged epoch (0-based) of a run of `epochs` epochs.
+    pub fn start_epoch(&self, epochs: usize) -> usize {
+        if self.swa_epoch_start < 1.0 {
+            (epochs as f64 * self.swa_epoch_start) as usize
+        } else {
+            self.swa_epoch_start as usize
+        }
+    }
+
+    /// Checks the parameters (Lightning's rules).
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |param, message: &str| CallbackError::InvalidParameter {
+            callback: "StochasticWeightAveraging",
+            param,
+            message: message.into(),
+        };
+        if !(self.swa_lrs > 0.0 && self.swa_lrs.is_finite()) {
+            return Err(invalid("swa_lrs", "must be a positive number"));
+        }
+        if !(self.swa_epoch_start > 0.0 && self.swa_epoch_start.is_finite())
+            || (self.swa_epoch_start >= 1.0 && self.swa_epoch_start.fract() != 0.0)
+        {
+            return Err(invalid(
+                "swa_epoch_start",
+                "must be an epoch number >= 1 or a fraction in (0, 1)",
+            ));
+        }
+        if self.annealing_epochs == 0 {
+            return Err(invalid("annealing_epochs", "must be at least 1"));
+        }
+        if !matches!(self.annealing_strategy.as_str(), "cos" | "linear") {
+            return Err(invalid(
+                "annealing_strategy",
+                "must be \"cos\" or \"linear\"",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl BuildCallback for ProgressLoggerConfig {
@@ -103,6 +209,23 @@ pub enum CallbackConfig {
     BackupAndRestore(BackupAndRestoreConfig),
     /// [`ProgressLogger`](super::ProgressLogger).
     ProgressLogger(ProgressLoggerConfig),
+    /// [`Timer`].
+    Timer(TimerConfig),
+    /// [`SpikeDetection`].
+    SpikeDetection(SpikeDetectionConfig),
+    /// [`OnExceptionCheckpoint`].
+    OnExceptionCheckpoint(OnExceptionCheckpointConfig),
+    /// [`ModelSummary`].
+    ModelSummary(ModelSummaryConfig),
+    /// [`LearningRateFinder`].
+    LearningRateFinder(LearningRateFinderConfig),
+    /// [`GradientNormMonitor`](crate::tensorboard::GradientNormMonitor).
+    #[cfg(feature = "tensorboard")]
+    GradientNormMonitor(GradientNormMonitorConfig),
+    /// Keras's `SwapEMAWeights` (built by the Burn glue).
+    SwapEMAWeights(SwapEmaWeightsConfig),
+    /// Lightning's `StochasticWeightAveraging` (built by the Burn glue).
+    StochasticWeightAveraging(StochasticWeightAveragingConfig),
 }
 
 impl CallbackConfig {
@@ -119,6 +242,15 @@ impl CallbackConfig {
             CallbackConfig::TensorBoard(_) => "TensorBoard",
             CallbackConfig::BackupAndRestore(_) => "BackupAndRestore",
             CallbackConfig::ProgressLogger(_) => "ProgressLogger",
+            CallbackConfig::Timer(_) => "Timer",
+            CallbackConfig::SpikeDetection(_) => "SpikeDetection",
+            CallbackConfig::OnExceptionCheckpoint(_) => "OnExceptionCheckpoint",
+            CallbackConfig::ModelSummary(_) => "ModelSummary",
+            CallbackConfig::LearningRateFinder(_) => "LearningRateFinder",
+            #[cfg(feature = "tensorboard")]
+            CallbackConfig::GradientNormMonitor(_) => "GradientNormMonitor",
+            CallbackConfig::SwapEMAWeights(_) => "SwapEMAWeights",
+            CallbackConfig::StochasticWeightAveraging(_) => "StochasticWeightAveraging",
         }
     }
 
@@ -145,7 +277,10 @@ impl CallbackConfig {
         }
     }
 
-    /// Validates the parameters and builds the callback.
+    /// Validates the parameters and builds the callback. `SwapEMAWeights`
+    /// and `StochasticWeightAveraging` average model weights, which takes
+    /// the model's type: the Burn glue builds them
+    /// (`burnfit_callbacks::averaging`); here they are an error.
     pub fn build(&self) -> Result<Box<dyn Callback>> {
         match self {
             CallbackConfig::EarlyStopping(c) => c.build(),
@@ -158,6 +293,20 @@ impl CallbackConfig {
             CallbackConfig::TensorBoard(c) => BuildCallback::build(c),
             CallbackConfig::BackupAndRestore(c) => c.build(),
             CallbackConfig::ProgressLogger(c) => c.build(),
+            CallbackConfig::Timer(c) => c.build(),
+            CallbackConfig::SpikeDetection(c) => c.build(),
+            CallbackConfig::OnExceptionCheckpoint(c) => c.build(),
+            CallbackConfig::ModelSummary(c) => c.build(),
+            CallbackConfig::LearningRateFinder(c) => c.build(),
+            #[cfg(feature = "tensorboard")]
+            CallbackConfig::GradientNormMonitor(c) => c.build(),
+            CallbackConfig::SwapEMAWeights(_) | CallbackConfig::StochasticWeightAveraging(_) => {
+                Err(CallbackError::Unsupported(format!(
+                    "{} averages model weights: build it with the Burn glue \
+                     (burnfit_callbacks::averaging), which knows the model type",
+                    self.type_name()
+                )))
+            }
         }
     }
 }

@@ -74,11 +74,9 @@ impl Default for EarlyStoppingConfig {
 
 /// The serialisable state of [`EarlyStopping`] (Keras's attributes).
 ///
-/// The best *weights* are not part of it (a model snapshot is not JSON).
-/// After a resume, `restore_best_weights` restores only a best found after
-/// resuming; keep the best weights on disk with
-/// [`ModelCheckpoint`](super::ModelCheckpoint) `save_best_only` if they must
-/// survive an interruption.
+/// The best *weights* are not part of it (a model snapshot is not JSON):
+/// they are saved next to it through [`Callback::state_models`], so a
+/// backup keeps them and `restore_best_weights` works across a resume.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EarlyStoppingState {
@@ -258,8 +256,8 @@ impl Callback for EarlyStopping {
             self.stopped_epoch = 0;
             self.monitor.set_best(None);
             self.best_epoch = 0;
+            self.best_weights = None;
         }
-        self.best_weights = None;
         Ok(())
     }
 
@@ -316,8 +314,8 @@ impl Callback for EarlyStopping {
                 ctx.restore_model(&weights)?;
             } else if self.monitor.best().is_some() {
                 ctx.warn(format!(
-                    "EarlyStopping: the weights of the best epoch ({}) were not kept across the resume \
-                     and cannot be restored; load them from a checkpoint",
+                    "EarlyStopping: the weights of the best epoch ({}) were not in the backup \
+                     resumed from and cannot be restored; load them from a checkpoint",
                     self.best_epoch + 1
                 ));
             }
@@ -339,7 +337,30 @@ impl Callback for EarlyStopping {
         self.state_loaded = true;
         Ok(())
     }
+
+    fn state_models(&self) -> Vec<(String, crate::context::ModelSnapshot)> {
+        match &self.best_weights {
+            Some(weights) if self.config.restore_best_weights => {
+                vec![(BEST_WEIGHTS.to_string(), weights.clone())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn load_state_models(
+        &mut self,
+        models: Vec<(String, crate::context::ModelSnapshot)>,
+    ) -> Result<()> {
+        self.best_weights = models
+            .into_iter()
+            .find(|(name, _)| name == BEST_WEIGHTS)
+            .map(|(_, model)| model);
+        Ok(())
+    }
 }
+
+/// The name of the best weights among [`EarlyStopping`]'s state models.
+const BEST_WEIGHTS: &str = "best_weights";
 
 #[cfg(test)]
 mod tests {
@@ -454,6 +475,38 @@ mod tests {
         assert_eq!(trace.marker_after_train_end, Some(1));
         assert!(ctl.restores().is_empty());
         assert_eq!(ctl.warnings().len(), 1);
+    }
+
+    #[test]
+    fn best_weights_survive_resume_through_state_models() {
+        let config = EarlyStoppingConfig {
+            restore_best_weights: true,
+            ..cfg(5)
+        };
+        // First process: epochs 0 (best) and 1, then a backup.
+        let mut first = EarlyStopping::new(config.clone()).unwrap();
+        let mut ctl = ScriptedControl::new(0.01);
+        ctl.set_marker(0);
+        let mut ctx = crate::context::Context::new(&mut ctl);
+        first.on_train_begin(&mut ctx).unwrap();
+        first
+            .on_epoch_end(0, &mut Logs::from_iter([("val_loss", 0.1)]), &mut ctx)
+            .unwrap();
+        let state = first.state().unwrap().unwrap();
+        let models = first.state_models();
+        assert_eq!(models.len(), 1);
+
+        // Second process: resumes, sees worse epochs, restores epoch 0's weights.
+        let mut es = EarlyStopping::new(config).unwrap();
+        es.load_state(state).unwrap();
+        es.load_state_models(models).unwrap();
+        let mut list = CallbackList::new();
+        list.push(es);
+        let mut ctl = ScriptedControl::new(0.01);
+        let script = Script::from_epochs([0.5, 0.4].map(|v| Logs::from_iter([("val_loss", v)])));
+        let trace = drive(&mut list, &mut ctl, &script);
+        assert_eq!(trace.marker_after_train_end, Some(0));
+        assert!(ctl.warnings().is_empty());
     }
 
     #[test]

@@ -103,6 +103,73 @@ pub enum ScheduleConfig {
         #[serde(default)]
         start: f64,
     },
+    /// Per step: the one-cycle policy (Smith; PyTorch's `OneCycleLR` with
+    /// cosine annealing): from `max_lr / div_factor` up to `max_lr` over the
+    /// first `pct_start` of the steps, then down to
+    /// `max_lr / (div_factor * final_div_factor)`.
+    OneCycle {
+        /// The peak rate.
+        max_lr: f64,
+        /// Steps in the cycle (default: every step of the run).
+        #[serde(default)]
+        total_steps: Option<usize>,
+        /// The rising fraction (default 0.3).
+        #[serde(default = "default_pct_start")]
+        pct_start: f64,
+        /// `max_lr / initial rate` (default 25).
+        #[serde(default = "default_div_factor")]
+        div_factor: f64,
+        /// `initial rate / final rate` (default 1e4).
+        #[serde(default = "default_final_div_factor")]
+        final_div_factor: f64,
+    },
+    /// Per step: linear warm-up from `warmup_start` to `initial` over
+    /// `warmup_steps`, then a cosine decay to `min_lr` over `decay_steps`
+    /// (default: the rest of the run), then `min_lr`.
+    WarmupCosine {
+        /// The peak rate.
+        initial: f64,
+        /// Warm-up steps (default 0).
+        #[serde(default)]
+        warmup_steps: usize,
+        /// Steps of the cosine part (default: the rest of the run).
+        #[serde(default)]
+        decay_steps: Option<usize>,
+        /// The final rate (default 0).
+        #[serde(default)]
+        min_lr: f64,
+        /// The rate of step 0 (default 0).
+        #[serde(default)]
+        warmup_start: f64,
+    },
+    /// Per step: linear warm-up from `start` to `target` over
+    /// `warmup_steps`, then `target`.
+    LinearWarmupSteps {
+        /// The rate reached at the end of the warm-up.
+        target: f64,
+        /// Warm-up length in steps (`>= 1`).
+        warmup_steps: usize,
+        /// The rate of step 0 (default 0).
+        #[serde(default)]
+        start: f64,
+    },
+}
+
+fn default_pct_start() -> f64 {
+    0.3
+}
+
+fn default_div_factor() -> f64 {
+    25.0
+}
+
+fn default_final_div_factor() -> f64 {
+    1e4
+}
+
+/// `a` at `t = 0` to `b` at `t = 1` along half a cosine.
+fn cosine_between(a: f64, b: f64, t: f64) -> f64 {
+    b + (a - b) * (1.0 + (std::f64::consts::PI * t.clamp(0.0, 1.0)).cos()) / 2.0
 }
 
 fn invalid(message: impl Into<String>) -> CallbackError {
@@ -125,15 +192,104 @@ impl ScheduleConfig {
             ScheduleConfig::LinearWarmup { warmup_epochs, .. } => {
                 Some(("warmup_epochs", *warmup_epochs))
             }
+            ScheduleConfig::LinearWarmupSteps { warmup_steps, .. } => {
+                Some(("warmup_steps", *warmup_steps))
+            }
+            ScheduleConfig::OneCycle {
+                total_steps: Some(steps),
+                ..
+            } => Some(("total_steps", *steps)),
+            ScheduleConfig::WarmupCosine {
+                decay_steps: Some(steps),
+                ..
+            } => Some(("decay_steps", *steps)),
             _ => None,
         };
+        if let ScheduleConfig::OneCycle {
+            pct_start,
+            div_factor,
+            final_div_factor,
+            ..
+        } = self
+        {
+            if !(0.0..1.0).contains(pct_start) {
+                return Err(invalid("`pct_start` must be in [0, 1)"));
+            }
+            if !(*div_factor > 0.0 && *final_div_factor > 0.0) {
+                return Err(invalid(
+                    "`div_factor` and `final_div_factor` must be positive",
+                ));
+            }
+        }
         match period {
             Some((name, 0)) => Err(invalid(format!("`{name}` must be at least 1"))),
             _ => Ok(()),
         }
     }
 
-    /// The rate for `epoch` given the current rate `lr`.
+    /// Whether the schedule sets the rate at every step (rather than at
+    /// every epoch).
+    pub fn per_step(&self) -> bool {
+        matches!(
+            self,
+            ScheduleConfig::OneCycle { .. }
+                | ScheduleConfig::WarmupCosine { .. }
+                | ScheduleConfig::LinearWarmupSteps { .. }
+        )
+    }
+
+    /// The rate of optimizer step `step` (0-based, counted over the whole
+    /// run) of a per-step schedule, in a run of `total_steps` steps.
+    pub fn step_rate(&self, step: usize, total_steps: usize) -> Option<f64> {
+        match *self {
+            ScheduleConfig::OneCycle {
+                max_lr,
+                total_steps: cycle,
+                pct_start,
+                div_factor,
+                final_div_factor,
+            } => {
+                let total = cycle.unwrap_or(total_steps).max(2);
+                let initial = max_lr / div_factor;
+                let last = initial / final_div_factor;
+                let peak = ((pct_start * total as f64) - 1.0).max(0.0);
+                let step = step as f64;
+                Some(if step <= peak && peak > 0.0 {
+                    cosine_between(initial, max_lr, step / peak)
+                } else {
+                    let down = (total as f64 - 1.0 - peak).max(1.0);
+                    cosine_between(max_lr, last, (step - peak) / down)
+                })
+            }
+            ScheduleConfig::WarmupCosine {
+                initial,
+                warmup_steps,
+                decay_steps,
+                min_lr,
+                warmup_start,
+            } => Some(if step < warmup_steps {
+                warmup_start + (initial - warmup_start) * step as f64 / warmup_steps as f64
+            } else {
+                let decay = decay_steps
+                    .unwrap_or(total_steps.saturating_sub(warmup_steps))
+                    .max(1);
+                cosine_between(initial, min_lr, (step - warmup_steps) as f64 / decay as f64)
+            }),
+            ScheduleConfig::LinearWarmupSteps {
+                target,
+                warmup_steps,
+                start,
+            } => Some(if step < warmup_steps {
+                start + (target - start) * step as f64 / warmup_steps as f64
+            } else {
+                target
+            }),
+            _ => None,
+        }
+    }
+
+    /// The rate for `epoch` given the current rate `lr` (per-step
+    /// schedules leave it alone: see [`ScheduleConfig::step_rate`]).
     pub fn rate(&self, epoch: usize, lr: f64) -> f64 {
         match *self {
             ScheduleConfig::Table { ref values } => values.get(epoch).copied().unwrap_or(lr),
@@ -195,6 +351,9 @@ impl ScheduleConfig {
                     lr
                 }
             }
+            ScheduleConfig::OneCycle { .. }
+            | ScheduleConfig::WarmupCosine { .. }
+            | ScheduleConfig::LinearWarmupSteps { .. } => lr,
         }
     }
 }
@@ -241,19 +400,39 @@ pub struct LearningRateSchedulerConfig {
 /// assert_eq!(trace.final_lr, Some(f64::from(0.025f32)));
 /// assert_eq!(trace.epochs[4].logs.get("learning_rate"), Some(f64::from(0.025f32)));
 /// ```
+///
+/// # Per-step schedules
+///
+/// `one_cycle`, `warmup_cosine` and `linear_warmup_steps` set the rate
+/// before every optimizer step instead, from the step count of the whole
+/// run (resume included) and the run's length (`steps_per_epoch × epochs`,
+/// known from the first step). They compose with callbacks that change the
+/// rate (ReduceLROnPlateau) as a scaled schedule does: a change seen
+/// between two steps becomes a factor on the rest of the schedule (halving
+/// the rate on a plateau halves the remaining cycle). The factor is part of
+/// the callback's state.
 pub struct LearningRateScheduler {
     schedule: ScheduleFn,
     verbose: u32,
+    per_step: Option<ScheduleConfig>,
+    /// The factor other callbacks' changes put on a per-step schedule.
+    scale: f64,
+    /// The rate this callback set before the last step.
+    last_set: Option<f64>,
 }
 
 impl LearningRateScheduler {
     /// A scheduler over a configured schedule.
     pub fn new(config: LearningRateSchedulerConfig) -> Result<Self> {
         config.schedule.validate()?;
+        let per_step = config.schedule.per_step().then(|| config.schedule.clone());
         let schedule = config.schedule;
         Ok(Self {
             schedule: Box::new(move |epoch, lr| schedule.rate(epoch, lr)),
             verbose: config.verbose,
+            per_step,
+            scale: 1.0,
+            last_set: None,
         })
     }
 
@@ -262,6 +441,9 @@ impl LearningRateScheduler {
         Self {
             schedule: Box::new(schedule),
             verbose: 0,
+            per_step: None,
+            scale: 1.0,
+            last_set: None,
         }
     }
 
@@ -273,7 +455,55 @@ impl LearningRateScheduler {
 }
 
 impl Callback for LearningRateScheduler {
+    fn on_train_batch_begin(&mut self, _batch: usize, ctx: &mut Context) -> Result<()> {
+        let Some(schedule) = &self.per_step else {
+            return Ok(());
+        };
+        let progress = ctx.progress();
+        let total = progress.steps_per_epoch.unwrap_or(0) * progress.total_epochs;
+        let base = schedule
+            .step_rate(progress.global_step as usize, total)
+            .expect("a per-step schedule");
+        if let (Some(last), Some(current)) = (self.last_set, ctx.learning_rate())
+            && last > 0.0
+            && ((current - last) / last).abs() > 1e-6
+        {
+            // Another callback changed the rate since this one set it.
+            self.scale *= current / last;
+        }
+        let lr = base * self.scale;
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(CallbackError::Runtime {
+                callback: NAME,
+                message: format!("the schedule gave an invalid rate: {}", float_repr(lr)),
+            });
+        }
+        ctx.set_learning_rate(lr)?;
+        self.last_set = ctx.learning_rate().or(Some(lr));
+        Ok(())
+    }
+
+    fn state(&self) -> Result<Option<serde_json::Value>> {
+        if self.per_step.is_none() {
+            return Ok(None);
+        }
+        crate::error::state_to_json(&StepScheduleState {
+            scale: self.scale.to_bits(),
+            last_set: self.last_set.map(f64::to_bits),
+        })
+    }
+
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
+        let state: StepScheduleState = crate::error::state_from_json(state)?;
+        self.scale = f64::from_bits(state.scale);
+        self.last_set = state.last_set.map(f64::from_bits);
+        Ok(())
+    }
+
     fn on_epoch_begin(&mut self, epoch: usize, ctx: &mut Context) -> Result<()> {
+        if self.per_step.is_some() {
+            return Ok(());
+        }
         let lr = ctx.learning_rate().ok_or_else(|| CallbackError::Runtime {
             callback: NAME,
             message: "Optimizer must have a \"learning_rate\" attribute.".into(),
@@ -307,9 +537,112 @@ impl Callback for LearningRateScheduler {
     }
 }
 
+/// A per-step schedule's state, bit for bit.
+#[derive(Serialize, Deserialize)]
+struct StepScheduleState {
+    scale: u64,
+    last_set: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_cycle_rises_to_max_then_falls_to_the_floor() {
+        let s = ScheduleConfig::OneCycle {
+            max_lr: 1.0,
+            total_steps: None,
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+        };
+        let r: Vec<f64> = (0..100).map(|i| s.step_rate(i, 100).unwrap()).collect();
+        assert!((r[0] - 0.04).abs() < 1e-12);
+        let peak = r.iter().cloned().fold(0.0, f64::max);
+        assert!((peak - 1.0).abs() < 1e-12);
+        assert!((r[99] - 0.04 / 1e4).abs() < 1e-12);
+        assert!(r.windows(2).take(28).all(|w| w[1] > w[0]));
+        assert!(r.windows(2).skip(30).all(|w| w[1] < w[0]));
+    }
+
+    #[test]
+    fn warmup_cosine_and_linear_warmup_by_step() {
+        let s = ScheduleConfig::WarmupCosine {
+            initial: 0.1,
+            warmup_steps: 10,
+            decay_steps: None,
+            min_lr: 0.0,
+            warmup_start: 0.0,
+        };
+        assert_eq!(s.step_rate(0, 110), Some(0.0));
+        assert!((s.step_rate(5, 110).unwrap() - 0.05).abs() < 1e-12);
+        assert!((s.step_rate(10, 110).unwrap() - 0.1).abs() < 1e-12);
+        assert!((s.step_rate(60, 110).unwrap() - 0.05).abs() < 1e-12);
+        assert!(s.step_rate(110, 110).unwrap().abs() < 1e-12);
+        let w = ScheduleConfig::LinearWarmupSteps {
+            target: 0.2,
+            warmup_steps: 4,
+            start: 0.0,
+        };
+        assert_eq!(w.step_rate(2, 100), Some(0.1));
+        assert_eq!(w.step_rate(50, 100), Some(0.2));
+        assert!(
+            ScheduleConfig::OneCycle {
+                max_lr: 1.0,
+                total_steps: None,
+                pct_start: 1.5,
+                div_factor: 25.0,
+                final_div_factor: 1e4,
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_plateau_reduction_scales_the_rest_of_a_step_schedule() {
+        use crate::context::TrainingControl;
+        use crate::testing::ScriptedControl;
+        let mut cb = LearningRateScheduler::new(LearningRateSchedulerConfig {
+            schedule: ScheduleConfig::LinearWarmupSteps {
+                target: 0.5,
+                warmup_steps: 4,
+                start: 0.25,
+            },
+            verbose: 0,
+        })
+        .unwrap();
+        let mut ctl = ScriptedControl::new(0.1);
+        let at = |cb: &mut LearningRateScheduler, ctl: &mut ScriptedControl, step: u64| {
+            ctl.set_progress(crate::context::Progress {
+                global_step: step,
+                steps_per_epoch: Some(10),
+                total_epochs: 2,
+                ..Default::default()
+            });
+            let mut ctx = Context::new(ctl);
+            cb.on_train_batch_begin(0, &mut ctx).unwrap();
+            ctl.learning_rate().unwrap()
+        };
+        assert_eq!(at(&mut cb, &mut ctl, 0), 0.25);
+        assert_eq!(at(&mut cb, &mut ctl, 2), 0.375);
+        // ReduceLROnPlateau halves the rate between two steps.
+        ctl.set_learning_rate(0.1875).unwrap();
+        assert_eq!(at(&mut cb, &mut ctl, 4), 0.25);
+        let saved = cb.state().unwrap().unwrap();
+        let mut resumed = LearningRateScheduler::new(LearningRateSchedulerConfig {
+            schedule: ScheduleConfig::LinearWarmupSteps {
+                target: 0.5,
+                warmup_steps: 4,
+                start: 0.25,
+            },
+            verbose: 0,
+        })
+        .unwrap();
+        resumed.load_state(saved).unwrap();
+        assert_eq!(at(&mut resumed, &mut ctl, 5), 0.25);
+    }
 
     fn rates(schedule: ScheduleConfig, n: usize, mut lr: f64) -> Vec<f64> {
         (0..n)

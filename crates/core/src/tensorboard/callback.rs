@@ -10,7 +10,7 @@ use super::event_file::{EventWriter, now_secs};
 use super::proto::hparams::Status;
 use super::summary::HParamValue;
 use crate::callback::Callback;
-use crate::context::{Context, ModelSnapshot};
+use crate::context::{Context, ModelSnapshot, ParamRead};
 use crate::error::{CallbackError, Result};
 use crate::frequency::Frequency;
 use crate::logs::Logs;
@@ -44,11 +44,16 @@ pub type UpdateFreq = Frequency;
 /// * after each validation pass, `evaluation_<metric>_vs_iterations` in
 ///   `validation` at step = optimizer steps so far;
 /// * with an integer `update_freq`, `batch_<metric>` in `train` at step =
-///   optimizer steps so far, every `update_freq` steps (Keras 3 writes every
+///   optimizer steps so far for every metric of the batch logs (the
+///   epoch's running means, as in Keras), every `update_freq` steps (Keras 3 writes every
 ///   batch whatever the integer; this follows the documented intent);
+/// * with an integer `update_freq`, also `batch_learning_rate` (the rate
+///   of the step just taken), and with `write_steps_per_second`,
+///   `batch_steps_per_second` and `epoch_steps_per_second`;
 /// * with `histogram_freq = n > 0`, a histogram `<name>/histogram` of every
-///   parameter every `n` epochs, at step = epoch (needs
-///   [`with_param_source`](Self::with_param_source));
+///   parameter every `n` epochs, at step = epoch (the parameters come from
+///   [`with_param_source`](Self::with_param_source) if set, else from the
+///   model snapshot, which the Burn glue can list for any model);
 /// * with hyperparameters, the HParams dashboard's session in `log_dir`
 ///   itself (start at train begin; experiment, with every `epoch_` scalar as a
 ///   metric, and end status at train end);
@@ -86,6 +91,7 @@ pub struct TensorBoard {
     hparams: BTreeMap<String, HParamValue>,
     config_text: Option<String>,
     param_source: Option<ParamHistogramSource>,
+    write_steps_per_second: bool,
 
     train: Option<EventWriter>,
     validation: Option<EventWriter>,
@@ -100,6 +106,9 @@ pub struct TensorBoard {
     epoch_offset_pending: bool,
     step_offset_pending: bool,
     warned_no_source: bool,
+    /// When the epoch began, and the step count then (steps per second).
+    epoch_start: Option<(std::time::Instant, u64)>,
+    batch_start: Option<std::time::Instant>,
 }
 
 impl TensorBoard {
@@ -114,6 +123,7 @@ impl TensorBoard {
             hparams: BTreeMap::new(),
             config_text: None,
             param_source: None,
+            write_steps_per_second: false,
             train: None,
             validation: None,
             session: None,
@@ -125,7 +135,17 @@ impl TensorBoard {
             epoch_offset_pending: false,
             step_offset_pending: false,
             warned_no_source: false,
+            epoch_start: None,
+            batch_start: None,
         }
+    }
+
+    /// Keras's `write_steps_per_second`: also write the training speed,
+    /// `epoch_steps_per_second` at each epoch end and, with a batch
+    /// `update_freq`, `batch_steps_per_second`.
+    pub fn write_steps_per_second(mut self, write: bool) -> Self {
+        self.write_steps_per_second = write;
+        self
     }
 
     /// Writes weight histograms every `freq` epochs (0 = never), Keras's
@@ -240,10 +260,17 @@ impl TensorBoard {
     }
 
     fn write_histograms(&mut self, step: i64, ctx: &mut Context) -> Result<()> {
-        let Some(source) = &self.param_source else {
-            return Ok(());
+        let snapshot = ctx.snapshot_model();
+        let params = match &self.param_source {
+            Some(source) => source(&snapshot),
+            None => match snapshot.params(ParamRead::Values) {
+                Some(params) => params
+                    .into_iter()
+                    .map(|p| (p.path, p.values.unwrap_or_default()))
+                    .collect(),
+                None => return Ok(()),
+            },
         };
-        let params = source(&ctx.snapshot_model());
         let writer = self.train_writer()?;
         for (name, values) in params {
             writer.write_histogram(&format!("{name}/histogram"), &values, step)?;
@@ -286,11 +313,16 @@ impl Callback for TensorBoard {
 
     fn on_train_begin(&mut self, ctx: &mut Context) -> Result<()> {
         self.train_writer()?;
-        if self.histogram_freq > 0 && self.param_source.is_none() && !self.warned_no_source {
+        if self.histogram_freq > 0
+            && self.param_source.is_none()
+            && ctx.snapshot_model().params(ParamRead::Shapes).is_none()
+            && !self.warned_no_source
+        {
             self.warned_no_source = true;
             ctx.warn(format!(
-                "{NAME}: histogram_freq={} but no parameter source was set \
-                 (TensorBoard::with_param_source); no weight histograms will be written",
+                "{NAME}: histogram_freq={} but the model's parameters cannot be listed \
+                 here and no parameter source was set (TensorBoard::with_param_source); \
+                 no weight histograms will be written",
                 self.histogram_freq
             ));
         }
@@ -310,6 +342,18 @@ impl Callback for TensorBoard {
         self.flush_all()
     }
 
+    fn on_epoch_begin(&mut self, _epoch: usize, ctx: &mut Context) -> Result<()> {
+        self.epoch_start = Some((std::time::Instant::now(), ctx.progress().global_step));
+        Ok(())
+    }
+
+    fn on_train_batch_begin(&mut self, _batch: usize, _ctx: &mut Context) -> Result<()> {
+        if self.write_steps_per_second {
+            self.batch_start = Some(std::time::Instant::now());
+        }
+        Ok(())
+    }
+
     fn on_train_batch_end(
         &mut self,
         _batch: usize,
@@ -323,9 +367,20 @@ impl Callback for TensorBoard {
         if freq == 0 || step % freq as i64 != 0 {
             return Ok(());
         }
+        let lr = ctx.last_step_learning_rate().or(ctx.learning_rate());
+        let speed = self
+            .batch_start
+            .filter(|_| self.write_steps_per_second)
+            .map(|start| 1.0 / start.elapsed().as_secs_f64().max(1e-9));
         let writer = self.train_writer()?;
         for (name, value) in logs.iter() {
             writer.write_scalar(&format!("batch_{name}"), value, step)?;
+        }
+        if let Some(lr) = lr {
+            writer.write_scalar("batch_learning_rate", lr, step)?;
+        }
+        if let Some(speed) = speed {
+            writer.write_scalar("batch_steps_per_second", speed, step)?;
         }
         Ok(())
     }
@@ -357,6 +412,15 @@ impl Callback for TensorBoard {
             }
             if let Some(lr) = ctx.learning_rate() {
                 train.insert("learning_rate", lr);
+            }
+            if self.write_steps_per_second
+                && let Some((start, first_step)) = self.epoch_start
+            {
+                let steps = ctx.progress().global_step.saturating_sub(first_step);
+                train.insert(
+                    "steps_per_second",
+                    steps as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                );
             }
             if !train.is_empty() {
                 let writer = self.train_writer()?;
@@ -403,6 +467,10 @@ impl Callback for TensorBoard {
     }
 
     fn wants_batch_logs(&self) -> bool {
+        matches!(self.update_freq, UpdateFreq::Batches(_))
+    }
+
+    fn wants_batch_metrics(&self) -> bool {
         matches!(self.update_freq, UpdateFreq::Batches(_))
     }
 
@@ -504,6 +572,9 @@ pub struct TensorBoardConfig {
     /// Run configuration shown as text.
     #[serde(default)]
     pub config_text: Option<String>,
+    /// Also write the training speed in steps per second (default `false`).
+    #[serde(default)]
+    pub write_steps_per_second: bool,
 }
 
 impl Default for TensorBoardConfig {
@@ -515,6 +586,7 @@ impl Default for TensorBoardConfig {
             update_freq: UpdateFreq::Epoch,
             hparams: BTreeMap::new(),
             config_text: None,
+            write_steps_per_second: false,
         }
     }
 }
@@ -533,6 +605,7 @@ impl TensorBoardConfig {
             .histogram_freq(self.histogram_freq)
             .write_graph(self.write_graph)
             .update_freq(self.update_freq)
+            .write_steps_per_second(self.write_steps_per_second)
             .hparams(self.hparams.clone());
         if let Some(text) = &self.config_text {
             tb = tb.config_text(text.clone());

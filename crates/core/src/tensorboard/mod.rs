@@ -3,6 +3,7 @@
 //! * [`TensorBoard`]: the callback, writing what Keras's
 //!   `keras.callbacks.TensorBoard` writes (same directories, tags and steps),
 //!   plus hyperparameters and the run configuration.
+//! * [`GradientNormMonitor`]: gradient norms, overall and by parameter.
 //! * [`EventWriter`]: one event file; usable on its own to log anything
 //!   TensorBoard shows as scalars, histograms, text or hparams.
 //!
@@ -18,12 +19,14 @@
 
 mod callback;
 mod event_file;
+mod gradient_norms;
 pub mod proto;
 mod record;
 mod summary;
 
 pub use callback::{ParamHistogramSource, TensorBoard, TensorBoardConfig, UpdateFreq};
 pub use event_file::{EventWriter, FILE_VERSION, now_secs};
+pub use gradient_norms::{GradientNormMonitor, GradientNormMonitorConfig};
 pub use record::{RecordError, decode_records, encode_record, masked_crc32c};
 pub use summary::{
     DEFAULT_BUCKET_COUNT, HPARAMS_EXPERIMENT_TAG, HPARAMS_SESSION_END_TAG,

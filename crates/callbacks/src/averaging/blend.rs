@@ -1,0 +1,72 @@
+//! [`blend`]: the one piece of arithmetic on whole models that weight
+//! averaging needs.
+
+use std::any::Any;
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::Tensor;
+
+/// `average · (1 − weight) + current · weight`, parameter by parameter,
+/// matched by parameter id (an average starts as a copy of the model, so
+/// the ids agree).
+///
+/// The result keeps the average's autodiff settings (device, gradient
+/// requirement, checkpointing strategy), so it can be put back into
+/// training; the arithmetic itself records no graph.
+pub fn blend<M: Module>(average: M, current: &M, weight: f64) -> M {
+    let mut collect = Collect::default();
+    current.visit(&mut collect);
+    average.map(&mut Blend {
+        current: collect.tensors,
+        weight,
+    })
+}
+
+#[derive(Default)]
+struct Collect {
+    tensors: HashMap<ParamId, Box<dyn Any>>,
+}
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.tensors.insert(param.id, Box::new(param.val()));
+    }
+}
+
+struct Blend {
+    current: HashMap<ParamId, Box<dyn Any>>,
+    weight: f64,
+}
+
+impl ModuleMapper for Blend {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(current) = self
+            .current
+            .remove(&param.id)
+            .and_then(|t| t.downcast::<Tensor<D>>().ok())
+        else {
+            return param;
+        };
+        let weight = self.weight;
+        param.map(|average| {
+            let autodiff = average.is_autodiff();
+            let require_grad = average.is_require_grad();
+            let strategy = average.gradient_checkpointing_strategy();
+            let mixed =
+                average.inner().mul_scalar(1.0 - weight) + current.inner().mul_scalar(weight);
+            let mut mixed = if autodiff {
+                Tensor::from_inner(mixed)
+            } else {
+                mixed
+            };
+            if let Some(strategy) = strategy {
+                mixed = mixed.with_gradient_checkpointing_strategy(strategy);
+            }
+            if require_grad {
+                mixed = mixed.require_grad();
+            }
+            mixed
+        })
+    }
+}

@@ -1,0 +1,281 @@
+//! `burnfit lr-find`: the learning-rate range test on a config's model and
+//! data, with its plot and a suggested rate.
+
+use std::path::{Path, PathBuf};
+
+use burnfit_callbacks::builtins::{
+    LearningRateFinder, LearningRateFinderConfig, LrFinderResult, SUGGESTION_RULE,
+};
+use plotters::prelude::*;
+
+use crate::TrainArgs;
+use crate::config::{BackendChoice, Config};
+use crate::error::{CliError, CliResult};
+use crate::run_dir::RunDir;
+use crate::train;
+
+/// `burnfit lr-find` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LrFindArgs {
+    /// The config file: its model, data, optimizer and batch size.
+    pub config: PathBuf,
+    /// The first rate tried.
+    #[arg(long, default_value_t = 1e-7)]
+    pub min_lr: f64,
+    /// The last rate tried.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_lr: f64,
+    /// Optimizer steps in the sweep.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Backend, as for train.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Directory with the dataset files (overrides data.dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Where the plot and the table go (default runs/<name>-lr-find-<timestamp>/).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Override any config value, as for train.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    pub sets: Vec<String>,
+}
+
+/// The files `lr-find` writes in its run directory.
+pub struct LrFindFiles {
+    /// `lr_find.csv`: step, rate, smoothed and raw loss.
+    pub table: PathBuf,
+    /// `plots/lr_find.png` and `.svg`.
+    pub plots: Vec<PathBuf>,
+}
+
+/// `burnfit lr-find`.
+pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
+    let finder_config = LearningRateFinderConfig {
+        min_lr: args.min_lr,
+        max_lr: args.max_lr,
+        num_training_steps: args.steps,
+        ..Default::default()
+    };
+    let finder = LearningRateFinder::new(finder_config)
+        .map_err(|e| CliError::usage(format!("lr-find: {e} (see --min-lr, --max-lr, --steps)")))?;
+    let handle = finder.handle();
+
+    let run_dir = match &args.run_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let config = Config::load(&args.config, &args.sets)?;
+            RunDir::choose(&format!("{}-lr-find", config.run_name(&args.config)), None)
+        }
+    };
+    let train_args = TrainArgs {
+        config: args.config.clone(),
+        backend: args.backend,
+        data: args.data.clone(),
+        run_dir: Some(run_dir),
+        sets: args.sets.clone(),
+        ..Default::default()
+    };
+    let mut setup = train::prepare(&train_args)?;
+    let data = crate::data::load_data(&setup.config, None)?;
+    // The range test alone: no other callback changes the rate or stops,
+    // no averaging, nothing written but the run's config and the test.
+    let config = &mut setup.config;
+    let steps_per_epoch = data.sizes().0.div_ceil(config.training.batch_size).max(1);
+    config.training.epochs = args.steps.div_ceil(steps_per_epoch).max(1);
+    config.callbacks.clear();
+    config.optimizer.use_ema = false;
+    config.outputs.checkpoint = false;
+    config.outputs.tensorboard = false;
+    config.outputs.csv = false;
+    config.outputs.plots = false;
+    setup
+        .extra_callbacks
+        .lock()
+        .expect("extra callbacks")
+        .push(Box::new(finder));
+
+    let started = train::start(&setup)?;
+    let run = &started.run;
+    println!("burnfit: run directory {}", run.root.display());
+    println!(
+        "burnfit: learning-rate range test, {} steps from {:e} to {:e} ({} backend)",
+        args.steps, args.min_lr, args.max_lr, setup.backend.name
+    );
+    match train::train(&setup, run, data)? {
+        train::Ended::Finished(_) => {}
+        train::Ended::Interrupted { .. } => {
+            return Err(CliError::interrupted(
+                "burnfit lr-find: interrupted; the model was not changed, run it again",
+                crate::interrupt::received().map_or(130, |s| s.exit_code()),
+            ));
+        }
+    }
+    let result = handle
+        .lock()
+        .expect("lr finder")
+        .take()
+        .ok_or_else(|| CliError::failed("lr-find: training ended before the range test ran"))?;
+    let files = write_outputs(&run.root, &result)?;
+    println!(
+        "burnfit: {} steps run{}",
+        result.lrs.len(),
+        if result.diverged {
+            format!(
+                ", stopped when the loss diverged at lr {:.3e}",
+                result.lrs.last().copied().unwrap_or(f64::NAN)
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!("burnfit: loss by learning rate: {}", files.table.display());
+    for plot in &files.plots {
+        println!("burnfit: plot {}", plot.display());
+    }
+    match result.suggestion {
+        Some(lr) => {
+            println!("burnfit: suggested learning rate {lr:.3e} ({SUGGESTION_RULE})");
+            println!(
+                "burnfit: train with it: burnfit train {} --set optimizer.lr={lr:.3e}",
+                args.config.display()
+            );
+            Ok(())
+        }
+        None => Err(CliError::failed(format!(
+            "lr-find: no suggestion: only {} steps ran before the loss diverged; lower --min-lr \
+             or --max-lr, or raise --steps",
+            result.lrs.len()
+        ))),
+    }
+}
+
+/// Writes `lr_find.csv` and the plots under `root`.
+pub fn write_outputs(root: &Path, result: &LrFinderResult) -> CliResult<LrFindFiles> {
+    let table = root.join("lr_find.csv");
+    let mut text = String::from("step,learning_rate,loss_smoothed,loss\n");
+    for (i, ((lr, smoothed), raw)) in result
+        .lrs
+        .iter()
+        .zip(&result.losses)
+        .zip(&result.raw_losses)
+        .enumerate()
+    {
+        text.push_str(&format!("{i},{lr:e},{smoothed},{raw}\n"));
+    }
+    if let Some(lr) = result.suggestion {
+        text.push_str(&format!("# suggestion,{lr:e}\n"));
+    }
+    burnfit_callbacks::atomic::write_atomic(&table, text.as_bytes())?;
+    let dir = root.join("plots");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
+    crate::report::register_font();
+    let mut plots = Vec::new();
+    for name in ["lr_find.png", "lr_find.svg"] {
+        let target = dir.join(name);
+        let temp = dir.join(format!(".tmp-{name}"));
+        let size = (900, 560);
+        let drawn = if name.ends_with(".png") {
+            let area = BitMapBackend::new(&temp, size).into_drawing_area();
+            draw(&area, result).and_then(|()| area.present().map_err(plot_error))
+        } else {
+            let area = SVGBackend::new(&temp, size).into_drawing_area();
+            draw(&area, result).and_then(|()| area.present().map_err(plot_error))
+        };
+        if let Err(e) = drawn {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        std::fs::rename(&temp, &target).map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            CliError::usage(format!("{}: cannot write: {e}", target.display()))
+        })?;
+        plots.push(target);
+    }
+    Ok(LrFindFiles { table, plots })
+}
+
+fn plot_error<E: std::fmt::Display>(e: E) -> CliError {
+    CliError::failed(format!("plot: {e}"))
+}
+
+fn draw<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    result: &LrFinderResult,
+) -> CliResult<()>
+where
+    DB::ErrorType: 'static,
+{
+    area.fill(&WHITE).map_err(plot_error)?;
+    let height = area.dim_in_pixel().1;
+    let (area, footer) = area.split_vertically(height - 30);
+    let points: Vec<(f64, f64)> = result
+        .lrs
+        .iter()
+        .copied()
+        .zip(result.losses.iter().copied())
+        .filter(|(lr, loss)| *lr > 0.0 && loss.is_finite())
+        .collect();
+    if points.is_empty() {
+        return Err(CliError::failed("lr-find: no finite loss to plot"));
+    }
+    let lo_lr = points.first().map_or(1e-8, |p| p.0);
+    let hi_lr = points.last().map_or(1.0, |p| p.0).max(lo_lr * 10.0);
+    // The divergence at the end would squash the curve: clip the y range at
+    // four times the starting loss.
+    let cap = points[0].1.abs() * 4.0;
+    let shown: Vec<f64> = points.iter().map(|p| p.1.min(cap)).collect();
+    let (lo, hi) = crate::report::bounds(&shown);
+    let mut chart = ChartBuilder::on(&area)
+        .caption("learning-rate range test", ("sans-serif", 22))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d((lo_lr..hi_lr).log_scale(), lo..hi)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("learning rate (log scale)")
+        .y_desc("loss (smoothed)")
+        .x_label_formatter(&|x| format!("{x:.0e}"))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().map(|&(lr, loss)| (lr, loss.min(cap))),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(plot_error)?
+        .label("smoothed loss")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+    if let Some(lr) = result.suggestion {
+        let at = points
+            .iter()
+            .min_by(|a, b| (a.0 - lr).abs().total_cmp(&(b.0 - lr).abs()))
+            .map_or(lo, |p| p.1.min(cap));
+        chart
+            .draw_series(std::iter::once(Circle::new((lr, at), 7, RED.filled())))
+            .map_err(plot_error)?
+            .label(format!("suggestion {lr:.2e}"))
+            .legend(|(x, y)| Circle::new((x + 9, y), 5, RED.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(plot_error)?;
+    footer
+        .draw(&Text::new(
+            format!("suggestion: {SUGGESTION_RULE}"),
+            (14, 6),
+            ("sans-serif", 12).into_font().color(&BLACK.mix(0.7)),
+        ))
+        .map_err(plot_error)?;
+    Ok(())
+}
