@@ -3,24 +3,25 @@
 //!
 //! * `StopWhenLossBelow` stops training as soon as the epoch's loss is below a threshold;
 //! * `HeldOutAccuracy` predicts on held-out data every N epochs with the
-//!   current model and records the accuracy in a table, printed at the end.
+//!   current model (`ctx.predict`, `ctx.evaluate`) and collects
+//!   `(epoch, accuracy, loss)` as a table, written as CSV at the end.
 //!
 //! Run with `cargo run --example custom_callback [-- --epochs N]`.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use burn::backend::FlexDevice;
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
-use burn::module::Module;
+use burn::data::dataset::{Dataset, InMemDataset};
 use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::train::metric::{AccuracyMetric, LossMetric};
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{Learner, SupervisedTraining, ValidLoader};
 use burnfit_callbacks::engine::SilentRenderer;
+use burnfit_callbacks::predict::ContextExt;
 use burnfit_callbacks::{Callback, Callbacks, Context, Logs, Result, WithCallbacks};
 use burnfit_models::Classifier;
-use burnfit_models::data::{FashionMnist, ImageBatch, ImageBatcher};
+use burnfit_models::data::{FashionMnist, ImageBatcher};
 use burnfit_models::nets::MlpConfig;
 
 /// Stops training when the epoch's training loss drops below `threshold`.
@@ -44,12 +45,13 @@ impl Callback for StopWhenLossBelow {
     }
 }
 
-/// Every `every` epochs, classifies a held-out batch with the current model
-/// and records `(epoch, accuracy)`.
+/// Every `every` epochs, predicts on held-out data with the current model
+/// and collects `(epoch, accuracy, loss)`; writes the table as CSV at the end.
 struct HeldOutAccuracy {
     every: usize,
-    batch: ImageBatch,
-    table: Arc<Mutex<Vec<(usize, f64)>>>,
+    loader: ValidLoader<Classifier>,
+    table: Arc<Mutex<Vec<(usize, f64, f64)>>>,
+    csv: PathBuf,
 }
 
 impl Callback for HeldOutAccuracy {
@@ -57,24 +59,35 @@ impl Callback for HeldOutAccuracy {
         if !(epoch + 1).is_multiple_of(self.every) {
             return Ok(());
         }
-        let model: Classifier = ctx.model().expect("the trained model is a Classifier");
-        let model = model.valid();
-        let device = model.devices()[0].clone();
-        let images = self.batch.images.clone().to_device(&device);
-        let targets = self.batch.targets.clone().to_device(&device);
-        let n = targets.dims()[0];
-        let predicted = model.forward(images).argmax(1).reshape([n]);
-        let correct = predicted.equal(targets).int().sum().into_scalar::<i64>();
-        let accuracy = correct as f64 / n as f64;
-        self.table.lock().unwrap().push((epoch, accuracy));
+        let (mut correct, mut total) = (0, 0);
+        for out in ctx.predict::<Classifier>(&self.loader)? {
+            let n = out.targets.dims()[0];
+            let hits = out
+                .output
+                .argmax(1)
+                .reshape([n])
+                .equal(out.targets)
+                .int()
+                .sum();
+            correct += hits.into_scalar::<i64>() as usize;
+            total += n;
+        }
+        let loss = ctx
+            .evaluate::<Classifier>(&self.loader)?
+            .get("loss")
+            .unwrap_or(f64::NAN);
+        let accuracy = correct as f64 / total as f64;
+        self.table.lock().unwrap().push((epoch + 1, accuracy, loss));
         Ok(())
     }
 
     fn on_train_end(&mut self, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
-        println!("epoch | held-out accuracy");
-        for (epoch, accuracy) in self.table.lock().unwrap().iter() {
-            println!("{:>5} | {accuracy:.4}", epoch + 1);
+        let mut csv = String::from("epoch,accuracy,loss\n");
+        for (epoch, accuracy, loss) in self.table.lock().unwrap().iter() {
+            csv.push_str(&format!("{epoch},{accuracy:.4},{loss:.4}\n"));
         }
+        burnfit_callbacks::atomic::write_atomic(&self.csv, csv.as_bytes())?;
+        print!("{csv}");
         Ok(())
     }
 }
@@ -91,7 +104,9 @@ fn main() {
     let held_out: Vec<_> = (data.test.len() - 200..data.test.len())
         .filter_map(|i| data.test.get(i).ok())
         .collect();
-    let held_out = ImageBatcher::default().batch(held_out, &device);
+    let held_out = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher::default())
+        .batch_size(100)
+        .build(InMemDataset::new(held_out));
 
     let train = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher::default())
         .batch_size(64)
@@ -101,18 +116,20 @@ fn main() {
         .batch_size(256)
         .build(data.test);
 
+    let dir = std::env::temp_dir().join("burnfit-custom-callback");
     let table = Arc::new(Mutex::new(Vec::new()));
+    let csv = dir.join("held_out_accuracy.csv");
     let mut callbacks = Callbacks::new()
         .with(StopWhenLossBelow { threshold: 0.6 })
         .with(HeldOutAccuracy {
             every: 2,
-            batch: held_out,
+            loader: held_out,
             table: table.clone(),
+            csv: csv.clone(),
         });
     let lr = callbacks.lr_scheduler(1e-3);
     let outcome = callbacks.outcome();
 
-    let dir = std::env::temp_dir().join("burnfit-custom-callback");
     let model: Classifier = MlpConfig::default().init(&device.clone().autodiff()).into();
     SupervisedTraining::new(&dir, train, valid)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
@@ -131,5 +148,9 @@ fn main() {
             .as_deref()
             .unwrap_or("none (all epochs ran)")
     );
-    println!("accuracy table rows: {:?}", table.lock().unwrap());
+    println!(
+        "held-out accuracy: {} rows in {}",
+        table.lock().unwrap().len(),
+        csv.display()
+    );
 }

@@ -19,6 +19,7 @@
 
 pub mod averaging;
 pub mod engine;
+pub mod predict;
 
 #[cfg(feature = "tensorboard")]
 pub use burnfit_core::tensorboard;

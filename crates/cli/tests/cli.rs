@@ -1,90 +1,12 @@
 //! End-to-end tests of the `burnfit` binary on the committed Fashion-MNIST subset.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn subset() -> PathBuf {
-    repo().join("data/fashion-mnist-subset")
-}
-
-fn burnfit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_burnfit"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("the burnfit binary runs")
-}
-
-/// `burnfit train CONFIG --backend BACKEND --epochs EPOCHS --run-dir RUN`.
-fn train_for(config: &str, backend: &str, epochs: usize, run: &Path) -> Output {
-    let epochs = epochs.to_string();
-    burnfit(&[
-        "train",
-        config,
-        "--backend",
-        backend,
-        "--epochs",
-        &epochs,
-        "--run-dir",
-        run.to_str().unwrap(),
-    ])
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A small but real config: MLP on 600 subset images.
-fn small_config(dir: &Path, model: &str, extra: &str) -> PathBuf {
-    let path = dir.join("small.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "small"
-[model]
-{model}
-
-[data]
-kind = "fashion_mnist"
-dir = "{data}"
-validation_split = 0.2
-limit_train = 600
-limit_test = 200
-
-[optimizer]
-kind = "adam"
-lr = 2e-3
-
-[training]
-epochs = 2
-batch_size = 64
-workers = 1
-
-[[callbacks]]
-type = "EarlyStopping"
-monitor = "val_loss"
-patience = 5
-
-[[callbacks]]
-type = "ReduceLROnPlateau"
-monitor = "val_loss"
-patience = 1
-{extra}
-"#,
-            data = subset().display()
-        ),
-    )
-    .unwrap();
-    path
-}
+use common::{
+    burnfit, repo, small_config, subset, tensorboard_dump, tensorboard_python, text, train_for,
+};
 
 #[test]
 fn train_on_cpu_produces_the_whole_run_directory_and_eval_reads_it() {
@@ -685,32 +607,16 @@ fn shipped_configs_validate() {
 /// epoch, and the run's config is there as text.
 #[test]
 fn tensorboard_reads_a_real_run_and_agrees_with_the_csv() {
-    let python = std::env::var("BURNFIT_TB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target/tb-venv/bin/python"));
-    if !python.exists() {
-        assert!(
-            std::env::var_os("BURNFIT_REQUIRE_TB").is_none(),
-            "no Python with tensorboard at {} (make test creates it)",
-            python.display()
-        );
-        eprintln!("skipped: no Python with tensorboard (make test creates target/tb-venv)");
+    let Some(python) = tensorboard_python() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
     let run = tmp.path().join("run");
     let out = train_for(config.to_str().unwrap(), "flex", 3, &run);
     assert!(out.status.success(), "{}", text(&out));
     let train_output = text(&out);
-
-    let dump = Command::new(&python)
-        .arg(repo().join("crates/core/tests/fixtures/tb_dump.py"))
-        .arg(run.join("tensorboard"))
-        .output()
-        .unwrap();
-    assert!(dump.status.success(), "tb_dump failed: {}", text(&dump));
-    let dump: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
+    let dump = tensorboard_dump(&python, &run.join("tensorboard"));
     let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
     let mut rows = history.split("\r\n").filter(|l| !l.is_empty());
     let header: Vec<&str> = rows.next().unwrap().split(',').collect();

@@ -1,0 +1,118 @@
+//! What the `burnfit` binary's end-to-end tests share: the binary, the
+//! committed data subset and a small real config.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn subset() -> PathBuf {
+    repo().join("data/fashion-mnist-subset")
+}
+
+pub fn burnfit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("the burnfit binary runs")
+}
+
+/// `burnfit train CONFIG --backend BACKEND --epochs EPOCHS --run-dir RUN`.
+pub fn train_for(config: &str, backend: &str, epochs: usize, run: &Path) -> Output {
+    let epochs = epochs.to_string();
+    burnfit(&[
+        "train",
+        config,
+        "--backend",
+        backend,
+        "--epochs",
+        &epochs,
+        "--run-dir",
+        run.to_str().unwrap(),
+    ])
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A small but real config: MLP on 600 subset images.
+pub fn small_config(dir: &Path, model: &str, extra: &str) -> PathBuf {
+    let path = dir.join("small.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "small"
+[model]
+{model}
+
+[data]
+kind = "fashion_mnist"
+dir = "{data}"
+validation_split = 0.2
+limit_train = 600
+limit_test = 200
+
+[optimizer]
+kind = "adam"
+lr = 2e-3
+
+[training]
+epochs = 2
+batch_size = 64
+workers = 1
+
+[[callbacks]]
+type = "EarlyStopping"
+monitor = "val_loss"
+patience = 5
+
+[[callbacks]]
+type = "ReduceLROnPlateau"
+monitor = "val_loss"
+patience = 1
+{extra}
+"#,
+            data = subset().display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The Python with tensorboard that `make test` installs, or `None` (the
+/// test then skips, unless `BURNFIT_REQUIRE_TB` says it must not).
+pub fn tensorboard_python() -> Option<PathBuf> {
+    let python = std::env::var("BURNFIT_TB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/tb-venv/bin/python"));
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("BURNFIT_REQUIRE_TB").is_none(),
+        "no Python with tensorboard at {} (make test creates it)",
+        python.display()
+    );
+    eprintln!("skipped: no Python with tensorboard (make test creates target/tb-venv)");
+    None
+}
+
+/// What the real TensorBoard reader finds under `dir`, as JSON.
+pub fn tensorboard_dump(python: &Path, dir: &Path) -> serde_json::Value {
+    let dump = Command::new(python)
+        .arg(repo().join("crates/core/tests/fixtures/tb_dump.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "tb_dump failed: {}", text(&dump));
+    serde_json::from_slice(&dump.stdout).unwrap()
+}
