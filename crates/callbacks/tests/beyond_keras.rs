@@ -584,3 +584,97 @@ fn resume_matches_straight_run(early: bool) {
         "early = {early}"
     );
 }
+
+/// Records, at train end, BatchNorm statistics and trainable weights of a
+/// `Classifier`, by parameter path.
+#[derive(Clone, Default)]
+struct BatchNormProbe {
+    at_end: Arc<Mutex<Vec<burnfit_callbacks::ParamInfo>>>,
+    epochs: Arc<Mutex<Vec<Vec<burnfit_callbacks::ParamInfo>>>>,
+}
+
+impl Callback for BatchNormProbe {
+    fn on_epoch_end(&mut self, _e: usize, _l: &mut Logs, ctx: &mut Context) -> Result<()> {
+        let params = ctx.snapshot_model().params(ParamRead::Values).unwrap();
+        self.epochs.lock().unwrap().push(params);
+        Ok(())
+    }
+    fn on_train_end(&mut self, _logs: &Logs, ctx: &mut Context) -> Result<()> {
+        *self.at_end.lock().unwrap() = ctx.snapshot_model().params(ParamRead::Values).unwrap();
+        Ok(())
+    }
+}
+
+#[test]
+fn swa_ends_with_averaged_weights_and_batch_norm_statistics_recomputed_for_them() {
+    use burn::data::dataloader::DataLoaderBuilder;
+    use burn::optim::AdamConfig;
+    use burn::train::metric::LossMetric;
+    use burn::train::{Learner, SupervisedTraining};
+    use burnfit_callbacks::WithCallbacks;
+    use burnfit_models::Classifier;
+    use burnfit_models::data::{FashionMnist, ImageBatcher};
+    use burnfit_models::nets::CnnConfig;
+
+    let device = common::device();
+    let data = FashionMnist::load_subset().unwrap();
+    let subset = |dataset, n| burn::data::dataset::transform::PartialDataset::new(dataset, 0, n);
+    let train = DataLoaderBuilder::new(ImageBatcher::default())
+        .batch_size(32)
+        .build(subset(data.train, 128));
+    let valid = DataLoaderBuilder::new(ImageBatcher::default())
+        .batch_size(64)
+        .build(subset(data.test, 64));
+    let swa = StochasticWeightAveraging::<Classifier>::new(StochasticWeightAveragingConfig {
+        swa_lrs: 1e-3,
+        swa_epoch_start: 1.0,
+        annealing_epochs: 1,
+        annealing_strategy: "cos".into(),
+    })
+    .unwrap();
+    let before = BatchNormProbe::default();
+    let after = BatchNormProbe::default();
+    let mut callbacks = Callbacks::new()
+        .with(before.clone())
+        .with(swa)
+        .with(after.clone())
+        .quiet(true);
+    let lr = callbacks.lr_scheduler(1e-3);
+    let config = CnnConfig {
+        channels: [4, 8],
+        fc_size: 16,
+        ..CnnConfig::new()
+    };
+    let model: Classifier = config.init(&device.clone().autodiff()).into();
+    let dir = tempfile::tempdir().unwrap();
+    SupervisedTraining::new(dir.path(), train, valid)
+        .metrics((LossMetric::new(),))
+        .num_epochs(3)
+        .with_application_logger(None)
+        .with_callbacks(callbacks)
+        .launch(Learner::new(model, AdamConfig::new().init(), lr));
+
+    let epochs = before.epochs.lock().unwrap().clone();
+    let live = before.at_end.lock().unwrap().clone();
+    let end = after.at_end.lock().unwrap().clone();
+    let mut stats = 0;
+    for (i, param) in end.iter().enumerate() {
+        let value = param.values.as_ref().unwrap();
+        if !param.trainable {
+            // Recomputed with the averaged weights: not the statistics the
+            // last epoch left.
+            stats += 1;
+            assert_ne!(value, live[i].values.as_ref().unwrap(), "{}", param.path);
+            assert!(value.iter().all(|v| v.is_finite()));
+        } else {
+            // The pass changed no weight: the mean of epochs 1 and 2.
+            let (a, b) = (
+                epochs[1][i].values.as_ref().unwrap(),
+                epochs[2][i].values.as_ref().unwrap(),
+            );
+            let mean: Vec<f32> = a.iter().zip(b).map(|(x, y)| (x + y) / 2.0).collect();
+            assert!(close(value, &mean, 1e-5), "{}", param.path);
+        }
+    }
+    assert!(stats >= 2, "the CNN has BatchNorm statistics: {end:?}");
+}

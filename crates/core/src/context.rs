@@ -165,6 +165,9 @@ pub struct ParamInfo {
     pub path: String,
     /// Its shape.
     pub shape: Vec<usize>,
+    /// Whether the optimizer trains it (`false` for buffers such as
+    /// BatchNorm's running statistics, and frozen parameters).
+    pub trainable: bool,
     /// Its values, flattened, when asked for ([`ParamRead::Values`]).
     pub values: Option<Vec<f32>>,
 }

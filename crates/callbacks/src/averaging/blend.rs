@@ -11,6 +11,12 @@ use burn::tensor::Tensor;
 /// matched by parameter id (an average starts as a copy of the model, so
 /// the ids agree).
 ///
+/// Only trainable parameters are averaged. Buffers that do not take
+/// gradients (BatchNorm's running statistics) are left as they are: as in
+/// Keras's EMA and PyTorch's `AveragedModel` (`use_buffers=False`), an
+/// average uses the live statistics, and SWA recomputes them at the end.
+/// (A copy of a Burn model shares those buffers with the original.)
+///
 /// The result keeps the average's autodiff settings (device, gradient
 /// requirement, checkpointing strategy), so it can be put back into
 /// training; the arithmetic itself records no graph.
@@ -30,7 +36,10 @@ struct Collect {
 
 impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.tensors.insert(param.id, Box::new(param.val()));
+        let value = param.val();
+        if value.is_require_grad() {
+            self.tensors.insert(param.id, Box::new(value));
+        }
     }
 }
 

@@ -69,6 +69,7 @@ impl ModuleVisitor for Collector {
         self.params.push(ParamInfo {
             path: self.path.name(self.params.len()),
             shape,
+            trainable: param.val().is_require_grad(),
             values,
         });
     }

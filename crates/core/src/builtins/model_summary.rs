@@ -27,8 +27,9 @@ impl Default for ModelSummaryConfig {
 }
 
 /// Prints, at train begin, one row per module down to `max_depth` with its
-/// parameter count (and, at the leaves, each parameter's shape), then the
-/// total count and the size of the parameters in 32-bit floats:
+/// parameter count (buffers such as BatchNorm statistics included; at the
+/// leaves, each parameter's shape), then the trainable, non-trainable and
+/// total counts and the size of the parameters in 32-bit floats:
 ///
 /// ```text
 ///   | Name   | Params | Shape
@@ -36,6 +37,8 @@ impl Default for ModelSummaryConfig {
 /// 0 | conv1  | 320    |
 /// 1 | linear | 7.9 K  |
 /// ----------------------------------
+/// 8.2 K     Trainable params
+/// 0         Non-trainable params
 /// 8.2 K     Total params
 /// 0.033     Total estimated model params size (MB)
 /// ```
@@ -102,6 +105,11 @@ pub fn summary_table(params: &[ParamInfo], max_depth: i64) -> String {
         row.1 = leaf.then(|| param.shape.clone());
     }
     let total: usize = params.iter().map(ParamInfo::numel).sum();
+    let trainable: usize = params
+        .iter()
+        .filter(|p| p.trainable)
+        .map(ParamInfo::numel)
+        .sum();
     let name_width = order.iter().map(String::len).max().unwrap_or(0).max(4);
     let counts: Vec<String> = order.iter().map(|n| human_count(rows[n].0)).collect();
     let count_width = counts.iter().map(String::len).max().unwrap_or(0).max(6);
@@ -125,6 +133,11 @@ pub fn summary_table(params: &[ParamInfo], max_depth: i64) -> String {
         );
     }
     lines.push(rule);
+    lines.push(format!("{:<10}Trainable params", human_count(trainable)));
+    lines.push(format!(
+        "{:<10}Non-trainable params",
+        human_count(total - trainable)
+    ));
     lines.push(format!("{:<10}Total params", human_count(total)));
     lines.push(format!(
         "{:<10.3}Total estimated model params size (MB)",
@@ -161,6 +174,7 @@ mod tests {
         ParamInfo {
             path: path.into(),
             shape: shape.to_vec(),
+            trainable: !path.contains("running"),
             values: None,
         }
     }
@@ -171,10 +185,13 @@ mod tests {
             param("conv1/weight", &[8, 1, 3, 3]),
             param("conv1/bias", &[8]),
             param("head/linear/weight", &[100, 10]),
+            param("bn/running_mean", &[8]),
         ];
         let table = summary_table(&params, 1);
         assert!(table.contains("0 | conv1"), "{table}");
         assert!(table.contains("| 80 "), "{table}");
+        assert!(table.contains("1.1 K     Trainable params"), "{table}");
+        assert!(table.contains("8         Non-trainable params"), "{table}");
         assert!(table.contains("1.1 K     Total params"), "{table}");
         let deep = summary_table(&params, -1);
         assert!(
