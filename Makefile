@@ -4,7 +4,7 @@ CONFIG ?= configs/fashion_mnist_cnn.toml
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 APT_GET := $(shell command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get
 
-.PHONY: run test deps-run deps-test build-release lint bench
+.PHONY: run test deps-run deps-test build-release lint bench bench-peers
 
 ## Train the flagship CNN on full Fashion-MNIST (installs the dataset if absent).
 run: deps-run
@@ -34,3 +34,14 @@ lint:
 
 bench:
 	cargo run --release -p burnfit-cli -- bench
+
+## The same networks in Keras/TensorFlow (tensorflow-cpu in target/peers-venv), timed in turn
+## with burnfit's steps on this machine; prints the ratios and writes target/bench-peers.json.
+## Dev profile, the one `make test` builds (Burn and every dependency at opt-level 3).
+PEERS_PYTHON := target/peers-venv/bin/python
+bench-peers:
+	@[ -x $(PEERS_PYTHON) ] || { python3 -m venv target/peers-venv && \
+		target/peers-venv/bin/pip install --quiet "tensorflow-cpu==2.21.*"; }
+	cargo run -p burnfit-cli -- bench --models mlp,simple_cnn,cnn-16-32,cnn \
+		--backends flex --memory-epochs 0 --loader-batches 0 \
+		--peers --peers-python $(PEERS_PYTHON) --json target/bench-peers.json

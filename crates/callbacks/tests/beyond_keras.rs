@@ -19,24 +19,7 @@ use burnfit_callbacks::checkpoint_file::CheckpointFile;
 use burnfit_callbacks::{
     Callback, Callbacks, Context, GradientView, Logs, ParamRead, Result, TrainEnd,
 };
-use common::{Item, Tiny};
-
-/// The tiny model's parameters, flattened.
-fn weights(model: &Tiny) -> Vec<f32> {
-    let mut w: Vec<f32> = model.linear.weight.val().into_data().try_to_vec().unwrap();
-    w.extend(
-        model
-            .linear
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap(),
-    );
-    w
-}
+use common::{Item, Tiny, weights};
 
 fn initial_weights() -> Vec<f32> {
     weights(&Tiny::new(&common::device()))

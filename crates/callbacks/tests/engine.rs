@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use burn::train::logger::FileMetricLogger;
 use burn::train::metric::NumericEntry;
 use burnfit_callbacks::{Callback, Callbacks, Context, Logs, ModelSnapshot, Result};
-use common::Tiny;
+use common::{Tiny, weights};
 
 /// Records every hook call as a string.
 #[derive(Clone, Default)]
@@ -209,28 +209,6 @@ impl Callback for RestoreFirst {
         let kept = self.kept.lock().unwrap();
         ctx.restore_model(kept.as_ref().unwrap())
     }
-}
-
-fn weights(model: &Tiny) -> Vec<f32> {
-    let mut w = model
-        .linear
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    w.extend(
-        model
-            .linear
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap(),
-    );
-    w
 }
 
 #[test]

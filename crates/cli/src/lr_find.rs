@@ -11,6 +11,7 @@ use plotters::prelude::*;
 use crate::TrainArgs;
 use crate::config::{BackendChoice, Config};
 use crate::error::{CliError, CliResult};
+use crate::report::plot_error;
 use crate::run_dir::RunDir;
 use crate::train;
 
@@ -172,33 +173,14 @@ pub fn write_outputs(root: &Path, result: &LrFinderResult) -> CliResult<LrFindFi
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
     crate::report::register_font();
-    let mut plots = Vec::new();
-    for name in ["lr_find.png", "lr_find.svg"] {
-        let target = dir.join(name);
-        let temp = dir.join(format!(".tmp-{name}"));
-        let size = (900, 560);
-        let drawn = if name.ends_with(".png") {
-            let area = BitMapBackend::new(&temp, size).into_drawing_area();
-            draw(&area, result).and_then(|()| area.present().map_err(plot_error))
-        } else {
-            let area = SVGBackend::new(&temp, size).into_drawing_area();
-            draw(&area, result).and_then(|()| area.present().map_err(plot_error))
-        };
-        if let Err(e) = drawn {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
-        }
-        std::fs::rename(&temp, &target).map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            CliError::usage(format!("{}: cannot write: {e}", target.display()))
-        })?;
-        plots.push(target);
-    }
+    let plots = crate::report::write_png_and_svg(
+        &dir,
+        "lr_find",
+        (900, 560),
+        |area| draw(area, result),
+        |area| draw(area, result),
+    )?;
     Ok(LrFindFiles { table, plots })
-}
-
-fn plot_error<E: std::fmt::Display>(e: E) -> CliError {
-    CliError::failed(format!("plot: {e}"))
 }
 
 fn draw<DB: DrawingBackend>(

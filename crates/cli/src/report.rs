@@ -135,30 +135,51 @@ pub fn render_plots_marked(run: &RunDir, interrupted_at: Option<f64>) -> CliResu
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
     let size = panel_size(&history);
-    let mut written = Vec::new();
-    for name in ["training_curves.png", "training_curves.svg"] {
-        let target = dir.join(name);
-        let temp = dir.join(format!(".tmp-{name}"));
-        {
-            let result = if name.ends_with(".png") {
-                let root = BitMapBackend::new(&temp, size).into_drawing_area();
-                draw(&root, &history, &marks).and_then(|()| root.present().map_err(plot_error))
-            } else {
-                let root = SVGBackend::new(&temp, size).into_drawing_area();
-                draw(&root, &history, &marks).and_then(|()| root.present().map_err(plot_error))
-            };
-            if let Err(e) = result {
-                let _ = std::fs::remove_file(&temp);
-                return Err(e);
-            }
-        }
-        std::fs::rename(&temp, &target).map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            CliError::usage(format!("{}: cannot write: {e}", target.display()))
-        })?;
-        written.push(target);
+    write_png_and_svg(
+        &dir,
+        "training_curves",
+        size,
+        |area| draw(area, &history, &marks),
+        |area| draw(area, &history, &marks),
+    )
+}
+
+/// Writes `dir/<stem>.png` and `dir/<stem>.svg` of `size` pixels, each drawn
+/// into a temporary file renamed into place, so that a reader never sees
+/// half a plot and a failed drawing leaves the old one.
+pub(crate) fn write_png_and_svg(
+    dir: &Path,
+    stem: &str,
+    size: (u32, u32),
+    draw_png: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> CliResult<()>,
+    draw_svg: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> CliResult<()>,
+) -> CliResult<Vec<PathBuf>> {
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    write_through_temp(&png, |temp| {
+        let area = BitMapBackend::new(temp, size).into_drawing_area();
+        draw_png(&area).and_then(|()| area.present().map_err(plot_error))
+    })?;
+    write_through_temp(&svg, |temp| {
+        let area = SVGBackend::new(temp, size).into_drawing_area();
+        draw_svg(&area).and_then(|()| area.present().map_err(plot_error))
+    })?;
+    Ok(vec![png, svg])
+}
+
+/// Runs `render` on a temporary name next to `target`, then renames it into
+/// place; on failure the temporary file is removed.
+fn write_through_temp(target: &Path, render: impl FnOnce(&Path) -> CliResult<()>) -> CliResult<()> {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let temp = target.with_file_name(format!(".tmp-{name}"));
+    if let Err(e) = render(&temp) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
     }
-    Ok(written)
+    std::fs::rename(&temp, target).map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        CliError::usage(format!("{}: cannot write: {e}", target.display()))
+    })
 }
 
 /// What the plots mark besides the curves.
@@ -174,7 +195,7 @@ fn panel_size(history: &History) -> (u32, u32) {
     (1100, 300 * panels.max(1) as u32)
 }
 
-fn plot_error<E: std::fmt::Display>(e: E) -> CliError {
+pub(crate) fn plot_error<E: std::fmt::Display>(e: E) -> CliError {
     CliError::usage(format!("cannot draw the plot: {e}"))
 }
 

@@ -862,7 +862,20 @@ fn bench_prints_overhead_stall_and_memory_tables() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--backends"), "{}", text(&out));
+    // --peers without a Python that has Keras: refused before measuring.
+    let out = burnfit(&[
+        "bench",
+        "--models",
+        "mlp",
+        "--peers",
+        "--peers-python",
+        "/nonexistent/python",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("make bench-peers"), "{}", text(&out));
 
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
     let out = burnfit(&[
         "bench",
         "--models",
@@ -877,9 +890,25 @@ fn bench_prints_overhead_stall_and_memory_tables() {
         "4",
         "--loader-batches",
         "20",
+        "--json",
+        json.to_str().unwrap(),
     ]);
     let printed = text(&out);
     assert!(out.status.success(), "{printed}");
+    // One JSON record per figure of the throughput table.
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let variants: Vec<&str> = records
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(variants, ["plain", "none", "noop5", "full"], "{records:?}");
+    for record in &records {
+        assert_eq!(record["model"], "mlp");
+        assert_eq!(record["backend"], "flex");
+        assert_eq!(record["framework"], "burnfit");
+        assert!(record["step_ms"].as_f64().unwrap() > 0.0);
+    }
     // Data loaders: Burn's and the ordered one, side by side, for 1, 2 and
     // 4 workers.
     for workers in ["| 1 |", "| 2 |", "| 4 |"] {

@@ -202,3 +202,20 @@ pub fn train_on(
         lr,
     ))
 }
+
+/// The tiny model's parameters, flattened: weight then bias.
+pub fn weights(model: &Tiny) -> Vec<f32> {
+    let mut w: Vec<f32> = model.linear.weight.val().into_data().try_to_vec().unwrap();
+    w.extend(
+        model
+            .linear
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+    );
+    w
+}

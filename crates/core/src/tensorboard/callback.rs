@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::event_file::{EventWriter, now_secs};
+use super::event_file::{EventWriter, file_lengths, now_secs, truncate_to};
 use super::proto::hparams::Status;
 use super::summary::HParamValue;
 use crate::callback::Callback;
@@ -475,14 +475,7 @@ impl Callback for TensorBoard {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        let files = [&self.train, &self.validation]
-            .into_iter()
-            .flatten()
-            .filter_map(|w| {
-                let len = std::fs::metadata(w.path()).ok()?.len();
-                Some((w.path().to_path_buf(), len))
-            })
-            .collect();
+        let files = file_lengths([&self.train, &self.validation].into_iter().flatten());
         let state = TensorBoardState {
             last_epoch_step: self.last_epoch_step,
             last_global_step: self.last_global_step,
@@ -497,17 +490,7 @@ impl Callback for TensorBoard {
         self.last_global_step = state.last_global_step;
         // Events written after this state was taken (by a run that then
         // crashed) are cut, so the resumed run does not show them twice.
-        // Event files are a sequence of records: a cut at a recorded length
-        // is a record boundary.
-        for (path, len) in state.files {
-            if std::fs::metadata(&path).is_ok_and(|m| m.len() > len) {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(len))
-                    .map_err(|e| CallbackError::io(&path, e))?;
-            }
-        }
+        truncate_to(&state.files)?;
         self.epoch_offset = 0;
         self.step_offset = 0;
         self.epoch_offset_pending = true;

@@ -108,6 +108,35 @@ pub struct EventWriter {
     out: BufWriter<File>,
 }
 
+/// The event files of `writers` with their length on disk: what a callback
+/// saves in its state so that a resume can cut what was written after it.
+pub fn file_lengths<'a>(writers: impl IntoIterator<Item = &'a EventWriter>) -> Vec<(PathBuf, u64)> {
+    writers
+        .into_iter()
+        .filter_map(|w| {
+            let len = std::fs::metadata(w.path()).ok()?.len();
+            Some((w.path().to_path_buf(), len))
+        })
+        .collect()
+}
+
+/// Cuts each file back to the length recorded by [`file_lengths`]: events a
+/// crashed process wrote after its state was saved go, so the resumed run
+/// does not show them twice. Event files are a sequence of records, so a
+/// cut at a recorded length is a record boundary.
+pub fn truncate_to(files: &[(PathBuf, u64)]) -> Result<()> {
+    for (path, len) in files {
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > *len) {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(*len))
+                .map_err(|e| CallbackError::io(path, e))?;
+        }
+    }
+    Ok(())
+}
+
 impl EventWriter {
     /// Creates `dir` if needed and a new event file in it, and writes the
     /// `file_version` record.

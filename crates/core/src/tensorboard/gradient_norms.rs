@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::event_file::EventWriter;
+use super::event_file::{EventWriter, file_lengths, truncate_to};
 use crate::callback::Callback;
 use crate::context::Context;
 use crate::error::{CallbackError, Result};
@@ -140,30 +140,11 @@ impl Callback for GradientNormMonitor {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        let files: Vec<(PathBuf, u64)> = self
-            .writer
-            .iter()
-            .filter_map(|w| {
-                Some((
-                    w.path().to_path_buf(),
-                    std::fs::metadata(w.path()).ok()?.len(),
-                ))
-            })
-            .collect();
-        crate::error::state_to_json(&files)
+        crate::error::state_to_json(&file_lengths(self.writer.iter()))
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
         let files: Vec<(PathBuf, u64)> = crate::error::state_from_json(state)?;
-        for (path, len) in files {
-            if std::fs::metadata(&path).is_ok_and(|m| m.len() > len) {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(len))
-                    .map_err(|e| CallbackError::io(&path, e))?;
-            }
-        }
-        Ok(())
+        truncate_to(&files)
     }
 }

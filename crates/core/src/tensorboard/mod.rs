@@ -25,7 +25,7 @@ mod record;
 mod summary;
 
 pub use callback::{ParamHistogramSource, TensorBoard, TensorBoardConfig, UpdateFreq};
-pub use event_file::{EventWriter, FILE_VERSION, now_secs};
+pub use event_file::{EventWriter, FILE_VERSION, file_lengths, now_secs, truncate_to};
 pub use gradient_norms::{GradientNormMonitor, GradientNormMonitorConfig};
 pub use record::{RecordError, decode_records, encode_record, masked_crc32c};
 pub use summary::{

@@ -1,4 +1,9 @@
-//! `burnfit bench`: callback overhead and backend throughput, as ratios.
+//! `burnfit bench`: callback overhead and backend throughput, as ratios;
+//! with `--peers`, against Keras/TensorFlow on the same machine (`peers`).
+
+mod peers;
+
+use peers::Record;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +30,20 @@ use crate::config::BackendChoice;
 use crate::data::loader;
 use crate::error::{CliError, CliResult};
 use crate::shuffle::{MemoryProbe, resident_mib};
+
+/// The network `bench` measures under `name`: a model kind with its
+/// defaults, or `cnn-C1-C2`, the CNN with C1 and C2 channels (the flagship
+/// config's is `cnn-16-32`).
+pub fn bench_model(name: &str) -> Option<ModelConfig> {
+    if let Some(channels) = name.strip_prefix("cnn-") {
+        let (c1, c2) = channels.split_once('-')?;
+        return Some(ModelConfig::Cnn(burnfit_models::nets::CnnConfig {
+            channels: [c1.parse().ok()?, c2.parse().ok()?],
+            ..Default::default()
+        }));
+    }
+    ModelConfig::default_for(name)
+}
 
 /// A callback that does nothing (the engine still calls every hook).
 struct NoOp;
@@ -116,6 +135,16 @@ enum Variant {
 }
 
 impl Variant {
+    /// The variant's name in JSON records.
+    fn key(self) -> &'static str {
+        match self {
+            Variant::PlainBurn => "plain",
+            Variant::NoCallbacks => "none",
+            Variant::FiveNoOps => "noop5",
+            Variant::FullSet => "full",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Variant::PlainBurn => "plain Burn",
@@ -155,6 +184,17 @@ pub struct BenchArgs {
     /// backends, that many workers on the CPU; on wgpu, the first adapters).
     #[arg(long, value_delimiter = ',')]
     pub devices: Vec<usize>,
+    /// Also time the same networks in Keras/TensorFlow, interleaved with
+    /// burnfit's steps, and print the ratios (needs a Python with
+    /// tensorflow-cpu: `make bench-peers` sets one up).
+    #[arg(long)]
+    pub peers: bool,
+    /// The Python that runs the Keras side of --peers.
+    #[arg(long, default_value = "target/peers-venv/bin/python")]
+    pub peers_python: std::path::PathBuf,
+    /// Write every measured step time as JSON records to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
 }
 
 fn synthetic(n: usize) -> ImageDataset {
@@ -251,7 +291,7 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
     } = *run;
     let (train, valid) = (run.train.clone(), run.valid.clone());
     let clock = Arc::new(HookClock::default());
-    let model = ModelConfig::default_for(model_kind)
+    let model = bench_model(model_kind)
         .ok_or_else(|| CliError::usage(format!("--models: unknown model {model_kind}")))?
         .init_classifier(&backend.device.clone().autodiff())
         .map_err(|e| CliError::usage(e.to_string()))?;
@@ -350,7 +390,7 @@ fn device_scaling(
     for _ in 0..repeats {
         for (i, list) in devices.iter().enumerate() {
             let n = list.list.len();
-            let model = ModelConfig::default_for(kind)
+            let model = bench_model(kind)
                 .ok_or_else(|| CliError::usage(format!("--models: unknown model {kind}")))?
                 .init_classifier(&backend.device.clone().autodiff())
                 .map_err(|e| CliError::usage(e.to_string()))?;
@@ -411,11 +451,15 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
         }
     }
     for kind in &args.models {
-        if ModelConfig::default_for(kind).is_none_or(|m| !m.is_convolutional() && kind != "mlp") {
+        if bench_model(kind).is_none_or(|m| !m.is_convolutional() && kind != "mlp") {
             return Err(CliError::usage(format!(
-                "--models: unknown image model {kind}; use mlp, simple_cnn, cnn or resnet"
+                "--models: unknown image model {kind}; use mlp, simple_cnn, cnn, cnn-C1-C2 \
+                 (channels, e.g. cnn-16-32) or resnet"
             )));
         }
+    }
+    if args.peers {
+        peers::check_python(&args.peers_python)?;
     }
     let batch = 64;
     let steps = args.steps.max(2);
@@ -473,6 +517,7 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
         }
         return Ok(());
     }
+    let mut records = Vec::new();
     for kind in &args.models {
         let convolutional = kind != "mlp";
         let auto = backend::choose(BackendChoice::Auto, convolutional)?;
@@ -586,17 +631,46 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 } else {
                     " | |".to_string()
                 };
+                let step_ms = seconds / steps as f64 * 1000.0;
+                records.push(Record::burnfit(kind, name, variant.key(), step_ms));
                 println!(
-                    "| {label} | {} | {:.2} | {:.0} | {:.3} | {hooks} |",
+                    "| {label} | {} | {step_ms:.2} | {:.0} | {:.3} | {hooks} |",
                     variant.label(),
-                    seconds / steps as f64 * 1000.0,
                     (steps * batch) as f64 / seconds,
                     seconds / plain
                 );
             }
         }
     }
+    if args.peers {
+        peers::compare(args, steps, tmp.path(), &mut records)?;
+    }
+    if let Some(path) = &args.json {
+        peers::write_json(path, &records)?;
+    }
     Ok(())
+}
+
+/// Milliseconds per training step of `kind` on `backend` under `variant`
+/// (one training of `steps` batches of 64 synthetic images).
+fn step_ms(
+    kind: &str,
+    backend: &ChosenBackend,
+    variant: Variant,
+    steps: usize,
+    dir: &std::path::Path,
+) -> CliResult<f64> {
+    let batch = 64;
+    let run = Run {
+        model_kind: kind,
+        backend,
+        train: loader(ImageBatcher::default(), synthetic(steps * batch), batch, 1),
+        valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
+        dir,
+        epochs: 1,
+        memory: None,
+    };
+    Ok(run_once(&run, variant)?.seconds / steps as f64 * 1000.0)
 }
 
 /// Resident memory of a CNN training with the full default callback set
@@ -669,7 +743,7 @@ fn checkpoint_stall(dir: &std::path::Path) -> CliResult<()> {
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     let failed = |e: burnfit_callbacks::CallbackError| CliError::failed(e.to_string());
     for kind in ["mlp", "simple_cnn", "cnn", "resnet"] {
-        let model = ModelConfig::default_for(kind)
+        let model = bench_model(kind)
             .expect("known kind")
             .init_classifier(&device)
             .map_err(|e| CliError::usage(e.to_string()))?;

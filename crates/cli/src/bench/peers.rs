@@ -1,0 +1,180 @@
+//! `burnfit bench --peers`: the same networks in Keras/TensorFlow, timed in
+//! turn with burnfit's steps on the same machine, and the JSON records.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde::Serialize;
+
+use super::{BenchArgs, Variant, median, step_ms};
+use crate::backend;
+use crate::config::BackendChoice;
+use crate::error::{CliError, CliResult};
+
+/// One measured figure, as `--json` writes it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    /// The network (`simple_cnn`, `cnn-16-32`, …).
+    pub model: String,
+    /// The backend (`flex`, …; `tensorflow-cpu` for Keras).
+    pub backend: String,
+    /// `burnfit` or `keras`.
+    pub framework: &'static str,
+    /// `plain` (no callbacks), `none`, `noop5`, `full` (the default set).
+    pub variant: &'static str,
+    /// Milliseconds per training step (batch 64).
+    pub step_ms: f64,
+}
+
+impl Record {
+    /// A burnfit figure.
+    pub fn burnfit(model: &str, backend: &str, variant: &'static str, step_ms: f64) -> Self {
+        Self {
+            model: model.to_string(),
+            backend: backend.to_string(),
+            framework: "burnfit",
+            variant,
+            step_ms,
+        }
+    }
+}
+
+/// Writes the records as a JSON list.
+pub fn write_json(path: &Path, records: &[Record]) -> CliResult<()> {
+    let text = serde_json::to_string_pretty(records).expect("records serialise");
+    burnfit_callbacks::atomic::write_atomic(path, text.as_bytes())?;
+    println!(
+        "\n# {} records written to {}",
+        records.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// Checks that `python` exists before anything is measured.
+pub fn check_python(python: &Path) -> CliResult<()> {
+    if python.exists() {
+        Ok(())
+    } else {
+        Err(missing_python(python))
+    }
+}
+
+fn missing_python(python: &Path) -> CliError {
+    CliError::usage(format!(
+        "--peers: {} cannot run Keras (run `make bench-peers`, which installs tensorflow-cpu \
+         in target/peers-venv, or pass --peers-python)",
+        python.display()
+    ))
+}
+
+/// The Keras side: `scripts/keras_peer.py`, started once, one request per
+/// measurement.
+struct Keras {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    /// What the script says of itself (versions).
+    about: String,
+}
+
+impl Keras {
+    fn start(python: &Path) -> CliResult<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/keras_peer.py");
+        let missing = || missing_python(python);
+        check_python(python)?;
+        let mut child = Command::new(python)
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|_| missing())?;
+        let input = child.stdin.take().expect("piped");
+        let mut output = BufReader::new(child.stdout.take().expect("piped"));
+        let mut about = String::new();
+        output.read_line(&mut about).map_err(|_| missing())?;
+        if about.trim().is_empty() {
+            return Err(missing());
+        }
+        Ok(Self {
+            child,
+            input,
+            output,
+            about: about.trim().to_string(),
+        })
+    }
+
+    fn step_ms(&mut self, model: &str, steps: usize) -> CliResult<f64> {
+        let failed = |what: String| CliError::failed(format!("--peers: Keras {model}: {what}"));
+        writeln!(self.input, "{model} {steps}").map_err(|e| failed(e.to_string()))?;
+        self.input.flush().map_err(|e| failed(e.to_string()))?;
+        let mut line = String::new();
+        self.output
+            .read_line(&mut line)
+            .map_err(|e| failed(e.to_string()))?;
+        let answer: serde_json::Value =
+            serde_json::from_str(&line).map_err(|_| failed(format!("no answer ({line:?})")))?;
+        answer["step_ms"]
+            .as_f64()
+            .ok_or_else(|| failed(format!("no step time in {line}")))
+    }
+}
+
+impl Drop for Keras {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Times every `--models` network in Keras and in burnfit (flex, without
+/// and with the default callback set), one after the other within each
+/// round so that drift in the machine's speed hits both alike; prints the
+/// medians and the ratios.
+pub fn compare(
+    args: &BenchArgs,
+    steps: usize,
+    dir: &Path,
+    records: &mut Vec<Record>,
+) -> CliResult<()> {
+    let mut keras = Keras::start(&args.peers_python)?;
+    let flex = backend::choose(BackendChoice::Flex, true)?;
+    let repeats = args.repeats.max(1);
+    println!(
+        "\n## against Keras/TensorFlow on this machine: batch 64, Adam, {steps} steps, median of \
+         {repeats} interleaved rounds\n# keras side: {}",
+        keras.about
+    );
+    let mut times: Vec<[Vec<f64>; 3]> = vec![Default::default(); args.models.len()];
+    for _ in 0..repeats {
+        for (model, slot) in args.models.iter().zip(times.iter_mut()) {
+            slot[0].push(keras.step_ms(model, steps)?);
+            slot[1].push(step_ms(model, &flex, Variant::PlainBurn, steps, dir)?);
+            slot[2].push(step_ms(model, &flex, Variant::FullSet, steps, dir)?);
+        }
+    }
+    println!(
+        "| network | Keras (ms/step) | burnfit, plain Burn (ms/step) | burnfit, full callback set (ms/step) | plain / Keras | full / Keras |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (model, [k, plain, full]) in args.models.iter().zip(times) {
+        let (k, plain, full) = (median(k), median(plain), median(full));
+        println!(
+            "| {model} | {k:.1} | {plain:.1} | {full:.1} | {:.2}× | {:.2}× |",
+            plain / k,
+            full / k
+        );
+        records.push(Record {
+            model: model.clone(),
+            backend: "tensorflow-cpu".into(),
+            framework: "keras",
+            variant: "plain",
+            step_ms: k,
+        });
+        records.push(Record::burnfit(model, "flex", "plain", plain));
+        records.push(Record::burnfit(model, "flex", "full", full));
+    }
+    Ok(())
+}
