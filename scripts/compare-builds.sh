@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Step times of two burnfit binaries side by side: ROUNDS rounds, each
+# running `burnfit bench` (plain Burn rows, flex) with the first binary and
+# then the second, so drift in the machine's speed hits both alike. Prints
+# the median step time of each binary per network and their ratio.
+#
+#   scripts/compare-builds.sh OLD_BINARY NEW_BINARY [ROUNDS] [MODELS]
+set -euo pipefail
+old=$1 new=$2 rounds=${3:-3} models=${4:-mlp,simple_cnn,cnn}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for round in $(seq "$rounds"); do
+    for which in old new; do
+        bin=${!which}
+        "$bin" bench --models "$models" --backends flex --steps 20 --repeats 1 \
+            --memory-epochs 0 --loader-batches 0 --json "$tmp/$which-$round.json" >/dev/null 2>&1
+    done
+done
+python3 - "$tmp" "$rounds" <<'PY'
+import json, statistics, sys
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+times = {}
+for which in ("old", "new"):
+    for r in range(1, rounds + 1):
+        for rec in json.load(open(f"{tmp}/{which}-{r}.json")):
+            if rec["variant"] == "plain":
+                times.setdefault(rec["model"], {}).setdefault(which, []).append(rec["step_ms"])
+print("| network | old (ms/step) | new (ms/step) | old / new |")
+print("| --- | ---: | ---: | ---: |")
+for model, t in times.items():
+    old, new = statistics.median(t["old"]), statistics.median(t["new"])
+    print(f"| {model} | {old:.1f} | {new:.1f} | {old / new:.2f}x |")
+PY
