@@ -113,6 +113,17 @@ pub trait Callback: Send {
         false
     }
 
+    /// Whether this callback wants the metrics at the end of training step
+    /// `global_step` (1-based: the steps taken once this one is). Asked
+    /// only of callbacks whose [`Callback::wants_batch_metrics`] is `true`;
+    /// the default is every step. A callback that writes every N steps
+    /// (TensorBoard's `update_freq`) says so here, so the other steps do
+    /// not wait for the metrics.
+    fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
+        let _ = global_step;
+        self.wants_batch_metrics()
+    }
+
     /// Whether this callback reads gradients in
     /// [`Callback::on_after_backward`] / [`Callback::on_before_optimizer_step`]
     /// (opt-in, like batch logs: the loop calls those hooks only when a
@@ -233,6 +244,9 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
     }
     fn wants_batch_metrics(&self) -> bool {
         (**self).wants_batch_metrics()
+    }
+    fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
+        (**self).wants_batch_metrics_at(global_step)
     }
     fn on_after_backward(
         &mut self,

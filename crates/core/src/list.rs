@@ -64,6 +64,14 @@ impl CallbackList {
         self.callbacks.iter().any(|c| c.wants_batch_metrics())
     }
 
+    /// Whether any callback wants the metrics at the end of step
+    /// `global_step` (see [`Callback::wants_batch_metrics_at`]).
+    pub fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
+        self.callbacks
+            .iter()
+            .any(|c| c.wants_batch_metrics() && c.wants_batch_metrics_at(global_step))
+    }
+
     /// Whether any callback reads gradients.
     pub fn wants_gradients(&self) -> bool {
         self.callbacks.iter().any(|c| c.wants_gradients())

@@ -189,7 +189,12 @@ where
                         .process_train(LearnerEvent::ProcessedItem(item)),
                 );
             }
-            if self.wants_batch_metrics {
+            if self.wants_batch_metrics
+                && session
+                    .callbacks
+                    .wants_batch_metrics_at(session.state.progress.global_step)
+            {
+                let state = &mut session.state;
                 epoch_logs::add_running_metrics(state, burn_epoch, &Split::Train, &mut batch_logs);
             }
             dispatch(session, |callbacks, ctl| {

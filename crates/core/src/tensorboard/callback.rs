@@ -474,6 +474,18 @@ impl Callback for TensorBoard {
         matches!(self.update_freq, UpdateFreq::Batches(_))
     }
 
+    fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
+        // Only the steps it writes. After a resume its step count may be
+        // shifted from the loop's (see `global_step`): ask for both.
+        match self.update_freq {
+            UpdateFreq::Batches(freq) if freq > 0 => {
+                let step = global_step as i64 + self.step_offset;
+                step % freq as i64 == 0 || global_step.is_multiple_of(freq)
+            }
+            _ => false,
+        }
+    }
+
     fn state(&self) -> Result<Option<serde_json::Value>> {
         let files = file_lengths([&self.train, &self.validation].into_iter().flatten());
         let state = TensorBoardState {
