@@ -614,6 +614,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn batch_metrics_are_asked_for_only_on_the_steps_written() {
+        let every_3 = TensorBoard::new("unused").update_freq(UpdateFreq::Batches(3));
+        let asked: Vec<u64> = (1..=9)
+            .filter(|&s| every_3.wants_batch_metrics_at(s))
+            .collect();
+        assert_eq!(asked, [3, 6, 9]);
+        let per_epoch = TensorBoard::new("unused");
+        assert!(!per_epoch.wants_batch_metrics());
+        assert!(!(1..=9).any(|s| per_epoch.wants_batch_metrics_at(s)));
+    }
+
+    #[test]
     fn update_freq_serde() {
         let parse = |s: &str| serde_json::from_str::<UpdateFreq>(s);
         assert_eq!(parse("\"epoch\"").unwrap(), UpdateFreq::Epoch);
