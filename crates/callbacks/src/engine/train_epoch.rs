@@ -147,24 +147,7 @@ where
                 None => Some(result.grads),
             };
             if let Some(grads) = to_apply {
-                let skip = self.wants_gradients && {
-                    let model = session.state.learner.model();
-                    let view = StepGradients::new(&model, &grads, &result.outputs);
-                    session.state.skip_step = Some(false);
-                    let dispatched = dispatch(session, |callbacks, ctl| {
-                        callbacks.on_before_optimizer_step(step, &view, ctl)
-                    });
-                    let skip = session.state.skip_step.take() == Some(true);
-                    dispatched?;
-                    skip
-                };
-                let state = &mut session.state;
-                // A skipped step still advances the schedule, so per-step
-                // schedules stay aligned with the step count.
-                state.learner.lr_step();
-                if !skip {
-                    state.learner.optimizer_step(grads);
-                }
+                self.optimizer_step(session, step, grads, &result.outputs)?;
             }
             let state = &mut session.state;
             let lr = state.learner.lr_current();
@@ -211,6 +194,36 @@ where
                 .processor
                 .process_train(LearnerEvent::EndSplit(burn_epoch)),
         );
+        Ok(())
+    }
+
+    /// The optimizer step with `grads`, after `on_before_optimizer_step`
+    /// (when a callback reads gradients), which may skip it. A skipped step
+    /// still advances the learning-rate schedule, so per-step schedules stay
+    /// aligned with the step count.
+    fn optimizer_step(
+        &self,
+        session: &mut Session<'_, M>,
+        step: usize,
+        grads: GradientsParams,
+        outputs: &[Output<M>],
+    ) -> Result<()> {
+        let skip = self.wants_gradients && {
+            let model = session.state.learner.model();
+            let view = StepGradients::new(&model, &grads, outputs);
+            session.state.skip_step = Some(false);
+            let dispatched = dispatch(session, |callbacks, ctl| {
+                callbacks.on_before_optimizer_step(step, &view, ctl)
+            });
+            let skip = session.state.skip_step.take() == Some(true);
+            dispatched?;
+            skip
+        };
+        let learner = &mut session.state.learner;
+        learner.lr_step();
+        if !skip {
+            learner.optimizer_step(grads);
+        }
         Ok(())
     }
 
