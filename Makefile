@@ -13,9 +13,11 @@ run: deps-run
 
 ## Run every test (installs the lavapipe software GPU and Python tensorboard if absent),
 ## the custom_callback example for a few epochs (examples/embed-flex runs in its own
-## test), and the check that the library stays lean and publishable.
+## test), and the check that the library stays lean and publishable. The CLI's `remote`
+## feature is on, so its multi-machine tests run (Burn is built once, with it: see
+## crates/workspace-hack).
 test: deps-test
-	BURNFIT_REQUIRE_WGPU=1 cargo test --workspace --no-fail-fast
+	BURNFIT_REQUIRE_WGPU=1 cargo test --workspace --no-fail-fast --features burnfit-cli/remote
 	cargo run --quiet -p burnfit-callbacks --example custom_callback -- --epochs 2
 	bash scripts/check-library.sh
 
@@ -30,7 +32,8 @@ deps-test:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --features burnfit-cli/remote -- -D warnings
+	cargo clippy -p burnfit-cli --all-targets -- -D warnings
 
 bench:
 	cargo run --release -p burnfit-cli -- bench

@@ -236,6 +236,10 @@ pub fn resolve_devices(spec: &str, backend: &ChosenBackend) -> CliResult<Devices
     } else {
         let mut list = Vec::new();
         for entry in spec.split(',').map(str::trim) {
+            if crate::remote::is_remote(entry) {
+                list.push((entry.to_string(), crate::remote::connect(entry)?));
+                continue;
+            }
             let (kind, index) = match entry.split_once(':') {
                 Some((kind, index)) => (
                     kind,

@@ -1,4 +1,7 @@
 //! The CLI's error: one line for the user and an exit code.
+//!
+//! A message that arrives with several lines (an error chain from a library,
+//! a panic message caught in training) is joined into one.
 
 /// An error the CLI reports as a single `error: …` line.
 #[derive(Debug)]
@@ -12,7 +15,7 @@ impl CliError {
     /// Bad input from the user (config, flag, dataset file): exit code 2.
     pub fn usage(message: impl Into<String>) -> Self {
         Self {
-            message: message.into(),
+            message: one_line(&message.into()),
             code: 2,
             plain: false,
         }
@@ -21,7 +24,7 @@ impl CliError {
     /// Training or I/O failed after the input was accepted: exit code 1.
     pub fn failed(message: impl Into<String>) -> Self {
         Self {
-            message: message.into(),
+            message: one_line(&message.into()),
             code: 1,
             plain: false,
         }
@@ -57,6 +60,16 @@ impl CliError {
     }
 }
 
+/// `message`'s lines, trimmed, joined by spaces (empty lines dropped).
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -73,3 +86,17 @@ impl From<burnfit_callbacks::CallbackError> for CliError {
 
 /// Shorthand result type.
 pub type CliResult<T> = Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_of_several_lines_is_printed_as_one() {
+        let error = CliError::failed("training failed: lost\nCaused by:\n\n  closed; resume");
+        assert_eq!(
+            error.line(),
+            "error: training failed: lost Caused by: closed; resume"
+        );
+    }
+}

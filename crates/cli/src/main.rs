@@ -11,6 +11,7 @@ mod interrupt;
 mod logging;
 mod lr_find;
 mod metrics;
+mod remote;
 mod report;
 mod resume;
 mod run_dir;
@@ -64,6 +65,11 @@ pub struct TrainArgs {
     /// such as wgpu:0,wgpu:1. training.batch_size is the batch of a step over all of them.
     #[arg(long, value_name = "N|LIST")]
     pub devices: Option<String>,
+    /// Also train on the devices of `burnfit serve` processes on other machines:
+    /// ws://HOST:PORT[,ws://HOST:PORT] (needs the `remote` feature). Callbacks and
+    /// files stay here; this machine's device holds the model.
+    #[arg(long, value_name = "URLS")]
+    pub remote: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +120,9 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Learning-rate range test: loss by rate (plot and table) and a suggested rate.
     LrFind(lr_find::LrFindArgs),
+    /// Serve this machine's device to a coordinator's `train --remote` (needs the
+    /// `remote` feature; unencrypted WebSocket, loopback unless --bind says otherwise).
+    Serve(remote::ServeArgs),
 }
 
 fn run(cli: Cli) -> CliResult<()> {
@@ -134,6 +143,7 @@ fn run(cli: Cli) -> CliResult<()> {
         Command::Bench(args) => bench::bench_command(&args),
         Command::Sweep(args) => sweep::sweep_command(&args),
         Command::LrFind(args) => lr_find::lr_find_command(&args),
+        Command::Serve(args) => remote::serve_command(&args),
     }
 }
 
@@ -158,8 +168,37 @@ fn validate(
     Ok(())
 }
 
+/// Panics on the threads where burnfit catches them (the main thread, the
+/// device workers) become one `error:` line, so the default hook's report
+/// (message, location, backtrace) is not printed there; set
+/// `BURNFIT_PANIC_REPORT=1` to see it. Other threads keep the default hook.
+fn quiet_caught_panics() {
+    if std::env::var_os("BURNFIT_PANIC_REPORT").is_some() {
+        return;
+    }
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let name = std::thread::current().name().map(str::to_string);
+        let caught =
+            matches!(name.as_deref(), Some(n) if n == "main" || n.starts_with("burnfit-device-"));
+        if !caught {
+            default(info);
+        }
+    }));
+}
+
+/// A panic's message (`&str` or `String` payloads).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
 fn main() -> ExitCode {
     logging::init();
+    quiet_caught_panics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -168,7 +207,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match run(cli) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)))
+        .unwrap_or_else(|payload| {
+            Err(error::CliError::failed(format!(
+                "internal error: {} (please report it; BURNFIT_PANIC_REPORT=1 shows where)",
+                panic_text(payload.as_ref())
+            )))
+        });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}", e.line());

@@ -110,6 +110,7 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     // A resume without --devices continues on the run's devices.
     if args.resume
         && args.devices.is_none()
+        && args.remote.is_none()
         && config.training.devices.is_empty()
         && let Some(dir) = &args.run_dir
         && let Ok(run_config) = (RunDir { root: dir.clone() }).read_config()
@@ -121,10 +122,19 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         None if !config.training.devices.is_empty() => Some(config.training.devices.join(",")),
         None => None,
     };
-    let devices = match spec {
+    let mut devices = match spec {
         Some(spec) => backend::resolve_devices(&spec, &backend)?,
         None => Devices::single(&backend),
     };
+    // The other machines' devices come after this machine's (or --devices):
+    // the first device holds the model.
+    if let Some(urls) = &args.remote {
+        for url in urls.split(',').map(str::trim) {
+            devices
+                .list
+                .push((url.to_string(), crate::remote::connect(url)?));
+        }
+    }
     let count = devices.list.len();
     if count > 1 {
         config.training.devices = devices.names();
@@ -583,7 +593,7 @@ where
     let outcome = outcome.lock().expect("outcome").clone();
 
     if let Some(error) = &outcome.error {
-        return Err(training_error(error, &outcome));
+        return Err(training_error(error, &outcome, config, run));
     }
     if let Some(error) = &result.error {
         return Err(CliError::failed(format!("training failed: {error}")));
@@ -655,12 +665,20 @@ fn interrupted_at(outcome: &FitOutcome) -> Option<(usize, usize)> {
 
 /// One line for an error that ended training: a file that could not be
 /// written is the user's to fix (exit 2); anything else failed (exit 1).
-fn training_error(error: &str, outcome: &FitOutcome) -> CliError {
+/// When the run has a backup, how to continue it once the cause is fixed
+/// (a lost `--remote` server back, a bug fixed).
+fn training_error(error: &str, outcome: &FitOutcome, config: &Config, run: &RunDir) -> CliError {
     match &outcome.error_path {
         Some(path) => CliError::usage(format!(
             "{}: cannot write: {error} (is the disk full or read-only? the backups are kept: \
              free space, then resume with --resume)",
             path.display()
+        )),
+        None if !run_backups(config, run).is_empty() => CliError::failed(format!(
+            "training failed: {error}; the backups are kept: once the cause is fixed, continue \
+             with: burnfit train {} --run-dir {} --resume",
+            run.config().display(),
+            run.root.display()
         )),
         None => CliError::failed(format!("training failed: {error}")),
     }

@@ -108,7 +108,9 @@ where
         let count = devices.len();
         let mut jobs = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
+        let main = devices[0].clone();
         for (index, device) in devices.iter().enumerate() {
+            let main = main.clone();
             let (sender, receiver) = channel::<Job<M>>();
             let answer = answer.clone();
             let device = device.clone();
@@ -127,7 +129,14 @@ where
                                     device.seed(seed);
                                 }
                                 let model = job.model.fork(&device);
-                                TrainStep::step(&model, item)
+                                let mut output = TrainStep::step(&model, item);
+                                // Brought to the first device here, so that a
+                                // failed transfer (a lost remote server) is
+                                // this device's failure.
+                                if index != 0 {
+                                    output.grads = output.grads.to_device(&main, &model);
+                                }
+                                output
                             })
                         }))
                         .map_err(|payload| panic_message(payload.as_ref()));
@@ -197,16 +206,7 @@ where
             return Err(failure);
         }
         outputs.sort_by_key(|(index, _)| *index);
-        let main = &self.devices[0];
-        Ok(outputs
-            .into_iter()
-            .map(|(index, mut output)| {
-                if index != 0 {
-                    output.grads = output.grads.to_device(main, model);
-                }
-                (index, output)
-            })
-            .collect())
+        Ok(outputs)
     }
 }
 

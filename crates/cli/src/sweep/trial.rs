@@ -77,6 +77,7 @@ pub fn run(
         resume,
         force: false,
         devices,
+        remote: None,
     };
     let mut setup = train::prepare(&args)?;
     setup.hparams = params

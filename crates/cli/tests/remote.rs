@@ -1,0 +1,228 @@
+//! Several machines on loopback: two `burnfit serve` processes and a
+//! coordinator (`train --remote`), a server lost mid-run, and the resume.
+//! Needs the `remote` feature (`make test` turns it on).
+#![cfg(feature = "remote")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{burnfit, repo, small_config, text};
+
+/// A `burnfit serve` process and the address it serves.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Serves flex on `bind` (`127.0.0.1:0` for any port).
+    fn start(bind: &str, dir: &Path) -> Self {
+        let file = dir.join(format!("address-{}", bind.replace([':', '.'], "-")));
+        let _ = std::fs::remove_file(&file);
+        let child = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+            .args([
+                "serve",
+                "--backend",
+                "flex",
+                "--bind",
+                bind,
+                "--address-file",
+            ])
+            .arg(&file)
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("burnfit serve starts");
+        let start = Instant::now();
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && !text.trim().is_empty()
+            {
+                break text.trim().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "burnfit serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Self { child, url }
+    }
+
+    fn port(&self) -> &str {
+        self.url.rsplit(':').next().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rows of a run's history.csv.
+fn history(run: &Path) -> String {
+    std::fs::read_to_string(run.join("history.csv")).unwrap_or_default()
+}
+
+fn config(dir: &Path) -> PathBuf {
+    // No dropout: the remote and local runs then draw no random numbers, and
+    // compare exactly.
+    small_config(dir, "kind = \"mlp\"\nhidden = [16]\ndropout = 0.0", "")
+}
+
+#[test]
+fn two_servers_train_with_the_coordinator_as_local_workers_would() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+    let (a, b) = (
+        Server::start("127.0.0.1:0", tmp.path()),
+        Server::start("127.0.0.1:0", tmp.path()),
+    );
+    let remote = format!("{},{}", a.url, b.url);
+    let run = tmp.path().join("remote");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--epochs",
+        "2",
+        "--set",
+        "training.batch_size=48",
+        "--remote",
+        &remote,
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["devices"],
+        serde_json::json!(["flex", a.url, b.url])
+    );
+
+    // The same run on three local workers: the same history.
+    let local = tmp.path().join("local");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--epochs",
+        "2",
+        "--set",
+        "training.batch_size=48",
+        "--devices",
+        "3",
+        "--run-dir",
+        local.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(history(&run), history(&local));
+}
+
+#[test]
+fn a_lost_server_ends_training_with_one_line_and_resume_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+    let a = Server::start("127.0.0.1:0", tmp.path());
+    let mut b = Server::start("127.0.0.1:0", tmp.path());
+    let remote = format!("{},{}", a.url, b.url);
+    let run = tmp.path().join("run");
+    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(["train", config.to_str().unwrap(), "--backend", "flex"])
+        .args(["--epochs", "30", "--set", "training.batch_size=48"])
+        .args(["--remote", &remote, "--run-dir", run.to_str().unwrap()])
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill a server once an epoch (and its backup) is done.
+    let start = Instant::now();
+    while history(&run).lines().count() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no epoch ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = b.port().to_string();
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = coordinator.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = coordinator.kill();
+            panic!("the coordinator did not end after losing a server");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = coordinator.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success());
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("--resume"), "{stderr}");
+    let before = history(&run);
+    assert!(
+        !run.join("summary.json").exists(),
+        "the run is not finished"
+    );
+
+    // The server comes back on its port: the run continues from its backup.
+    b = Server::start(&format!("127.0.0.1:{port}"), tmp.path());
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--epochs",
+        "30",
+        "--set",
+        "training.batch_size=48",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The epochs before the loss are kept as they were, and the run goes on
+    // from them to its end (30 epochs, or EarlyStopping's stop).
+    let after = history(&run);
+    assert!(after.starts_with(&before), "{before}\n---\n{after}");
+    assert!(after.lines().count() > before.lines().count(), "{after}");
+    for (row, line) in after.lines().skip(1).enumerate() {
+        assert!(line.starts_with(&format!("{row},")), "{after}");
+    }
+    assert!(run.join("summary.json").exists());
+    drop(b);
+}
+
+#[test]
+fn an_unreachable_server_is_one_line_and_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--remote",
+        "ws://127.0.0.1:1",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("ws://127.0.0.1:1"), "{stderr}");
+    assert!(!run.exists(), "nothing is created");
+}
