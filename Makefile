@@ -40,11 +40,13 @@ bench:
 
 ## The same networks in Keras/TensorFlow (tensorflow-cpu in target/peers-venv), timed in turn
 ## with burnfit's steps on this machine; prints the ratios and writes target/bench-peers.json.
-## Dev profile, the one `make test` builds (Burn and every dependency at opt-level 3).
+## Dev profile, the very build `make test` makes (the workspace-hack's features; Burn and
+## every dependency at opt-level 3).
 PEERS_PYTHON := target/peers-venv/bin/python
 bench-peers:
 	@[ -x $(PEERS_PYTHON) ] || { python3 -m venv target/peers-venv && \
 		target/peers-venv/bin/pip install --quiet "tensorflow-cpu==2.21.*"; }
-	cargo run -p burnfit-cli -- bench --models mlp,simple_cnn,cnn-16-32,cnn \
+	cargo build -p burnfit-cli -p burnfit-workspace-hack --features burnfit-cli/remote
+	./target/debug/burnfit bench --models mlp,simple_cnn,cnn-16-32,cnn \
 		--backends flex --memory-epochs 0 --loader-batches 0 \
 		--peers --peers-python $(PEERS_PYTHON) --json target/bench-peers.json

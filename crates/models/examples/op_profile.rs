@@ -14,9 +14,9 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, DropoutConfig, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use burnfit_models::conv::conv2d;
 use burnfit_models::nets::cnn::ConvBlock;
 use burnfit_models::nets::host_dropout::dropout as host_dropout;
-use burnfit_models::nets::stem_conv::conv2d_im2col;
 use burnfit_models::nets::{Cnn, CnnConfig, SimpleCnn, SimpleCnnConfig, classification_output};
 
 fn time_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
@@ -33,7 +33,7 @@ fn time_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// The shipped CNN's forward with Burn's own convolution and dropout layers
-/// everywhere (what `Cnn::forward` did before the stem and dropout paths).
+/// everywhere (what `Cnn::forward` did before our convolution and dropout).
 fn cnn_with_burn_layers(model: &Cnn, x: Tensor<4>) -> Tensor<2> {
     let block = |b: &ConvBlock, x: Tensor<4>| {
         let x = b.activation.forward(b.bn1.forward(b.conv1.forward(x)));
@@ -148,29 +148,6 @@ fn main() {
         &targets,
     );
     whole_network(
-        "simple_cnn, stem im2col only",
-        15,
-        |x| {
-            let x = simple
-                .activation
-                .forward(burnfit_models::nets::stem_conv::conv2d_stem(
-                    &simple.conv1,
-                    x,
-                ));
-            let x = simple.activation.forward(simple.conv2.forward(x));
-            let x = simple.conv_dropout.forward(simple.pool.forward(x));
-            let [batch, c, h, w] = x.dims();
-            let x = x.reshape([batch, c * h * w]);
-            let x = simple
-                .fc_dropout
-                .forward(simple.activation.forward(simple.fc1.forward(x)));
-            simple.fc2.forward(x)
-        },
-        |x| simple_cnn_with_burn_layers(&simple, x),
-        &images,
-        &targets,
-    );
-    whole_network(
         "simple_cnn, host dropout only",
         15,
         |x| {
@@ -229,24 +206,21 @@ fn main() {
         let both = time_ms(repeats, || {
             let _ = conv.forward(grad_input(x.clone())).sum().backward();
         });
-        let p = usize::from(pad);
-        let check = (conv2d_im2col(&conv, x.clone(), [p, p]) - conv.forward(x.clone()))
+        let check = (conv2d(&conv, x.clone()) - conv.forward(x.clone()))
             .abs()
             .max()
             .into_scalar::<f32>();
-        let forward_i = time_ms(repeats, || {
-            let _: f32 = conv2d_im2col(&conv, x.clone(), [p, p]).sum().into_scalar();
+        let forward_g = time_ms(repeats, || {
+            let _: f32 = conv2d(&conv, x.clone()).sum().into_scalar();
         });
-        let both_i = time_ms(repeats, || {
-            let _ = conv2d_im2col(&conv, grad_input(x.clone()), [p, p])
-                .sum()
-                .backward();
+        let both_g = time_ms(repeats, || {
+            let _ = conv2d(&conv, grad_input(x.clone())).sum().backward();
         });
         let pad = if pad { "same" } else { "valid" };
         row(
-            &format!("  im2col {cin}->{cout} @{side}x{side} {pad} (max diff {check:.1e})"),
-            forward_i,
-            both_i,
+            &format!("  gemm kernels {cin}->{cout} @{side}x{side} {pad} (max diff {check:.1e})"),
+            forward_g,
+            both_g,
         );
         row(
             &format!("conv3x3 {cin}->{cout} @{side}x{side} {pad}"),

@@ -3,12 +3,15 @@
 //! - [`data`]: an IDX reader (MNIST / Fashion-MNIST, plain or gzip), a
 //!   Fashion-MNIST loader, a CSV table reader, deterministic splits, and Burn
 //!   datasets and batchers for image classification and table regression.
+//! - [`conv`]: the networks' 2-D convolution: on flex, our im2col/col2im + gemm
+//!   kernels for the forward pass and both gradients; elsewhere Burn's.
 //! - [`nets`]: an MLP, a CNN and a small ResNet for 28x28 images, an MLP
 //!   regressor for tables, and [`nets::ModelConfig`] to build any of them from
 //!   a `kind`-tagged config.
 
 #![warn(missing_docs)]
 
+pub mod conv;
 pub mod data;
 pub mod metrics;
 pub mod nets;

@@ -10,8 +10,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::host_dropout::dropout;
-use super::stem_conv::conv2d_stem;
 use super::{ModelConfigError, check};
+use crate::conv::conv2d;
 
 /// Configuration of a [`Cnn`].
 ///
@@ -169,10 +169,10 @@ impl ConvBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self
             .activation
-            .forward(self.bn1.forward(conv2d_stem(&self.conv1, x)));
+            .forward(self.bn1.forward(conv2d(&self.conv1, x)));
         let x = self
             .activation
-            .forward(self.bn2.forward(self.conv2.forward(x)));
+            .forward(self.bn2.forward(conv2d(&self.conv2, x)));
         dropout(&self.dropout, self.pool.forward(x))
     }
 }

@@ -7,8 +7,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::stem_conv::conv2d_stem;
 use super::{ModelConfigError, check};
+use crate::conv::conv2d;
 
 /// Configuration of a [`ResNet`].
 ///
@@ -189,13 +189,13 @@ impl BasicBlock {
     /// Applies the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some(p) => p.bn.forward(p.conv.forward(x.clone())),
+            Some(p) => p.bn.forward(conv2d(&p.conv, x.clone())),
             None => x.clone(),
         };
         let out = self
             .activation
-            .forward(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+            .forward(self.bn1.forward(conv2d(&self.conv1, x)));
+        let out = self.bn2.forward(conv2d(&self.conv2, out));
         self.activation.forward(out + identity)
     }
 }
@@ -226,7 +226,7 @@ impl ResNet {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self
             .activation
-            .forward(self.stem_bn.forward(conv2d_stem(&self.stem_conv, images)));
+            .forward(self.stem_bn.forward(conv2d(&self.stem_conv, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

@@ -12,8 +12,8 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::host_dropout::dropout;
-use super::stem_conv::conv2d_stem;
 use super::{ModelConfigError, check};
+use crate::conv::conv2d;
 
 /// Configuration of a [`SimpleCnn`].
 ///
@@ -141,8 +141,8 @@ pub struct SimpleCnn {
 impl SimpleCnn {
     /// Logits for images `[batch, channels, height, width]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.activation.forward(conv2d_stem(&self.conv1, images));
-        let x = self.activation.forward(conv2d_stem(&self.conv2, x));
+        let x = self.activation.forward(conv2d(&self.conv1, images));
+        let x = self.activation.forward(conv2d(&self.conv2, x));
         let x = dropout(&self.conv_dropout, self.pool.forward(x));
         let [batch, c, h, w] = x.dims();
         let x = x.reshape([batch, c * h * w]);

@@ -1,0 +1,572 @@
+//! The 2-D convolution and both its gradients on plain `f32` slices, as
+//! im2col/col2im and gemm, one sample per task.
+//!
+//! Layouts are Burn's: the input `[batch, in_channels, height, width]`, the
+//! weight `[out_channels, in_channels, kernel_h, kernel_w]` and the output
+//! `[batch, out_channels, out_h, out_w]`, all contiguous and row-major. A
+//! sample's *columns* are the `[in_channels·kernel_h·kernel_w, out_h·out_w]`
+//! matrix of the input values each output position sees (zero in the
+//! padding), in the weight's own `(channel, row, column)` order, so that
+//!
+//! * forward: `y[n] = W · cols(x[n])`;
+//! * input gradient: `dx[n] = col2im(Wᵀ · dy[n])` (col2im adds each column
+//!   entry back onto the input value it was copied from);
+//! * weight gradient: `dW = Σₙ dy[n] · cols(x[n])ᵀ`.
+//!
+//! Invariants:
+//! * **Every result is deterministic.** Each gemm runs on one thread; the
+//!   forward and the input gradient write disjoint samples; the weight
+//!   gradient sums fixed chunks of [`WEIGHT_GRAD_CHUNK`] samples and then adds
+//!   the chunks in order, so the result does not depend on how many threads
+//!   rayon has.
+//! * **Both cores work.** Samples are spread over rayon's pool (flex's own),
+//!   and a task's column buffer is reused for all its samples.
+//! * **Any stride, padding (also asymmetric) and dilation**; one group.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// Samples per partial weight gradient. Fixed, so that the order of the
+/// floating-point additions (and so the result) does not depend on the
+/// number of threads.
+pub const WEIGHT_GRAD_CHUNK: usize = 8;
+
+/// The shape of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Samples in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Input `[height, width]`.
+    pub input: [usize; 2],
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel `[height, width]`.
+    pub kernel: [usize; 2],
+    /// Stride `[vertical, horizontal]`.
+    pub stride: [usize; 2],
+    /// Padding `[(top, bottom), (left, right)]`.
+    pub padding: [(usize, usize); 2],
+    /// Dilation `[vertical, horizontal]`.
+    pub dilation: [usize; 2],
+}
+
+impl Geometry {
+    /// Output `[height, width]`.
+    pub fn output(&self) -> [usize; 2] {
+        std::array::from_fn(|d| {
+            let (begin, end) = self.padding[d];
+            let span = self.dilation[d] * (self.kernel[d] - 1) + 1;
+            (self.input[d] + begin + end - span) / self.stride[d] + 1
+        })
+    }
+
+    /// Whether the kernel (dilated) fits in the padded input.
+    pub fn is_valid(&self) -> bool {
+        (0..2).all(|d| {
+            let (begin, end) = self.padding[d];
+            self.kernel[d] > 0
+                && self.stride[d] > 0
+                && self.dilation[d] > 0
+                && self.input[d] + begin + end > self.dilation[d] * (self.kernel[d] - 1)
+        })
+    }
+
+    /// Rows of a sample's columns: `in_channels · kernel_h · kernel_w`.
+    pub fn patch(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Columns of a sample's columns: `out_h · out_w`.
+    pub fn positions(&self) -> usize {
+        let [h, w] = self.output();
+        h * w
+    }
+
+    /// Values of one input sample.
+    pub fn input_len(&self) -> usize {
+        self.in_channels * self.input[0] * self.input[1]
+    }
+
+    /// Values of one output sample.
+    pub fn output_len(&self) -> usize {
+        self.out_channels * self.positions()
+    }
+
+    /// Values of the weight.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.patch()
+    }
+
+    /// How far right of an output column kernel column `j` reads:
+    /// `iw = ow·stride + shift` with `shift = j·dilation − left`.
+    fn column_shift(&self, j: usize) -> isize {
+        (j * self.dilation[1]) as isize - self.padding[1].0 as isize
+    }
+
+    /// With stride 1, the output columns `lo..hi` whose input column
+    /// `ow + shift` lies inside a row of `width` values.
+    fn unit_stride_span(shift: isize, width: usize, out_w: usize) -> (usize, usize) {
+        let lo = (-shift).clamp(0, out_w as isize) as usize;
+        let hi = (width as isize - shift).clamp(lo as isize, out_w as isize) as usize;
+        (lo, hi)
+    }
+}
+
+/// Copies sample `x` (`[in_channels, height, width]`) into `cols`
+/// (`[patch, positions]`), zeros where the kernel reads padding.
+pub fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
+    let [height, width] = g.input;
+    let [out_h, out_w] = g.output();
+    let [kh, kw] = g.kernel;
+    let positions = out_h * out_w;
+    for c in 0..g.in_channels {
+        let channel = &x[c * height * width..][..height * width];
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = &mut cols[((c * kh + i) * kw + j) * positions..][..positions];
+                for oh in 0..out_h {
+                    let dst = &mut row[oh * out_w..][..out_w];
+                    let ih =
+                        (oh * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0].0 as isize;
+                    if ih < 0 || ih >= height as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &channel[ih as usize * width..][..width];
+                    copy_row(g, j, src, dst);
+                }
+            }
+        }
+    }
+}
+
+/// Adds `cols` (`[patch, positions]`) back onto sample `dx`
+/// (`[in_channels, height, width]`): the adjoint of [`im2col`].
+pub fn col2im(g: &Geometry, cols: &[f32], dx: &mut [f32]) {
+    let [height, width] = g.input;
+    let [out_h, out_w] = g.output();
+    let [kh, kw] = g.kernel;
+    let positions = out_h * out_w;
+    for c in 0..g.in_channels {
+        let channel = &mut dx[c * height * width..][..height * width];
+        for i in 0..kh {
+            for j in 0..kw {
+                let row = &cols[((c * kh + i) * kw + j) * positions..][..positions];
+                for oh in 0..out_h {
+                    let src = &row[oh * out_w..][..out_w];
+                    let ih =
+                        (oh * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0].0 as isize;
+                    if ih < 0 || ih >= height as isize {
+                        continue;
+                    }
+                    let dst = &mut channel[ih as usize * width..][..width];
+                    scatter_row(g, j, src, dst);
+                }
+            }
+        }
+    }
+}
+
+/// One output row of [`im2col`]: `dst[ow] = src[ow·stride + shift]`, zero
+/// outside `src`.
+fn copy_row(g: &Geometry, j: usize, src: &[f32], dst: &mut [f32]) {
+    let shift = g.column_shift(j);
+    if g.stride[1] == 1 {
+        let (lo, hi) = Geometry::unit_stride_span(shift, src.len(), dst.len());
+        let start = (lo as isize + shift) as usize;
+        dst[..lo].fill(0.0);
+        dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+        dst[hi..].fill(0.0);
+        return;
+    }
+    for (ow, d) in dst.iter_mut().enumerate() {
+        let iw = (ow * g.stride[1]) as isize + shift;
+        *d = if (0..src.len() as isize).contains(&iw) {
+            src[iw as usize]
+        } else {
+            0.0
+        };
+    }
+}
+
+/// One output row of [`col2im`]: `dst[ow·stride + shift] += src[ow]` where
+/// that index lies inside `dst`.
+fn scatter_row(g: &Geometry, j: usize, src: &[f32], dst: &mut [f32]) {
+    let shift = g.column_shift(j);
+    if g.stride[1] == 1 {
+        let (lo, hi) = Geometry::unit_stride_span(shift, dst.len(), src.len());
+        let start = (lo as isize + shift) as usize;
+        for (d, s) in dst[start..start + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
+            *d += s;
+        }
+        return;
+    }
+    for (ow, s) in src.iter().enumerate() {
+        let iw = (ow * g.stride[1]) as isize + shift;
+        if (0..dst.len() as isize).contains(&iw) {
+            dst[iw as usize] += s;
+        }
+    }
+}
+
+/// A row-major matrix operand: its values and `(row, column)` strides (a
+/// transpose is the same values with the strides swapped).
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    values: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    fn rows(values: &'a [f32], cols: usize) -> Self {
+        Self {
+            values,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    fn transposed(values: &'a [f32], cols: usize) -> Self {
+        Self {
+            values,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+}
+
+/// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`, on this thread.
+fn matmul([m, n, k]: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand, accumulate: bool) {
+    assert!(dst.len() >= m * n);
+    let reach = |o: &Operand, rows: usize, cols: usize| {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * o.row_stride + (cols - 1) * o.col_stride < o.values.len()
+    };
+    assert!(
+        reach(&lhs, m, k) && reach(&rhs, k, n),
+        "matmul operand out of bounds"
+    );
+    // SAFETY: the asserts above keep every index gemm reads (row·rs + col·cs
+    // below the given sizes) inside the slices, and `dst` is exclusively
+    // borrowed with room for m×n values at strides (n, 1).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.values.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.values.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// The convolution without bias: `[batch, out_channels, out_h, out_w]`.
+pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (patch, positions) = (g.patch(), g.positions());
+    let mut y = vec![0.0; g.batch * g.output_len()];
+    if y.is_empty() {
+        return y;
+    }
+    y.par_chunks_mut(g.output_len())
+        .zip(x.par_chunks(g.input_len()))
+        .for_each_init(
+            || vec![0.0; patch * positions],
+            |cols, (y, x)| {
+                im2col(g, x, cols);
+                matmul(
+                    [g.out_channels, positions, patch],
+                    y,
+                    Operand::rows(weight, patch),
+                    Operand::rows(cols, positions),
+                    false,
+                );
+            },
+        );
+    y
+}
+
+/// The gradient of the input, `[batch, in_channels, height, width]`, from the
+/// output's gradient `dy`.
+pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (patch, positions) = (g.patch(), g.positions());
+    let mut dx = vec![0.0; g.batch * g.input_len()];
+    if dx.is_empty() || positions == 0 {
+        return dx;
+    }
+    dx.par_chunks_mut(g.input_len())
+        .zip(dy.par_chunks(g.output_len()))
+        .for_each_init(
+            || vec![0.0; patch * positions],
+            |cols, (dx, dy)| {
+                matmul(
+                    [patch, positions, g.out_channels],
+                    cols,
+                    Operand::transposed(weight, patch),
+                    Operand::rows(dy, positions),
+                    false,
+                );
+                col2im(g, cols, dx);
+            },
+        );
+    dx
+}
+
+/// The gradient of the weight, `[out_channels, in_channels, kernel_h,
+/// kernel_w]`, from the input `x` and the output's gradient `dy`.
+pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (patch, positions) = (g.patch(), g.positions());
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(g.input_len() * WEIGHT_GRAD_CHUNK)
+        .zip(dy.par_chunks(g.output_len() * WEIGHT_GRAD_CHUNK))
+        .map(|(x, dy)| {
+            let mut dw = vec![0.0; g.weight_len()];
+            let mut cols = vec![0.0; patch * positions];
+            for (n, (x, dy)) in x
+                .chunks(g.input_len())
+                .zip(dy.chunks(g.output_len()))
+                .enumerate()
+            {
+                im2col(g, x, &mut cols);
+                matmul(
+                    [g.out_channels, patch, positions],
+                    &mut dw,
+                    Operand::rows(dy, positions),
+                    Operand::transposed(&cols, positions),
+                    n > 0,
+                );
+            }
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; g.weight_len()]);
+    for partial in partials {
+        for (total, part) in dw.iter_mut().zip(partial) {
+            *total += part;
+        }
+    }
+    dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A direct (seven nested loops) convolution: the reference.
+    fn direct_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let [oh_n, ow_n] = g.output();
+        let mut y = vec![0.0f64; g.batch * g.output_len()];
+        for (n, o, oh, ow, c, i, j, xi) in taps(g) {
+            let wi = ((o * g.in_channels + c) * g.kernel[0] + i) * g.kernel[1] + j;
+            y[((n * g.out_channels + o) * oh_n + oh) * ow_n + ow] += (x[xi] * w[wi]) as f64;
+        }
+        y.into_iter().map(|v| v as f32).collect()
+    }
+
+    /// Every (sample, out channel, out row, out column, in channel, kernel
+    /// row, kernel column) with the input index it reads, padding skipped.
+    #[allow(clippy::type_complexity)]
+    fn taps(g: &Geometry) -> Vec<(usize, usize, usize, usize, usize, usize, usize, usize)> {
+        let [oh_n, ow_n] = g.output();
+        let [h, w] = g.input;
+        let mut taps = Vec::new();
+        for n in 0..g.batch {
+            for o in 0..g.out_channels {
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        for c in 0..g.in_channels {
+                            for i in 0..g.kernel[0] {
+                                for j in 0..g.kernel[1] {
+                                    let ih = (oh * g.stride[0] + i * g.dilation[0]) as isize
+                                        - g.padding[0].0 as isize;
+                                    let iw = (ow * g.stride[1] + j * g.dilation[1]) as isize
+                                        - g.padding[1].0 as isize;
+                                    if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.in_channels + c) * h + ih as usize) * w
+                                        + iw as usize;
+                                    taps.push((n, o, oh, ow, c, i, j, xi));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        taps
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A fixed, sign-changing sequence (no RNG needed).
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    fn geometries() -> Vec<Geometry> {
+        let base = Geometry {
+            batch: 3,
+            in_channels: 2,
+            input: [7, 6],
+            out_channels: 4,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [(0, 0), (0, 0)],
+            dilation: [1, 1],
+        };
+        vec![
+            base,
+            Geometry {
+                padding: [(1, 1), (1, 1)],
+                ..base
+            },
+            Geometry {
+                stride: [2, 2],
+                padding: [(1, 1), (1, 1)],
+                ..base
+            },
+            Geometry {
+                stride: [2, 1],
+                padding: [(0, 1), (2, 0)],
+                ..base
+            },
+            Geometry {
+                dilation: [2, 2],
+                padding: [(2, 2), (1, 1)],
+                ..base
+            },
+            Geometry {
+                kernel: [1, 1],
+                in_channels: 5,
+                ..base
+            },
+            Geometry {
+                kernel: [2, 3],
+                stride: [3, 2],
+                dilation: [1, 2],
+                ..base
+            },
+            Geometry {
+                batch: 19,
+                in_channels: 1,
+                ..base
+            },
+        ]
+    }
+
+    fn assert_close(ours: &[f32], reference: &[f32], what: &str, g: &Geometry) {
+        assert_eq!(ours.len(), reference.len(), "{what} {g:?}");
+        for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{what}[{k}]: {a} vs {b}, {g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_equals_a_direct_convolution() {
+        for g in geometries() {
+            let (x, w) = (
+                values(g.batch * g.input_len(), 1),
+                values(g.weight_len(), 2),
+            );
+            assert_close(&forward(&g, &x, &w), &direct_forward(&g, &x, &w), "y", &g);
+        }
+    }
+
+    #[test]
+    fn gradients_equal_those_of_a_direct_convolution() {
+        for g in geometries() {
+            let x = values(g.batch * g.input_len(), 3);
+            let w = values(g.weight_len(), 4);
+            let dy = values(g.batch * g.output_len(), 5);
+            let [oh_n, ow_n] = g.output();
+            let mut dx = vec![0.0f64; x.len()];
+            let mut dw = vec![0.0f64; w.len()];
+            for (n, o, oh, ow, c, i, j, xi) in taps(&g) {
+                let wi = ((o * g.in_channels + c) * g.kernel[0] + i) * g.kernel[1] + j;
+                let d = dy[((n * g.out_channels + o) * oh_n + oh) * ow_n + ow] as f64;
+                dx[xi] += d * w[wi] as f64;
+                dw[wi] += d * x[xi] as f64;
+            }
+            let dx: Vec<f32> = dx.into_iter().map(|v| v as f32).collect();
+            let dw: Vec<f32> = dw.into_iter().map(|v| v as f32).collect();
+            assert_close(&input_grad(&g, &w, &dy), &dx, "dx", &g);
+            assert_close(&weight_grad(&g, &x, &dy), &dw, "dw", &g);
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        let g = Geometry {
+            batch: 21,
+            ..geometries()[2]
+        };
+        let x = values(g.batch * g.input_len(), 6);
+        let w = values(g.weight_len(), 7);
+        let dy = values(g.batch * g.output_len(), 8);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    (
+                        forward(&g, &x, &w),
+                        input_grad(&g, &w, &dy),
+                        weight_grad(&g, &x, &dy),
+                    )
+                })
+        };
+        let one = run(1);
+        assert!(one == run(3), "bitwise equal on 1 and 3 threads");
+    }
+
+    #[test]
+    fn output_size_follows_burn() {
+        // 28×28, 3×3, same padding; 26×26 valid; stride 2 with padding 1.
+        let g = geometries()[0];
+        let same = Geometry {
+            input: [28, 28],
+            padding: [(1, 1), (1, 1)],
+            ..g
+        };
+        assert_eq!(same.output(), [28, 28]);
+        assert_eq!(
+            Geometry {
+                input: [28, 28],
+                ..g
+            }
+            .output(),
+            [26, 26]
+        );
+        let strided = Geometry {
+            input: [28, 28],
+            stride: [2, 2],
+            padding: [(1, 1), (1, 1)],
+            ..g
+        };
+        assert_eq!(strided.output(), [14, 14]);
+        assert!(!Geometry { input: [2, 2], ..g }.is_valid());
+    }
+}

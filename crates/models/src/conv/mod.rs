@@ -1,0 +1,267 @@
+//! The models' 2-D convolutions: [`conv2d`] runs a Burn [`Conv2d`] layer,
+//! on flex (Burn's CPU backend) through our own im2col/col2im + gemm kernels
+//! for the forward pass *and both gradients*, elsewhere through Burn.
+//!
+//! Why: on flex a convolution's backward cost 3–4× its forward (Burn
+//! computes the input gradient as a transposed convolution and the weight
+//! gradient as a convolution whose kernel is the whole output gradient), and
+//! the CNNs ran 2–5× slower than the same networks in Keras/TensorFlow on the
+//! same CPU (docs/benchmarks.md §5–6). Here each gradient is one gemm per
+//! sample plus a copy, spread over the cores.
+//!
+//! Invariants:
+//! * **Records are unchanged.** The parameters are those of Burn's
+//!   [`Conv2d`]; only how the output is computed differs, so checkpoints
+//!   load either way.
+//! * **The same numbers as Burn's convolution**, forward and gradients,
+//!   within float rounding (tests below and in [`kernels`]).
+//! * **Deterministic**: the same inputs give bit-identical outputs and
+//!   gradients whatever the number of threads, so a resumed run replays
+//!   exactly.
+//! * **Other backends are untouched**: wgpu and ndarray keep Burn's
+//!   convolution (with [`conv2d_stem`]'s path for one-channel stems), as
+//!   does flex for what the kernels do not cover (several groups, non-`f32`).
+//!
+//! The kernels are plain Rust on slices (gemm and rayon, both already in a
+//! flex build), written so that they could become flex's own
+//! `conv2d_x_backward` / `conv2d_weight_backward` (see docs/benchmarks.md).
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::ops::ConvOptions;
+
+use crate::nets::stem_conv::conv2d_stem;
+
+#[cfg(feature = "flex")]
+pub mod extension;
+#[cfg(feature = "flex")]
+pub mod kernels;
+
+/// `conv.forward(x)`: on a flex device (with or without autodiff) through
+/// [`extension::GemmConv2dOps`] when the crate's `flex` feature is on,
+/// otherwise Burn's convolution ([`conv2d_stem`]).
+///
+/// ```
+/// use burn::nn::conv::Conv2dConfig;
+/// use burn::nn::PaddingConfig2d;
+/// use burn::prelude::*;
+/// use burnfit_models::conv::conv2d;
+///
+/// let device = Device::flex();
+/// let conv = Conv2dConfig::new([2, 4], [3, 3])
+///     .with_padding(PaddingConfig2d::Same)
+///     .init(&device);
+/// let x = Tensor::<4>::ones([2, 2, 6, 6], &device);
+/// let diff: f32 = (conv2d(&conv, x.clone()) - conv.forward(x)).abs().max().into_scalar();
+/// assert!(diff < 1e-5);
+/// ```
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if uses_gemm_kernels(&x.device()) {
+        return gemm_conv2d(conv, x);
+    }
+    conv2d_stem(conv, x)
+}
+
+/// Whether [`conv2d`] runs on `device` through the gemm kernels.
+pub fn uses_gemm_kernels(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        device.clone().inner() == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+#[cfg(feature = "flex")]
+fn gemm_conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    use burn::backend::Dispatch;
+    use extension::GemmConv2dOps;
+
+    let [_, _, height, width] = x.dims();
+    let options = conv_options(conv, [height, width]);
+    let y = Tensor::<4>::from_dispatch(<Dispatch as GemmConv2dOps>::gemm_conv2d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        options,
+    ));
+    match &conv.bias {
+        Some(bias) => {
+            let channels = bias.dims()[0];
+            y + bias.val().reshape([1, channels, 1, 1])
+        }
+        None => y,
+    }
+}
+
+/// The options Burn's [`Conv2d::forward`] passes to its convolution for an
+/// input of `[height, width]` (its `Same` padding rule included: the extra
+/// pixel of an odd total goes to the bottom/right).
+pub fn conv_options(conv: &Conv2d, [height, width]: [usize; 2]) -> ConvOptions<2> {
+    let [kh, kw] = conv.kernel_size;
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Same => [
+            same_padding(kh, conv.stride[0], height),
+            same_padding(kw, conv.stride[1], width),
+        ],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+    };
+    ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups)
+}
+
+/// Burn's `Same` padding `(begin, end)` along one dimension.
+fn same_padding(kernel: usize, stride: usize, size: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = if out > 0 {
+        ((out - 1) * stride + kernel).saturating_sub(size)
+    } else {
+        0
+    };
+    (total / 2, total - total / 2)
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Distribution;
+
+    /// Forward values and the input, weight and bias gradients equal those
+    /// of Burn's own convolution, on flex with autodiff.
+    fn check_against_burn(config: Conv2dConfig, input: [usize; 4]) {
+        let _rng = crate::nets::TEST_RNG_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let device = Device::flex().autodiff();
+        assert!(uses_gemm_kernels(&device));
+        let conv = config.init(&device);
+        let x = Tensor::<4>::random(input, Distribution::Default, &device).require_grad();
+        // A loss that weights every output differently.
+        let weights = Tensor::<4>::random(
+            conv.forward(x.clone()).dims(),
+            Distribution::Default,
+            &device,
+        );
+        let loss = |y: Tensor<4>| (y * weights.clone()).sum();
+        let ours = conv2d(&conv, x.clone());
+        let theirs = conv.forward(x.clone());
+        assert_eq!(ours.dims(), theirs.dims(), "{config:?}");
+        let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+            let scale: f32 = b.clone().abs().max().into_scalar();
+            let diff: f32 = (a - b).abs().max().into_scalar();
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{what} differs by {diff} (scale {scale}) for {config:?}"
+            );
+        };
+        close(ours.clone(), theirs.clone(), "forward");
+        let (grads_ours, grads_theirs) = (loss(ours).backward(), loss(theirs).backward());
+        close(
+            x.grad(&grads_ours).unwrap(),
+            x.grad(&grads_theirs).unwrap(),
+            "input gradient",
+        );
+        close(
+            conv.weight.val().grad(&grads_ours).unwrap(),
+            conv.weight.val().grad(&grads_theirs).unwrap(),
+            "weight gradient",
+        );
+        if let Some(bias) = &conv.bias {
+            let (a, b) = (
+                bias.val().grad(&grads_ours).unwrap(),
+                bias.val().grad(&grads_theirs).unwrap(),
+            );
+            let diff: f32 = (a - b.clone()).abs().max().into_scalar();
+            let scale: f32 = b.abs().max().into_scalar();
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "bias gradient differs by {diff}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_padding_matches_burn() {
+        check_against_burn(
+            Conv2dConfig::new([3, 8], [3, 3]).with_padding(PaddingConfig2d::Same),
+            [4, 3, 10, 9],
+        );
+    }
+
+    #[test]
+    fn valid_padding_one_channel_stem_matches_burn() {
+        check_against_burn(Conv2dConfig::new([1, 6], [3, 3]), [5, 1, 12, 12]);
+    }
+
+    #[test]
+    fn stride_and_asymmetric_padding_match_burn() {
+        check_against_burn(
+            Conv2dConfig::new([2, 4], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 0, 2, 1)),
+            [3, 2, 11, 10],
+        );
+    }
+
+    #[test]
+    fn same_padding_with_stride_two_matches_burn() {
+        check_against_burn(
+            Conv2dConfig::new([2, 3], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Same),
+            [2, 2, 9, 8],
+        );
+    }
+
+    #[test]
+    fn dilation_and_a_rectangular_kernel_match_burn() {
+        check_against_burn(
+            Conv2dConfig::new([3, 5], [2, 3])
+                .with_dilation([2, 1])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false),
+            [2, 3, 9, 8],
+        );
+    }
+
+    #[test]
+    fn a_batch_of_many_chunks_matches_burn() {
+        // 37 samples: several weight-gradient chunks and an uneven last one.
+        check_against_burn(
+            Conv2dConfig::new([4, 6], [3, 3]).with_padding(PaddingConfig2d::Same),
+            [37, 4, 7, 7],
+        );
+    }
+
+    #[test]
+    fn grouped_layers_fall_back_to_burn() {
+        check_against_burn(
+            Conv2dConfig::new([4, 6], [3, 3]).with_groups(2),
+            [2, 4, 6, 6],
+        );
+    }
+
+    #[test]
+    fn without_autodiff_the_forward_matches_burn() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([2, 3], [3, 3]).init(&device);
+        let x = Tensor::<4>::random([2, 2, 8, 8], Distribution::Default, &device);
+        let diff: f32 = (conv2d(&conv, x.clone()) - conv.forward(x))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(diff < 1e-5);
+    }
+
+    #[test]
+    #[allow(deprecated)] // ndarray: any backend other than flex will do
+    fn other_backends_keep_burns_convolution() {
+        assert!(!uses_gemm_kernels(&Device::ndarray()));
+        assert!(!uses_gemm_kernels(&Device::ndarray().autodiff()));
+    }
+}
