@@ -1,6 +1,5 @@
 //! `burnfit`: config-driven Burn training with Keras-style callbacks.
 
-mod allocator;
 mod backend;
 mod bench;
 mod config;
@@ -198,7 +197,6 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn main() -> ExitCode {
-    allocator::keep_freed_memory();
     logging::init();
     quiet_caught_panics();
     let cli = match Cli::try_parse() {
