@@ -76,6 +76,25 @@ fn config(dir: &Path) -> PathBuf {
     small_config(dir, "kind = \"mlp\"\nhidden = [16]\ndropout = 0.0", "")
 }
 
+/// `burnfit train CONFIG` on flex at batch 48 for `epochs` into `run`, with
+/// the `extra` flags.
+fn train(config: &Path, epochs: &str, run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--epochs",
+        epochs,
+        "--set",
+        "training.batch_size=48",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    burnfit(&args)
+}
+
 #[test]
 fn two_servers_train_with_the_coordinator_as_local_workers_would() {
     let tmp = tempfile::tempdir().unwrap();
@@ -86,20 +105,7 @@ fn two_servers_train_with_the_coordinator_as_local_workers_would() {
     );
     let remote = format!("{},{}", a.url, b.url);
     let run = tmp.path().join("remote");
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "flex",
-        "--epochs",
-        "2",
-        "--set",
-        "training.batch_size=48",
-        "--remote",
-        &remote,
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
+    let out = train(&config, "2", &run, &["--remote", &remote]);
     assert!(out.status.success(), "{}", text(&out));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
@@ -110,20 +116,7 @@ fn two_servers_train_with_the_coordinator_as_local_workers_would() {
 
     // The same run on three local workers: the same history.
     let local = tmp.path().join("local");
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "flex",
-        "--epochs",
-        "2",
-        "--set",
-        "training.batch_size=48",
-        "--devices",
-        "3",
-        "--run-dir",
-        local.to_str().unwrap(),
-    ]);
+    let out = train(&config, "2", &local, &["--devices", "3"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(history(&run), history(&local));
 }
@@ -179,19 +172,7 @@ fn a_lost_server_ends_training_with_one_line_and_resume_continues() {
 
     // The server comes back on its port: the run continues from its backup.
     b = Server::start(&format!("127.0.0.1:{port}"), tmp.path());
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "flex",
-        "--epochs",
-        "30",
-        "--set",
-        "training.batch_size=48",
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--resume",
-    ]);
+    let out = train(&config, "30", &run, &["--resume"]);
     assert!(out.status.success(), "{}", text(&out));
     // The epochs before the loss are kept as they were, and the run goes on
     // from them to its end (30 epochs, or EarlyStopping's stop).

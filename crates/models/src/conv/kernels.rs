@@ -99,6 +99,12 @@ impl Geometry {
         self.out_channels * self.patch()
     }
 
+    /// The input row that output row `oh` reads with kernel row `i`
+    /// (negative or past the end: padding).
+    fn input_row(&self, oh: usize, i: usize) -> isize {
+        (oh * self.stride[0] + i * self.dilation[0]) as isize - self.padding[0].0 as isize
+    }
+
     /// How far right of an output column kernel column `j` reads:
     /// `iw = ow·stride + shift` with `shift = j·dilation − left`.
     fn column_shift(&self, j: usize) -> isize {
@@ -128,8 +134,7 @@ pub fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
                 let row = &mut cols[((c * kh + i) * kw + j) * positions..][..positions];
                 for oh in 0..out_h {
                     let dst = &mut row[oh * out_w..][..out_w];
-                    let ih =
-                        (oh * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0].0 as isize;
+                    let ih = g.input_row(oh, i);
                     if ih < 0 || ih >= height as isize {
                         dst.fill(0.0);
                         continue;
@@ -156,8 +161,7 @@ pub fn col2im(g: &Geometry, cols: &[f32], dx: &mut [f32]) {
                 let row = &cols[((c * kh + i) * kw + j) * positions..][..positions];
                 for oh in 0..out_h {
                     let src = &row[oh * out_w..][..out_w];
-                    let ih =
-                        (oh * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0].0 as isize;
+                    let ih = g.input_row(oh, i);
                     if ih < 0 || ih >= height as isize {
                         continue;
                     }
