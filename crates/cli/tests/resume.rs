@@ -514,3 +514,38 @@ fn on_two_devices_runs_are_reproducible_and_resume_exactly_after_a_kill() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(history(&killed), expected, "kill + resume on two devices");
 }
+
+/// The flagship CNN (the models' own convolution kernels on flex, batch norm
+/// and dropout) on the committed subset: killed mid-run and resumed, it
+/// writes the history of an uninterrupted run, byte for byte.
+#[test]
+fn the_cnn_with_its_convolution_kernels_resumes_exactly_after_a_kill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = repo().join("configs/fashion_mnist_cnn.toml");
+    let data = repo().join("data/fashion-mnist-subset");
+    let flags = [
+        "--backend",
+        "flex",
+        "--epochs",
+        "3",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    let straight = tmp.path().join("straight");
+    let out = train(&config, &straight, &flags, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let killed = tmp.path().join("killed");
+    let out = train(
+        &config,
+        &killed,
+        &flags,
+        &[("BURNFIT_ABORT_AT_STEP", "40".to_string())],
+    );
+    assert!(!out.status.success(), "the kill happened: {}", text(&out));
+    let mut again = flags.to_vec();
+    again.push("--resume");
+    let out = train(&config, &killed, &again, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(history(&killed), history(&straight));
+    all_files_whole(&killed);
+}
