@@ -187,15 +187,6 @@ fn quiet_caught_panics() {
     }));
 }
 
-/// A panic's message (`&str` or `String` payloads).
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_string())
-}
-
 fn main() -> ExitCode {
     logging::init();
     quiet_caught_panics();
@@ -211,7 +202,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|payload| {
             Err(error::CliError::failed(format!(
                 "internal error: {} (please report it; BURNFIT_PANIC_REPORT=1 shows where)",
-                panic_text(payload.as_ref())
+                burnfit_callbacks::engine::panic_message(payload.as_ref())
             )))
         });
     match result {

@@ -54,5 +54,5 @@ pub use multi_device::GradientReduction;
 pub use outcome::FitOutcome;
 pub use params::{list_params, param_values, param_values_of, params_of_module, snapshot_of};
 pub use silent::SilentRenderer;
-pub use strategy::CallbackStrategy;
+pub use strategy::{CallbackStrategy, panic_message};
 pub use weights::encode_module_record;

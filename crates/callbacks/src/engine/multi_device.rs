@@ -41,6 +41,7 @@ use burn::tensor::{Device, Tensor};
 use burn::train::{LearnerModel, TrainOutput, TrainStep};
 
 use super::batch_loss::BatchLoss;
+use super::strategy::panic_message;
 
 /// How the gradients of the devices are combined into one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -272,14 +273,6 @@ pub(crate) fn weights(reduction: GradientReduction, items: &[Option<usize>]) -> 
             counts.iter().map(|n| n / total.max(1.0)).collect()
         }
     }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-text payload".into())
 }
 
 /// SplitMix64 of `seed` and `n`: a well-spread seed per step and device.

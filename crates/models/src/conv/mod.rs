@@ -131,6 +131,16 @@ mod tests {
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::Distribution;
 
+    /// `a` equals `b` within 1e-5 of `b`'s largest value (at least 1).
+    fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
+        let scale: f32 = b.clone().abs().max().into_scalar();
+        let diff: f32 = (a - b).abs().max().into_scalar();
+        assert!(
+            diff <= 1e-5 * scale.max(1.0),
+            "{what}: differs by {diff} (scale {scale})"
+        );
+    }
+
     /// Forward values and the input, weight and bias gradients equal those
     /// of Burn's own convolution, on flex with autodiff.
     fn check_against_burn(config: Conv2dConfig, input: [usize; 4]) {
@@ -151,14 +161,7 @@ mod tests {
         let ours = conv2d(&conv, x.clone());
         let theirs = conv.forward(x.clone());
         assert_eq!(ours.dims(), theirs.dims(), "{config:?}");
-        let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
-            let scale: f32 = b.clone().abs().max().into_scalar();
-            let diff: f32 = (a - b).abs().max().into_scalar();
-            assert!(
-                diff <= 1e-5 * scale.max(1.0),
-                "{what} differs by {diff} (scale {scale}) for {config:?}"
-            );
-        };
+        let close = |a, b, what: &str| assert_close(a, b, &format!("{what} for {config:?}"));
         close(ours.clone(), theirs.clone(), "forward");
         let (grads_ours, grads_theirs) = (loss(ours).backward(), loss(theirs).backward());
         close(
@@ -172,15 +175,10 @@ mod tests {
             "weight gradient",
         );
         if let Some(bias) = &conv.bias {
-            let (a, b) = (
+            assert_close(
                 bias.val().grad(&grads_ours).unwrap(),
                 bias.val().grad(&grads_theirs).unwrap(),
-            );
-            let diff: f32 = (a - b.clone()).abs().max().into_scalar();
-            let scale: f32 = b.abs().max().into_scalar();
-            assert!(
-                diff <= 1e-5 * scale.max(1.0),
-                "bias gradient differs by {diff}"
+                &format!("bias gradient for {config:?}"),
             );
         }
     }
