@@ -1,5 +1,6 @@
 //! `burnfit`: config-driven Burn training with Keras-style callbacks.
 
+mod allocator;
 mod backend;
 mod bench;
 mod config;
@@ -188,7 +189,9 @@ fn quiet_caught_panics() {
 }
 
 fn main() -> ExitCode {
+    let kept = allocator::keep_freed_memory();
     logging::init();
+    log::debug!("glibc keeps freed memory between steps: {kept}");
     quiet_caught_panics();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -18,6 +18,8 @@ use burnfit_models::conv::conv2d;
 use burnfit_models::nets::cnn::ConvBlock;
 use burnfit_models::nets::host_dropout::dropout as host_dropout;
 use burnfit_models::nets::{Cnn, CnnConfig, SimpleCnn, SimpleCnnConfig, classification_output};
+use burnfit_models::norm::batch_norm;
+use burnfit_models::pool::max_pool2d;
 
 fn time_ms(repeats: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -236,8 +238,14 @@ fn main() {
         );
         let at = format!("{channels} @{side}x{side}");
         let bn = BatchNormConfig::new(channels).init(&device);
+        layer_row(&format!("  norm kernels {at}"), repeats, &x, |x| {
+            batch_norm(&bn, x)
+        });
         layer_row(&format!("batchnorm {at}"), repeats, &x, |x| bn.forward(x));
         let pool = MaxPool2dConfig::new([2, 2]).init();
+        layer_row(&format!("  pool kernels 2x2 {at}"), repeats, &x, |x| {
+            max_pool2d(&pool, x)
+        });
         layer_row(&format!("maxpool2 {at}"), repeats, &x, |x| pool.forward(x));
         let relu = burn::nn::Relu::new();
         layer_row(&format!("relu {at}"), repeats, &x, |x| relu.forward(x));

@@ -11,9 +11,13 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "flex")]
+mod buffers;
 pub mod conv;
 pub mod data;
 pub mod metrics;
 pub mod nets;
+pub mod norm;
+pub mod pool;
 
 pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};

@@ -471,6 +471,7 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
             .unwrap_or(1),
         args.repeats
     );
+    println!("# allocator: {}", crate::allocator::describe());
     let adapters = backend::wgpu_adapters();
     println!(
         "# wgpu adapters: {}",

@@ -26,6 +26,8 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
+use crate::buffers::par_build;
+
 /// Samples per partial weight gradient. Fixed, so that the order of the
 /// floating-point additions (and so the result) does not depend on the
 /// number of threads.
@@ -285,52 +287,47 @@ fn matmul([m, n, k]: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand, ac
 /// The convolution without bias: `[batch, out_channels, out_h, out_w]`.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let (patch, positions) = (g.patch(), g.positions());
-    let mut y = vec![0.0; g.batch * g.output_len()];
-    if y.is_empty() {
-        return y;
-    }
-    y.par_chunks_mut(g.output_len())
-        .zip(x.par_chunks(g.input_len()))
-        .for_each_init(
-            || vec![0.0; patch * positions],
-            |cols, (y, x)| {
-                im2col(g, x, cols);
-                matmul(
-                    [g.out_channels, positions, patch],
-                    y,
-                    Operand::rows(weight, patch),
-                    Operand::rows(cols, positions),
-                    false,
-                );
-            },
-        );
-    y
+    par_build(
+        g.batch * g.output_len(),
+        g.output_len(),
+        1,
+        || vec![0.0; patch * positions],
+        |n, y, cols| {
+            im2col(g, &x[n * g.input_len()..(n + 1) * g.input_len()], cols);
+            matmul(
+                [g.out_channels, positions, patch],
+                y,
+                Operand::rows(weight, patch),
+                Operand::rows(cols, positions),
+                false,
+            );
+        },
+    )
 }
 
 /// The gradient of the input, `[batch, in_channels, height, width]`, from the
 /// output's gradient `dy`.
 pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     let (patch, positions) = (g.patch(), g.positions());
-    let mut dx = vec![0.0; g.batch * g.input_len()];
-    if dx.is_empty() || positions == 0 {
-        return dx;
-    }
-    dx.par_chunks_mut(g.input_len())
-        .zip(dy.par_chunks(g.output_len()))
-        .for_each_init(
-            || vec![0.0; patch * positions],
-            |cols, (dx, dy)| {
-                matmul(
-                    [patch, positions, g.out_channels],
-                    cols,
-                    Operand::transposed(weight, patch),
-                    Operand::rows(dy, positions),
-                    false,
-                );
-                col2im(g, cols, dx);
-            },
-        );
-    dx
+    par_build(
+        g.batch * g.input_len(),
+        g.input_len(),
+        1,
+        || vec![0.0; patch * positions],
+        |n, dx, cols| {
+            if positions == 0 {
+                return;
+            }
+            matmul(
+                [patch, positions, g.out_channels],
+                cols,
+                Operand::transposed(weight, patch),
+                Operand::rows(&dy[n * g.output_len()..(n + 1) * g.output_len()], positions),
+                false,
+            );
+            col2im(g, cols, dx);
+        },
+    )
 }
 
 /// The gradient of the weight, `[out_channels, in_channels, kernel_h,

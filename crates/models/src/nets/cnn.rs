@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::host_dropout::dropout;
 use super::{ModelConfigError, check};
 use crate::conv::conv2d;
+use crate::norm::batch_norm;
+use crate::pool::max_pool2d;
 
 /// Configuration of a [`Cnn`].
 ///
@@ -169,11 +171,11 @@ impl ConvBlock {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self
             .activation
-            .forward(self.bn1.forward(conv2d(&self.conv1, x)));
+            .forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
         let x = self
             .activation
-            .forward(self.bn2.forward(conv2d(&self.conv2, x)));
-        dropout(&self.dropout, self.pool.forward(x))
+            .forward(batch_norm(&self.bn2, conv2d(&self.conv2, x)));
+        dropout(&self.dropout, max_pool2d(&self.pool, x))
     }
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ModelConfigError, check};
 use crate::conv::conv2d;
+use crate::norm::batch_norm;
 
 /// Configuration of a [`ResNet`].
 ///
@@ -189,13 +190,13 @@ impl BasicBlock {
     /// Applies the block.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some(p) => p.bn.forward(conv2d(&p.conv, x.clone())),
+            Some(p) => batch_norm(&p.bn, conv2d(&p.conv, x.clone())),
             None => x.clone(),
         };
         let out = self
             .activation
-            .forward(self.bn1.forward(conv2d(&self.conv1, x)));
-        let out = self.bn2.forward(conv2d(&self.conv2, out));
+            .forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         self.activation.forward(out + identity)
     }
 }
@@ -226,7 +227,7 @@ impl ResNet {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self
             .activation
-            .forward(self.stem_bn.forward(conv2d(&self.stem_conv, images)));
+            .forward(batch_norm(&self.stem_bn, conv2d(&self.stem_conv, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

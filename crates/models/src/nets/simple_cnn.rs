@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::host_dropout::dropout;
 use super::{ModelConfigError, check};
 use crate::conv::conv2d;
+use crate::pool::max_pool2d;
 
 /// Configuration of a [`SimpleCnn`].
 ///
@@ -143,7 +144,7 @@ impl SimpleCnn {
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.activation.forward(conv2d(&self.conv1, images));
         let x = self.activation.forward(conv2d(&self.conv2, x));
-        let x = dropout(&self.conv_dropout, self.pool.forward(x));
+        let x = dropout(&self.conv_dropout, max_pool2d(&self.pool, x));
         let [batch, c, h, w] = x.dims();
         let x = x.reshape([batch, c * h * w]);
         let x = dropout(

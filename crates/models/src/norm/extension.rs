@@ -1,0 +1,240 @@
+//! [`ChannelBatchNormOps`]: the batch normalisation of [`super::kernels`]
+//! as a Burn backend extension, built like [`crate::conv::extension`].
+//!
+//! * **Flex** runs the kernels for `f32` tensors of rank 3 or more, and
+//!   Burn's own `batch_norm_train` (and its backward) for anything else.
+//! * **Autodiff** records one node with the input and γ checkpointed and the
+//!   batch statistics kept, as Burn's own `batch_norm_train` node does; the
+//!   statistics come back untracked (they feed the running averages).
+//! * Every other backend is never called: [`super::batch_norm`] only takes
+//!   this path on flex devices.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, Shape, TensorData};
+
+use super::kernels::{self, NormGeometry};
+
+/// Batch normalisation with the batch's statistics, and its gradients.
+#[backend_extension(Flex, Autodiff)]
+pub trait ChannelBatchNormOps: Backend {
+    /// Burn's `batch_norm_train(x, gamma, beta, epsilon)`: the output, the
+    /// batch mean and the biased batch variance (`[channels]`).
+    fn channel_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let result = Self::batch_norm_train(x, gamma, beta, epsilon);
+        (result.output, result.mean, result.variance)
+    }
+
+    /// Burn's `batch_norm_train_backward`: the gradients of `x`, γ and β.
+    fn channel_batch_norm_train_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        output_grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let grads = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+        (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+    }
+}
+
+/// The kernels' geometry for a flex input `x`, when they can run it: `f32`,
+/// rank 3 or more, a non-empty batch.
+fn flex_geometry(x: &FlexTensor) -> Option<NormGeometry> {
+    let shape = x.shape();
+    if x.dtype() != DType::F32 || shape.num_dims() < 3 {
+        return None;
+    }
+    let geometry = NormGeometry {
+        batch: shape[0],
+        channels: shape[1],
+        spatial: shape.iter().skip(2).product(),
+    };
+    (geometry.count() > 0 && geometry.channels > 0).then_some(geometry)
+}
+
+/// `tensor`'s `f32` values, contiguous (copied only when they are not).
+fn contiguous(tensor: FlexTensor) -> FlexTensor {
+    if tensor.as_slice::<f32>().is_some() {
+        tensor
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+/// Whether every tensor is `f32` (γ, β and the statistics could be another
+/// float type than the input in principle).
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn values(tensor: &FlexTensor) -> &[f32] {
+    tensor.as_slice::<f32>().expect("contiguous f32 (checked)")
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+impl ChannelBatchNormOps for Flex {
+    fn channel_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let geometry = flex_geometry(&x).filter(|_| all_f32(&[&gamma, &beta]));
+        let Some(g) = geometry else {
+            let result = Self::batch_norm_train(x, gamma, beta, epsilon);
+            return (result.output, result.mean, result.variance);
+        };
+        let shape = x.shape();
+        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+        let out = kernels::forward(&g, values(&x), values(&gamma), values(&beta), epsilon);
+        let channels = Shape::new([g.channels]);
+        (
+            flex_tensor(out.output, shape),
+            flex_tensor(out.mean, channels.clone()),
+            flex_tensor(out.variance, channels),
+        )
+    }
+
+    fn channel_batch_norm_train_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        output_grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let geometry =
+            flex_geometry(&x).filter(|_| all_f32(&[&gamma, &mean, &variance, &output_grad]));
+        let Some(g) = geometry else {
+            let grads =
+                Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+            return (grads.x_grad, grads.gamma_grad, grads.beta_grad);
+        };
+        let shape = x.shape();
+        let [x, gamma, mean, variance, output_grad] =
+            [x, gamma, mean, variance, output_grad].map(contiguous);
+        let grads = kernels::backward(
+            &g,
+            values(&x),
+            values(&gamma),
+            values(&mean),
+            values(&variance),
+            epsilon,
+            values(&output_grad),
+        );
+        let channels = Shape::new([g.channels]);
+        (
+            flex_tensor(grads.x, shape),
+            flex_tensor(grads.gamma, channels.clone()),
+            flex_tensor(grads.beta, channels),
+        )
+    }
+}
+
+/// The autodiff node of [`ChannelBatchNormOps::channel_batch_norm_train`].
+#[derive(Debug)]
+struct ChannelBatchNormBackward;
+
+impl<B: Backend + ChannelBatchNormOps> Backward<B, 3> for ChannelBatchNormBackward {
+    type State = (
+        NodeId,
+        NodeId,
+        B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
+        f64,
+    );
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
+        let (x_grad, gamma_grad, beta_grad) =
+            B::channel_batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+        for (node, grad) in [
+            (node_x, x_grad),
+            (node_gamma, gamma_grad),
+            (node_beta, beta_grad),
+        ] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: Backend + ChannelBatchNormOps, C: CheckpointStrategy> ChannelBatchNormOps
+    for Autodiff<B, C>
+{
+    fn channel_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match ChannelBatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (output, mean, variance) = B::channel_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let state = (
+                    x_state,
+                    gamma_state,
+                    mean.clone(),
+                    variance.clone(),
+                    epsilon,
+                );
+                (
+                    prep.finish(state, output),
+                    Self::from_inner(mean),
+                    Self::from_inner(variance),
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, mean, variance) = B::channel_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                (
+                    prep.finish(output),
+                    Self::from_inner(mean),
+                    Self::from_inner(variance),
+                )
+            }
+        }
+    }
+}

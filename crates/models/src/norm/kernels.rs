@@ -1,0 +1,350 @@
+//! Batch normalisation with the batch's own statistics (training mode) and
+//! its three gradients, on plain `f32` slices in Burn's `[batch, channels,
+//! spatial…]` layout, without transposing anything.
+//!
+//! Burn's default `batch_norm_train` (which flex keeps) swaps the batch and
+//! channel dimensions and copies the tensor to reduce each channel, and its
+//! backward does so three times more, plus a dozen broadcast elementwise
+//! ops: ≈ 20 ms forward + backward for 32 channels of 28×28 at batch 64,
+//! where one pass over those 6 MB takes well under a millisecond.
+//! Here each channel's values are read where they lie (one contiguous run of
+//! `spatial` values per sample).
+//!
+//! * forward: `mean_c = Σ x / m`, `var_c = Σ (x − mean_c)² / m` (biased, two
+//!   passes, as Burn), `y = (x − mean_c) · γ_c / √(var_c + ε) + β_c`;
+//! * backward, with `x̂ = (x − mean_c) / √(var_c + ε)`:
+//!   `dβ_c = Σ dy`, `dγ_c = Σ dy · x̂`,
+//!   `dx = γ_c / √(var_c + ε) · (dy − dβ_c / m − x̂ · dγ_c / m)`.
+//!
+//! Invariants:
+//! * **Deterministic**: each channel's sums run in one fixed order on one
+//!   thread (per sample, 16 `f32` partial sums that vectorise, added in
+//!   `f64`); the elementwise
+//!   passes write disjoint samples. Results do not depend on the number of
+//!   threads.
+//! * **The same numbers as Burn's**, within float rounding (the `f64` sums
+//!   are, if anything, closer to exact): tests below and in [`super`].
+//! * **Both cores work**: reductions are spread over channels, elementwise
+//!   passes over samples.
+
+use rayon::prelude::*;
+
+use crate::buffers::par_build;
+
+/// The shape of one batch normalisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormGeometry {
+    /// Samples in the batch.
+    pub batch: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Values per channel per sample (`height · width` for images).
+    pub spatial: usize,
+}
+
+impl NormGeometry {
+    /// Values per channel over the batch: `batch · spatial`.
+    pub fn count(&self) -> usize {
+        self.batch * self.spatial
+    }
+
+    /// Values of the whole tensor.
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.spatial
+    }
+
+    /// Whether the tensor is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Channel `c`'s run of values in sample `n`.
+    fn run<'a>(&self, values: &'a [f32], n: usize, c: usize) -> &'a [f32] {
+        let start = (n * self.channels + c) * self.spatial;
+        &values[start..start + self.spatial]
+    }
+
+    /// `f(c)` for every channel, in parallel.
+    fn per_channel<T: Send>(&self, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        (0..self.channels).into_par_iter().map(f).collect()
+    }
+
+    /// A tensor-sized vector built sample by sample in parallel: `f(n,
+    /// out_n)` writes the values of sample `n`.
+    fn per_sample(&self, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
+        par_build(
+            self.len(),
+            self.channels * self.spatial,
+            1,
+            || (),
+            |n, sample, _| f(n, sample),
+        )
+    }
+}
+
+/// Partial sums per lane: enough independent sums for the compiler to
+/// vectorise the loop, in a fixed order (so results stay deterministic).
+const LANES: usize = 16;
+
+/// `Σ f(a[k], b[k])`, summed in [`LANES`] `f32` partial sums added in `f64`.
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let whole = a.len().min(b.len()) / LANES * LANES;
+    let mut lanes = [0.0f32; LANES];
+    for (ca, cb) in a[..whole]
+        .chunks_exact(LANES)
+        .zip(b[..whole].chunks_exact(LANES))
+    {
+        for k in 0..LANES {
+            lanes[k] += f(ca[k], cb[k]);
+        }
+    }
+    let tail: f64 = a[whole..]
+        .iter()
+        .zip(&b[whole..])
+        .map(|(&x, &y)| f(x, y) as f64)
+        .sum();
+    lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
+}
+
+/// What [`forward`] returns: the normalised output and the batch
+/// statistics (`[channels]` each).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalized {
+    /// `[batch, channels, spatial]`.
+    pub output: Vec<f32>,
+    /// Batch mean per channel.
+    pub mean: Vec<f32>,
+    /// Biased batch variance per channel.
+    pub variance: Vec<f32>,
+}
+
+/// What [`backward`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormGrads {
+    /// Gradient of the input, `[batch, channels, spatial]`.
+    pub x: Vec<f32>,
+    /// Gradient of γ, `[channels]`.
+    pub gamma: Vec<f32>,
+    /// Gradient of β, `[channels]`.
+    pub beta: Vec<f32>,
+}
+
+/// `1 / √(variance + ε)` per channel.
+fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f64> {
+    variance
+        .iter()
+        .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
+        .collect()
+}
+
+/// Normalises `x` with its own per-channel statistics.
+///
+/// # Panics
+///
+/// Panics if a slice does not match `g`, or the batch is empty.
+pub fn forward(
+    g: &NormGeometry,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> Normalized {
+    assert_eq!(x.len(), g.len(), "input length");
+    assert!(gamma.len() == g.channels && beta.len() == g.channels);
+    assert!(g.count() > 0, "batch norm of an empty batch");
+    let count = g.count() as f64;
+    let stats = g.per_channel(|c| {
+        let runs = || (0..g.batch).map(|n| g.run(x, n, c));
+        let sum: f64 = runs().map(|run| lane_sum(run, run, |v, _| v)).sum();
+        let mean = (sum / count) as f32;
+        let squares: f64 = runs()
+            .map(|run| lane_sum(run, run, |v, _| (v - mean) * (v - mean)))
+            .sum();
+        (mean, (squares / count) as f32)
+    });
+    let (mean, variance): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
+    let inv_std = inverse_std(&variance, epsilon);
+    // y = x · scale + shift, per channel.
+    let scale: Vec<f32> = (0..g.channels)
+        .map(|c| (gamma[c] as f64 * inv_std[c]) as f32)
+        .collect();
+    let shift: Vec<f32> = (0..g.channels)
+        .map(|c| beta[c] - mean[c] * scale[c])
+        .collect();
+    let output = g.per_sample(|n, sample| {
+        for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
+            for (o, &v) in out.iter_mut().zip(g.run(x, n, c)) {
+                *o = v * scale[c] + shift[c];
+            }
+        }
+    });
+    Normalized {
+        output,
+        mean,
+        variance,
+    }
+}
+
+/// The gradients of [`forward`] from the output's gradient `dy`, given the
+/// statistics it returned.
+///
+/// # Panics
+///
+/// Panics if a slice does not match `g`, or the batch is empty.
+pub fn backward(
+    g: &NormGeometry,
+    x: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    epsilon: f64,
+    dy: &[f32],
+) -> NormGrads {
+    assert!(x.len() == g.len() && dy.len() == g.len(), "input lengths");
+    assert!(gamma.len() == g.channels && mean.len() == g.channels && variance.len() == g.channels);
+    assert!(g.count() > 0, "batch norm of an empty batch");
+    let count = g.count() as f64;
+    let inv_std = inverse_std(variance, epsilon);
+    let sums = g.per_channel(|c| {
+        let (mut beta, mut centred) = (0.0f64, 0.0f64);
+        for n in 0..g.batch {
+            let (run, grad) = (g.run(x, n, c), g.run(dy, n, c));
+            beta += lane_sum(grad, grad, |d, _| d);
+            centred += lane_sum(run, grad, |v, d| d * (v - mean[c]));
+        }
+        // dγ = Σ dy · x̂ = inv_std · Σ dy · (x − mean).
+        (centred * inv_std[c], beta)
+    });
+    // dx = k · (dy − dβ/m − x̂ · dγ/m) with x̂ = (x − mean) · inv_std, as
+    // dx = k · dy + a · x + b per channel.
+    let coefficients: Vec<(f32, f32, f32)> = (0..g.channels)
+        .map(|c| {
+            let (dgamma, dbeta) = sums[c];
+            let k = gamma[c] as f64 * inv_std[c];
+            let a = -k * inv_std[c] * dgamma / count;
+            let b = -k * dbeta / count - a * mean[c] as f64;
+            (k as f32, a as f32, b as f32)
+        })
+        .collect();
+    let x_grad = g.per_sample(|n, sample| {
+        for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
+            let (k, a, b) = coefficients[c];
+            for ((o, &v), &d) in out.iter_mut().zip(g.run(x, n, c)).zip(g.run(dy, n, c)) {
+                *o = k * d + a * v + b;
+            }
+        }
+    });
+    NormGrads {
+        x: x_grad,
+        gamma: sums.iter().map(|&(dgamma, _)| dgamma as f32).collect(),
+        beta: sums.iter().map(|&(_, dbeta)| dbeta as f32).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> NormGeometry {
+        NormGeometry {
+            batch: 3,
+            channels: 2,
+            spatial: 4,
+        }
+    }
+
+    fn sample_values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i as u32 * 2654435761) ^ seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
+    }
+
+    #[test]
+    fn output_has_zero_mean_and_unit_variance_per_channel_before_gamma_and_beta() {
+        let g = geometry();
+        let x = sample_values(g.len(), 7);
+        let out = forward(&g, &x, &[1.0, 1.0], &[0.0, 0.0], 1e-5);
+        for c in 0..g.channels {
+            let values: Vec<f32> = (0..g.batch)
+                .flat_map(|n| g.run(&out.output, n, c).to_vec())
+                .collect();
+            let mean = values.iter().sum::<f32>() / values.len() as f32;
+            let var =
+                values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / values.len() as f32;
+            assert!(mean.abs() < 1e-5, "channel {c} mean {mean}");
+            assert!((var - 1.0).abs() < 1e-3, "channel {c} variance {var}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let g = geometry();
+        let x = sample_values(g.len(), 3);
+        let gamma = [0.7, -1.3];
+        let beta = [0.2, 0.5];
+        let dy = sample_values(g.len(), 11);
+        // loss = Σ y · dy, so dloss/dy = dy.
+        let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
+            let out = forward(&g, x, gamma, beta, 1e-3);
+            out.output
+                .iter()
+                .zip(&dy)
+                .map(|(&y, &d)| y as f64 * d as f64)
+                .sum()
+        };
+        let out = forward(&g, &x, &gamma, &beta, 1e-3);
+        let grads = backward(&g, &x, &gamma, &out.mean, &out.variance, 1e-3, &dy);
+        let h = 1e-2;
+        let numeric = |f: &dyn Fn(f32) -> f64| (f(h) - f(-h)) / (2.0 * h as f64);
+        for i in [0, 5, 13, 23] {
+            let d = numeric(&|e| {
+                let mut x = x.clone();
+                x[i] += e;
+                loss(&x, &gamma, &beta)
+            });
+            assert!(
+                (d - grads.x[i] as f64).abs() < 2e-2,
+                "dx[{i}]: {d} vs {}",
+                grads.x[i]
+            );
+        }
+        for c in 0..2 {
+            let dg = numeric(&|e| {
+                let mut gamma = gamma;
+                gamma[c] += e;
+                loss(&x, &gamma, &beta)
+            });
+            let db = numeric(&|e| {
+                let mut beta = beta;
+                beta[c] += e;
+                loss(&x, &gamma, &beta)
+            });
+            assert!((dg - grads.gamma[c] as f64).abs() < 1e-2, "dgamma[{c}]");
+            assert!((db - grads.beta[c] as f64).abs() < 1e-2, "dbeta[{c}]");
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        let g = NormGeometry {
+            batch: 16,
+            channels: 5,
+            spatial: 49,
+        };
+        let x = sample_values(g.len(), 5);
+        let dy = sample_values(g.len(), 9);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let out = forward(&g, &x, &[1.5; 5], &[0.1; 5], 1e-5);
+                let grads = backward(&g, &x, &[1.5; 5], &out.mean, &out.variance, 1e-5, &dy);
+                (out, grads)
+            })
+        };
+        let one = run(1);
+        assert!(one == run(3), "bitwise equal on 1 and 3 threads");
+    }
+}

@@ -1,0 +1,185 @@
+//! [`WindowMaxPool2dOps`]: the pooling of [`super::kernels`] as a Burn
+//! backend extension, built like [`crate::conv::extension`].
+//!
+//! * **Flex** runs the kernels for contiguous or strided `f32` tensors, and
+//!   Burn's own pooling for anything else.
+//! * **Autodiff** records one node that checkpoints the input; its backward
+//!   recomputes each window's maximum from it (no index tensor is kept).
+//! * Every other backend is never called: [`super::max_pool2d`] only takes
+//!   this path on flex devices.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, IntDType, TensorData};
+
+use super::kernels::{self, PoolGeometry};
+
+/// Max pooling over non-overlapping `window`s (stride = window, no padding,
+/// no dilation) and its gradient.
+#[backend_extension(Flex, Autodiff)]
+pub trait WindowMaxPool2dOps: Backend {
+    /// `max_pool2d(x, window, stride = window)`.
+    fn window_max_pool2d(x: FloatTensor<Self>, window: [usize; 2]) -> FloatTensor<Self> {
+        Self::max_pool2d(x, window, window, [0, 0], [1, 1], false)
+    }
+
+    /// The gradient of `x` from the output's gradient.
+    fn window_max_pool2d_backward(
+        x: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        window: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let indices = Self::max_pool2d_with_indices(
+            x.clone(),
+            window,
+            window,
+            [0, 0],
+            [1, 1],
+            false,
+            IntDType::I64,
+        )
+        .indices;
+        Self::max_pool2d_with_indices_backward(
+            x,
+            window,
+            window,
+            [0, 0],
+            [1, 1],
+            false,
+            output_grad,
+            indices,
+        )
+        .x_grad
+    }
+}
+
+/// The kernels' geometry for a flex tensor `x`, when they can run it: a
+/// 4-D `f32` tensor with at least one whole window.
+fn flex_geometry(x: &FlexTensor, window: [usize; 2]) -> Option<PoolGeometry> {
+    let shape = x.shape();
+    if x.dtype() != DType::F32 || shape.num_dims() != 4 {
+        return None;
+    }
+    let geometry = PoolGeometry {
+        planes: shape[0] * shape[1],
+        input: [shape[2], shape[3]],
+        window,
+    };
+    geometry.is_valid().then_some(geometry)
+}
+
+/// `tensor`'s values, contiguous (copied only when they are not).
+fn contiguous(tensor: FlexTensor) -> FlexTensor {
+    if tensor.as_slice::<f32>().is_some() {
+        tensor
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+fn values(tensor: &FlexTensor) -> &[f32] {
+    tensor
+        .as_slice::<f32>()
+        .expect("contiguous f32 (checked by flex_geometry)")
+}
+
+impl WindowMaxPool2dOps for Flex {
+    fn window_max_pool2d(x: FlexTensor, window: [usize; 2]) -> FlexTensor {
+        let Some(g) = flex_geometry(&x, window) else {
+            return Self::max_pool2d(x, window, window, [0, 0], [1, 1], false);
+        };
+        let shape = x.shape();
+        let x = contiguous(x);
+        let [out_h, out_w] = g.output();
+        FlexTensor::from_data(TensorData::new(
+            kernels::forward(&g, values(&x)),
+            [shape[0], shape[1], out_h, out_w],
+        ))
+    }
+
+    fn window_max_pool2d_backward(
+        x: FlexTensor,
+        output_grad: FlexTensor,
+        window: [usize; 2],
+    ) -> FlexTensor {
+        let geometry = flex_geometry(&x, window).filter(|_| output_grad.dtype() == DType::F32);
+        let Some(g) = geometry else {
+            let indices = Self::max_pool2d_with_indices(
+                x.clone(),
+                window,
+                window,
+                [0, 0],
+                [1, 1],
+                false,
+                IntDType::I64,
+            )
+            .indices;
+            return Self::max_pool2d_with_indices_backward(
+                x,
+                window,
+                window,
+                [0, 0],
+                [1, 1],
+                false,
+                output_grad,
+                indices,
+            )
+            .x_grad;
+        };
+        let shape = x.shape();
+        let (x, output_grad) = (contiguous(x), contiguous(output_grad));
+        FlexTensor::from_data(TensorData::new(
+            kernels::backward(&g, values(&x), values(&output_grad)),
+            [shape[0], shape[1], shape[2], shape[3]],
+        ))
+    }
+}
+
+/// The autodiff node of [`WindowMaxPool2dOps::window_max_pool2d`].
+#[derive(Debug)]
+struct WindowMaxPool2dBackward;
+
+impl<B: Backend + WindowMaxPool2dOps> Backward<B, 1> for WindowMaxPool2dBackward {
+    type State = (NodeId, [usize; 2]);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, window) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::window_max_pool2d_backward(x, grad, window));
+        }
+    }
+}
+
+impl<B: Backend + WindowMaxPool2dOps, C: CheckpointStrategy> WindowMaxPool2dOps for Autodiff<B, C> {
+    fn window_max_pool2d(x: FloatTensor<Self>, window: [usize; 2]) -> FloatTensor<Self> {
+        match WindowMaxPool2dBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let y = B::window_max_pool2d(x.into_primitive(), window);
+                prep.finish((x_state, window), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::window_max_pool2d(x.into_primitive(), window))
+            }
+        }
+    }
+}

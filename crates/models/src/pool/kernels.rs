@@ -1,0 +1,312 @@
+//! Max pooling over non-overlapping windows (window = stride, no padding,
+//! no dilation: the `MaxPool2dConfig::new([k, k])` of every network here)
+//! and its gradient, on plain `f32` slices, one plane (one channel of one
+//! sample) per task.
+//!
+//! Layouts are Burn's: the input `[batch, channels, height, width]` and the
+//! output `[batch, channels, height / window_h, width / window_w]` (rows and
+//! columns past the last whole window are dropped, as with Burn's floor
+//! rounding), contiguous and row-major.
+//!
+//! Invariants:
+//! * **Burn's choice of maximum**: the first largest value in row-major
+//!   window order, and a NaN wins (the last NaN), as in flex's
+//!   `max_pool2d_with_indices`; so the gradient goes to the same input
+//!   position as with Burn's pooling.
+//! * **The gradient never reads its own buffer before writing it.** Each
+//!   plane is zeroed by its task ([`crate::buffers`]), then each window's
+//!   maximum gets the output's gradient. Flex's backward adds the gradients into a zeroed buffer; a fresh zeroed
+//!   allocation is a range of not-yet-touched pages, the first read of each
+//!   maps the kernel's shared zero page, and the write after it then costs a
+//!   copy-on-write fault with a TLB flush on every core. On `simple_cnn`
+//!   that was a quarter of the training step (docs/benchmarks.md §6).
+//! * **Deterministic**: planes are independent and nothing is summed across
+//!   threads.
+//! * **Both cores work**: planes are spread over rayon's pool (flex's own).
+
+use crate::buffers::par_build;
+
+/// Planes per rayon task at least: a plane of a 2×2 pooling over 24×24 is
+/// 576 values, too little work to be worth a task on its own.
+const MIN_PLANES_PER_TASK: usize = 8;
+
+/// The shape of one pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    /// Planes: `batch · channels`.
+    pub planes: usize,
+    /// Input `[height, width]`.
+    pub input: [usize; 2],
+    /// Window (and stride) `[height, width]`.
+    pub window: [usize; 2],
+}
+
+impl PoolGeometry {
+    /// Output `[height, width]`: whole windows only.
+    pub fn output(&self) -> [usize; 2] {
+        [
+            self.input[0] / self.window[0],
+            self.input[1] / self.window[1],
+        ]
+    }
+
+    /// Whether at least one whole window fits.
+    pub fn is_valid(&self) -> bool {
+        (0..2).all(|d| self.window[d] > 0 && self.input[d] >= self.window[d])
+    }
+
+    /// Values of one input plane.
+    pub fn input_plane(&self) -> usize {
+        self.input[0] * self.input[1]
+    }
+
+    /// Values of one output plane.
+    pub fn output_plane(&self) -> usize {
+        let [h, w] = self.output();
+        h * w
+    }
+
+    /// Pools one plane into `out` (`out_h · out_w` values).
+    ///
+    /// Row by row: first the maximum down each column of the band of
+    /// `window_h` input rows (contiguous, so it vectorises), then across
+    /// each window's `window_w` columns.
+    fn pool_plane(&self, plane: &[f32], out: &mut [f32], column_max: &mut [f32]) {
+        let [wh, ww] = self.window;
+        let [_, out_w] = self.output();
+        let (width, span) = (self.input[1], out_w * ww);
+        for (oh, out_row) in out.chunks_exact_mut(out_w).enumerate() {
+            let band = &plane[oh * wh * width..];
+            column_max.copy_from_slice(&band[..span]);
+            for i in 1..wh {
+                for (m, &v) in column_max
+                    .iter_mut()
+                    .zip(&band[i * width..i * width + span])
+                {
+                    *m = nan_max(*m, v);
+                }
+            }
+            for (o, window) in out_row.iter_mut().zip(column_max.chunks_exact(ww)) {
+                *o = window
+                    .iter()
+                    .copied()
+                    .reduce(nan_max)
+                    .expect("window_w > 0");
+            }
+        }
+    }
+
+    /// Input plane `p` of `x`.
+    fn plane<'a>(&self, x: &'a [f32], p: usize) -> &'a [f32] {
+        &x[p * self.input_plane()..(p + 1) * self.input_plane()]
+    }
+
+    /// Routes one plane's output gradient `dy` to each window's maximum in
+    /// `dx`, which comes zeroed; `best` and `at` hold a row of windows'
+    /// running maximum and its offset.
+    fn route_plane(
+        &self,
+        plane: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        (best, at): (&mut [f32], &mut [usize]),
+    ) {
+        if self.window == [2, 2] {
+            return self.route_plane_2x2(plane, dy, dx);
+        }
+        let [wh, ww] = self.window;
+        let [out_h, out_w] = self.output();
+        let width = self.input[1];
+        for oh in 0..out_h {
+            // Window order: rows, then columns; each row of windows at once,
+            // so the windows' comparisons are independent of each other.
+            for i in 0..wh {
+                let row = (oh * wh + i) * width;
+                for j in 0..ww {
+                    for ow in 0..out_w {
+                        let offset = row + ow * ww + j;
+                        let value = plane[offset];
+                        if (i, j) == (0, 0) || value > best[ow] || value.is_nan() {
+                            best[ow] = value;
+                            at[ow] = offset;
+                        }
+                    }
+                }
+            }
+            for ow in 0..out_w {
+                dx[at[ow]] = dy[oh * out_w + ow];
+            }
+        }
+    }
+}
+
+impl PoolGeometry {
+    /// [`Self::route_plane`] for 2×2 windows (every network here): each
+    /// window's four values compared in registers, one store.
+    fn route_plane_2x2(&self, plane: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let width = self.input[1];
+        let [out_h, out_w] = self.output();
+        for oh in 0..out_h {
+            let band = 2 * oh * width;
+            let (top, bottom) = (
+                &plane[band..band + width],
+                &plane[band + width..band + 2 * width],
+            );
+            let (dx_top, dx_bottom) = dx[band..band + 2 * width].split_at_mut(width);
+            let windows = top
+                .chunks_exact(2)
+                .zip(bottom.chunks_exact(2))
+                .zip(
+                    dx_top
+                        .chunks_exact_mut(2)
+                        .zip(dx_bottom.chunks_exact_mut(2)),
+                )
+                .zip(&dy[oh * out_w..(oh + 1) * out_w]);
+            for (((t, b), (dt, db)), &grad) in windows {
+                // Row-major window order: the first maximum, a later NaN wins.
+                let mut at = 0;
+                let mut max = t[0];
+                for (k, value) in [t[1], b[0], b[1]].into_iter().enumerate() {
+                    if value > max || value.is_nan() {
+                        at = k + 1;
+                        max = value;
+                    }
+                }
+                match at {
+                    0 => dt[0] = grad,
+                    1 => dt[1] = grad,
+                    2 => db[0] = grad,
+                    _ => db[1] = grad,
+                }
+            }
+        }
+    }
+}
+
+/// The larger of `a` and `b`, NaN if either is (Burn's pooling lets a NaN
+/// win).
+fn nan_max(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() { a } else { b }
+}
+
+/// The pooled output of `x`.
+///
+/// # Panics
+///
+/// Panics if `x` does not hold `planes` input planes.
+pub fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.planes * g.input_plane(), "input length");
+    let span = g.output()[1] * g.window[1];
+    par_build(
+        g.planes * g.output_plane(),
+        g.output_plane(),
+        MIN_PLANES_PER_TASK,
+        || vec![0.0; span],
+        |p, out, column_max| g.pool_plane(g.plane(x, p), out, column_max),
+    )
+}
+
+/// The gradient of `x` from the output's gradient.
+///
+/// # Panics
+///
+/// Panics if `x` or `output_grad` does not hold `planes` planes.
+pub fn backward(g: &PoolGeometry, x: &[f32], output_grad: &[f32]) -> Vec<f32> {
+    assert_eq!(x.len(), g.planes * g.input_plane(), "input length");
+    assert_eq!(
+        output_grad.len(),
+        g.planes * g.output_plane(),
+        "output gradient length"
+    );
+    let out_w = g.output()[1];
+    par_build(
+        x.len(),
+        g.input_plane(),
+        MIN_PLANES_PER_TASK,
+        || (vec![0.0; out_w], vec![0; out_w]),
+        |p, dx, (best, at)| {
+            let dy = &output_grad[p * g.output_plane()..(p + 1) * g.output_plane()];
+            g.route_plane(g.plane(x, p), dy, dx, (best, at))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(planes: usize, input: [usize; 2], window: [usize; 2]) -> PoolGeometry {
+        PoolGeometry {
+            planes,
+            input,
+            window,
+        }
+    }
+
+    #[test]
+    fn forward_takes_each_windows_maximum_and_drops_partial_windows() {
+        // One 3×5 plane, 2×2 windows: two whole windows, the last row and
+        // column are dropped.
+        let x = [
+            1.0, 5.0, 2.0, 0.0, 9.0, //
+            3.0, 4.0, 7.0, 6.0, 9.0, //
+            9.0, 9.0, 9.0, 9.0, 9.0,
+        ];
+        let g = geometry(1, [3, 5], [2, 2]);
+        assert_eq!(g.output(), [1, 2]);
+        assert_eq!(forward(&g, &x), vec![5.0, 7.0]);
+    }
+
+    #[test]
+    fn gradient_goes_to_the_first_maximum_and_nan_wins() {
+        let g = geometry(2, [2, 2], [2, 2]);
+        let x = [
+            4.0,
+            1.0,
+            4.0,
+            4.0, // tie: the first 4 takes it
+            1.0,
+            f32::NAN,
+            3.0,
+            f32::NAN, // the last NaN takes it
+        ];
+        let out = forward(&g, &x);
+        assert_eq!(out[0], 4.0);
+        assert!(out[1].is_nan());
+        assert_eq!(
+            backward(&g, &x, &[10.0, 20.0]),
+            vec![10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 20.0]
+        );
+    }
+
+    #[test]
+    fn each_window_routes_its_gradient_to_its_maximum_and_the_rest_is_zero() {
+        let g = geometry(3, [5, 4], [2, 2]);
+        let x: Vec<f32> = (0..60).map(|i| ((i * 37) % 11) as f32).collect();
+        let dy: Vec<f32> = (1..=3 * g.output_plane()).map(|i| i as f32).collect();
+        let dx = backward(&g, &x, &dy);
+        let y = forward(&g, &x);
+        for (((plane, grads), dy), y) in x
+            .chunks(20)
+            .zip(dx.chunks(20))
+            .zip(dy.chunks(4))
+            .zip(y.chunks(4))
+        {
+            assert!(grads[16..].iter().all(|&v| v == 0.0), "the partial row");
+            for (oh, ow) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let window = [0, 1, 4, 5].map(|k| (oh * 2) * 4 + ow * 2 + k);
+                let routed: Vec<usize> = window.into_iter().filter(|&k| grads[k] != 0.0).collect();
+                assert_eq!(routed.len(), 1, "one position per window");
+                assert_eq!(grads[routed[0]], dy[oh * 2 + ow]);
+                assert_eq!(plane[routed[0]], y[oh * 2 + ow]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_larger_than_the_input_is_invalid() {
+        assert!(!geometry(1, [1, 4], [2, 2]).is_valid());
+        assert!(!geometry(1, [4, 4], [0, 2]).is_valid());
+        assert!(geometry(1, [2, 2], [2, 2]).is_valid());
+    }
+}
