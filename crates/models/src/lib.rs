@@ -15,6 +15,8 @@
 mod buffers;
 pub mod conv;
 pub mod data;
+#[cfg(feature = "flex")]
+mod flex_values;
 pub mod metrics;
 pub mod nets;
 pub mod norm;

@@ -22,10 +22,11 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, TensorData};
 
 use super::kernels::{self, Geometry};
+use crate::flex_values::{contiguous, flex_tensor, values};
 
 /// A 2-D convolution (no bias) and its two gradients, in Burn's
 /// `ModuleOps::conv2d*` signatures.
@@ -86,25 +87,6 @@ fn flex_geometry(
         dilation: options.dilation,
     };
     geometry.is_valid().then_some(geometry)
-}
-
-/// `tensor`'s values, contiguous (copied only when they are not).
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    if tensor.as_slice::<f32>().is_some() {
-        tensor
-    } else {
-        tensor.to_contiguous()
-    }
-}
-
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("contiguous f32 (checked by flex_geometry)")
-}
-
-fn flex_tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 impl GemmConv2dOps for Flex {

@@ -15,12 +15,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, Shape, TensorData};
+use burn::tensor::{DType, Shape};
 
 use super::kernels::{self, NormGeometry};
+use crate::flex_values::{contiguous, flex_tensor, values};
 
 /// Batch normalisation with the batch's statistics, and its gradients.
 #[backend_extension(Flex, Autodiff)]
@@ -33,8 +33,7 @@ pub trait ChannelBatchNormOps: Backend {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let result = Self::batch_norm_train(x, gamma, beta, epsilon);
-        (result.output, result.mean, result.variance)
+        burns_batch_norm_train::<Self>(x, gamma, beta, epsilon)
     }
 
     /// Burn's `batch_norm_train_backward`: the gradients of `x`, γ and β.
@@ -46,9 +45,32 @@ pub trait ChannelBatchNormOps: Backend {
         epsilon: f64,
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let grads = Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
-        (grads.x_grad, grads.gamma_grad, grads.beta_grad)
+        burns_batch_norm_train_backward::<Self>(x, gamma, mean, variance, epsilon, output_grad)
     }
+}
+
+/// Burn's `batch_norm_train` on `B`, as a tuple.
+fn burns_batch_norm_train<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let result = B::batch_norm_train(x, gamma, beta, epsilon);
+    (result.output, result.mean, result.variance)
+}
+
+/// Burn's `batch_norm_train_backward` on `B`, as a tuple.
+fn burns_batch_norm_train_backward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    output_grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let grads = B::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
+    (grads.x_grad, grads.gamma_grad, grads.beta_grad)
 }
 
 /// The kernels' geometry for a flex input `x`, when they can run it: `f32`,
@@ -66,27 +88,10 @@ fn flex_geometry(x: &FlexTensor) -> Option<NormGeometry> {
     (geometry.count() > 0 && geometry.channels > 0).then_some(geometry)
 }
 
-/// `tensor`'s `f32` values, contiguous (copied only when they are not).
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    if tensor.as_slice::<f32>().is_some() {
-        tensor
-    } else {
-        tensor.to_contiguous()
-    }
-}
-
 /// Whether every tensor is `f32` (γ, β and the statistics could be another
 /// float type than the input in principle).
 fn all_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
-}
-
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor.as_slice::<f32>().expect("contiguous f32 (checked)")
-}
-
-fn flex_tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 impl ChannelBatchNormOps for Flex {
@@ -98,8 +103,7 @@ impl ChannelBatchNormOps for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let geometry = flex_geometry(&x).filter(|_| all_f32(&[&gamma, &beta]));
         let Some(g) = geometry else {
-            let result = Self::batch_norm_train(x, gamma, beta, epsilon);
-            return (result.output, result.mean, result.variance);
+            return burns_batch_norm_train::<Self>(x, gamma, beta, epsilon);
         };
         let shape = x.shape();
         let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
@@ -123,9 +127,14 @@ impl ChannelBatchNormOps for Flex {
         let geometry =
             flex_geometry(&x).filter(|_| all_f32(&[&gamma, &mean, &variance, &output_grad]));
         let Some(g) = geometry else {
-            let grads =
-                Self::batch_norm_train_backward(x, gamma, mean, variance, epsilon, output_grad);
-            return (grads.x_grad, grads.gamma_grad, grads.beta_grad);
+            return burns_batch_norm_train_backward::<Self>(
+                x,
+                gamma,
+                mean,
+                variance,
+                epsilon,
+                output_grad,
+            );
         };
         let shape = x.shape();
         let [x, gamma, mean, variance, output_grad] =

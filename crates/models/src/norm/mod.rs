@@ -72,21 +72,18 @@ fn channel_batch_norm_train<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Ten
         Tensor::<1>::from_dispatch(mean),
         Tensor::<1>::from_dispatch(variance),
     );
-    let momentum = bn.momentum;
-    let running_mean = bn
-        .running_mean
-        .value_sync()
-        .to_device(&device)
-        .mul_scalar(1.0 - momentum)
-        .add(mean.detach().mul_scalar(momentum));
-    let running_var = bn
-        .running_var
-        .value_sync()
-        .to_device(&device)
-        .mul_scalar(1.0 - momentum)
-        .add(variance.detach().mul_scalar(momentum));
-    bn.running_mean.update(running_mean.detach());
-    bn.running_var.update(running_var.detach());
+    // Burn's rule: running = (1 − momentum) · running + momentum · batch.
+    let blend = |running: Tensor<1>, batch: Tensor<1>| {
+        running
+            .to_device(&device)
+            .mul_scalar(1.0 - bn.momentum)
+            .add(batch.detach().mul_scalar(bn.momentum))
+            .detach()
+    };
+    bn.running_mean
+        .update(blend(bn.running_mean.value_sync(), mean));
+    bn.running_var
+        .update(blend(bn.running_var.value_sync(), variance));
     Tensor::<D>::from_dispatch(output)
 }
 

@@ -17,9 +17,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, IntDType, TensorData};
+use burn::tensor::{DType, IntDType};
 
 use super::kernels::{self, PoolGeometry};
+use crate::flex_values::{contiguous, flex_tensor, values};
 
 /// Max pooling over non-overlapping `window`s (stride = window, no padding,
 /// no dilation) and its gradient.
@@ -36,28 +37,39 @@ pub trait WindowMaxPool2dOps: Backend {
         output_grad: FloatTensor<Self>,
         window: [usize; 2],
     ) -> FloatTensor<Self> {
-        let indices = Self::max_pool2d_with_indices(
-            x.clone(),
-            window,
-            window,
-            [0, 0],
-            [1, 1],
-            false,
-            IntDType::I64,
-        )
-        .indices;
-        Self::max_pool2d_with_indices_backward(
-            x,
-            window,
-            window,
-            [0, 0],
-            [1, 1],
-            false,
-            output_grad,
-            indices,
-        )
-        .x_grad
+        burns_window_max_pool2d_backward::<Self>(x, output_grad, window)
     }
+}
+
+/// Burn's max-pool gradient on `B` for disjoint `window`s (its indices
+/// computed again from `x`).
+fn burns_window_max_pool2d_backward<B: Backend>(
+    x: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    window: [usize; 2],
+) -> FloatTensor<B> {
+    let (stride, padding, dilation) = (window, [0, 0], [1, 1]);
+    let indices = B::max_pool2d_with_indices(
+        x.clone(),
+        window,
+        stride,
+        padding,
+        dilation,
+        false,
+        IntDType::I64,
+    )
+    .indices;
+    B::max_pool2d_with_indices_backward(
+        x,
+        window,
+        stride,
+        padding,
+        dilation,
+        false,
+        output_grad,
+        indices,
+    )
+    .x_grad
 }
 
 /// The kernels' geometry for a flex tensor `x`, when they can run it: a
@@ -75,21 +87,6 @@ fn flex_geometry(x: &FlexTensor, window: [usize; 2]) -> Option<PoolGeometry> {
     geometry.is_valid().then_some(geometry)
 }
 
-/// `tensor`'s values, contiguous (copied only when they are not).
-fn contiguous(tensor: FlexTensor) -> FlexTensor {
-    if tensor.as_slice::<f32>().is_some() {
-        tensor
-    } else {
-        tensor.to_contiguous()
-    }
-}
-
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("contiguous f32 (checked by flex_geometry)")
-}
-
 impl WindowMaxPool2dOps for Flex {
     fn window_max_pool2d(x: FlexTensor, window: [usize; 2]) -> FlexTensor {
         let Some(g) = flex_geometry(&x, window) else {
@@ -98,10 +95,10 @@ impl WindowMaxPool2dOps for Flex {
         let shape = x.shape();
         let x = contiguous(x);
         let [out_h, out_w] = g.output();
-        FlexTensor::from_data(TensorData::new(
+        flex_tensor(
             kernels::forward(&g, values(&x)),
             [shape[0], shape[1], out_h, out_w],
-        ))
+        )
     }
 
     fn window_max_pool2d_backward(
@@ -111,34 +108,14 @@ impl WindowMaxPool2dOps for Flex {
     ) -> FlexTensor {
         let geometry = flex_geometry(&x, window).filter(|_| output_grad.dtype() == DType::F32);
         let Some(g) = geometry else {
-            let indices = Self::max_pool2d_with_indices(
-                x.clone(),
-                window,
-                window,
-                [0, 0],
-                [1, 1],
-                false,
-                IntDType::I64,
-            )
-            .indices;
-            return Self::max_pool2d_with_indices_backward(
-                x,
-                window,
-                window,
-                [0, 0],
-                [1, 1],
-                false,
-                output_grad,
-                indices,
-            )
-            .x_grad;
+            return burns_window_max_pool2d_backward::<Self>(x, output_grad, window);
         };
         let shape = x.shape();
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
-        FlexTensor::from_data(TensorData::new(
+        flex_tensor(
             kernels::backward(&g, values(&x), values(&output_grad)),
-            [shape[0], shape[1], shape[2], shape[3]],
-        ))
+            shape,
+        )
     }
 }
 
