@@ -13,6 +13,8 @@ use super::{
     ReduceLROnPlateau, ReduceLROnPlateauConfig, SpikeDetection, SpikeDetectionConfig,
     TerminateOnNaN, TerminateOnNaNConfig, Timer, TimerConfig,
 };
+#[cfg(feature = "trackers")]
+use super::{MLFlowLogger, MLFlowLoggerConfig, RemoteMonitor, RemoteMonitorConfig};
 use crate::callback::Callback;
 use crate::error::{CallbackError, Result};
 #[cfg(feature = "tensorboard")]
@@ -49,6 +51,12 @@ build_via_new! {
 #[cfg(feature = "tensorboard")]
 build_via_new! {
     GradientNormMonitorConfig => GradientNormMonitor,
+}
+
+#[cfg(feature = "trackers")]
+build_via_new! {
+    RemoteMonitorConfig => RemoteMonitor,
+    MLFlowLoggerConfig => MLFlowLogger,
 }
 
 impl BuildCallback for ModelSummaryConfig {
@@ -226,6 +234,12 @@ pub enum CallbackConfig {
     SwapEMAWeights(SwapEmaWeightsConfig),
     /// Lightning's `StochasticWeightAveraging` (built by the Burn glue).
     StochasticWeightAveraging(StochasticWeightAveragingConfig),
+    /// [`RemoteMonitor`] (feature `trackers`).
+    #[cfg(feature = "trackers")]
+    RemoteMonitor(RemoteMonitorConfig),
+    /// Lightning's [`MLFlowLogger`] (feature `trackers`).
+    #[cfg(feature = "trackers")]
+    MLFlowLogger(MLFlowLoggerConfig),
 }
 
 impl CallbackConfig {
@@ -251,6 +265,10 @@ impl CallbackConfig {
             CallbackConfig::GradientNormMonitor(_) => "GradientNormMonitor",
             CallbackConfig::SwapEMAWeights(_) => "SwapEMAWeights",
             CallbackConfig::StochasticWeightAveraging(_) => "StochasticWeightAveraging",
+            #[cfg(feature = "trackers")]
+            CallbackConfig::RemoteMonitor(_) => "RemoteMonitor",
+            #[cfg(feature = "trackers")]
+            CallbackConfig::MLFlowLogger(_) => "MLFlowLogger",
         }
     }
 
@@ -300,6 +318,10 @@ impl CallbackConfig {
             CallbackConfig::LearningRateFinder(c) => c.build(),
             #[cfg(feature = "tensorboard")]
             CallbackConfig::GradientNormMonitor(c) => c.build(),
+            #[cfg(feature = "trackers")]
+            CallbackConfig::RemoteMonitor(c) => c.build(),
+            #[cfg(feature = "trackers")]
+            CallbackConfig::MLFlowLogger(c) => c.build(),
             CallbackConfig::SwapEMAWeights(_) | CallbackConfig::StochasticWeightAveraging(_) => {
                 Err(CallbackError::Unsupported(format!(
                     "{} averages model weights: build it with the Burn glue \

@@ -9,6 +9,8 @@ mod lambda;
 mod learning_rate_finder;
 mod learning_rate_scheduler;
 mod median_stopping;
+#[cfg(feature = "trackers")]
+mod mlflow_logger;
 mod model_checkpoint;
 mod model_summary;
 mod on_exception_checkpoint;
@@ -16,9 +18,13 @@ mod progress_logger;
 mod pyfmt;
 mod pyrepr;
 mod reduce_lr_on_plateau;
+#[cfg(feature = "trackers")]
+mod remote_monitor;
 mod spike_detection;
 mod terminate_on_nan;
 mod timer;
+#[cfg(feature = "trackers")]
+mod tracker;
 
 pub use backup_and_restore::*;
 pub use config::*;
@@ -29,11 +35,15 @@ pub use lambda::*;
 pub use learning_rate_finder::*;
 pub use learning_rate_scheduler::*;
 pub use median_stopping::*;
+#[cfg(feature = "trackers")]
+pub use mlflow_logger::*;
 pub use model_checkpoint::*;
 pub use model_summary::*;
 pub use on_exception_checkpoint::*;
 pub use progress_logger::*;
 pub use reduce_lr_on_plateau::*;
+#[cfg(feature = "trackers")]
+pub use remote_monitor::*;
 pub use spike_detection::*;
 pub use terminate_on_nan::*;
 pub use timer::*;

@@ -1,0 +1,487 @@
+//! RemoteMonitor and MLFlowLogger against real servers on loopback: a small
+//! HTTP server in the test for RemoteMonitor, a real `mlflow server` for
+//! MLFlowLogger (skipped when mlflow is not installed; `make test` installs
+//! it). Both also against a closed port: one warning, training goes on.
+#![cfg(feature = "trackers")]
+
+#[path = "support/mlflow_server.rs"]
+mod mlflow_server;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::mpsc;
+
+use burnfit_core::builtins::{
+    MLFlowLogger, MLFlowLoggerConfig, RemoteMonitor, RemoteMonitorConfig,
+};
+use burnfit_core::testing::{Script, ScriptedControl, drive};
+use burnfit_core::{
+    Callback, CallbackList, Context, Logs, Message, ModelSnapshot, Progress, SaveContent, TrainEnd,
+    TrainingControl,
+};
+use mlflow_server::{MlflowServer, free_port};
+
+/// One request the test server received.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 (keep-alive included) that answers
+/// every request with `200 OK` and hands it to the test.
+fn http_server() -> (String, mpsc::Receiver<Request>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let root = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_string();
+                    let path = parts.next().unwrap_or_default().to_string();
+                    let mut headers = BTreeMap::new();
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap();
+                        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+                    }
+                    let length: usize = headers
+                        .get("content-length")
+                        .map_or(0, |v| v.parse().unwrap());
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let request = Request {
+                        method,
+                        path,
+                        headers,
+                        body: String::from_utf8(body).unwrap(),
+                    };
+                    // Handed over before the reply: once the client has its
+                    // reply, the test has the request.
+                    if tx.send(request).is_err() {
+                        return;
+                    }
+                    writer
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (root, rx)
+}
+
+fn epoch_logs(epoch: usize) -> Logs {
+    let e = epoch as f64;
+    [
+        ("loss", 1.0 / (e + 2.0)),
+        ("accuracy", 0.25 * (e + 1.0)),
+        ("val_loss", 0.5 + e),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// What Keras's RemoteMonitor sends for `epoch_logs(epoch)`: Python's
+/// `json.dumps({"epoch": epoch, **logs})`.
+fn keras_json(epoch: usize) -> String {
+    let e = epoch as f64;
+    let repr = |v: f64| {
+        if v.fract() == 0.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v}")
+        }
+    };
+    format!(
+        r#"{{"epoch": {epoch}, "loss": {}, "accuracy": {}, "val_loss": {}}}"#,
+        repr(1.0 / (e + 2.0)),
+        repr(0.25 * (e + 1.0)),
+        repr(0.5 + e)
+    )
+}
+
+fn run_monitor(config: RemoteMonitorConfig, epochs: usize) -> (ScriptedControl, usize) {
+    let mut list = CallbackList::new();
+    list.push(RemoteMonitor::new(config).unwrap());
+    let mut ctl = ScriptedControl::new(0.01);
+    let script = Script::from_epochs((0..epochs).map(epoch_logs));
+    let trace = drive(&mut list, &mut ctl, &script);
+    assert!(trace.error.is_none(), "{:?}", trace.error);
+    (ctl, trace.epochs_run)
+}
+
+#[test]
+fn remote_monitor_posts_every_epoch_as_a_form() {
+    let (root, requests) = http_server();
+    let config = RemoteMonitorConfig {
+        root: root.clone(),
+        headers: [("X-Token".to_string(), "secret".to_string())].into(),
+        ..Default::default()
+    };
+    let (ctl, epochs) = run_monitor(config, 3);
+    assert_eq!(epochs, 3);
+    assert!(ctl.warnings().is_empty(), "{:?}", ctl.warnings());
+    let received: Vec<Request> = requests.try_iter().collect();
+    assert_eq!(received.len(), 3, "{received:?}");
+    for (epoch, request) in received.iter().enumerate() {
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/publish/epoch/end/");
+        assert_eq!(
+            request.headers["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(request.headers["x-token"], "secret");
+        // requests' form encoding of {"data": json.dumps(...)}.
+        let (field, value) = request.body.split_once('=').unwrap();
+        assert_eq!(field, "data");
+        assert!(!value.contains(' ') && !value.contains('"'), "{value}");
+        assert_eq!(form_decode(value), keras_json(epoch));
+    }
+}
+
+#[test]
+fn remote_monitor_posts_json_when_asked() {
+    let (root, requests) = http_server();
+    let config = RemoteMonitorConfig {
+        root,
+        path: "/metrics/".into(),
+        field: "ignored".into(),
+        send_as_json: true,
+        ..Default::default()
+    };
+    let (ctl, _) = run_monitor(config, 4);
+    assert!(ctl.warnings().is_empty(), "{:?}", ctl.warnings());
+    let received: Vec<Request> = requests.try_iter().collect();
+    let bodies: Vec<&str> = received.iter().map(|r| r.body.as_str()).collect();
+    let expected: Vec<String> = (0..4).map(keras_json).collect();
+    assert_eq!(bodies, expected);
+    for request in &received {
+        assert_eq!(request.path, "/metrics/");
+        assert_eq!(request.headers["content-type"], "application/json");
+    }
+}
+
+#[test]
+fn remote_monitor_warns_once_when_the_root_is_unreachable() {
+    let root = format!("http://127.0.0.1:{}", free_port());
+    let config = RemoteMonitorConfig {
+        root: root.clone(),
+        ..Default::default()
+    };
+    let (ctl, epochs) = run_monitor(config, 3);
+    assert_eq!(epochs, 3, "training completes");
+    assert_eq!(
+        ctl.warnings(),
+        [format!(
+            "Could not reach RemoteMonitor root server at {root}"
+        )]
+    );
+}
+
+/// `application/x-www-form-urlencoded` value decoding (`+` is a space).
+fn form_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                out.push(u8::from_str_radix(&value[i + 1..i + 3], 16).unwrap());
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// A scripted control whose training ends the way the test says.
+struct EndingControl {
+    inner: ScriptedControl,
+    end: Option<TrainEnd>,
+}
+
+impl TrainingControl for EndingControl {
+    fn request_stop(&mut self, reason: String) {
+        self.inner.request_stop(reason)
+    }
+    fn stop_requested(&self) -> bool {
+        self.inner.stop_requested()
+    }
+    fn cancel_stop(&mut self) {
+        self.inner.cancel_stop()
+    }
+    fn learning_rate(&self) -> Option<f64> {
+        self.inner.learning_rate()
+    }
+    fn set_learning_rate(&mut self, lr: f64) -> burnfit_core::Result<()> {
+        self.inner.set_learning_rate(lr)
+    }
+    fn snapshot_model(&self) -> ModelSnapshot {
+        self.inner.snapshot_model()
+    }
+    fn restore_model(&mut self, snapshot: ModelSnapshot) -> burnfit_core::Result<()> {
+        self.inner.restore_model(snapshot)
+    }
+    fn save_model(&mut self, path: &Path, content: SaveContent) -> burnfit_core::Result<()> {
+        self.inner.save_model(path, content)
+    }
+    fn progress(&self) -> Progress {
+        self.inner.progress()
+    }
+    fn emit(&mut self, message: Message) {
+        self.inner.emit(message)
+    }
+    fn train_end(&self) -> Option<TrainEnd> {
+        self.end.clone()
+    }
+}
+
+impl EndingControl {
+    fn new() -> Self {
+        Self {
+            inner: ScriptedControl::new(0.01),
+            end: None,
+        }
+    }
+
+    fn ctx(&mut self) -> Context<'_> {
+        Context::new(self)
+    }
+
+    /// Runs the first `steps` of `epoch`'s 4 training steps (batch logs
+    /// `{"loss": global step}`) and, with `end`, its epoch end.
+    fn epoch(&mut self, logger: &mut MLFlowLogger, epoch: usize, steps: u64, end: bool) {
+        let mut progress = self.inner.progress();
+        progress.epoch = epoch;
+        logger.on_epoch_begin(epoch, &mut self.ctx()).unwrap();
+        for batch in 0..steps {
+            progress.batch = batch as usize;
+            progress.global_step = epoch as u64 * 4 + batch + 1;
+            self.inner.set_progress(progress);
+            let mut logs: Logs = [("loss", progress.global_step as f64)]
+                .into_iter()
+                .collect();
+            logger
+                .on_train_batch_end(batch as usize, &mut logs, &mut self.ctx())
+                .unwrap();
+        }
+        if end {
+            logger
+                .on_epoch_end(epoch, &mut epoch_logs(epoch), &mut self.ctx())
+                .unwrap();
+        }
+    }
+}
+
+fn logger(server: &MlflowServer, experiment: &str, dirpath: &Path) -> MLFlowLogger {
+    MLFlowLogger::new(MLFlowLoggerConfig {
+        tracking_uri: Some(server.uri.clone()),
+        experiment_name: experiment.into(),
+        run_name: Some("tiny".into()),
+        tags: [("team".to_string(), "burnfit".to_string())].into(),
+        log_model: true,
+        log_every_n_steps: 2,
+        params: [("seed".to_string(), "7".to_string())].into(),
+        dirpath: dirpath.to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A run directory as the CLI leaves it.
+fn run_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("config.toml"),
+        "name = \"tiny\"\n[model]\nkind = \"mlp\"\nhidden = [32]\n[optimizer]\nlr = 2e-3\n\
+         [[callbacks]]\ntype = \"MLFlowLogger\"\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("history.csv"), "epoch,loss\r\n0,0.5\r\n").unwrap();
+    std::fs::create_dir_all(root.join("plots")).unwrap();
+    std::fs::write(root.join("plots/training_curves.svg"), "<svg/>").unwrap();
+    std::fs::create_dir_all(root.join("checkpoints")).unwrap();
+    std::fs::write(root.join("checkpoints/best.bpk"), vec![7u8; 3000]).unwrap();
+    dir
+}
+
+fn status(server: &MlflowServer, run_id: &str) -> String {
+    server.run(run_id)["info"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn mlflow_logger_against_a_real_server() {
+    let Some(server) = MlflowServer::start() else {
+        return;
+    };
+    let dir = run_dir();
+
+    // A whole run: 3 epochs of 4 steps, batch metrics every 2 steps.
+    let mut list = CallbackList::new();
+    list.push(logger(&server, "core-tests", dir.path()));
+    let mut ctl = ScriptedControl::new(0.01);
+    let batches: Vec<Vec<Logs>> = (0..3)
+        .map(|e| {
+            (0..4)
+                .map(|b| [("loss", (e * 4 + b + 1) as f64)].into_iter().collect())
+                .collect()
+        })
+        .collect();
+    let script = Script::from_epochs((0..3).map(epoch_logs)).with_batches(batches);
+    let trace = drive(&mut list, &mut ctl, &script);
+    assert!(trace.error.is_none(), "{:?}", trace.error);
+    assert!(
+        ctl.warnings().is_empty(),
+        "{:?}\n{}",
+        ctl.warnings(),
+        server.log()
+    );
+    let state = &trace.final_states.as_ref().unwrap()["MLFlowLogger"];
+    let run_id = state["run"]["run_id"].as_str().unwrap().to_string();
+
+    let runs = server.runs("core-tests");
+    assert_eq!(runs.len(), 1);
+    let run = server.run(&run_id);
+    assert_eq!(run["info"]["status"], "FINISHED");
+    assert_eq!(run["info"]["run_name"], "tiny");
+    let tags = run["data"]["tags"].as_array().unwrap();
+    assert!(
+        tags.iter()
+            .any(|t| t["key"] == "team" && t["value"] == "burnfit")
+    );
+    let params = server.params(&run_id);
+    let expected: BTreeMap<String, String> = [
+        ("seed", "7"),
+        ("name", "tiny"),
+        ("model.kind", "mlp"),
+        ("model.hidden", "[32]"),
+        ("optimizer.lr", "0.002"),
+        ("callbacks.0.type", "MLFlowLogger"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(params, expected);
+    for key in ["loss", "accuracy", "val_loss"] {
+        let expected: Vec<(i64, f64)> = (0..3)
+            .map(|e| (e as i64, epoch_logs(e).get(key).unwrap()))
+            .collect();
+        assert_eq!(server.history(&run_id, key), expected, "{key}");
+    }
+    let expected: Vec<(i64, f64)> = [2, 4, 6, 8, 10, 12].map(|s| (s, s as f64)).to_vec();
+    assert_eq!(server.history(&run_id, "batch_loss"), expected);
+    assert_eq!(
+        server.artifacts(&run_id),
+        [
+            ("checkpoints/best.bpk".to_string(), 3000),
+            ("history.csv".to_string(), 19),
+            ("plots/training_curves.svg".to_string(), 6),
+        ]
+    );
+
+    // Interrupted after epoch 0 and 1 step of epoch 1: KILLED, and the
+    // state names the run.
+    let mut ctl = EndingControl::new();
+    let mut first = logger(&server, "core-resume", dir.path());
+    first.on_train_begin(&mut ctl.ctx()).unwrap();
+    ctl.epoch(&mut first, 0, 4, true);
+    ctl.epoch(&mut first, 1, 1, false);
+    ctl.end = Some(TrainEnd::Interrupted("Ctrl-C".into()));
+    first.on_train_end(&Logs::new(), &mut ctl.ctx()).unwrap();
+    let state = first.state().unwrap().unwrap();
+    let resumed_id = first.run_id().unwrap();
+    assert_eq!(status(&server, &resumed_id), "KILLED");
+
+    // Resumed from a backup taken at the end of epoch 0: the same run,
+    // RUNNING again, epoch 0's points not logged twice, then FINISHED.
+    let mut second = logger(&server, "core-resume", dir.path());
+    second.load_state(state).unwrap();
+    let mut ctl = EndingControl::new();
+    second.on_train_begin(&mut ctl.ctx()).unwrap();
+    ctl.epoch(&mut second, 0, 4, true);
+    ctl.epoch(&mut second, 1, 4, true);
+    ctl.epoch(&mut second, 2, 4, true);
+    ctl.end = Some(TrainEnd::Completed);
+    second.on_train_end(&Logs::new(), &mut ctl.ctx()).unwrap();
+    assert!(
+        ctl.inner.warnings().is_empty(),
+        "{:?}",
+        ctl.inner.warnings()
+    );
+    assert_eq!(second.run_id().as_deref(), Some(resumed_id.as_str()));
+    assert_eq!(server.runs("core-resume").len(), 1);
+    assert_eq!(status(&server, &resumed_id), "FINISHED");
+    let expected: Vec<(i64, f64)> = (0..3)
+        .map(|e| (e as i64, epoch_logs(e).get("loss").unwrap()))
+        .collect();
+    assert_eq!(server.history(&resumed_id, "loss"), expected);
+    let expected: Vec<(i64, f64)> = [2, 4, 6, 8, 10, 12].map(|s| (s, s as f64)).to_vec();
+    assert_eq!(server.history(&resumed_id, "batch_loss"), expected);
+
+    // An error: FAILED.
+    let mut ctl = EndingControl::new();
+    let mut failing = logger(&server, "core-failed", dir.path());
+    failing.on_train_begin(&mut ctl.ctx()).unwrap();
+    ctl.epoch(&mut failing, 0, 2, true);
+    failing.on_exception("boom", &mut ctl.ctx()).unwrap();
+    assert_eq!(status(&server, &failing.run_id().unwrap()), "FAILED");
+}
+
+#[test]
+fn mlflow_logger_with_the_server_down_warns_once() {
+    let uri = format!("http://127.0.0.1:{}", free_port());
+    let dir = run_dir();
+    let mut list = CallbackList::new();
+    list.push(
+        MLFlowLogger::new(MLFlowLoggerConfig {
+            tracking_uri: Some(uri.clone()),
+            log_every_n_steps: 1,
+            log_model: true,
+            dirpath: dir.path().to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let mut ctl = ScriptedControl::new(0.01);
+    let batches = vec![vec![Logs::from_iter([("loss", 1.0)]); 5]; 3];
+    let script = Script::from_epochs((0..3).map(epoch_logs)).with_batches(batches);
+    let trace = drive(&mut list, &mut ctl, &script);
+    assert!(trace.error.is_none(), "{:?}", trace.error);
+    assert_eq!(trace.epochs_run, 3, "training completes");
+    let warnings = ctl.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!("MLFlowLogger: could not start a run on {uri}")),
+        "{warnings:?}"
+    );
+    // No run, so nothing to resume.
+    let state = &trace.final_states.unwrap()["MLFlowLogger"];
+    assert!(state["run"].is_null(), "{state}");
+}
