@@ -228,6 +228,30 @@ impl MlflowServer {
     }
 }
 
+impl MlflowServer {
+    /// An artifact's content, downloaded through the server's artifact
+    /// proxy (runs whose artifact URI is `mlflow-artifacts:/…`).
+    pub fn artifact_text(&self, run_id: &str, path: &str) -> String {
+        let uri = self.run(run_id)["info"]["artifact_uri"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let root = uri
+            .strip_prefix("mlflow-artifacts:")
+            .unwrap_or_else(|| panic!("artifact URI {uri}"))
+            .trim_start_matches('/');
+        let (status, body) = http(
+            &self.uri,
+            "GET",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{path}"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+}
+
 impl Drop for MlflowServer {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
