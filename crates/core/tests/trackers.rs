@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 
 use burnfit_core::builtins::{
     MLFlowLogger, MLFlowLoggerConfig, RemoteMonitor, RemoteMonitorConfig,
@@ -35,6 +36,12 @@ struct Request {
 /// A tiny HTTP/1.1 server on 127.0.0.1 (keep-alive included) that answers
 /// every request with `200 OK` and hands it to the test.
 fn http_server() -> (String, mpsc::Receiver<Request>) {
+    gated_http_server(Arc::new(AtomicBool::new(true)))
+}
+
+/// [`http_server`], answering only once `open` is true (requests are
+/// handed to the test as they come).
+fn gated_http_server(open: Arc<AtomicBool>) -> (String, mpsc::Receiver<Request>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let root = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = mpsc::channel();
@@ -42,6 +49,7 @@ fn http_server() -> (String, mpsc::Receiver<Request>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             let tx = tx.clone();
+            let open = open.clone();
             std::thread::spawn(move || {
                 let mut writer = stream.try_clone().unwrap();
                 let mut reader = BufReader::new(stream);
@@ -79,6 +87,9 @@ fn http_server() -> (String, mpsc::Receiver<Request>) {
                     // reply, the test has the request.
                     if tx.send(request).is_err() {
                         return;
+                    }
+                    while !open.load(Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
                     }
                     writer
                         .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -179,6 +190,34 @@ fn remote_monitor_posts_json_when_asked() {
         assert_eq!(request.path, "/metrics/");
         assert_eq!(request.headers["content-type"], "application/json");
     }
+}
+
+#[test]
+fn remote_monitor_never_waits_for_the_server() {
+    let open = Arc::new(AtomicBool::new(false));
+    let (root, requests) = gated_http_server(open.clone());
+    let mut monitor = RemoteMonitor::new(RemoteMonitorConfig {
+        root,
+        send_as_json: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut ctl = ScriptedControl::new(0.01);
+    let mut ctx = Context::new(&mut ctl);
+    monitor.on_train_begin(&mut ctx).unwrap();
+    // Every epoch end returns while the server has answered nothing yet (a
+    // post made in the hook would wait here until it timed out, and warn).
+    for epoch in 0..3 {
+        monitor
+            .on_epoch_end(epoch, &mut epoch_logs(epoch), &mut ctx)
+            .unwrap();
+    }
+    open.store(true, Ordering::SeqCst);
+    // The end of training waits for the queued posts (bounded).
+    monitor.on_train_end(&Logs::new(), &mut ctx).unwrap();
+    let bodies: Vec<String> = requests.try_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, (0..3).map(keras_json).collect::<Vec<_>>());
+    assert!(ctl.warnings().is_empty(), "{:?}", ctl.warnings());
 }
 
 #[test]
