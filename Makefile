@@ -15,9 +15,11 @@ run: deps-run
 ## the custom_callback example for a few epochs (examples/embed-flex runs in its own
 ## test), and the check that the library stays lean and publishable. The CLI's `remote`
 ## feature is on, so its multi-machine tests run (Burn is built once, with it: see
-## crates/workspace-hack).
+## crates/workspace-hack), and so is `fault-injection`: the crash tests' hooks, which
+## a shipped binary does not have (their tests are ignored without it).
+TEST_FEATURES := burnfit-cli/remote,burnfit-cli/fault-injection
 test: deps-test
-	BURNFIT_REQUIRE_WGPU=1 cargo test --workspace --no-fail-fast --features burnfit-cli/remote
+	BURNFIT_REQUIRE_WGPU=1 cargo test --workspace --no-fail-fast --features $(TEST_FEATURES)
 	cargo run --quiet -p burnfit-callbacks --example custom_callback -- --epochs 2
 	bash scripts/check-library.sh
 
@@ -32,7 +34,7 @@ deps-test:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --features burnfit-cli/remote -- -D warnings
+	cargo clippy --workspace --all-targets --features $(TEST_FEATURES) -- -D warnings
 	cargo clippy -p burnfit-cli --all-targets -- -D warnings
 
 bench:

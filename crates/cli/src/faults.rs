@@ -1,5 +1,7 @@
 //! Fault injection for the crash and interrupt tests, switched on by
-//! environment variables (unset, this adds no callback at all):
+//! environment variables when the binary is built with the cargo feature
+//! `fault-injection` (`make test` builds it so; without the feature no
+//! variable is read and this adds no callback at all):
 //!
 //! * `BURNFIT_ABORT_AT_STEP=S`: the process aborts (as SIGKILL would stop
 //!   it) at the start of global step `S` (1-based), in the middle of an
@@ -12,16 +14,30 @@
 //!   until the stop request is seen, so the run stops after exactly that
 //!   batch, through the real signal handler.
 //!
-//! (`BURNFIT_ABORT_IN_WRITE=N`, in the library's atomic writes, aborts in
-//! the middle of the N-th file write.)
+//! (`BURNFIT_ABORT_IN_WRITE=N`, `BURNFIT_ABORT_IN_WRITE_TO=NAME` and
+//! `BURNFIT_FAIL_WRITE_TO=PREFIX`, in the library's atomic writes, abort in
+//! the middle of the N-th file write or of the write of file `NAME`, or fail
+//! the writes of files named `PREFIX…` as on a full disk; the feature turns
+//! on burnfit-core's `fault-injection`.)
 
 use std::path::PathBuf;
+#[cfg(feature = "fault-injection")]
 use std::time::{Duration, Instant};
 
-use burnfit_callbacks::{Callback, Context, Result};
+use burnfit_callbacks::Callback;
+#[cfg(feature = "fault-injection")]
+use burnfit_callbacks::{Context, Result};
+
+/// The fault callbacks the environment asks for; `backup_dir` is where the
+/// run's backups go. Without the `fault-injection` feature: none.
+#[cfg(not(feature = "fault-injection"))]
+pub fn from_env(_backup_dir: PathBuf) -> Vec<Box<dyn Callback>> {
+    Vec::new()
+}
 
 /// The fault callbacks the environment asks for; `backup_dir` is where the
 /// run's backups go.
+#[cfg(feature = "fault-injection")]
 pub fn from_env(backup_dir: PathBuf) -> Vec<Box<dyn Callback>> {
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let mut faults: Vec<Box<dyn Callback>> = Vec::new();
@@ -42,12 +58,14 @@ pub fn from_env(backup_dir: PathBuf) -> Vec<Box<dyn Callback>> {
     faults
 }
 
+#[cfg(feature = "fault-injection")]
 struct AbortAtStep {
     step: u64,
     after_backup: Option<u64>,
     backup_dir: PathBuf,
 }
 
+#[cfg(feature = "fault-injection")]
 impl Callback for AbortAtStep {
     fn on_train_batch_begin(&mut self, _batch: usize, ctx: &mut Context) -> Result<()> {
         let progress = ctx.progress();
@@ -70,11 +88,13 @@ impl Callback for AbortAtStep {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 struct SignalAtStep {
     step: u64,
     signal: i32,
 }
 
+#[cfg(feature = "fault-injection")]
 impl Callback for SignalAtStep {
     fn on_train_batch_begin(&mut self, _batch: usize, ctx: &mut Context) -> Result<()> {
         if ctx.progress().global_step + 1 == self.step {

@@ -175,6 +175,10 @@ fn the_same_seed_gives_the_same_history_with_any_number_of_workers() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn runs_killed_at_ten_points_resume_to_the_same_history() {
     let (expected, expected_epochs) = straight();
     assert!(expected.lines().count() >= 4, "{expected}");
@@ -226,6 +230,10 @@ fn runs_killed_at_ten_points_resume_to_the_same_history() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn a_kill_before_the_first_backup_leaves_nothing_to_resume_and_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let config = config(tmp.path(), "");
@@ -249,6 +257,10 @@ fn a_kill_before_the_first_backup_leaves_nothing_to_resume_and_says_so() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn sigint_and_sigterm_back_up_at_that_batch_print_the_resume_command_and_resume_exactly() {
     let (expected, expected_epochs) = straight();
     let tmp = tempfile::tempdir().unwrap();
@@ -346,6 +358,10 @@ fn sigkill_then_resume_and_a_corrupt_backup_falls_back() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn a_resume_that_cannot_continue_the_run_exactly_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let config = config(tmp.path(), "");
@@ -453,6 +469,10 @@ fn a_run_directory_is_used_by_one_process_at_a_time() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn a_configured_backup_and_restore_is_the_one_resume_uses() {
     let tmp = tempfile::tempdir().unwrap();
     let config = config(
@@ -481,6 +501,10 @@ fn a_configured_backup_and_restore_is_the_one_resume_uses() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn on_two_devices_runs_are_reproducible_and_resume_exactly_after_a_kill() {
     let tmp = tempfile::tempdir().unwrap();
     let config = config(tmp.path(), "");
@@ -519,6 +543,10 @@ fn on_two_devices_runs_are_reproducible_and_resume_exactly_after_a_kill() {
 /// and dropout) on the committed subset: killed mid-run and resumed, it
 /// writes the history of an uninterrupted run, byte for byte.
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn the_cnn_with_its_convolution_kernels_resumes_exactly_after_a_kill() {
     let tmp = tempfile::tempdir().unwrap();
     let config = repo().join("configs/fashion_mnist_cnn.toml");

@@ -114,6 +114,10 @@ fn two_jobs_give_the_leaderboard_of_one_job_without_pruning() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
 fn planned_trials_run_in_separate_processes_locked_resumed_and_collected() {
     let tmp = tempfile::tempdir().unwrap();
     let config = config(tmp.path(), "");

@@ -50,7 +50,8 @@ pub fn write_atomic_with(
         let _ = tmp.as_file().set_permissions(existing.permissions());
     }
     write(tmp.as_file_mut()).map_err(|e| CallbackError::io(path, without_temp_path(e)))?;
-    crash_test_hook(tmp.as_file_mut());
+    #[cfg(feature = "fault-injection")]
+    faults::in_write(path, tmp.as_file_mut()).map_err(|e| CallbackError::io(path, e))?;
     tmp.as_file()
         .sync_all()
         .map_err(|e| CallbackError::io(path, without_temp_path(e)))?;
@@ -78,26 +79,61 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Fault injection for the crash-safety tests: with
-/// `BURNFIT_ABORT_IN_WRITE=N` in the environment, the process aborts (as a
-/// SIGKILL would stop it) in the middle of the N-th atomic write, after half
-/// of the temporary file was written and before the rename. Unset, this is
-/// one environment lookup per write.
-fn crash_test_hook(file: &mut std::fs::File) {
+/// Fault injection for the crash-safety tests (cargo feature
+/// `fault-injection`, off by default: without it no environment variable
+/// is read and no write can abort). With it, in the environment:
+///
+/// * `BURNFIT_ABORT_IN_WRITE=N`: the process aborts (as a SIGKILL would
+///   stop it) in the middle of the N-th atomic write, after half of the
+///   temporary file was written and before the rename;
+/// * `BURNFIT_ABORT_IN_WRITE_TO=NAME`: the same, in the first write of a
+///   file named `NAME` (`summary.json`);
+/// * `BURNFIT_FAIL_WRITE_TO=PREFIX`: every write of a file whose name
+///   starts with `PREFIX` fails as on a full disk (`ENOSPC`).
+#[cfg(feature = "fault-injection")]
+mod faults {
+    use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    static WRITES: AtomicUsize = AtomicUsize::new(0);
-    let Some(n) = std::env::var("BURNFIT_ABORT_IN_WRITE")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    else {
-        return;
-    };
-    if WRITES.fetch_add(1, Ordering::SeqCst) + 1 == n {
+
+    /// Runs the faults the environment asks for on the write of `path`,
+    /// whose temporary file is `file`.
+    pub fn in_write(path: &Path, file: &mut std::fs::File) -> std::io::Result<()> {
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let count = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let var = |key: &str| std::env::var(key).ok();
+        if let Some(prefix) = var("BURNFIT_FAIL_WRITE_TO")
+            && name.starts_with(&prefix)
+        {
+            log::error!("BURNFIT_FAIL_WRITE_TO: the write of {name} fails as on a full disk");
+            return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        let nth = var("BURNFIT_ABORT_IN_WRITE").and_then(|v| v.parse::<usize>().ok());
+        if nth == Some(count) {
+            abort(
+                file,
+                &format!("BURNFIT_ABORT_IN_WRITE: aborting inside atomic write #{count}"),
+            );
+        }
+        if var("BURNFIT_ABORT_IN_WRITE_TO").as_deref() == Some(name.as_str()) {
+            abort(
+                file,
+                &format!("BURNFIT_ABORT_IN_WRITE_TO: aborting inside the write of {name}"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Leaves half of the temporary file on disk and aborts.
+    fn abort(file: &mut std::fs::File, message: &str) -> ! {
         if let Ok(len) = file.metadata().map(|m| m.len()) {
             let _ = file.set_len(len / 2);
             let _ = file.sync_all();
         }
-        log::error!("BURNFIT_ABORT_IN_WRITE: aborting inside atomic write #{n}");
+        log::error!("{message}");
         std::process::abort();
     }
 }
