@@ -283,6 +283,8 @@ impl Callback for MLFlowLogger {
     fn on_train_begin(&mut self, _ctx: &mut Context) -> Result<()> {
         self.start()?;
         let resume = self.resume.take();
+        // A backup taken before the server answers still names the run.
+        *self.run.lock().unwrap_or_else(|p| p.into_inner()) = resume.clone();
         let params_file = self.in_dir(&self.config.params_file);
         let job = Job::Start {
             resume,
