@@ -1,10 +1,13 @@
-//! `[[callbacks]] type = "MLFlowLogger"` end to end: real trainings through
-//! the `burnfit` binary, logged to a real `mlflow server` on loopback
-//! (skipped when mlflow is not installed; `make test` installs it), then read
-//! back through MLflow's REST API; and a tracking server that is down.
+//! `[[callbacks]] type = "MLFlowLogger"` / `"RemoteMonitor"` end to end:
+//! real trainings through the `burnfit` binary, logged to a real `mlflow
+//! server` on loopback (skipped when mlflow is not installed; `make test`
+//! installs it) and read back through MLflow's REST API, or posted to a
+//! small HTTP server of the test's own; and a tracking server that is down.
 
 mod common;
 
+#[path = "../../core/tests/support/http_server.rs"]
+mod http_server;
 #[path = "../../core/tests/support/mlflow_server.rs"]
 mod mlflow_server;
 
@@ -13,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{repo, small_config, text};
+use http_server::{Request, form_decode, http_server};
 use mlflow_server::{MlflowServer, free_port};
 
 fn mlflow_config(dir: &Path, uri: &str, experiment: &str, epochs: usize) -> PathBuf {
@@ -274,4 +278,56 @@ fn an_interrupted_run_is_killed_and_resume_continues_the_same_mlflow_run() {
         .map(|p| p.0)
         .collect();
     assert_eq!(steps, [3, 6, 9, 12, 15, 18, 21, 24]);
+}
+
+#[test]
+fn remote_monitor_posts_each_epoch_of_a_cli_run_as_keras_does() {
+    let (root, requests) = http_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(
+        tmp.path(),
+        "kind = \"mlp\"\nhidden = [32]",
+        &format!(
+            r#"
+[[callbacks]]
+type = "RemoteMonitor"
+root = "{root}"
+headers = {{ X-Run = "small" }}
+"#
+        ),
+    );
+    let run = tmp.path().join("run");
+    let out = train(&config, &run, &[]);
+    assert!(out.status.success(), "train failed:\n{}", text(&out));
+    assert!(
+        warnings_naming(&out, "RemoteMonitor").is_empty(),
+        "{}",
+        text(&out)
+    );
+    let received: Vec<Request> = requests.try_iter().collect();
+    let history = history(&run);
+    assert_eq!(received.len(), 2, "one post per epoch: {received:?}");
+    for (epoch, request) in received.iter().enumerate() {
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.path, "/publish/epoch/end/");
+        assert_eq!(
+            request.headers["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(request.headers["x-run"], "small");
+        let (field, value) = request.body.split_once('=').unwrap();
+        assert_eq!(field, "data");
+        let json = form_decode(value);
+        assert!(
+            json.starts_with(&format!("{{\"epoch\": {epoch}, ")),
+            "{json}"
+        );
+        // The epoch's logs, as history.csv has them.
+        let sent: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let sent = sent.as_object().unwrap();
+        assert_eq!(sent.len(), history.len() + 1, "{json}");
+        for (key, column) in &history {
+            assert_eq!(sent[key].as_f64(), Some(column[epoch].1), "{key}: {json}");
+        }
+    }
 }
