@@ -207,3 +207,84 @@ fn an_unreachable_server_is_one_line_and_exit_code_2() {
     assert!(stderr.contains("ws://127.0.0.1:1"), "{stderr}");
     assert!(!run.exists(), "nothing is created");
 }
+
+/// Starts a coordinator training on the servers at `remote` for many
+/// epochs; returns it once its first epoch has ended.
+fn coordinator_after_an_epoch(config: &Path, remote: &str, run: &Path, extra: &[&str]) -> Child {
+    let coordinator = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(["train", config.to_str().unwrap(), "--backend", "flex"])
+        .args(["--epochs", "200", "--set", "training.batch_size=48"])
+        .args(["--remote", remote, "--run-dir", run.to_str().unwrap()])
+        .args(extra)
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while history(run).lines().count() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no epoch ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    coordinator
+}
+
+/// Waits (bounded) for `child` to end; its output.
+fn ended(mut child: Child, what: &str) -> std::process::Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("{what}: the coordinator did not end");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Stops (SIGSTOP) or continues (SIGCONT) a server: stopped, it keeps its
+/// connections open and answers nothing.
+fn freeze(server: &Server, frozen: bool) {
+    let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(server.child.id() as i32, signal) };
+}
+
+#[test]
+fn a_server_that_stops_answering_ends_the_run_at_the_step_timeout_with_the_resume_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+    let server = Server::start("127.0.0.1:0", tmp.path());
+    let run = tmp.path().join("run");
+    let extra = ["--set", "training.step_timeout=2"];
+    let coordinator = coordinator_after_an_epoch(&config, &server.url, &run, &extra);
+    freeze(&server, true);
+    let out = ended(coordinator, "step timeout");
+    freeze(&server, false);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("step timeout of 2 s"), "{stderr}");
+    assert!(errors[0].contains("--resume"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_while_a_server_does_not_answer_stops_at_the_last_finished_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+    let server = Server::start("127.0.0.1:0", tmp.path());
+    let run = tmp.path().join("run");
+    let extra = ["--set", "training.step_timeout=0"];
+    let coordinator = coordinator_after_an_epoch(&config, &server.url, &run, &extra);
+    freeze(&server, true);
+    // SAFETY: signalling a child process this test started.
+    unsafe { libc::kill(coordinator.id() as i32, libc::SIGINT) };
+    let out = ended(coordinator, "Ctrl-C");
+    freeze(&server, false);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hint: Vec<&str> = stderr.lines().filter(|l| l.contains("--resume")).collect();
+    assert_eq!(hint.len(), 1, "{stderr}");
+    assert!(!run.join("summary.json").exists());
+}

@@ -26,6 +26,7 @@ mod gradients;
 mod list;
 mod logs;
 pub mod monitor;
+pub mod random;
 #[cfg(feature = "tensorboard")]
 pub mod tensorboard;
 #[cfg(feature = "testing")]

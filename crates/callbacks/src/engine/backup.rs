@@ -13,6 +13,7 @@
 //! | `callbacks` | every callback's `state()`, JSON keyed by callback name |
 //! | `progress` | [`BackupProgress`]: where training stood (JSON) |
 //! | `metrics` | the metric entries of the unfinished epoch's batches (JSON) |
+//! | `accumulation`, `accumulation/<i>` | the gradients of an unfinished accumulation window |
 //! | `callback_model/<key>/<name>` | a model a callback keeps (best weights, an average; burnpack) |
 //!
 //! Invariants, each with a test named after it:
@@ -24,6 +25,9 @@
 //!   epoch's logs average over all of its batches, not only those trained
 //!   after the resume; a backup on an epoch's last batch resumes into that
 //!   epoch's validation.
+//! * **A backup holds the model as the next step will read it**: the batch
+//!   norms' running statistics are synced first (Burn folds a thread's last
+//!   update in lazily).
 //! * **Restoring checks before it changes anything.** Every section is
 //!   decoded, and the model record is tried on a copy of the model, before
 //!   the learner or a callback is touched: a backup of another model leaves
@@ -44,9 +48,10 @@ use burnfit_core::checkpoint_file::CheckpointFile;
 use burnfit_core::{CallbackError, CallbackList, CallbackModels, Result};
 use serde::{Deserialize, Serialize};
 
+use super::accumulation::Accumulation;
 use super::capture::TrainingRecords;
 use super::epoch_logs;
-use super::params::snapshot_of;
+use super::params::{snapshot_of, sync_running_states};
 use super::state::LoopState;
 
 /// Section names of a backup or full checkpoint file.
@@ -63,6 +68,9 @@ pub mod sections {
     pub const PROGRESS: &str = "progress";
     /// Metric entries of the unfinished epoch (JSON).
     pub const METRICS: &str = "metrics";
+    /// The unfinished gradient-accumulation window: its count and the
+    /// gradients' shapes (JSON); the gradients are `accumulation/<i>`.
+    pub const ACCUMULATION: &str = "accumulation";
     /// Prefix of the sections holding the models callbacks keep:
     /// `callback_model/<callback key>/<model name>` (burnpack).
     pub const CALLBACK_MODEL: &str = "callback_model/";
@@ -149,6 +157,10 @@ pub(crate) fn snapshot<M: LearnerModel>(
     callback_states: &BTreeMap<String, serde_json::Value>,
     callback_models: &CallbackModels,
 ) -> Result<CheckpointFile> {
+    // Batch norms keep their last update per thread until synced: without
+    // this, a backup in the middle of an epoch saves statistics one update
+    // old (an epoch-end backup follows validation, which syncs them).
+    sync_running_states(&state.learner.model());
     let records = state
         .capture
         .take(&state.learner, &state.store)
@@ -175,6 +187,12 @@ pub(crate) fn snapshot<M: LearnerModel>(
     file.push(sections::CALLBACKS, to_json(callback_states));
     file.push(sections::PROGRESS, to_json(&progress));
     file.push(sections::METRICS, to_json(&metrics));
+    if let Some((header, grads)) = state.accumulation.encode(&state.learner.model()) {
+        file.push(sections::ACCUMULATION, header);
+        for (index, bytes) in grads.into_iter().enumerate() {
+            file.push(format!("{}/{index}", sections::ACCUMULATION), bytes);
+        }
+    }
     for (key, models) in callback_models {
         for (name, model) in models {
             let Some(model) = model.downcast_ref::<M>() else {
@@ -250,7 +268,9 @@ pub(crate) fn restore<M: LearnerModel>(
     // Decode and check everything first.
     let model = ModuleRecord::from_bytes(bytes(sections::MODEL)?)
         .map_err(|e| bad(path, sections::MODEL, e.to_string()))?;
-    state
+    // The model as it will be once loaded (its parameter ids are the
+    // record's): the accumulated gradients are registered against it.
+    let loaded = state
         .learner
         .model()
         .try_load_record(model.clone())
@@ -268,6 +288,13 @@ pub(crate) fn restore<M: LearnerModel>(
     let metrics: SavedMetrics =
         serde_json::from_slice(file.section(sections::METRICS).unwrap_or(b"[]"))
             .map_err(|e| bad(path, sections::METRICS, e.to_string()))?;
+    let accumulation = match file.section(sections::ACCUMULATION) {
+        Some(header) => Accumulation::decode(&loaded, header, |index| {
+            file.section(&format!("{}/{index}", sections::ACCUMULATION))
+        })
+        .map_err(|e| bad(path, sections::ACCUMULATION, e))?,
+        None => Accumulation::default(),
+    };
     let mut models = CallbackModels::new();
     for (name, data) in &file.sections {
         let Some(rest) = name.strip_prefix(sections::CALLBACK_MODEL) else {
@@ -296,6 +323,7 @@ pub(crate) fn restore<M: LearnerModel>(
     state.learner.load_model(model);
     state.learner.load_optim(optimizer);
     state.learner.load_scheduler(scheduler);
+    state.accumulation = accumulation;
     if !progress.epoch_ended {
         state.metric_logger.restore_entries(
             progress.epoch + 1,

@@ -41,6 +41,7 @@ pub struct Callbacks {
     seed: Option<u64>,
     devices: Vec<Device>,
     reduction: GradientReduction,
+    step_timeout: Option<std::time::Duration>,
     outcome: Arc<Mutex<FitOutcome>>,
 }
 
@@ -60,6 +61,7 @@ impl Callbacks {
             seed: None,
             devices: Vec::new(),
             reduction: GradientReduction::Mean,
+            step_timeout: None,
             outcome: Arc::default(),
         }
     }
@@ -132,6 +134,17 @@ impl Callbacks {
         self
     }
 
+    /// On several devices, how long one step may take before training ends
+    /// with an error naming the devices that did not answer (a remote
+    /// server that stopped answering without closing its connection).
+    /// Without it a step is waited for as long as it takes. A stop from
+    /// outside (Ctrl-C) during a step waits for it a few seconds at most,
+    /// then stops at the last finished batch.
+    pub fn step_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.step_timeout = Some(timeout);
+        self
+    }
+
     /// A handle on what happened, filled in while training runs.
     pub fn outcome(&self) -> Arc<Mutex<FitOutcome>> {
         self.outcome.clone()
@@ -156,6 +169,7 @@ impl Callbacks {
             seed: self.seed,
             devices: self.devices,
             reduction: self.reduction,
+            step_timeout: self.step_timeout,
             outcome: self.outcome,
             ran: false,
         }

@@ -15,6 +15,7 @@
 //! | `strategy` | [`CallbackStrategy`]: resume, then the epochs in order, then the end |
 //! | `train_epoch` | one epoch's training steps |
 //! | `multi_device` | a step on several devices: worker threads, gradients combined |
+//! | `accumulation` | the gradients of an unfinished accumulation window |
 //! | `gradients` | what the gradient hooks read of a step's gradients |
 //! | `valid_epoch` | one epoch's validation batches |
 //! | `epoch_logs` | an epoch's logs, read from Burn's metric store |
@@ -25,6 +26,7 @@
 //! | `capture` | the optimizer and scheduler records, through Burn's checkpointer |
 //! | `lr` | [`CallbackLr`]: a learning rate callbacks can steer |
 
+mod accumulation;
 mod backup;
 mod batch_loss;
 mod builder;

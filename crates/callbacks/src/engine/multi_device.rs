@@ -17,30 +17,50 @@
 //!   gradient of the mean loss over all of them; a device that got no data
 //!   (an uneven last step) takes no part. [`GradientReduction::Sum`] adds
 //!   them, as Burn's own multi-device strategy does.
-//! * **The same seed and devices give the same run.** With
-//!   `Callbacks::deterministic(seed)` the workers run their steps in device
-//!   order, each after seeding its device from the seed, the step and the
-//!   device index: Burn's random generators are process-wide, so this fixes
-//!   the order in which dropout draws its masks. (On GPUs the work launched
-//!   by each worker still overlaps; on one CPU device the steps would compete
-//!   for the same cores anyway.)
+//! * **The devices work at once.** Each worker forks the model, runs its
+//!   step and brings its gradients to the first device on its own thread,
+//!   while the others do the same; only the combination waits for all.
+//! * **The same seed and devices give the same run, with the devices at
+//!   once.** With `Callbacks::deterministic(seed)` each worker seeds its
+//!   device and gets a random stream of its own ([`burnfit_core::random`])
+//!   from the seed, the step and the device index; model code that draws
+//!   from it (burnfit's dropout) draws the same numbers whatever the
+//!   scheduling. Burn's own generators are process-wide, so a model that
+//!   draws from them (Burn's `Dropout`) would draw in a racy order: the
+//!   first step of each launch runs the workers in turn and checks whether
+//!   Burn's generator moved; if it did, the workers keep taking turns for
+//!   the whole run (reproducible, not parallel) and a warning says why.
+//!   The gradients are combined in device order, so the reduction's order
+//!   is fixed.
 //! * **A worker's panic is a training error naming the device**, and the
 //!   coordinator stops before the optimizer step: nothing is updated or
 //!   written from a half step, and the backups already written stay.
+//! * **A step that does not end is not waited for forever.** With a step
+//!   timeout (`Callbacks::step_timeout`), a device that has not answered
+//!   by then (a remote server that stopped answering without closing its
+//!   connection) ends training with an error naming it. A stop from outside
+//!   (Ctrl-C) while a step runs waits [`INTERRUPT_GRACE`] for it, then
+//!   leaves it: training stops at the last finished batch. A worker left
+//!   behind is not joined.
 //! * **BatchNorm statistics** are Burn's `RunningState`s, which keep one
 //!   value per thread and average them: with one thread per device, the
-//!   running statistics are the mean over the devices.
+//!   running statistics are the mean over the devices. The coordinator
+//!   folds them before each step ([`sync_running_states`]), so each worker
+//!   reads the same synced value whatever the order in which they run.
 
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::cell::Cell;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use burn::train::{LearnerModel, TrainOutput, TrainStep};
 
 use super::batch_loss::BatchLoss;
+use super::params::sync_running_states;
 use super::strategy::panic_message;
 
 /// How the gradients of the devices are combined into one step.
@@ -62,10 +82,27 @@ struct Job<M: LearnerModel> {
     model: M,
     item: Option<Input<M>>,
     seed: Option<u64>,
+    /// Wait for this device's turn (seeded runs whose model draws from
+    /// Burn's process-wide generator, and every first step).
+    in_turn: bool,
+    /// Check whether the step drew from Burn's generator.
+    probe: bool,
 }
 
-/// One device's answer: its output, or the panic message.
-type Answer<M> = (usize, Result<Option<Output<M>>, String>);
+/// One device's result: its output and whether it drew from Burn's
+/// generator, or the panic message.
+type Answer<M> = (usize, Result<Option<(Output<M>, bool)>, String>);
+
+/// How the workers of a run are scheduled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schedule {
+    /// A seeded run's first step: in turn, checking Burn's generator.
+    Probe,
+    /// Every device at once.
+    AtOnce,
+    /// One device after the other: the model draws from Burn's generator.
+    InTurn,
+}
 
 /// Whose turn it is, when the workers take turns (seeded runs).
 #[derive(Default)]
@@ -95,6 +132,28 @@ pub(crate) struct DeviceWorkers<M: LearnerModel> {
     answers: Receiver<Answer<M>>,
     threads: Vec<JoinHandle<()>>,
     turn: Arc<Turn>,
+    schedule: Cell<Schedule>,
+    warning: Cell<Option<String>>,
+    step_timeout: Option<Duration>,
+    /// A worker was left in the middle of a step: not joined on drop.
+    abandoned: Cell<bool>,
+}
+
+/// How long a step may still run after a stop from outside before it is
+/// left: enough for any local step, not for a hung remote one.
+pub(crate) const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
+
+/// How often the coordinator looks at the stop flag and the clock while
+/// the workers run.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Why a step on several devices did not produce its gradients.
+#[derive(Debug)]
+pub(crate) enum StepFailure {
+    /// A worker failed, or did not answer within the step timeout.
+    Failed(String),
+    /// A stop from outside came while the step ran, and the step was left.
+    Interrupted,
 }
 
 impl<M> DeviceWorkers<M>
@@ -102,8 +161,9 @@ where
     M: LearnerModel,
     <M as TrainStep>::Output: BatchLoss,
 {
-    /// Starts one worker thread per device.
-    pub fn start(devices: Vec<Device>) -> Self {
+    /// Starts one worker thread per device; a step not finished within
+    /// `step_timeout` fails.
+    pub fn start(devices: Vec<Device>, step_timeout: Option<Duration>) -> Self {
         let (answer, answers) = channel();
         let turn = Arc::new(Turn::default());
         let count = devices.len();
@@ -120,28 +180,15 @@ where
                 .name(format!("burnfit-device-{index}"))
                 .spawn(move || {
                     for job in receiver {
-                        let seeded = job.seed.is_some();
-                        if seeded {
+                        let in_turn = job.in_turn;
+                        if in_turn {
                             turn.wait_for(index);
                         }
                         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            job.item.map(|item| {
-                                if let Some(seed) = job.seed {
-                                    device.seed(seed);
-                                }
-                                let model = job.model.fork(&device);
-                                let mut output = TrainStep::step(&model, item);
-                                // Brought to the first device here, so that a
-                                // failed transfer (a lost remote server) is
-                                // this device's failure.
-                                if index != 0 {
-                                    output.grads = output.grads.to_device(&main, &model);
-                                }
-                                output
-                            })
+                            work(job, index, &device, &main)
                         }))
                         .map_err(|payload| panic_message(payload.as_ref()));
-                        if seeded {
+                        if in_turn {
                             turn.pass((index + 1) % count);
                         }
                         if answer.send((index, result)).is_err() {
@@ -159,41 +206,62 @@ where
             answers,
             threads,
             turn,
+            schedule: Cell::new(Schedule::Probe),
+            warning: Cell::new(None),
+            step_timeout,
+            abandoned: Cell::new(false),
         }
+    }
+
+    /// Why the workers take turns instead of running at once, once that is
+    /// known (the caller shows it to the user).
+    pub fn take_warning(&self) -> Option<String> {
+        self.warning.take()
     }
 
     /// Runs one step: `items[d]` on device `d` (`None`: no data left for
     /// it), each worker with `model` forked to its device and, when `seed`
-    /// is given, its device seeded from `(seed, d)`. Returns the outputs in
-    /// device order with the gradients on the first device, or the failure
-    /// of the first worker that panicked.
+    /// is given, its device and random stream seeded from `(seed, d)`.
+    /// `stopped` tells whether a stop came from outside. Returns the outputs
+    /// in device order with the gradients on the first device, or why there
+    /// are none.
     pub fn step(
         &self,
         model: &M,
         items: Vec<Option<Input<M>>>,
         seed: Option<u64>,
-    ) -> Result<Vec<(usize, Output<M>)>, String> {
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<Vec<(usize, Output<M>)>, StepFailure> {
+        let schedule = match seed {
+            Some(_) => self.schedule.get(),
+            None => Schedule::AtOnce,
+        };
+        sync_running_states(model);
         self.turn.pass(0);
         for (index, (item, jobs)) in items.into_iter().zip(&self.jobs).enumerate() {
             let job = Job {
                 model: model.clone(),
                 item,
                 seed: seed.map(|s| mix(s, index as u64)),
+                in_turn: schedule != Schedule::AtOnce,
+                probe: schedule == Schedule::Probe,
             };
-            jobs.send(job)
-                .map_err(|_| format!("the worker of device {index} has stopped"))?;
+            jobs.send(job).map_err(|_| {
+                StepFailure::Failed(format!("the worker of device {index} has stopped"))
+            })?;
         }
-        // Every worker answers before this returns, even after one failed:
-        // an answer left in the channel would be taken for the next step's.
+        let answers = self.collect(stopped)?;
+        // Every worker answered, even after one failed: an answer left in
+        // the channel would be taken for the next step's.
         let mut outputs = Vec::new();
+        let mut drew = false;
         let mut failure: Option<String> = None;
-        for _ in 0..self.jobs.len() {
-            let (index, answer) = self
-                .answers
-                .recv()
-                .map_err(|_| "the device workers stopped".to_string())?;
+        for (index, answer) in answers {
             match answer {
-                Ok(Some(output)) => outputs.push((index, output)),
+                Ok(Some((output, drew_here))) => {
+                    drew |= drew_here;
+                    outputs.push((index, output));
+                }
                 Ok(None) => {}
                 Err(message) => {
                     failure.get_or_insert(format!(
@@ -204,16 +272,139 @@ where
             }
         }
         if let Some(failure) = failure {
-            return Err(failure);
+            return Err(StepFailure::Failed(failure));
+        }
+        if schedule == Schedule::Probe && !outputs.is_empty() {
+            self.schedule.set(if drew {
+                self.warning.set(Some(
+                    "the model draws random numbers from Burn's process-wide generator (Burn's \
+                     `Dropout` does): to keep this seeded run reproducible, the devices take \
+                     turns instead of working at once; burnfit_models::nets::host_dropout::dropout \
+                     (or seeds from burnfit_core::random::next_seed) lets them work at once"
+                        .into(),
+                ));
+                Schedule::InTurn
+            } else {
+                Schedule::AtOnce
+            });
         }
         outputs.sort_by_key(|(index, _)| *index);
         Ok(outputs)
     }
+
+    /// Every worker's answer to the step just sent, unless the step timeout
+    /// passes first, or a stop from outside came and the grace passed.
+    fn collect(&self, stopped: &dyn Fn() -> bool) -> Result<Vec<Answer<M>>, StepFailure> {
+        let started = Instant::now();
+        let mut stop_seen: Option<Instant> = None;
+        let mut answers = Vec::with_capacity(self.jobs.len());
+        while answers.len() < self.jobs.len() {
+            match self.answers.recv_timeout(POLL) {
+                Ok(answer) => {
+                    answers.push(answer);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(StepFailure::Failed("the device workers stopped".into()));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let waiting = || self.waiting_for(&answers);
+            if let Some(limit) = self.step_timeout
+                && started.elapsed() >= limit
+            {
+                self.abandoned.set(true);
+                return Err(StepFailure::Failed(format!(
+                    "no answer from {} within the step timeout of {} s (a remote server that \
+                     stopped answering?)",
+                    waiting(),
+                    limit.as_secs_f64()
+                )));
+            }
+            if stop_seen.is_none() && stopped() {
+                stop_seen = Some(Instant::now());
+            }
+            if stop_seen.is_some_and(|at| at.elapsed() >= INTERRUPT_GRACE) {
+                log::warn!(
+                    "stopping without the step in progress: no answer from {}",
+                    waiting()
+                );
+                self.abandoned.set(true);
+                return Err(StepFailure::Interrupted);
+            }
+        }
+        Ok(answers)
+    }
+
+    /// The devices whose answer is missing, for a message.
+    fn waiting_for(&self, answers: &[Answer<M>]) -> String {
+        let missing: Vec<String> = (0..self.devices.len())
+            .filter(|d| !answers.iter().any(|(i, _)| i == d))
+            .map(|d| format!("device {d} ({:?})", self.devices[d]))
+            .collect();
+        missing.join(", ")
+    }
+}
+
+/// A worker's step: fork the model to `device`, run the step there with the
+/// device and this thread's random stream seeded, bring the gradients to
+/// `main`, and (when probing) tell whether Burn's generator was drawn from.
+fn work<M>(job: Job<M>, index: usize, device: &Device, main: &Device) -> Option<(Output<M>, bool)>
+where
+    M: LearnerModel,
+{
+    let Job {
+        model,
+        item,
+        seed,
+        probe,
+        ..
+    } = job;
+    let item = item?;
+    if let Some(seed) = seed {
+        device.seed(seed);
+    }
+    let stream = seed.map(|s| mix(s, STREAM_SALT));
+    burnfit_core::random::with_stream(stream, || {
+        let model = model.fork(device);
+        let mut output = TrainStep::step(&model, item);
+        // Brought to the first device here, so that a failed transfer (a
+        // lost remote server) is this device's failure, and the transfers
+        // of the devices overlap.
+        if index != 0 {
+            output.grads = output.grads.to_device(main, &model);
+        }
+        let drew = match (probe, seed) {
+            (true, Some(seed)) => burn_generator_moved(device, seed),
+            _ => false,
+        };
+        Some((output, drew))
+    })
+}
+
+/// Salt of a worker's random stream, so that it differs from the seed of
+/// Burn's generator on that device.
+const STREAM_SALT: u64 = 0x5EED_0F_57_AE_A4;
+
+/// Whether Burn's generator on `device`, seeded with `seed` before the
+/// step, was drawn from since: its next numbers are not those of a fresh
+/// seeding. Leaves the generator seeded afresh.
+fn burn_generator_moved(device: &Device, seed: u64) -> bool {
+    let base = device.clone().without_autodiff();
+    let draw = || Tensor::<1>::random([4], Distribution::Default, &base).into_data();
+    let now = draw();
+    device.seed(seed);
+    now != draw()
 }
 
 impl<M: LearnerModel> Drop for DeviceWorkers<M> {
     fn drop(&mut self) {
         self.jobs.clear();
+        if self.abandoned.get() {
+            // A worker may never come back (a hung remote step): the
+            // threads end on their own once their step returns.
+            return;
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -263,16 +454,36 @@ pub(crate) fn combine<M: Module>(
 }
 
 /// The weights of each device's gradients for `reduction`, from the number
-/// of items each processed (`None`: unknown, counted as equal shares).
-pub(crate) fn weights(reduction: GradientReduction, items: &[Option<usize>]) -> Vec<f64> {
-    match reduction {
-        GradientReduction::Sum => vec![1.0; items.len()],
-        GradientReduction::Mean => {
-            let counts: Vec<f64> = items.iter().map(|n| n.unwrap_or(1) as f64).collect();
-            let total: f64 = counts.iter().sum();
-            counts.iter().map(|n| n / total.max(1.0)).collect()
-        }
+/// of items each processed ([`BatchLoss::batch_size`]). When no device
+/// knows its count, the shares are equal; a mix of known and unknown counts
+/// is refused, since no weighting of it is the mean over the items.
+pub(crate) fn weights(
+    reduction: GradientReduction,
+    items: &[Option<usize>],
+) -> Result<Vec<f64>, String> {
+    if reduction == GradientReduction::Sum {
+        return Ok(vec![1.0; items.len()]);
     }
+    let counts: Vec<f64> = match items.iter().copied().collect::<Option<Vec<usize>>>() {
+        Some(counts) => counts.into_iter().map(|n| n as f64).collect(),
+        None if items.iter().all(Option::is_none) => vec![1.0; items.len()],
+        None => {
+            let unknown: Vec<String> = items
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.is_none())
+                .map(|(d, _)| d.to_string())
+                .collect();
+            return Err(format!(
+                "the training output of device(s) {} has no item count while the others have \
+                 one: the gradient mean cannot be weighted by the items; implement \
+                 BatchLoss::batch_size for every output, or use GradientReduction::Sum",
+                unknown.join(", ")
+            ));
+        }
+    };
+    let total: f64 = counts.iter().sum();
+    Ok(counts.iter().map(|n| n / total.max(1.0)).collect())
 }
 
 /// SplitMix64 of `seed` and `n`: a well-spread seed per step and device.
@@ -289,21 +500,20 @@ mod tests {
 
     #[test]
     fn mean_weights_follow_the_items_and_skip_idle_devices() {
+        let mean = |items: &[Option<usize>]| weights(GradientReduction::Mean, items).unwrap();
+        assert_eq!(mean(&[Some(32), Some(32)]), [0.5, 0.5]);
+        assert_eq!(mean(&[Some(30), Some(10)]), [0.75, 0.25]);
         assert_eq!(
-            weights(GradientReduction::Mean, &[Some(32), Some(32)]),
-            [0.5, 0.5]
-        );
-        assert_eq!(
-            weights(GradientReduction::Mean, &[Some(30), Some(10)]),
-            [0.75, 0.25]
-        );
-        assert_eq!(
-            weights(GradientReduction::Sum, &[Some(30), Some(10)]),
+            weights(GradientReduction::Sum, &[Some(30), Some(10)]).unwrap(),
             [1.0, 1.0]
         );
-        assert_eq!(
-            weights(GradientReduction::Mean, &[None, None, None, None]),
-            [0.25; 4]
-        );
+        assert_eq!(mean(&[None, None, None, None]), [0.25; 4]);
+    }
+
+    #[test]
+    fn mixed_known_and_unknown_item_counts_are_refused() {
+        let error = weights(GradientReduction::Mean, &[Some(3), None, Some(1)]).unwrap_err();
+        assert!(error.contains("device(s) 1 "), "{error}");
+        assert!(weights(GradientReduction::Sum, &[Some(3), None]).is_ok());
     }
 }

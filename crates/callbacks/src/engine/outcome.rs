@@ -29,4 +29,7 @@ pub struct FitOutcome {
     pub stopped_at: Option<(usize, usize)>,
     /// Training batches per epoch, once known.
     pub steps_per_epoch: Option<usize>,
+    /// What the engine could not do as asked, for the caller to show (also
+    /// logged at `warn` level): for example devices that take turns.
+    pub warnings: Vec<String>,
 }

@@ -122,3 +122,17 @@ pub fn param_values_of<M: Module + 'static>(snapshot: &ModelSnapshot) -> Vec<(St
         .map(param_values)
         .unwrap_or_default()
 }
+
+/// Folds the per-thread updates of the model's running statistics (Burn's
+/// `RunningState`, in `BatchNorm`) into their values.
+///
+/// Burn keeps a batch norm's latest update per thread and folds it in only
+/// at the next update on that thread or at `valid()`/`train()`; a record
+/// taken before that (`into_record`, a backup in the middle of an epoch) is
+/// one update old. The fold of one thread's update is that value exactly,
+/// so syncing early changes nothing for the steps that follow. `valid()`
+/// syncs every running state of the module as it builds its inference copy,
+/// which is dropped.
+pub(crate) fn sync_running_states<M: Module>(model: &M) {
+    let _ = model.valid();
+}

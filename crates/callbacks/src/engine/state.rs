@@ -67,6 +67,12 @@ pub(crate) struct LoopState<M: LearnerModel> {
     pub pending_removals: Vec<PathBuf>,
     /// Writes checkpoints off the training thread.
     pub writer: BackgroundWriter,
+    /// The gradients of the unfinished accumulation window (Burn's
+    /// `grads_accumulation`), carried by backups.
+    pub accumulation: super::accumulation::Accumulation,
+    /// Warnings for the caller (also logged): a setting the engine could
+    /// not honour as asked.
+    pub warnings: Vec<String>,
 }
 
 impl<M: LearnerModel> LoopState<M> {

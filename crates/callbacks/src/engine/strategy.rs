@@ -35,6 +35,7 @@ pub(crate) struct EngineConfig {
     pub seed: Option<u64>,
     pub devices: Vec<Device>,
     pub reduction: GradientReduction,
+    pub step_timeout: Option<std::time::Duration>,
     pub outcome: Arc<Mutex<FitOutcome>>,
     /// Whether Burn ran this strategy (see the `Drop` below).
     pub ran: bool,
@@ -45,12 +46,16 @@ impl Drop for EngineConfig {
         // `with_training_strategy` after `with_callbacks` replaces this
         // strategy: the callbacks would never run, and nothing would say so.
         if !self.ran && !self.callbacks.is_empty() {
-            log::warn!(
+            let warning = format!(
                 "the callbacks ({}) never ran: Burn trained with another strategy; call \
                  `.with_callbacks(...)` after `.with_training_strategy(...)`, or use \
                  `Callbacks` options for what the engine supports",
                 self.callbacks.names().join(", ")
             );
+            log::warn!("{warning}");
+            if let Ok(mut outcome) = self.outcome.lock() {
+                outcome.warnings.push(warning);
+            }
         }
     }
 }
@@ -126,7 +131,7 @@ where
             (
                 shards::<M>(&dataloader_train, &devices),
                 Steps::Multi {
-                    workers: DeviceWorkers::start(devices.clone()),
+                    workers: DeviceWorkers::start(devices.clone(), engine.step_timeout),
                     reduction: engine.reduction,
                 },
             )
@@ -182,6 +187,8 @@ where
                 pending_backup: None,
                 pending_removals: Vec::new(),
                 writer: BackgroundWriter::new(),
+                warnings: Vec::new(),
+                accumulation: Default::default(),
             },
         };
         let outcome = engine.outcome.clone();
@@ -233,6 +240,7 @@ where
             outcome.global_step = state.progress.global_step;
             outcome.stopped_at = Some((state.progress.epoch, state.batches_done));
             outcome.steps_per_epoch = state.progress.steps_per_epoch;
+            outcome.warnings = state.warnings.clone();
             if let Err(error) = &result {
                 // Reported to the caller, who decides how to show it.
                 outcome.error = Some(match error {

@@ -1,7 +1,7 @@
 //! [`TrainEpoch`]: one epoch's training steps, with the batch hooks.
 
 use burn::data::dataloader::{DataLoaderIterator, Progress};
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use burn::train::metric::store::Split;
 use burn::train::{
@@ -13,7 +13,7 @@ use super::batch_loss::BatchLoss;
 use super::dispatch::dispatch;
 use super::epoch_logs;
 use super::gradients::{StepGradients, step_loss};
-use super::multi_device::{DeviceWorkers, GradientReduction, combine, mix, weights};
+use super::multi_device::{DeviceWorkers, GradientReduction, StepFailure, combine, mix, weights};
 use super::state::Session;
 
 type Input<M> = <M as TrainStep>::Input;
@@ -99,8 +99,6 @@ where
             step += 1;
             learn_steps_per_epoch(session, &progress_of(&iterators), step);
         }
-        let mut accumulator = GradientsAccumulator::new();
-        let mut accumulated = 0usize;
         let (mut loss_sum, mut loss_count) = (0.0f64, 0usize);
         loop {
             let mut items = Vec::with_capacity(iterators.len());
@@ -126,7 +124,11 @@ where
                 callbacks.on_train_batch_begin(step, ctl)
             })?;
 
-            let result = self.forward_backward(session, items)?;
+            let Some(result) = self.forward_backward(session, items)? else {
+                // Left unfinished by a stop: training stops at the last
+                // finished batch, and a resume trains this one.
+                break;
+            };
             if self.wants_gradients {
                 let model = session.state.learner.model();
                 let view = StepGradients::new(&model, &result.grads, &result.outputs);
@@ -136,13 +138,11 @@ where
             }
             // The gradients of this step's optimizer step, if it takes one.
             let to_apply = match self.grad_accumulation {
-                Some(accumulation) => {
-                    accumulator.accumulate(&session.state.learner.model(), result.grads);
-                    accumulated += 1;
-                    (accumulation <= accumulated || progress.is_completed()).then(|| {
-                        accumulated = 0;
-                        accumulator.grads()
-                    })
+                Some(window) => {
+                    let state = &mut session.state;
+                    state.accumulation.add(&state.learner.model(), result.grads);
+                    (window <= state.accumulation.count() || progress.is_completed())
+                        .then(|| state.accumulation.take())
                 }
                 None => Some(result.grads),
             };
@@ -227,12 +227,14 @@ where
         Ok(())
     }
 
-    /// The forward and backward passes of one step, and its gradients.
+    /// The forward and backward passes of one step, and its gradients;
+    /// `None` when a stop from outside left the step unfinished (several
+    /// devices: see `multi_device`).
     fn forward_backward(
         &self,
         session: &mut Session<'_, M>,
         items: Vec<Option<Input<M>>>,
-    ) -> Result<StepResult<M>> {
+    ) -> Result<Option<StepResult<M>>> {
         let state = &mut session.state;
         let step_seed = self.seed.map(|seed| mix(seed, state.progress.global_step));
         match &self.steps {
@@ -249,28 +251,42 @@ where
                     .flatten()
                     .expect("a single-device step has its batch");
                 let output = state.learner.train_step(item);
-                Ok(StepResult {
+                Ok(Some(StepResult {
                     grads: output.grads,
                     outputs: vec![output.item],
-                })
+                }))
             }
             Steps::Multi { workers, reduction } => {
                 let model = state.learner.model();
-                let outputs = workers.step(&model, items, step_seed).map_err(|message| {
-                    CallbackError::Runtime {
-                        callback: "multi-device training",
-                        message,
+                let interrupter = state.interrupter.clone();
+                let stopped = move || interrupter.should_stop();
+                let outputs = match workers.step(&model, items, step_seed, &stopped) {
+                    Ok(outputs) => outputs,
+                    Err(StepFailure::Interrupted) => return Ok(None),
+                    Err(StepFailure::Failed(message)) => {
+                        return Err(CallbackError::Runtime {
+                            callback: "multi-device training",
+                            message,
+                        });
                     }
-                })?;
+                };
+                if let Some(warning) = workers.take_warning() {
+                    log::warn!("{warning}");
+                    state.warnings.push(warning);
+                }
                 let counts: Vec<Option<usize>> =
                     outputs.iter().map(|(_, o)| o.item.batch_size()).collect();
-                let weights = weights(*reduction, &counts);
+                let weights =
+                    weights(*reduction, &counts).map_err(|message| CallbackError::Runtime {
+                        callback: "multi-device training",
+                        message,
+                    })?;
                 let (grads, outputs): (Vec<_>, Vec<_>) =
                     outputs.into_iter().map(|(_, o)| (o.grads, o.item)).unzip();
-                Ok(StepResult {
+                Ok(Some(StepResult {
                     grads: combine(&model, grads, &weights),
                     outputs,
-                })
+                }))
             }
         }
     }

@@ -10,7 +10,10 @@
 //! makes runs reproducible) and expands it with a xoshiro generator into a
 //! ready-scaled mask: one multiplication instead of two, ≈ 1 ns per element.
 //! On other devices (wgpu, where the mask is drawn on the GPU) it is Burn's
-//! dropout unchanged.
+//! dropout unchanged, except in a worker of a multi-device step, which has
+//! a random stream of its own ([`burnfit_core::random`]): there the mask is
+//! always drawn from that stream, so that the workers can run at once and
+//! still draw the same masks on every run.
 //!
 //! The layer stays Burn's [`Dropout`] module, so records are unchanged.
 
@@ -45,13 +48,19 @@ pub fn dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Tensor<D>
     if !dropout.training.is_enabled() || !device.is_autodiff() || dropout.prob == 0.0 {
         return input;
     }
-    if !on_host(&device) {
+    // A worker of a multi-device step has a random stream of its own
+    // (`burnfit_core::random`): the mask is drawn from it on the host, on
+    // every device, so that workers running at once draw what they would
+    // in turn.
+    let stream_seed = burnfit_core::random::next_seed();
+    if stream_seed.is_none() && !on_host(&device) {
         return dropout.forward(input);
     }
     let keep = 1.0 - dropout.prob;
     let scale = (1.0 / keep) as f32;
     let shape = input.shape();
-    let mut rng = SmallRng::seed_from_u64(seed_from_burn(&device));
+    let seed = stream_seed.unwrap_or_else(|| seed_from_burn(&device));
+    let mut rng = SmallRng::seed_from_u64(seed);
     let mask: Vec<f32> = (0..shape.num_elements())
         .map(|_| {
             if rng.random::<f64>() < keep {
@@ -75,14 +84,25 @@ fn on_host(device: &Device) -> bool {
 
 /// A 64-bit seed drawn from Burn's generator for `device`.
 fn seed_from_burn(device: &Device) -> u64 {
-    let halves = Tensor::<1>::random(
-        [2],
-        Distribution::Default,
-        &device.clone().without_autodiff(),
+    seed_from_halves(
+        Tensor::<1>::random(
+            [2],
+            Distribution::Default,
+            &device.clone().without_autodiff(),
+        )
+        .into_data(),
     )
-    .into_data()
-    .try_to_vec::<f32>()
-    .unwrap_or_default();
+}
+
+/// The seed two uniform draws in `[0, 1)` make, whatever float type Burn
+/// drew them in.
+///
+/// # Panics
+///
+/// When the draws cannot be read: a made-up seed (0) would give every mask
+/// of the run the same pattern, silently.
+fn seed_from_halves(halves: TensorData) -> u64 {
+    let halves = halves.try_to_vec::<f32>().unwrap_or_default();
     halves.iter().fold(0u64, |acc, h| {
         (acc << 32) ^ u64::from((h * 4_294_967_296.0) as u32)
     })
@@ -120,6 +140,29 @@ mod tests {
                 .iter()
                 .all(|&v| v == 0.0 || (v - 1.0 / 0.7).abs() < 1e-6)
         );
+    }
+
+    #[test]
+    fn a_threads_random_stream_gives_its_mask_whatever_burns_generator_does() {
+        let device = Device::flex().autodiff();
+        let layer = DropoutConfig::new(0.5).init();
+        let mask = |stream: u64, burn_seed: u64| {
+            burnfit_core::random::with_stream(Some(stream), || {
+                device.seed(burn_seed);
+                dropout(&layer, Tensor::<2>::ones([4, 64], &device)).into_data()
+            })
+        };
+        let first = mask(3, 1);
+        assert_eq!(mask(3, 2), first, "Burn's generator is not drawn from");
+        assert_ne!(mask(4, 1), first, "the stream's seed decides the mask");
+    }
+
+    #[test]
+    fn the_seed_is_read_whatever_float_type_burn_draws_in() {
+        let single = seed_from_halves(TensorData::new(vec![0.25f32, 0.5], [2]));
+        assert_ne!(single, 0);
+        let double = seed_from_halves(TensorData::new(vec![0.25f64, 0.5], [2]));
+        assert_eq!(double, single, "not a seed of 0 for f64 draws");
     }
 
     #[test]

@@ -142,8 +142,10 @@ mod tests {
             values(x.grad(&grads).unwrap()),
             values(bn.gamma.val().grad(&grads).unwrap()),
             values(bn.beta.val().grad(&grads).unwrap()),
-            values(bn.running_mean.value()),
-            values(bn.running_var.value()),
+            // `value_sync`: Burn keeps this thread's update aside until
+            // then, and `value()` would still be the initial statistics.
+            values(bn.running_mean.value_sync()),
+            values(bn.running_var.value_sync()),
         ]
     }
 
@@ -152,6 +154,14 @@ mod tests {
         let x = x.into_data();
         let ours = train_step::<D>(&x, true);
         let burns = train_step::<D>(&x, false);
+        // The statistics moved from their initial values (mean 0, var 1),
+        // so comparing them checks the momentum blend.
+        assert!(ours[4].iter().all(|m| m.abs() > 1e-3), "{:?}", ours[4]);
+        assert!(
+            ours[5].iter().all(|v| (v - 1.0).abs() > 1e-3),
+            "{:?}",
+            ours[5]
+        );
         for (what, (a, b)) in [
             "output",
             "x grad",
