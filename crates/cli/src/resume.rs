@@ -5,10 +5,16 @@
 //! it, so the config must describe the same training: the model, data,
 //! optimizer, seed and callbacks of the run's own `config.toml`. Changes
 //! that do not change a single number (loader workers, backend, terminal
-//! output) are accepted; a new learning rate or number of epochs only with
-//! `--force`, and recorded in `resumes.json` and `summary.json`; anything
-//! else is refused with the differing keys named. A finished run, or one
-//! with no backup, is never retrained.
+//! output) are accepted; a new learning rate, number of epochs, backend or
+//! device list only with `--force`, and recorded in `resumes.json` and
+//! `summary.json`; anything else is refused with the differing keys named.
+//! A finished run is never retrained.
+//!
+//! Every run directory can be finished: a run whose training ended but
+//! whose end files were not all written (a kill while `summary.json` was
+//! written) gets them written, without training; a run that never wrote a
+//! usable backup (killed, or a full disk, before its first) starts again
+//! from its `config.toml`, the first attempt's files moved to `restart-N/`.
 
 use std::path::{Path, PathBuf};
 
@@ -16,19 +22,36 @@ use burnfit_callbacks::engine::BackupProgress;
 
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
-use crate::run_dir::{ResumeRecord, RunDir, RunState};
+use crate::run_dir::{ResumeRecord, RunDir, RunState, Summary};
 
 /// Keys a resume may change: they change no number the run computes.
 const FREE: &[&str] = &[
     "name",
     "training.workers",
-    "training.backend",
     "outputs.progress",
     "outputs.plots",
 ];
 
-/// Keys `--force` lets a resume change.
-const FORCIBLE: &[&str] = &["optimizer.lr", "training.epochs"];
+/// Keys `--force` lets a resume change. Another backend or device list
+/// continues correctly, but not bit for bit (kernels sum in other orders).
+const FORCIBLE: &[&str] = &[
+    "optimizer.lr",
+    "training.epochs",
+    "training.backend",
+    "training.devices",
+];
+
+/// What a resume does.
+#[derive(Clone, Debug)]
+pub enum ResumeKind {
+    /// Continue training from the backup.
+    Continue,
+    /// Training had ended: write the end files from this summary
+    /// (`ended.json`), without training.
+    EndFiles(Box<Summary>),
+    /// No usable backup: start the run again from its config.
+    Restart,
+}
 
 /// A resume that passed every check.
 #[derive(Clone, Debug)]
@@ -39,6 +62,8 @@ pub struct ResumePlan {
     pub progress: BackupProgress,
     /// The changes `--force` accepted, as `key: old -> new`.
     pub forced_changes: Vec<String>,
+    /// What the resume does.
+    pub kind: ResumeKind,
 }
 
 impl ResumePlan {
@@ -52,6 +77,16 @@ impl ResumePlan {
             steps_per_epoch: self.progress.steps_per_epoch,
             global_step: self.progress.global_step,
             forced_changes: self.forced_changes.clone(),
+            end_files_only: matches!(self.kind, ResumeKind::EndFiles(_)),
+            restarted: matches!(self.kind, ResumeKind::Restart),
+        }
+    }
+
+    /// The summary to write when training had ended, if it had.
+    pub fn end_files(&self) -> Option<&Summary> {
+        match &self.kind {
+            ResumeKind::EndFiles(summary) => Some(summary),
+            _ => None,
         }
     }
 }
@@ -76,63 +111,102 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
                  resume, and nothing was changed"
             )));
         }
-        RunState::Unfinished { backup: None } => {
-            return Err(CliError::usage(format!(
-                "--resume: {shown} has no usable backup (the run stopped before its first \
-                 backup); start it again without --resume in a new --run-dir"
-            )));
-        }
-        RunState::Unfinished {
-            backup: Some(backup),
-        } => backup,
+        RunState::Unfinished { backup } => backup,
     };
     let run = RunDir {
         root: root.to_path_buf(),
     };
+    let changes = check_changes(&run, config, force)?;
+    let forced_changes: Vec<String> = changes
+        .iter()
+        .filter(|c| FORCIBLE.contains(&c.key.as_str()))
+        .map(|c| c.to_string())
+        .collect();
+    if let Some(summary) = run.read_ended() {
+        // Training ended; only its end files are missing.
+        return Ok(ResumePlan {
+            backup: backup.unwrap_or_default(),
+            progress: progress_at(summary.global_step, summary.epochs_run),
+            forced_changes: Vec::new(),
+            kind: ResumeKind::EndFiles(Box::new(summary)),
+        });
+    }
+    let Some(backup) = backup else {
+        return Ok(ResumePlan {
+            backup: PathBuf::new(),
+            progress: progress_at(0, 0),
+            forced_changes,
+            kind: ResumeKind::Restart,
+        });
+    };
+    let progress = BackupProgress::read(&backup).map_err(|e| CliError::usage(e.to_string()))?;
+    check_epochs(&run, config, &progress)?;
+    Ok(ResumePlan {
+        backup,
+        progress,
+        forced_changes,
+        kind: ResumeKind::Continue,
+    })
+}
+
+/// The changes from the run's config to `config`, refused unless every one
+/// is free or forced.
+fn check_changes(run: &RunDir, config: &Config, force: bool) -> CliResult<Vec<Change>> {
     let old = run.read_config()?;
-    let changes = differences(&old, config);
+    let changes = differences(&old, config)?;
     let refused: Vec<&Change> = changes
         .iter()
         .filter(|c| !FREE.contains(&c.key.as_str()))
         .filter(|c| !(force && FORCIBLE.contains(&c.key.as_str())))
         .collect();
-    if !refused.is_empty() {
-        let all_forcible = refused.iter().all(|c| FORCIBLE.contains(&c.key.as_str()));
-        let listed = refused
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(CliError::usage(format!(
-            "--resume: the config differs from the run's ({listed}); resume with the run's own \
-             config: burnfit train {} --run-dir {shown} --resume{}",
-            run.config().display(),
-            if all_forcible {
-                ", or add --force to continue with the new value"
-            } else {
-                ""
-            }
-        )));
+    if refused.is_empty() {
+        return Ok(changes);
     }
-    let progress = BackupProgress::read(&backup).map_err(|e| CliError::usage(e.to_string()))?;
-    let completed = progress.epoch + usize::from(progress.epoch_ended);
-    if config.training.epochs <= completed {
-        return Err(CliError::usage(format!(
-            "training.epochs = {}: the run already completed {completed} epochs; ask for more \
-             (with --force) to continue it",
-            config.training.epochs
-        )));
-    }
-    let forced_changes = changes
+    let all_forcible = refused.iter().all(|c| FORCIBLE.contains(&c.key.as_str()));
+    let listed = refused
         .iter()
-        .filter(|c| FORCIBLE.contains(&c.key.as_str()))
         .map(|c| c.to_string())
-        .collect();
-    Ok(ResumePlan {
-        backup,
-        progress,
-        forced_changes,
-    })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(CliError::usage(format!(
+        "--resume: the config differs from the run's ({listed}); resume with the run's own \
+         config: burnfit train {} --run-dir {} --resume{}",
+        run.config().display(),
+        run.root.display(),
+        if all_forcible {
+            ", or add --force to continue with the new value"
+        } else {
+            ""
+        }
+    )))
+}
+
+/// Refuses fewer epochs than the backup completed, and as many unless the
+/// run itself asked for exactly that many: then every epoch ran and the
+/// kill came before the end files, which the resume writes (the training
+/// loop runs no epoch).
+fn check_epochs(run: &RunDir, config: &Config, progress: &BackupProgress) -> CliResult<()> {
+    let completed = progress.epoch + usize::from(progress.epoch_ended);
+    let planned = run.read_config()?.training.epochs;
+    let epochs = config.training.epochs;
+    if epochs < completed || (epochs == completed && planned != completed) {
+        return Err(CliError::usage(format!(
+            "training.epochs = {epochs}: the run already completed {completed} epochs; ask for \
+             more (with --force) to continue it"
+        )));
+    }
+    Ok(())
+}
+
+/// The progress recorded for a resume that does not continue a backup.
+fn progress_at(global_step: u64, epochs: usize) -> BackupProgress {
+    BackupProgress {
+        epoch: epochs.saturating_sub(1),
+        epoch_ended: epochs > 0,
+        batches_done: 0,
+        global_step,
+        steps_per_epoch: None,
+    }
 }
 
 /// One key whose value differs.
@@ -159,25 +233,34 @@ impl std::fmt::Display for Change {
     }
 }
 
-/// The keys whose values differ between two configs, in key order.
-pub fn differences(old: &Config, new: &Config) -> Vec<Change> {
-    let flat = |config: &Config| {
-        let mut out = std::collections::BTreeMap::new();
-        if let Ok(value) = toml::Value::try_from(config) {
-            flatten("", &value, &mut out);
-        }
-        out
-    };
-    let (old, new) = (flat(old), flat(new));
+/// The keys whose values differ between two configs, in key order. A
+/// config that cannot be written as TOML cannot be compared: an error, not
+/// "no differences".
+pub fn differences(old: &Config, new: &Config) -> CliResult<Vec<Change>> {
+    let (old, new) = (flat(old)?, flat(new)?);
     let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    keys.into_iter()
+    Ok(keys
+        .into_iter()
         .filter(|k| old.get(*k) != new.get(*k))
         .map(|k| Change {
             key: k.clone(),
             old: old.get(k).cloned(),
             new: new.get(k).cloned(),
         })
-        .collect()
+        .collect())
+}
+
+/// Every key of `config` with its value, as TOML text.
+fn flat(config: &impl serde::Serialize) -> CliResult<std::collections::BTreeMap<String, String>> {
+    let value = toml::Value::try_from(config).map_err(|e| {
+        CliError::failed(format!(
+            "--resume: the config cannot be compared with the run's: it does not serialise \
+             ({e}); nothing was changed"
+        ))
+    })?;
+    let mut out = std::collections::BTreeMap::new();
+    flatten("", &value, &mut out);
+    Ok(out)
 }
 
 fn flatten(
@@ -226,11 +309,28 @@ mod tests {
         let new = config(
             "[optimizer]\nlr = 5e-4\n[training]\nworkers = 4\n[[callbacks]]\ntype = \"EarlyStopping\"\npatience = 3\n",
         );
-        let keys: Vec<String> = differences(&old, &new).into_iter().map(|c| c.key).collect();
+        let keys: Vec<String> = differences(&old, &new)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
         assert_eq!(
             keys,
             ["callbacks[0].patience", "optimizer.lr", "training.workers"]
         );
-        assert!(differences(&old, &old).is_empty());
+        assert!(differences(&old, &old).unwrap().is_empty());
+    }
+
+    /// A value TOML cannot hold (a seed past `i64::MAX`) is an error, never
+    /// "no differences" (which would let a resume through unchecked).
+    #[test]
+    fn a_config_that_does_not_serialise_is_an_error_not_no_differences() {
+        let mut old = config("[optimizer]\nlr = 1e-3\n");
+        let mut new = config("[optimizer]\nlr = 5e-4\n");
+        old.training.seed = u64::MAX;
+        new.training.seed = u64::MAX;
+        let error = differences(&old, &new).unwrap_err();
+        assert_eq!(error.code(), 1);
+        assert!(error.message().contains("does not serialise"), "{error}");
     }
 }

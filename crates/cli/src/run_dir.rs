@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use burnfit_callbacks::builtins::CallbackConfig;
+
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
 
@@ -92,6 +94,27 @@ impl RunDir {
         Ok(())
     }
 
+    /// Like [`RunDir::check_unlocked`], and, holding the lock for the
+    /// moment, removes the temporary files (`.tmp-*`) that writes a kill or
+    /// a full disk interrupted left in the run and in `others` (its backup
+    /// directory, which may lie outside it): garbage that no process is
+    /// writing, since none holds the lock. A directory without `.lock` is
+    /// not touched.
+    pub fn sweep_unlocked(root: &Path, others: &[&Path]) -> CliResult<()> {
+        if !root.join(".lock").is_file() {
+            return Ok(());
+        }
+        let run = Self {
+            root: root.to_path_buf(),
+        };
+        let _lock = run.lock()?;
+        run.remove_temporary_files();
+        for dir in others {
+            remove_temporary_files_in(dir);
+        }
+        Ok(())
+    }
+
     /// Takes this directory's lock (`.lock`).
     pub fn lock(&self) -> CliResult<RunLock> {
         let path = self.root.join(".lock");
@@ -120,17 +143,47 @@ impl RunDir {
     /// Removes the temporary files interrupted writes left anywhere in the
     /// run (`.tmp-*`: never a file the user or a finished write owns).
     pub fn remove_temporary_files(&self) {
-        fn sweep(dir: &Path) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    sweep(&path);
-                } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                    let _ = std::fs::remove_file(&path);
-                }
+        remove_temporary_files_in(&self.root);
+    }
+
+    /// Moves the files a run's first attempt wrote (its logs, checkpoints,
+    /// plots, Burn's directory, and whatever is in its backup directory:
+    /// no usable backup) into `restart-N/`, so that `--resume` can start a
+    /// run that never wrote a usable backup again from its `config.toml`
+    /// without mixing two attempts in one log, and without deleting
+    /// anything. Returns the directory they went to.
+    pub fn set_aside_attempt(&self, backup_dir: &Path) -> CliResult<PathBuf> {
+        let aside = (1..)
+            .map(|n| self.root.join(format!("restart-{n}")))
+            .find(|p| !p.exists())
+            .expect("a free name");
+        let cannot = |path: &Path, e: std::io::Error| {
+            CliError::usage(format!(
+                "{}: cannot move aside: {e} (is the disk full or read-only?)",
+                path.display()
+            ))
+        };
+        std::fs::create_dir(&aside).map_err(|e| cannot(&aside, e))?;
+        let owned = [
+            self.history(),
+            self.tensorboard(),
+            self.checkpoints(),
+            self.plots(),
+            self.burn(),
+            self.ended(),
+        ];
+        let backups = (backup_dir.starts_with(&self.root) && backup_dir != self.root)
+            .then(|| backup_dir.to_path_buf());
+        for path in owned.iter().chain(backups.iter()) {
+            if path.exists() {
+                let to = aside.join(path.file_name().expect("a file name"));
+                std::fs::rename(path, &to).map_err(|e| cannot(path, e))?;
             }
         }
-        sweep(&self.root);
+        for sub in [self.checkpoints(), self.plots()] {
+            std::fs::create_dir_all(&sub).map_err(|e| cannot(&sub, e))?;
+        }
+        Ok(aside)
     }
 
     /// Opens an existing run directory.
@@ -184,6 +237,13 @@ impl RunDir {
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")
     }
+    /// `ended.json`: the summary of a run whose training ended, written
+    /// before `summary.json` (and removed after it): a run killed while its
+    /// end files were written is finished by `--resume` from it, without
+    /// training.
+    pub fn ended(&self) -> PathBuf {
+        self.root.join("ended.json")
+    }
     /// `resumes.json`: every `--resume` of the run.
     pub fn resumes(&self) -> PathBuf {
         self.root.join("resumes.json")
@@ -211,6 +271,19 @@ impl RunDir {
         write(&self.summary(), &text)
     }
 
+    /// Writes `ended.json`: training ended, and this is its summary.
+    pub fn write_ended(&self, summary: &Summary) -> CliResult<()> {
+        let text = serde_json::to_vec_pretty(summary).expect("summary serialises");
+        write(&self.ended(), &text)
+    }
+
+    /// The summary `ended.json` holds, when training ended but the run's
+    /// end files were not all written.
+    pub fn read_ended(&self) -> Option<Summary> {
+        let bytes = std::fs::read(self.ended()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// The resumes recorded so far.
     pub fn read_resumes(&self) -> Vec<ResumeRecord> {
         std::fs::read(self.resumes())
@@ -235,6 +308,165 @@ impl RunDir {
             .map_err(|e| CliError::usage(format!("{}: {e}", self.summary().display())))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| CliError::usage(format!("{}: {e}", self.summary().display())))
+    }
+}
+
+/// One file (or log directory) some part of the run writes.
+struct Writer {
+    /// The config key that names it (`callbacks[1].filename`), or what
+    /// writes it when it is the run's own file.
+    key: String,
+    /// How to name it in a message when another writer collides with it.
+    what: String,
+    /// Where, relative to the run unless absolute, made absolute and
+    /// normalised.
+    path: PathBuf,
+}
+
+/// Checks that no two writers aim at the same file: a callback of the
+/// config against the run's own files (`history.csv`, `tensorboard/`, the
+/// checkpoints, the backups, `summary.json`, …) or against another
+/// callback. Two writers on one file interleave or overwrite each other
+/// (a CSVLogger on `history.csv` beside the run's own log: after a resume
+/// its epochs read `0,1,2,3,3,4,4,5,5`). Returns the message naming the
+/// key; creates nothing.
+///
+/// GradientNormMonitor is not a writer here: it adds its own scalars to a
+/// TensorBoard directory (by default the run's), as designed.
+pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), String> {
+    let base = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let at = |path: &Path| normalise(&base.join(path));
+    let mut writers = own_writers(config, &at);
+    for (index, callback) in config.callbacks.iter().enumerate() {
+        let Some((field, path)) = callback_output(callback) else {
+            continue;
+        };
+        let key = format!("callbacks[{index}].{field}");
+        let at_path = at(&path);
+        if let Some(old) = writers.iter().find(|w| w.path == at_path) {
+            let hint = if old.key.starts_with("outputs.") {
+                format!(", or set {} = false", old.key)
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "{key} = \"{}\": {} writes there too, and two writers on one file corrupt it; \
+                 give this {} another {field}{hint}",
+                path.display(),
+                old.what,
+                callback.type_name(),
+            ));
+        }
+        writers.push(Writer {
+            what: format!("{key} ({})", callback.type_name()),
+            path: at_path,
+            key,
+        });
+    }
+    Ok(())
+}
+
+/// The files and directories the run itself writes under `config`.
+fn own_writers(config: &Config, at: &dyn Fn(&Path) -> PathBuf) -> Vec<Writer> {
+    let outputs = &config.outputs;
+    let own_backups = !config
+        .callbacks
+        .iter()
+        .any(|c| matches!(c, CallbackConfig::BackupAndRestore(_)));
+    let switched: [(&str, bool, &[&str], &str); 4] = [
+        (
+            "outputs.csv",
+            outputs.csv,
+            &["history.csv"],
+            "the run's own CSV log",
+        ),
+        (
+            "outputs.tensorboard",
+            outputs.tensorboard,
+            &["tensorboard"],
+            "the run's own TensorBoard logs",
+        ),
+        (
+            "outputs.checkpoint",
+            outputs.checkpoint,
+            &["checkpoints/best.bpk", "checkpoints/last.bpk"],
+            "the run's own checkpoint",
+        ),
+        ("backup", own_backups, &["backup"], "the run's own backups"),
+    ];
+    let always = [
+        "config.toml",
+        "config.original.toml",
+        "summary.json",
+        "ended.json",
+        "resumes.json",
+        "checkpoints/final.bpk",
+        "plots",
+        "burn",
+        ".lock",
+    ];
+    let mut writers = Vec::new();
+    for (key, on, paths, what) in switched {
+        for path in paths.iter().filter(|_| on) {
+            writers.push(Writer {
+                key: key.to_string(),
+                what: format!("{what} ({path})"),
+                path: at(Path::new(path)),
+            });
+        }
+    }
+    for path in always {
+        writers.push(Writer {
+            key: path.to_string(),
+            what: format!("the run's own {path}"),
+            path: at(Path::new(path)),
+        });
+    }
+    writers
+}
+
+/// The file or directory a configured callback writes, with the key that
+/// names it; `None` for callbacks that write no file of their own.
+fn callback_output(callback: &CallbackConfig) -> Option<(&'static str, PathBuf)> {
+    Some(match callback {
+        CallbackConfig::CSVLogger(c) => ("filename", c.filename.clone()),
+        CallbackConfig::ModelCheckpoint(c) => ("filepath", PathBuf::from(&c.filepath)),
+        CallbackConfig::TensorBoard(c) => ("log_dir", c.log_dir.clone()),
+        CallbackConfig::BackupAndRestore(c) => ("backup_dir", PathBuf::from(&c.backup_dir)),
+        CallbackConfig::OnExceptionCheckpoint(c) => {
+            ("dirpath", c.dirpath.join(format!("{}.ckpt", c.filename)))
+        }
+        _ => return None,
+    })
+}
+
+/// `path` without `.` components and with `..` applied (lexically: links
+/// are not followed).
+fn normalise(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Removes the temporary files of interrupted atomic writes (`.tmp-*`:
+/// never a file the user or a finished write owns) in `dir` and below.
+fn remove_temporary_files_in(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_temporary_files_in(&path);
+        } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -307,6 +539,13 @@ pub struct ResumeRecord {
     /// Config changes accepted with `--force` (`key: old -> new`).
     #[serde(default)]
     pub forced_changes: Vec<String>,
+    /// Training had ended: this resume only wrote the end files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub end_files_only: bool,
+    /// The run had no usable backup: this resume started it again from
+    /// its config (the first attempt's files are in `restart-N/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarted: bool,
 }
 
 /// `summary.json`: what a run did.

@@ -39,7 +39,7 @@ use crate::backend::{self, ChosenBackend, Devices};
 use crate::config::{BackendChoice, Config, DataConfig, OptimizerConfig, OptimizerKind};
 use crate::data::{Data, load_data, loader};
 use crate::error::{CliError, CliResult};
-use crate::resume::{self, ResumePlan};
+use crate::resume::{self, ResumeKind, ResumePlan};
 use crate::run_dir::{RunDir, RunLock, RunState, Summary};
 use crate::shuffle::{EpochCell, EpochShuffled, EpochTracker, MemoryProbe, resident_mib};
 
@@ -100,6 +100,8 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
             DataConfig::Csv(c) => c.path = data.clone(),
         }
     }
+    check_memory(&config)
+        .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
     let choice = args.backend.unwrap_or(config.training.backend);
     let backend = backend::choose(choice, config.model.is_convolutional())?;
     config.training.backend = match backend.name {
@@ -150,7 +152,18 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     }
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
-    RunDir::check_unlocked(&root)?;
+    if root.to_str().is_none() {
+        return Err(CliError::usage(format!(
+            "--run-dir {}: the path is not valid UTF-8; burnfit writes the run's paths into its \
+             config and logs as text: choose a UTF-8 name (nothing was created)",
+            root.display()
+        )));
+    }
+    crate::run_dir::check_one_writer_per_file(&config, &root)
+        .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
+    // Left-over temporary files of writes a kill interrupted are garbage,
+    // whatever the checks below decide.
+    RunDir::sweep_unlocked(&root, &[&backup_dir(&config, &root)])?;
     let shown = root.display();
     let resume = if args.resume {
         if args.run_dir.is_none() {
@@ -183,7 +196,8 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
             RunState::Unfinished { backup: None } => {
                 return Err(CliError::usage(format!(
                     "{shown}: this run directory holds a run that stopped before its first \
-                     backup; choose another --run-dir or delete it (nothing was overwritten)"
+                     backup; pass --resume to start it again from its config.toml, or choose \
+                     another --run-dir (nothing was overwritten)"
                 )));
             }
             RunState::Foreign => {
@@ -204,6 +218,116 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         extra_callbacks: Default::default(),
         hparams: Default::default(),
     })
+}
+
+/// Refuses a model whose parameters and optimizer state alone would not fit
+/// in the memory available now (`MemAvailable` of `/proc/meminfo`), before
+/// anything is created: building it would end in an allocation failure
+/// and a backtrace. The count is a lower bound (activations, gradients and
+/// buffers come on top), so a model that could fit is never refused; where
+/// the memory cannot be read, nothing is checked.
+fn check_memory(config: &Config) -> Result<(), String> {
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let (parameters, key) = parameter_count(&config.model);
+    let copies = 1 + optimizer_copies(&config.optimizer) + u128::from(config.optimizer.use_ema);
+    let needed = parameters.saturating_mul(4).saturating_mul(copies);
+    if needed <= u128::from(available) {
+        return Ok(());
+    }
+    Err(format!(
+        "{key}: the model has at least {parameters} parameters: {} with the optimizer's state \
+         (f32), more than the {} of memory available; make the model smaller (nothing was \
+         created)",
+        bytes(needed),
+        bytes(u128::from(available))
+    ))
+}
+
+/// Copies of the parameters the optimizer keeps (Adam's two moments, SGD's
+/// momentum).
+fn optimizer_copies(optimizer: &OptimizerConfig) -> u128 {
+    match optimizer.kind {
+        OptimizerKind::Adam | OptimizerKind::AdamW => 2,
+        OptimizerKind::Sgd => u128::from(optimizer.momentum > 0.0),
+    }
+}
+
+/// A lower bound of the parameters of `model` (exact for the dense
+/// networks and both CNNs' weights), with the config key that sizes it.
+fn parameter_count(model: &burnfit_models::ModelConfig) -> (u128, &'static str) {
+    use burnfit_models::ModelConfig as M;
+    let n = |x: usize| x as u128;
+    let dense = |input: usize, hidden: &[usize], output: usize| {
+        let mut total = 0u128;
+        let mut width = n(input.max(1));
+        for &h in hidden.iter().chain(std::iter::once(&output)) {
+            total = total.saturating_add(width.saturating_mul(n(h)).saturating_add(n(h)));
+            width = n(h);
+        }
+        total
+    };
+    let conv = |i: usize, o: usize| n(i).saturating_mul(n(o)).saturating_mul(9);
+    match model {
+        M::Mlp(c) => (
+            dense(c.input_size, &c.hidden, c.num_classes),
+            "model.hidden",
+        ),
+        M::MlpRegressor(c) => (
+            dense(c.input_size, &c.hidden, c.output_size),
+            "model.hidden",
+        ),
+        M::Cnn(c) => {
+            let [c1, c2] = c.channels;
+            let side = c.image_size / 4;
+            let convs = [
+                conv(c.in_channels, c1),
+                conv(c1, c1),
+                conv(c1, c2),
+                conv(c2, c2),
+            ]
+            .into_iter()
+            .fold(0u128, u128::saturating_add);
+            let flat = c2.saturating_mul(side).saturating_mul(side);
+            let fc = dense(flat, &[c.fc_size], c.num_classes);
+            (convs.saturating_add(fc), "model.channels / model.fc_size")
+        }
+        M::SimpleCnn(c) => {
+            let [c1, c2] = c.channels;
+            let side = c.image_size.saturating_sub(4) / 2;
+            let flat = c2.saturating_mul(side).saturating_mul(side);
+            let fc = dense(flat, &[c.fc_size], c.num_classes);
+            let convs = conv(c.in_channels, c1).saturating_add(conv(c1, c2));
+            (convs.saturating_add(fc), "model.channels / model.fc_size")
+        }
+        M::ResNet(c) => {
+            let blocks = n(c.blocks_per_stage).saturating_mul(2);
+            let stages = c.stage_channels.iter().fold(0u128, |total, &ch| {
+                total.saturating_add(conv(ch, ch).saturating_mul(blocks))
+            });
+            let stem = conv(c.in_channels, c.stem_channels);
+            (stem.saturating_add(stages), "model.stage_channels")
+        }
+    }
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// `bytes` in GiB or TiB, for a message.
+fn bytes(bytes: u128) -> String {
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    if gib >= 1024.0 {
+        format!("{:.1} TiB", gib / 1024.0)
+    } else {
+        format!("{gib:.1} GiB")
+    }
 }
 
 /// Where the run's backups go: the config's own BackupAndRestore
@@ -240,6 +364,14 @@ pub fn start(setup: &Setup) -> CliResult<Started> {
         Some(plan) => {
             // Temporary files of writes a kill interrupted are garbage.
             run.remove_temporary_files();
+            if matches!(plan.kind, ResumeKind::Restart) {
+                let aside = run.set_aside_attempt(&backup_dir(&setup.config, &run.root))?;
+                println!(
+                    "burnfit: the run has no usable backup: starting it again from its \
+                     config.toml (the first attempt's files are in {})",
+                    aside.display()
+                );
+            }
             if !plan.forced_changes.is_empty() {
                 let original = run.root.join("config.original.toml");
                 if !original.exists() {
@@ -258,6 +390,17 @@ pub fn start(setup: &Setup) -> CliResult<Started> {
 /// `burnfit train`.
 pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
     let setup = prepare(args)?;
+    if setup
+        .resume
+        .as_ref()
+        .is_some_and(|p| p.end_files().is_some())
+    {
+        // Training ended: no data, no model, only the end files.
+        let started = start(&setup)?;
+        let summary = write_end_files_of_ended(&setup, &started.run)?;
+        print_summary(&summary);
+        return Ok(summary);
+    }
     let data = load_data(&setup.config, None)?;
     let started = start(&setup)?;
     let run = &started.run;
@@ -323,6 +466,14 @@ fn print_summary(summary: &Summary) {
 
 /// Trains on prepared data in a started run directory.
 pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
+    if setup
+        .resume
+        .as_ref()
+        .is_some_and(|p| p.end_files().is_some())
+    {
+        let summary = write_end_files_of_ended(setup, run)?;
+        return Ok(Ended::Finished(Box::new(summary)));
+    }
     // Burn trains a model whose parameters live on an autodiff device.
     let device = setup.backend.device.clone().autodiff();
     let config = &setup.config;
@@ -347,7 +498,14 @@ pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
                 crate::metrics::register_classification(t, &names)
             })
         }
-        Data::Table { train, valid, .. } => {
+        Data::Table {
+            train,
+            valid,
+            scaler,
+            ..
+        } => {
+            // What `predict` needs, so that it reads no training data.
+            crate::data::TableInputs::new(&train, &scaler).write(&run.root)?;
             let n_train = train.len();
             let num_features = train.num_features();
             let epoch = EpochCell::default();
@@ -576,6 +734,11 @@ where
                 .map(|(_, device)| device.clone())
                 .collect(),
         );
+        if config.training.step_timeout > 0.0 {
+            callbacks = callbacks.step_timeout(std::time::Duration::from_secs_f64(
+                config.training.step_timeout,
+            ));
+        }
     }
     let memory = Arc::new(Mutex::new(Vec::new()));
     callbacks.push(MemoryProbe(memory.clone()));
@@ -627,21 +790,46 @@ where
         burnfit_callbacks::atomic::write_atomic(&run.final_checkpoint(), &bytes)?;
     }
     let summary = summarize(setup, run, &outcome, wall, n_train, &memory);
-    run.write_summary(&summary)?;
-    // The run is finished and says so: only now may its backups go.
+    // Training ended: say so first, so that a kill while the end files are
+    // written leaves a run `--resume` finishes without training.
+    run.write_ended(&summary)?;
+    write_end_files(config, run, &summary)?;
+    Ok(Ended::Finished(Box::new(summary)))
+}
+
+/// The end files of a run whose training ended (`ended.json`) in an
+/// earlier process: its summary, with this resume recorded.
+fn write_end_files_of_ended(setup: &Setup, run: &RunDir) -> CliResult<Summary> {
+    let mut summary = setup
+        .resume
+        .as_ref()
+        .and_then(|p| p.end_files())
+        .cloned()
+        .expect("a resume that writes the end files");
+    println!("burnfit: training had ended; writing the run's end files (no training)");
+    summary.resumes = run.read_resumes();
+    write_end_files(&setup.config, run, &summary)?;
+    Ok(summary)
+}
+
+/// Writes `summary.json`, then (the run is finished and says so) deletes
+/// the backups, drops `ended.json` and draws the final plots.
+fn write_end_files(config: &Config, run: &RunDir, summary: &Summary) -> CliResult<()> {
+    run.write_summary(summary)?;
     let delete = user_backup(config).is_none_or(|c| c.delete_checkpoint);
     if delete {
         for backup in run_backups(config, run) {
             let _ = std::fs::remove_file(backup);
         }
     }
+    let _ = std::fs::remove_file(run.ended());
     if config.outputs.plots
         && config.outputs.csv
         && let Err(e) = crate::report::render_plots(run)
     {
         eprintln!("warning: plots: {}", e.message());
     }
-    Ok(Ended::Finished(Box::new(summary)))
+    Ok(())
 }
 
 /// Whether a callback puts averaged weights into the model at train end.
@@ -668,17 +856,25 @@ fn interrupted_at(outcome: &FitOutcome) -> Option<(usize, usize)> {
 /// When the run has a backup, how to continue it once the cause is fixed
 /// (a lost `--remote` server back, a bug fixed).
 fn training_error(error: &str, outcome: &FitOutcome, config: &Config, run: &RunDir) -> CliError {
+    let resume = format!(
+        "burnfit train {} --run-dir {} --resume",
+        run.config().display(),
+        run.root.display()
+    );
     match &outcome.error_path {
+        Some(path) if run_backups(config, run).is_empty() => CliError::usage(format!(
+            "{}: cannot write: {error} (is the disk full or read-only?); no backup was written \
+             yet: free space, then start the run again from its config.toml with: {resume}",
+            path.display()
+        )),
         Some(path) => CliError::usage(format!(
-            "{}: cannot write: {error} (is the disk full or read-only? the backups are kept: \
-             free space, then resume with --resume)",
+            "{}: cannot write: {error} (is the disk full or read-only?); the backups are kept: \
+             free space, then continue with: {resume}",
             path.display()
         )),
         None if !run_backups(config, run).is_empty() => CliError::failed(format!(
             "training failed: {error}; the backups are kept: once the cause is fixed, continue \
-             with: burnfit train {} --run-dir {} --resume",
-            run.config().display(),
-            run.root.display()
+             with: {resume}"
         )),
         None => CliError::failed(format!("training failed: {error}")),
     }

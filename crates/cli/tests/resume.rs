@@ -234,7 +234,8 @@ fn runs_killed_at_ten_points_resume_to_the_same_history() {
     not(feature = "fault-injection"),
     ignore = "needs the fault-injection feature (make test)"
 )]
-fn a_kill_before_the_first_backup_leaves_nothing_to_resume_and_says_so() {
+fn a_kill_before_the_first_backup_is_resumed_by_starting_again_from_the_config() {
+    let (expected, _) = straight();
     let tmp = tempfile::tempdir().unwrap();
     let config = config(tmp.path(), "");
     let run = tmp.path().join("early");
@@ -245,15 +246,18 @@ fn a_kill_before_the_first_backup_leaves_nothing_to_resume_and_says_so() {
         &[("BURNFIT_ABORT_AT_STEP", "3".to_string())],
     );
     assert!(!out.status.success());
-    let out = resume(&config, &run);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let printed = text(&out);
-    assert_eq!(printed.lines().count(), 1, "{printed}");
-    assert!(printed.contains("no usable backup"), "{printed}");
-    assert!(!run.join("summary.json").exists());
-    // Nor does a plain train reuse the directory.
+    // A plain train does not reuse the directory, and says how to.
     let out = train(&config, &run, &[], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("pass --resume"), "{}", text(&out));
+    // --resume starts the run again from its config.toml.
+    let out = resume(&config, &run);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("no usable backup"), "{printed}");
+    assert!(!printed.contains("Resuming from"), "{printed}");
+    assert_eq!(&history(&run), expected);
+    all_files_whole(&run);
 }
 
 #[test]

@@ -626,7 +626,11 @@ fn resumed_run_continues_the_series() {
     assert_eq!(steps, [3, 6, 9, 12, 15, 18]);
     let text = dump["runs"]["train"]["text"]["config"].as_array().unwrap();
     let steps: Vec<i64> = text.iter().map(|p| p[0].as_i64().unwrap()).collect();
-    assert_eq!(steps, [0, 3], "config written at each (re)start");
+    assert_eq!(
+        steps,
+        [0],
+        "config written once: the resume continues the run"
+    );
 }
 
 /// If the loop restarts its epoch and step counters after a resume, the
@@ -657,4 +661,60 @@ fn resume_with_restarted_counters_keeps_steps_increasing() {
     let eval = scalars(&dump, "validation", "evaluation_loss_vs_iterations");
     let steps: Vec<i64> = eval.iter().map(|p| p.0).collect();
     assert_eq!(steps, [4, 8, 12, 16]);
+}
+
+/// Batches `batches` of epoch 0, in `model.fit`'s hook order.
+fn epoch0_batches(list: &mut CallbackList, ctl: &mut FakeControl, batches: std::ops::Range<usize>) {
+    for batch in batches {
+        ctl.progress.batch = batch;
+        list.on_train_batch_begin(batch, ctl).unwrap();
+        ctl.progress.global_step += 1;
+        let mut logs = Logs::new();
+        logs.insert("loss", batch_loss(ctl.progress.global_step));
+        list.on_train_batch_end(batch, &mut logs, ctl).unwrap();
+    }
+}
+
+/// A backup in the middle of an epoch records the event files' lengths; a
+/// kill then loses what was still buffered, and the resume cuts the files
+/// to those lengths: every batch scalar written before the backup must be
+/// on disk by then, so the series has each step exactly once.
+#[test]
+fn a_kill_after_a_mid_epoch_backup_keeps_every_batch_scalar_once() {
+    let Some(python) = tb_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = dir.path().join("logs");
+    let tensorboard = || {
+        let mut list = CallbackList::new();
+        list.push(TensorBoard::new(&logdir).update_freq(UpdateFreq::Batches(1)));
+        list
+    };
+    let mut ctl = new_control();
+    let mut list = tensorboard();
+    list.on_train_begin(&mut ctl).unwrap();
+    list.on_epoch_begin(0, &mut ctl).unwrap();
+    epoch0_batches(&mut list, &mut ctl, 0..2);
+    let backup = list.states().unwrap();
+    epoch0_batches(&mut list, &mut ctl, 2..3);
+    // SIGKILL: no destructor runs, nothing more reaches the files.
+    std::mem::forget(list);
+
+    let mut ctl = new_control();
+    ctl.progress.global_step = 2;
+    let mut list = tensorboard();
+    list.load_states(backup).unwrap();
+    list.on_train_begin(&mut ctl).unwrap();
+    list.on_epoch_begin(0, &mut ctl).unwrap();
+    epoch0_batches(&mut list, &mut ctl, 2..STEPS_PER_EPOCH);
+    let mut logs = epoch_logs(0);
+    list.on_epoch_end(0, &mut logs, &mut ctl).unwrap();
+    list.on_train_end(&logs, &mut ctl).unwrap();
+
+    let out = tb_dump(&python, &logdir);
+    assert_eq!(out.status, 0, "tb_dump failed: {}", out.stderr);
+    let steps: Vec<i64> = scalars(&out.json.unwrap(), "train", "batch_loss")
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4]);
 }

@@ -57,7 +57,8 @@ pub type UpdateFreq = Frequency;
 /// * with hyperparameters, the HParams dashboard's session in `log_dir`
 ///   itself (start at train begin; experiment, with every `epoch_` scalar as a
 ///   metric, and end status at train end);
-/// * with a run configuration, a text summary `config` in `train`.
+/// * with a run configuration, a text summary `config` in `train`, once per
+///   run (a resume does not write it again).
 ///
 /// Scalars are stored as 32-bit floats, as TensorFlow does. Files are flushed
 /// at every epoch end and at train end; each training run (and each resume)
@@ -106,6 +107,9 @@ pub struct TensorBoard {
     epoch_offset_pending: bool,
     step_offset_pending: bool,
     warned_no_source: bool,
+    /// Whether the `config` text was written (by this run or before a
+    /// resume).
+    config_written: bool,
     /// When the epoch began, and the step count then (steps per second).
     epoch_start: Option<(std::time::Instant, u64)>,
     batch_start: Option<std::time::Instant>,
@@ -135,6 +139,7 @@ impl TensorBoard {
             epoch_offset_pending: false,
             step_offset_pending: false,
             warned_no_source: false,
+            config_written: false,
             epoch_start: None,
             batch_start: None,
         }
@@ -326,13 +331,12 @@ impl Callback for TensorBoard {
                 self.histogram_freq
             ));
         }
-        if let Some(text) = self.config_text.clone() {
-            let step = self
-                .last_epoch_step
-                .filter(|_| self.epoch_offset_pending)
-                .map_or(ctx.progress().epoch as i64, |last| last + 1);
+        // Once per run: a resume continues the run the text describes.
+        if let Some(text) = self.config_text.clone().filter(|_| !self.config_written) {
+            let step = ctx.progress().epoch as i64;
             self.train_writer()?
                 .write_text("config", &code_block(&text), step)?;
+            self.config_written = true;
         }
         if !self.hparams.is_empty() {
             let mut session = EventWriter::create(&self.log_dir)?;
@@ -382,7 +386,10 @@ impl Callback for TensorBoard {
         if let Some(speed) = speed {
             writer.write_scalar("batch_steps_per_second", speed, step)?;
         }
-        Ok(())
+        // On disk before a backup records the file's length: a resume cuts
+        // each file back to that length, and events still in the buffer
+        // then would be lost for good.
+        writer.flush()
     }
 
     fn on_validation_end(&mut self, logs: &Logs, ctx: &mut Context) -> Result<()> {
@@ -395,7 +402,7 @@ impl Callback for TensorBoard {
             let name = name.strip_prefix("val_").unwrap_or(name);
             writer.write_scalar(&format!("evaluation_{name}_vs_iterations"), value, step)?;
         }
-        Ok(())
+        writer.flush()
     }
 
     fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut Context) -> Result<()> {
@@ -492,6 +499,7 @@ impl Callback for TensorBoard {
             last_epoch_step: self.last_epoch_step,
             last_global_step: self.last_global_step,
             files,
+            config_written: self.config_written,
         };
         crate::error::state_to_json(&state)
     }
@@ -500,6 +508,7 @@ impl Callback for TensorBoard {
         let state: TensorBoardState = crate::error::state_from_json(state)?;
         self.last_epoch_step = state.last_epoch_step;
         self.last_global_step = state.last_global_step;
+        self.config_written = state.config_written;
         // Events written after this state was taken (by a run that then
         // crashed) are cut, so the resumed run does not show them twice.
         truncate_to(&state.files)?;
@@ -520,6 +529,9 @@ struct TensorBoardState {
     /// Event files with their length on disk when the state was taken.
     #[serde(default)]
     files: Vec<(PathBuf, u64)>,
+    /// Whether the `config` text was written.
+    #[serde(default)]
+    config_written: bool,
 }
 
 fn default_log_dir() -> PathBuf {
