@@ -254,12 +254,7 @@ impl Config {
     /// Every error is one line naming where the bad value came from: the
     /// file and line, or the `--set` argument that put it there.
     pub fn load(path: &Path, sets: &[String]) -> Result<Self, CliError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::usage(format!(
-                "{}: cannot read the config file: {e}",
-                path.display()
-            ))
-        })?;
+        let text = read_config_text(path)?;
         let config = parse(&text, path)?;
         let origin = Origin {
             path,
@@ -501,6 +496,99 @@ impl Config {
     }
 }
 
+/// The largest config file read (a config is a few KiB; anything this
+/// large is not one).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Reads a config file's text: only a regular file (a device, FIFO or
+/// directory is refused before it is opened, so `/dev/zero` or a FIFO
+/// without a writer cannot hang the CLI), of at most [`MAX_CONFIG_BYTES`].
+pub fn read_config_text(path: &Path) -> Result<String, CliError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        CliError::usage(format!(
+            "{}: cannot read the config file: {e}",
+            path.display()
+        ))
+    };
+    check_config_file(path, &std::fs::metadata(path).map_err(cannot)?)?;
+    // Opened without blocking (a FIFO put here since the check would
+    // otherwise wait for a writer), then checked again on the open file.
+    let file = open_nonblocking(path).map_err(cannot)?;
+    check_config_file(path, &file.metadata().map_err(cannot)?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large(path));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        CliError::usage(format!(
+            "{}: not a text file (invalid UTF-8 at byte {}); give a TOML config file",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// Refuses what is not a regular file, or is larger than [`MAX_CONFIG_BYTES`].
+fn check_config_file(path: &Path, metadata: &std::fs::Metadata) -> Result<(), CliError> {
+    if !metadata.is_file() {
+        return Err(CliError::usage(format!(
+            "{}: not a regular file ({}); give the path of a TOML config file",
+            path.display(),
+            file_kind(metadata)
+        )));
+    }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(path));
+    }
+    Ok(())
+}
+
+fn too_large(path: &Path) -> CliError {
+    CliError::usage(format!(
+        "{}: larger than {} MiB, too large for a config file; give the path of a TOML config file",
+        path.display(),
+        MAX_CONFIG_BYTES >> 20
+    ))
+}
+
+/// What a path that is not a regular file is, in words.
+fn file_kind(metadata: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = metadata.file_type();
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if metadata.is_dir() {
+        "a directory"
+    } else {
+        "not a plain file"
+    }
+}
+
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
 /// Where a key's value came from, for error messages: the `--set` that
 /// last set it, else the config file and the key's line.
 struct Origin<'a> {
@@ -695,7 +783,12 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), CliError> {
         ))
     };
     let (key, raw) = set.split_once('=').ok_or_else(|| usage("no `=`"))?;
-    let value = parse_value(raw.trim());
+    let value = parse_set_value(raw.trim()).map_err(|why| {
+        CliError::usage(format!(
+            "--set {set}: not a valid TOML value ({why}); write a list as [32, 64], a table as \
+             {{ a = 1 }}, a string as \"text\""
+        ))
+    })?;
     let mut segments: Vec<(String, Option<usize>)> = Vec::new();
     for part in key.trim().split('.') {
         let (name, index) = match part.split_once('[') {
@@ -744,6 +837,27 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), CliError> {
         },
     }
     Ok(())
+}
+
+/// A `--set` value: TOML if it parses; a plain word (`adam`,
+/// `data/x.csv`) is a string. A value that starts as a list, table or
+/// quoted string but does not parse is an error (TOML's message), not the
+/// string of its characters.
+fn parse_set_value(raw: &str) -> Result<toml::Value, String> {
+    if !raw.starts_with(['[', '{', '"', '\'']) {
+        return Ok(parse_value(raw));
+    }
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .map_err(|e| {
+            e.message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })?
+        .remove("v")
+        .ok_or_else(|| "no value".to_string())
 }
 
 /// A `--set` value: TOML if it parses, else a plain string.
