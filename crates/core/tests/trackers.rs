@@ -350,6 +350,32 @@ fn mlflow_logger_against_a_real_server() {
         ]
     );
 
+    // Lightning's `run_id`: another training logs into that run.
+    let mut more = MLFlowLogger::new(MLFlowLoggerConfig {
+        tracking_uri: Some(server.uri.clone()),
+        experiment_name: "core-tests".into(),
+        run_id: Some(run_id.clone()),
+        log_every_n_steps: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut ctl = EndingControl::new();
+    more.on_train_begin(&mut ctl.ctx()).unwrap();
+    ctl.epoch(&mut more, 3, 4, true);
+    ctl.end = Some(TrainEnd::Completed);
+    more.on_train_end(&Logs::new(), &mut ctl.ctx()).unwrap();
+    assert!(
+        ctl.inner.warnings().is_empty(),
+        "{:?}",
+        ctl.inner.warnings()
+    );
+    assert_eq!(server.runs("core-tests").len(), 1);
+    let expected: Vec<(i64, f64)> = (0..4)
+        .map(|e| (e as i64, epoch_logs(e).get("loss").unwrap()))
+        .collect();
+    assert_eq!(server.history(&run_id, "loss"), expected);
+    assert_eq!(status(&server, &run_id), "FINISHED");
+
     // Interrupted after epoch 0 and 1 step of epoch 1: KILLED, and the
     // state names the run.
     let mut ctl = EndingControl::new();

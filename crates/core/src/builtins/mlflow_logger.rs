@@ -42,7 +42,8 @@ const MAX_PARAM_VALUE: usize = 6000;
 /// * **Run.** At the start of training: the experiment `experiment_name`
 ///   (created if missing), then a new run named `run_name` with `tags`. A
 ///   resumed training (the state a backup saved, see below) continues the
-///   *same* run: it is set back to `RUNNING`, and metric points it already
+///   *same* run (so does a given `run_id`): it is set back to `RUNNING`,
+///   its parameters are not logged again, and metric points it already
 ///   holds (a step at or below the last one logged for the key) are not
 ///   logged twice.
 /// * **Parameters**, once per run: `params`, plus the file `params_file`
@@ -191,6 +192,7 @@ impl MLFlowLogger {
             api: Http::new(API_TIMEOUT, auth_headers()),
             upload: Http::new(UPLOAD_TIMEOUT, auth_headers()),
             experiment_name: self.config.experiment_name.clone(),
+            artifact_location: self.config.artifact_location.clone(),
             run: self.run.clone(),
             artifact_uri: None,
             started: false,
@@ -282,7 +284,14 @@ impl Callback for MLFlowLogger {
 
     fn on_train_begin(&mut self, _ctx: &mut Context) -> Result<()> {
         self.start()?;
-        let resume = self.resume.take();
+        // A restored state wins over `run_id`: it names the run this
+        // training logged to.
+        let resume = self.resume.take().or_else(|| {
+            self.config.run_id.clone().map(|run_id| RunIds {
+                run_id,
+                experiment_id: String::new(),
+            })
+        });
         // A backup taken before the server answers still names the run.
         *self.run.lock().unwrap_or_else(|p| p.into_inner()) = resume.clone();
         let params_file = self.in_dir(&self.config.params_file);
@@ -515,6 +524,7 @@ struct Worker {
     api: Http,
     upload: Http,
     experiment_name: String,
+    artifact_location: Option<String>,
     run: Arc<Mutex<Option<RunIds>>>,
     artifact_uri: Option<String>,
     /// Whether the run was created or resumed (nothing is sent otherwise).
@@ -639,11 +649,11 @@ impl Worker {
                 Ok(id_of(&experiment["experiment_id"]))
             }
             Err(e) if e.code.as_deref() == Some("RESOURCE_DOES_NOT_EXIST") => {
-                match self.call(
-                    "POST",
-                    "experiments/create",
-                    Some(json!({"name": self.experiment_name})),
-                ) {
+                let mut request = json!({"name": self.experiment_name});
+                if let Some(location) = &self.artifact_location {
+                    request["artifact_location"] = json!(location);
+                }
+                match self.call("POST", "experiments/create", Some(request)) {
                     Ok(reply) => Ok(id_of(&reply["experiment_id"])),
                     // Created meanwhile by someone else.
                     Err(e) if e.code.as_deref() == Some("RESOURCE_ALREADY_EXISTS") => {
@@ -936,9 +946,9 @@ fn default_model_file() -> PathBuf {
 }
 
 /// The parameters of [`MLFlowLogger`]: Lightning's names (`tracking_uri`,
-/// `experiment_name`, `run_name`, `tags`, `log_model`, `prefix`, and the
-/// Trainer's `log_every_n_steps`), and where its parameters and artifacts
-/// come from.
+/// `experiment_name`, `run_name`, `tags`, `log_model`, `prefix`,
+/// `artifact_location`, `run_id`, and the Trainer's `log_every_n_steps`),
+/// and where its parameters and artifacts come from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MLFlowLoggerConfig {
@@ -953,6 +963,14 @@ pub struct MLFlowLoggerConfig {
     /// The run's name (default: the server picks one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_name: Option<String>,
+    /// An existing run to log to, continued as a resume would (default: a
+    /// new run; a restored state's run wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Where a new experiment keeps its artifacts (default: the server's
+    /// choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_location: Option<String>,
     /// Tags set on the run when it is created.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -994,6 +1012,8 @@ impl Default for MLFlowLoggerConfig {
             tracking_uri: None,
             experiment_name: default_experiment_name(),
             run_name: None,
+            run_id: None,
+            artifact_location: None,
             tags: BTreeMap::new(),
             log_model: false,
             prefix: String::new(),
