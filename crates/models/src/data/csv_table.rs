@@ -150,6 +150,16 @@ pub enum CsvError {
         /// The cell's text.
         value: String,
     },
+    /// The file is empty: no header row naming the columns.
+    #[error(
+        "{path}: the CSV has no header row (the file is empty); its first line must name the \
+         columns",
+        path = .path.display()
+    )]
+    NoHeader {
+        /// The file.
+        path: PathBuf,
+    },
     /// The file has a header but no data rows.
     #[error("{path}: no data rows", path = .path.display())]
     Empty {
@@ -187,19 +197,17 @@ impl Table {
     /// Reads a table from a CSV file.
     pub fn from_csv(path: impl AsRef<Path>, config: &TableConfig) -> Result<Self, CsvError> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                CsvError::Missing {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                CsvError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            }
-        })?;
-        Self::from_reader(file, path, config)
+        Self::from_reader(open(path)?, path, config)
+    }
+
+    /// Reads the feature columns of a CSV file whose target column may be
+    /// absent (inputs to predict): the targets of such a file are NaN.
+    pub fn features_from_csv(
+        path: impl AsRef<Path>,
+        config: &TableConfig,
+    ) -> Result<Self, CsvError> {
+        let path = path.as_ref();
+        Self::read(open(path)?, path, config, false)
     }
 
     /// Reads a table from any reader; `path` is only used in error messages.
@@ -207,6 +215,17 @@ impl Table {
         reader: impl std::io::Read,
         path: &Path,
         config: &TableConfig,
+    ) -> Result<Self, CsvError> {
+        Self::read(reader, path, config, true)
+    }
+
+    /// Reads a table; without `target_required`, a header without the
+    /// target column gives NaN targets.
+    fn read(
+        reader: impl std::io::Read,
+        path: &Path,
+        config: &TableConfig,
+        target_required: bool,
     ) -> Result<Self, CsvError> {
         let delimiter = u8::try_from(config.delimiter)
             .ok()
@@ -228,6 +247,11 @@ impl Table {
             .iter()
             .map(str::to_string)
             .collect();
+        if header.iter().all(String::is_empty) {
+            return Err(CsvError::NoHeader {
+                path: path.to_path_buf(),
+            });
+        }
         let find = |column: &str| {
             header
                 .iter()
@@ -238,12 +262,16 @@ impl Table {
                     available: header.clone(),
                 })
         };
-        let target_index = find(&config.target)?;
+        let target_index = match find(&config.target) {
+            Ok(index) => Some(index),
+            Err(_) if !target_required => None,
+            Err(e) => return Err(e),
+        };
         let feature_names: Vec<String> = if config.features.is_empty() {
             header
                 .iter()
                 .enumerate()
-                .filter(|&(i, _)| i != target_index)
+                .filter(|&(i, _)| Some(i) != target_index)
                 .map(|(_, h)| h.clone())
                 .collect()
         } else {
@@ -285,7 +313,10 @@ impl Table {
             for &index in &feature_indices {
                 features.push(cell(index)?);
             }
-            targets.push(cell(target_index)?);
+            targets.push(match target_index {
+                Some(index) => cell(index)?,
+                None => f32::NAN,
+            });
         }
         if targets.is_empty() {
             return Err(CsvError::Empty {
@@ -396,6 +427,22 @@ impl Standardizer {
             }
         }
     }
+}
+
+/// Opens `path`, telling a missing file from one that cannot be read.
+fn open(path: &Path) -> Result<std::fs::File, CsvError> {
+    std::fs::File::open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            CsvError::Missing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            CsvError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })
 }
 
 fn map_csv_error(path: &Path, source: csv::Error) -> CsvError {
