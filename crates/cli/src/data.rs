@@ -178,6 +178,69 @@ fn read(config: &Config, data_override: Option<&Path>) -> CliResult<Data> {
     }
 }
 
+/// What predicting with a CSV-table run needs of its training data: the
+/// feature columns, in model order, and the standardisation fitted on the
+/// training rows. Kept in the run directory (`table.json`) at train time,
+/// so that `predict` reads neither the training CSV nor the target column,
+/// from any working directory.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TableInputs {
+    /// The feature columns, in the order the model sees them.
+    pub features: Vec<String>,
+    /// The target column (not needed in predict's input).
+    pub target: String,
+    /// The training rows' standardisation.
+    pub scaler: Standardizer,
+}
+
+impl TableInputs {
+    /// The file in a run directory.
+    pub const FILE: &'static str = "table.json";
+
+    /// The inputs of a model trained on `train` with `scaler`.
+    pub fn new(train: &TableDataset, scaler: &Standardizer) -> Self {
+        Self {
+            features: train.table().feature_names.clone(),
+            target: train.table().target_name.clone(),
+            scaler: scaler.clone(),
+        }
+    }
+
+    /// Writes `RUN/table.json` (atomically).
+    pub fn write(&self, run_root: &Path) -> CliResult<()> {
+        let path = run_root.join(Self::FILE);
+        let bytes = serde_json::to_vec_pretty(self).expect("table inputs serialise");
+        burnfit_callbacks::atomic::write_atomic(&path, &bytes).map_err(|e| {
+            CliError::failed(format!(
+                "{}: cannot write: {}",
+                path.display(),
+                crate::run_dir::io_reason(&e)
+            ))
+        })
+    }
+
+    /// Reads `RUN/table.json`; `None` for a run trained before it existed.
+    pub fn read(run_root: &Path) -> Option<CliResult<Self>> {
+        let path = run_root.join(Self::FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                return Some(Err(CliError::usage(format!(
+                    "{}: cannot read: {e}",
+                    path.display()
+                ))));
+            }
+        };
+        Some(serde_json::from_slice(&bytes).map_err(|e| {
+            CliError::usage(format!(
+                "{}: damaged ({e}); train the run again to recreate it",
+                path.display()
+            ))
+        }))
+    }
+}
+
 /// Keeps the first `n` images.
 fn truncate(data: &mut burnfit_models::data::idx::LabeledImages, n: usize) {
     let n = n.min(data.labels.len());

@@ -13,7 +13,7 @@ use burnfit_models::nets::MlpRegressor;
 
 use crate::backend;
 use crate::config::{BackendChoice, Config};
-use crate::data::{Data, load_data, loader};
+use crate::data::{Data, TableInputs, load_data, loader};
 use crate::error::{CliError, CliResult};
 use crate::run_dir::RunDir;
 
@@ -95,7 +95,7 @@ pub fn evaluate(
                 .map_err(|e| CliError::usage(format!("model: {e}")))?;
             let model = load_weights(model, &path)?.valid();
             let test = loader(ImageBatcher::default(), test, batch, 1).to_device(&device);
-            Ok(classify_all(&model, test.as_ref()))
+            classify_all(&model, test.as_ref())
         }
         Data::Table { test, .. } => {
             let model = config
@@ -105,13 +105,14 @@ pub fn evaluate(
             let model = load_weights(model, &path)?.valid();
             let test = loader(RegressionBatcher, test, batch, 1).to_device(&device);
             let (mut sum, mut count) = (0.0f64, 0usize);
-            for batch in test.iter() {
-                let batch = batch.map_err(|e| CliError::usage(e.to_string()))?;
+            for_each_batch(test.iter(), "the test set", |batch| {
                 let n = batch.targets.dims()[0];
                 let output = model.forward_regression(batch);
                 sum += output.loss.into_scalar::<f32>() as f64 * n as f64;
                 count += n;
-            }
+                Ok(())
+            })?;
+            check_count(count, test.num_items(), "the test set")?;
             Ok(TestMetrics {
                 loss: sum / count.max(1) as f64,
                 accuracy: None,
@@ -124,9 +125,9 @@ pub fn evaluate(
 fn classify_all(
     model: &Classifier,
     test: &dyn DataLoader<burnfit_models::data::ImageBatch>,
-) -> TestMetrics {
+) -> CliResult<TestMetrics> {
     let (mut loss_sum, mut correct, mut count) = (0.0f64, 0usize, 0usize);
-    for batch in test.iter().flatten() {
+    for_each_batch(test.iter(), "the test set", |batch| {
         let n = batch.targets.dims()[0];
         let targets = batch.targets.clone();
         let output = model.forward_classification(batch);
@@ -134,12 +135,51 @@ fn classify_all(
         let predicted = output.output.argmax(1).reshape([n]);
         correct += predicted.equal(targets).int().sum().into_scalar::<i64>() as usize;
         count += n;
-    }
-    TestMetrics {
+        Ok(())
+    })?;
+    check_count(count, test.num_items(), "the test set")?;
+    Ok(TestMetrics {
         loss: loss_sum / count.max(1) as f64,
         accuracy: Some(correct as f64 / count.max(1) as f64),
         count,
+    })
+}
+
+/// Runs `each` on every batch, in order. A batch that failed to load is an
+/// error naming it: never skipped, since a result over fewer items would
+/// look complete.
+fn for_each_batch<B, E: std::fmt::Display>(
+    batches: impl Iterator<Item = Result<B, E>>,
+    what: &str,
+    mut each: impl FnMut(B) -> CliResult<()>,
+) -> CliResult<()> {
+    for (index, batch) in batches.enumerate() {
+        let batch = batch.map_err(|e| {
+            CliError::failed(format!(
+                "{what}: batch {} could not be loaded ({e}); nothing was reported for a part of \
+                 the data",
+                index + 1
+            ))
+        })?;
+        each(batch)?;
     }
+    Ok(())
+}
+
+/// Fails unless every one of the `expected` items was evaluated.
+fn check_count(count: usize, expected: usize, what: &str) -> CliResult<()> {
+    if count == expected {
+        return Ok(());
+    }
+    Err(CliError::failed(format!(
+        "{what}: {count} of {expected} items were evaluated; the result would be incomplete"
+    )))
+}
+
+/// The values of a model's output, as `f32` (whatever its float type).
+fn output_values(data: burn::tensor::TensorData) -> CliResult<Vec<f32>> {
+    data.try_into_vec_as::<f32>()
+        .map_err(|e| CliError::failed(format!("cannot read the model's output: {e:?}")))
 }
 
 /// `burnfit eval`.
@@ -183,7 +223,7 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     let convolutional = config.model.is_convolutional();
     let device = backend::choose(config.training.backend, convolutional)?.device;
     if config.model.task() == burnfit_models::Task::Regression {
-        return predict_table(&config, &path, input, limit, &device);
+        return predict_table(&run, &config, &path, input, limit, &device);
     }
     let images = idx::read_images(input).map_err(|e| CliError::usage(e.to_string()))?;
     if (images.rows, images.cols) != (28, 28) {
@@ -212,13 +252,10 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     let model = load_weights(model, &path)?.valid();
     let test = loader(ImageBatcher::default(), dataset, 256, 1).to_device(&device);
     let mut index = 0;
-    for batch in test.iter().flatten() {
+    for_each_batch(test.iter(), &input.display().to_string(), |batch| {
         let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
         let [rows, classes] = probabilities.dims();
-        let values = probabilities
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
+        let values = output_values(probabilities.into_data())?;
         for row in 0..rows {
             let p = &values[row * classes..(row + 1) * classes];
             let (best, prob) = p
@@ -231,40 +268,37 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
             println!("{index}\t{best}\t{name}\t{prob:.4}");
             index += 1;
         }
-    }
-    Ok(())
+        Ok(())
+    })?;
+    check_count(index, n, &input.display().to_string())
 }
 
 fn predict_table(
+    run: &RunDir,
     config: &Config,
     weights: &Path,
     input: &Path,
     limit: Option<usize>,
     device: &Device,
 ) -> CliResult<()> {
-    let crate::config::DataConfig::Csv(c) = &config.data else {
-        return Err(CliError::usage(
-            "this run's model is a regressor but its data is not a CSV table",
-        ));
-    };
-    // Standardise with the training split's statistics, as in training.
-    let Data::Table { scaler, .. } = load_data(config, None)? else {
-        unreachable!("a CSV config loads a table");
-    };
-    let mut table = burnfit_models::data::Table::from_csv(
+    let inputs = table_inputs(run, config)?;
+    // The target column is not needed (and left out of an input to predict).
+    let mut table = burnfit_models::data::Table::features_from_csv(
         input,
-        &burnfit_models::data::TableConfig::new(c.target.clone()).with_features(c.features.clone()),
+        &burnfit_models::data::TableConfig::new(inputs.target.clone())
+            .with_features(inputs.features.clone()),
     )
     .map_err(|e| CliError::usage(e.to_string()))?;
-    if table.num_features() != scaler.mean.len() {
+    if table.num_features() != inputs.scaler.mean.len() {
         return Err(CliError::usage(format!(
             "{}: {} feature columns, the model was trained on {}",
             input.display(),
             table.num_features(),
-            scaler.mean.len()
+            inputs.scaler.mean.len()
         )));
     }
-    scaler.apply(&mut table);
+    // Standardised with the training split's statistics, as in training.
+    inputs.scaler.apply(&mut table);
     let model: MlpRegressor = config
         .model
         .init_regressor(table.num_features(), device)
@@ -275,16 +309,73 @@ fn predict_table(
         burnfit_models::data::TableDataset::new(table.select(&(0..n).collect::<Vec<_>>()));
     let test = loader(RegressionBatcher, dataset, 256, 1).to_device(device);
     let mut index = 0;
-    for batch in test.iter().flatten() {
-        let values = model
-            .forward(batch.features)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        for v in values {
+    for_each_batch(test.iter(), &input.display().to_string(), |batch| {
+        for v in output_values(model.forward(batch.features).into_data())? {
             println!("{index}\t{v}");
             index += 1;
         }
+        Ok(())
+    })?;
+    check_count(index, n, &input.display().to_string())
+}
+
+/// The feature columns and standardisation a CSV run was trained with: its
+/// `table.json`, or (a run trained before burnfit kept it) fitted again
+/// from the training CSV that `data.path` names.
+fn table_inputs(run: &RunDir, config: &Config) -> CliResult<TableInputs> {
+    if let Some(inputs) = TableInputs::read(&run.root) {
+        return inputs;
     }
-    Ok(())
+    let crate::config::DataConfig::Csv(c) = &config.data else {
+        return Err(CliError::usage(
+            "this run's model is a regressor but its data is not a CSV table",
+        ));
+    };
+    if c.path.is_relative() && !c.path.exists() {
+        return Err(CliError::usage(format!(
+            "{}: this run has no {} (trained by an older burnfit), and its data.path {} is \
+             relative to the directory it was trained in; run predict from that directory",
+            run.root.display(),
+            TableInputs::FILE,
+            c.path.display()
+        )));
+    }
+    let Data::Table { train, scaler, .. } = load_data(config, None)? else {
+        unreachable!("a CSV config loads a table");
+    };
+    Ok(TableInputs::new(&train, &scaler))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_that_fails_to_load_is_an_error_not_a_smaller_result() {
+        let batches = vec![Ok(1), Err("bad item 7"), Ok(3)];
+        let mut seen = Vec::new();
+        let result = for_each_batch(batches.into_iter(), "the test set", |b| {
+            seen.push(b);
+            Ok(())
+        });
+        let error = result.expect_err("a failed batch fails the command");
+        assert!(error.message().contains("batch 2"), "{}", error.message());
+        assert!(
+            error.message().contains("bad item 7"),
+            "{}",
+            error.message()
+        );
+        assert_eq!(seen, [1], "nothing after the failed batch");
+    }
+
+    #[test]
+    fn fewer_items_than_the_data_has_is_an_error() {
+        assert!(check_count(200, 200, "the test set").is_ok());
+        let error = check_count(150, 200, "the test set").expect_err("incomplete");
+        assert!(
+            error.message().contains("150 of 200"),
+            "{}",
+            error.message()
+        );
+    }
 }
