@@ -102,7 +102,9 @@ fn seed_from_burn(device: &Device) -> u64 {
 /// When the draws cannot be read: a made-up seed (0) would give every mask
 /// of the run the same pattern, silently.
 fn seed_from_halves(halves: TensorData) -> u64 {
-    let halves = halves.try_to_vec::<f32>().unwrap_or_default();
+    let halves = halves
+        .try_into_vec_as::<f32>()
+        .unwrap_or_else(|e| panic!("dropout: cannot read the seed Burn drew: {e:?}"));
     halves.iter().fold(0u64, |acc, h| {
         (acc << 32) ^ u64::from((h * 4_294_967_296.0) as u32)
     })
