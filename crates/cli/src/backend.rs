@@ -33,6 +33,25 @@ pub struct Adapter {
     pub api: String,
 }
 
+/// Makes Burn's implicit default device the CPU (flex), unless
+/// `BURN_DEVICE` already names one. burnfit gives every tensor it makes an
+/// explicit device; Burn falls back on its default device only to stage
+/// data it then moves (an optimizer state read from a backup is made on it,
+/// then moved to each parameter's device at the next step). In this build
+/// that default is wgpu, so a resume on flex or ndarray would start a GPU
+/// runtime, probing adapters and loading display libraries that print
+/// `error: XDG_RUNTIME_DIR is invalid…`, only to copy the state off it.
+///
+/// # Safety
+///
+/// Sets an environment variable: call it before any other thread exists.
+pub unsafe fn stage_on_the_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller guarantees that no other thread runs.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}
+
 /// Runs `probe` with the process's stderr sent to `/dev/null`: native GPU
 /// drivers print diagnostics of their own while wgpu asks them for adapters
 /// (for example `error: XDG_RUNTIME_DIR is invalid or not set in the

@@ -7,6 +7,8 @@
 //! * `error` → stderr as `error: …` (the CLI's own errors are printed by
 //!   `main`, so the engine never logs an error it also returns).
 
+use std::io::Write;
+
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 struct TerminalLogger;
@@ -26,11 +28,13 @@ impl Log for TerminalLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        match record.level() {
-            Level::Error => eprintln!("error: {}", record.args()),
-            Level::Warn => eprintln!("warning: {}", record.args()),
-            _ => println!("{}", record.args()),
-        }
+        // A closed terminal or pipe (`burnfit train … | head`) must not
+        // stop training: what cannot be shown is dropped.
+        let _ = match record.level() {
+            Level::Error => writeln!(std::io::stderr(), "error: {}", record.args()),
+            Level::Warn => writeln!(std::io::stderr(), "warning: {}", record.args()),
+            _ => writeln!(std::io::stdout(), "{}", record.args()),
+        };
     }
 
     fn flush(&self) {}

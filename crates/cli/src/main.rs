@@ -126,6 +126,22 @@ enum Command {
     Serve(remote::ServeArgs),
 }
 
+impl Command {
+    /// Whether the command only prints results (`predict RUN IN | head` is
+    /// done when the reader has what it wanted), rather than doing work
+    /// that a closed output would cut short.
+    fn only_lists(&self) -> bool {
+        match self {
+            Command::Eval { .. }
+            | Command::Predict { .. }
+            | Command::Validate { .. }
+            | Command::Report { .. } => true,
+            Command::Sweep(args) => args.collect,
+            _ => false,
+        }
+    }
+}
+
 fn run(cli: Cli) -> CliResult<()> {
     match cli.command {
         Command::Train(args) => train::train_command(&args).map(|_| ()),
@@ -188,7 +204,17 @@ fn quiet_caught_panics() {
     }));
 }
 
+/// Whether a panic is `println!`'s on a closed pipe (`burnfit predict RUN
+/// IN | head -1`): the reader has all it wanted, which is a normal end
+/// (exit code 0, nothing printed), not an error.
+fn stdout_closed(panic_message: &str) -> bool {
+    panic_message.starts_with("failed printing to stdout")
+        && panic_message.contains(&format!("(os error {})", libc::EPIPE))
+}
+
 fn main() -> ExitCode {
+    // SAFETY: the first thing main does; no other thread exists yet.
+    unsafe { backend::stage_on_the_cpu() };
     let kept = allocator::keep_freed_memory();
     logging::init();
     log::debug!("glibc keeps freed memory between steps: {kept}");
@@ -201,11 +227,21 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let lists = cli.command.only_lists();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)))
         .unwrap_or_else(|payload| {
+            let message = burnfit_callbacks::engine::panic_message(payload.as_ref());
+            if stdout_closed(&message) {
+                return if lists {
+                    Ok(())
+                } else {
+                    Err(error::CliError::failed(
+                        "stopped: the standard output was closed before burnfit finished",
+                    ))
+                };
+            }
             Err(error::CliError::failed(format!(
-                "internal error: {} (please report it; BURNFIT_PANIC_REPORT=1 shows where)",
-                burnfit_callbacks::engine::panic_message(payload.as_ref())
+                "internal error: {message} (please report it; BURNFIT_PANIC_REPORT=1 shows where)"
             )))
         });
     match result {
