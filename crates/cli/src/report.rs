@@ -132,6 +132,12 @@ pub fn render_plots_marked(run: &RunDir, interrupted_at: Option<f64>) -> CliResu
     };
     register_font();
     let dir = run.plots();
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{}: cannot create the plots folder: a file of that name is in the way",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
     let size = panel_size(&history);
@@ -172,6 +178,10 @@ pub(crate) fn write_png_and_svg(
 fn write_through_temp(target: &Path, render: impl FnOnce(&Path) -> CliResult<()>) -> CliResult<()> {
     let name = target.file_name().unwrap_or_default().to_string_lossy();
     let temp = target.with_file_name(format!(".tmp-{name}"));
+    // Created here first, so that a folder that cannot be written to is
+    // reported as such (the plotting library's error names neither).
+    std::fs::File::create(&temp)
+        .map_err(|e| CliError::usage(format!("{}: cannot write: {e}", target.display())))?;
     if let Err(e) = render(&temp) {
         let _ = std::fs::remove_file(&temp);
         return Err(e);
@@ -500,11 +510,23 @@ pub(crate) fn bounds(values: &[f64]) -> (f64, f64) {
 pub fn report_command(run_dir: &Path) -> CliResult<()> {
     let run = RunDir::open(run_dir)?;
     let history = History::read(&run.history())?;
+    if history.epochs.is_empty() {
+        return Err(CliError::usage(format!(
+            "{}: no epochs to report",
+            run.history().display()
+        )));
+    }
     let summary = run.read_summary().ok();
-    let files = render_plots(&run)?;
     print!("{}", summary_table(&history, summary.as_ref()));
-    for file in files {
-        println!("plot: {}", file.display());
+    // A run that cannot be written to (read-only, archived) still gets its
+    // table, as `eval` still evaluates it.
+    match render_plots(&run) {
+        Ok(files) => {
+            for file in files {
+                println!("plot: {}", file.display());
+            }
+        }
+        Err(e) => eprintln!("warning: the plots were not written: {}", e.message()),
     }
     Ok(())
 }
