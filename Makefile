@@ -7,9 +7,13 @@ APT_GET := $(shell command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && ec
 .PHONY: run test deps-run deps-test build-release lint bench bench-peers
 
 ## Train the flagship CNN on full Fashion-MNIST (installs the dataset if absent).
+## The very build `make test` makes, in either order: the dev profile (Burn and every
+## dependency at opt-level 3, see Cargo.toml) with the workspace-hack's features, so
+## Burn is compiled once for both commands; only the fault-injection hooks differ,
+## which rebuilds our own crates, not Burn.
 run: deps-run
-	cargo build --release -p burnfit-cli
-	./target/release/burnfit train $(CONFIG)
+	cargo build -p burnfit-cli -p burnfit-workspace-hack --features burnfit-cli/remote
+	./target/debug/burnfit train $(CONFIG)
 
 ## Run every test (installs the lavapipe software GPU and Python tensorboard if absent),
 ## the custom_callback example for a few epochs (examples/embed-flex runs in its own

@@ -51,11 +51,13 @@ impl<M: Module, O: BatchLoss> GradientView for StepGradients<'_, M, O> {
                     return Vec::new();
                 }
                 let stacked = Tensor::cat(visitor.squares.into_iter().map(|(_, t)| t).collect(), 0);
+                // A failed read is the step's failure (the engine turns the
+                // panic into a training error), never empty norms.
                 let values = stacked
                     .into_data()
                     .convert::<f64>()
                     .try_to_vec::<f64>()
-                    .unwrap_or_default();
+                    .unwrap_or_else(|e| panic!("reading the gradient norms failed: {e:?}"));
                 names
                     .into_iter()
                     .zip(values)
