@@ -454,6 +454,7 @@ fn a_second_ctrl_c_quits_at_once_and_the_run_still_resumes() {
     for attempt in 0..3 {
         let run = tmp.path().join(format!("run{attempt}"));
         let Some((code, printed)) = double_ctrl_c(&config, &run) else {
+            eprintln!("try {attempt}: the graceful stop ended first; trying again");
             continue;
         };
         assert_eq!(code, Some(130), "{printed}");
