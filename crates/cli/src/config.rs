@@ -192,6 +192,10 @@ pub struct TrainingConfig {
     /// one device. `batch_size` is the batch of a step over all of them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
+    /// With several devices, the seconds one step may take before training
+    /// ends with an error naming the devices that did not answer (a remote
+    /// server that stopped answering); 0: no limit.
+    pub step_timeout: f64,
 }
 
 impl Default for TrainingConfig {
@@ -204,6 +208,7 @@ impl Default for TrainingConfig {
             backend: BackendChoice::Auto,
             metrics: None,
             devices: Vec::new(),
+            step_timeout: 600.0,
         }
     }
 }
@@ -316,6 +321,13 @@ impl Config {
         }
         if self.training.batch_size == 0 {
             return Err(bad("training.batch_size", "must be at least 1".into()));
+        }
+        let timeout = self.training.step_timeout;
+        if !(timeout >= 0.0 && timeout.is_finite()) {
+            return Err(bad(
+                "training.step_timeout",
+                format!("must be a number of seconds (0 for no limit), got {timeout}"),
+            ));
         }
         if !(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite()) {
             return Err(bad(
