@@ -172,6 +172,7 @@ fn validate(
     data_dir: Option<&std::path::Path>,
 ) -> CliResult<()> {
     let cfg = config::Config::load(path, sets)?;
+    train::check_config(path, &cfg)?;
     let loaded = data::load_data(&cfg, data_dir)?;
     let (train, valid, test) = loaded.sizes();
     println!(

@@ -220,6 +220,16 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     })
 }
 
+/// The checks of a config alone that `train` makes before creating
+/// anything, for `burnfit validate`: the model fits in memory, and no two
+/// writers aim at one file of a run directory.
+pub fn check_config(path: &Path, config: &Config) -> CliResult<()> {
+    let bad = |e: String| CliError::usage(format!("{}: {e}", path.display()));
+    check_memory(config).map_err(bad)?;
+    let root = RunDir::choose(&config.run_name(path), None);
+    crate::run_dir::check_one_writer_per_file(config, &root).map_err(bad)
+}
+
 /// Refuses a model whose parameters and optimizer state alone would not fit
 /// in the memory available now (`MemAvailable` of `/proc/meminfo`), before
 /// anything is created: building it would end in an allocation failure

@@ -402,6 +402,14 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
         let out = train(&config, &run, &[], &[]);
         refused(&out, key);
         assert!(!run.exists(), "{key}: created the run");
+        // `validate` makes the same check.
+        let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+            .arg("validate")
+            .arg(&config)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        refused(&out, key);
     }
     // The run's own log switched off, the user's CSVLogger is the one writer.
     let config = config(
