@@ -3,7 +3,10 @@
 # - burnfit-callbacks' normal dependency tree holds no backend, TUI,
 #   system-metrics or plotting crate (they are the application's choice);
 # - the core, callbacks and models crates package (no dependency on the
-#   unpublished workspace-hack).
+#   unpublished workspace-hack), and each compiles from its package as a
+#   user's build compiles it: with exactly the features it declares, outside
+#   the workspace-hack's unification (cargo package verifies them in
+#   target/package, a target directory of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,5 +17,5 @@ if [ -n "$heavy" ]; then
   exit 1
 fi
 crates=$(cargo tree -p burnfit-callbacks -e normal --prefix none | sed 's/ (\*)//; s/ (proc-macro)//' | sort -u | wc -l)
-cargo package --quiet --no-verify --allow-dirty -p burnfit-core -p burnfit-callbacks -p burnfit-models
-echo "library check: burnfit-callbacks has $crates crates, none of wgpu, burn-ndarray, ratatui, sysinfo, plotters; burnfit-core, burnfit-callbacks and burnfit-models package"
+cargo package --quiet --allow-dirty -p burnfit-core -p burnfit-callbacks -p burnfit-models
+echo "library check: burnfit-callbacks has $crates crates, none of wgpu, burn-ndarray, ratatui, sysinfo, plotters; burnfit-core, burnfit-callbacks and burnfit-models package; each builds from its package with its own features"

@@ -74,12 +74,17 @@ pub fn dropout<const D: usize>(dropout: &Dropout, input: Tensor<D>) -> Tensor<D>
     input * mask
 }
 
-/// Whether tensors on `device` live in host memory (flex, ndarray).
-// ndarray is deprecated in Burn 0.22 but still a backend users can pick.
-#[allow(deprecated)]
+/// Whether tensors on `device` live in host memory (flex, and ndarray when
+/// this crate's `ndarray` feature is on: Burn names its device only then).
 fn on_host(device: &Device) -> bool {
     let base = device.clone().without_autodiff();
-    base == Device::flex() || base == Device::ndarray()
+    // ndarray is deprecated in Burn 0.22 but still a backend users can pick.
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    if base == Device::ndarray() {
+        return true;
+    }
+    base == Device::flex()
 }
 
 /// A 64-bit seed drawn from Burn's generator for `device`.
