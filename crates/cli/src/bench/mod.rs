@@ -308,7 +308,9 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
             training.launch(Learner::new(model, optim, 1e-3));
         }
         _ => {
-            let mut callbacks = Callbacks::new().quiet(true);
+            // Seeded, as every CLI run is: the devices then work at once
+            // only if the engine keeps the run reproducible that way.
+            let mut callbacks = Callbacks::new().quiet(true).deterministic(42);
             if variant == Variant::FiveNoOps {
                 for _ in 0..5 {
                     callbacks.push(NoOp);
@@ -366,7 +368,9 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
 }
 
 /// Step time with the batch of a step (64 images) split over 1, 2, …
-/// devices, each count timed in turn per round (median of `repeats`).
+/// devices, each count timed in turn per round, seeded as the CLI's runs
+/// are; the range over the `repeats` rounds (each round's speed-up is
+/// against that round's one-device time).
 fn device_scaling(
     kind: &str,
     backend: &ChosenBackend,
@@ -380,7 +384,9 @@ fn device_scaling(
         "\n## {kind} on {}: one step of {batch} images over several devices",
         backend.name
     );
-    println!("| devices | step time (ms) | samples/s | speed-up over 1 device |");
+    println!(
+        "| devices | step time (ms) | samples/s | speed-up over 1 device (range over rounds) |"
+    );
     println!("| ---: | ---: | ---: | ---: |");
     let devices: Vec<crate::backend::Devices> = counts
         .iter()
@@ -394,7 +400,9 @@ fn device_scaling(
                 .ok_or_else(|| CliError::usage(format!("--models: unknown model {kind}")))?
                 .init_classifier(&backend.device.clone().autodiff())
                 .map_err(|e| CliError::usage(e.to_string()))?;
-            let mut callbacks = Callbacks::new().quiet(true);
+            // Seeded, as every CLI run is: the devices then work at once
+            // only if the engine keeps the run reproducible that way.
+            let mut callbacks = Callbacks::new().quiet(true).deterministic(42);
             if n > 1 {
                 callbacks = callbacks.devices(list.list.iter().map(|(_, d)| d.clone()).collect());
             }
@@ -423,13 +431,21 @@ fn device_scaling(
             times[i].push(start.elapsed().as_secs_f64() / steps as f64);
         }
     }
-    let medians: Vec<f64> = times.into_iter().map(median).collect();
-    for (count, step) in counts.iter().zip(&medians) {
+    let range = |values: &[f64]| {
+        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (low, high)
+    };
+    for (count, steps) in counts.iter().zip(&times) {
+        let (fast, slow) = range(steps);
+        let speedups: Vec<f64> = times[0].iter().zip(steps).map(|(one, n)| one / n).collect();
+        let (low, high) = range(&speedups);
         println!(
-            "| {count} | {:.1} | {:.0} | {:.2} |",
-            step * 1e3,
-            batch as f64 / step,
-            medians[0] / step
+            "| {count} | {:.1}–{:.1} | {:.0}–{:.0} | {low:.2}–{high:.2} |",
+            fast * 1e3,
+            slow * 1e3,
+            batch as f64 / slow,
+            batch as f64 / fast,
         );
     }
     Ok(())
