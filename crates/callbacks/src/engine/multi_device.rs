@@ -384,7 +384,7 @@ where
 
 /// Salt of a worker's random stream, so that it differs from the seed of
 /// Burn's generator on that device.
-const STREAM_SALT: u64 = 0x5EED_0F_57_AE_A4;
+const STREAM_SALT: u64 = 0x5EED_0F57_AEA4;
 
 /// Whether Burn's generator on `device`, seeded with `seed` before the
 /// step, was drawn from since: its next numbers are not those of a fresh
