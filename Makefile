@@ -15,7 +15,8 @@ run: deps-run
 	cargo build -p burnfit-cli -p burnfit-workspace-hack --features burnfit-cli/remote
 	./target/debug/burnfit train $(CONFIG)
 
-## Run every test (installs the lavapipe software GPU and Python tensorboard if absent),
+## Run every test (installs the lavapipe software GPU, Python tensorboard and an mlflow
+## server if absent; the wgpu and MLflow tests fail rather than skip without them),
 ## the custom_callback example for a few epochs (examples/embed-flex runs in its own
 ## test), and the check that the library stays lean and publishable. The CLI's `remote`
 ## feature is on, so its multi-machine tests run (Burn is built once, with it: see
@@ -23,7 +24,7 @@ run: deps-run
 ## a shipped binary does not have (their tests are ignored without it).
 TEST_FEATURES := burnfit-cli/remote,burnfit-cli/fault-injection
 test: deps-test
-	BURNFIT_REQUIRE_WGPU=1 cargo test --workspace --no-fail-fast --features $(TEST_FEATURES)
+	BURNFIT_REQUIRE_WGPU=1 BURNFIT_REQUIRE_MLFLOW=1 cargo test --workspace --no-fail-fast --features $(TEST_FEATURES)
 	cargo run --quiet -p burnfit-callbacks --example custom_callback -- --epochs 2
 	bash scripts/check-library.sh
 
