@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The library stays lean and publishable:
 # - burnfit-callbacks' normal dependency tree holds no backend, TUI,
-#   system-metrics or plotting crate (they are the application's choice);
+#   system-metrics, plotting or HTTP crate (they are the application's choice,
+#   and the trackers are behind the feature `trackers`);
 # - the core, callbacks and models crates package (no dependency on the
 #   unpublished workspace-hack), and each compiles from its package as a
 #   user's build compiles it: with exactly the features it declares, outside
@@ -11,11 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 heavy=$(cargo tree -p burnfit-callbacks -e normal --prefix none \
-  | grep -E '^(wgpu|burn-wgpu|burn-ndarray|ratatui|sysinfo|plotters) v' | sort -u || true)
+  | grep -E '^(wgpu|burn-wgpu|burn-ndarray|ratatui|sysinfo|plotters|ureq|rustls) v' | sort -u || true)
 if [ -n "$heavy" ]; then
   echo "error: burnfit-callbacks depends on: $heavy" >&2
   exit 1
 fi
 crates=$(cargo tree -p burnfit-callbacks -e normal --prefix none | sed 's/ (\*)//; s/ (proc-macro)//' | sort -u | wc -l)
 cargo package --quiet --allow-dirty -p burnfit-core -p burnfit-callbacks -p burnfit-models
-echo "library check: burnfit-callbacks has $crates crates, none of wgpu, burn-ndarray, ratatui, sysinfo, plotters; burnfit-core, burnfit-callbacks and burnfit-models package; each builds from its package with its own features"
+echo "library check: burnfit-callbacks has $crates crates, none of wgpu, burn-ndarray, ratatui, sysinfo, plotters, ureq, rustls; burnfit-core, burnfit-callbacks and burnfit-models package; each builds from its package with its own features"

@@ -210,7 +210,7 @@ impl EventWriter {
     }
 
     /// A histogram of `values` (`tf.summary.histogram`) with
-    /// [`DEFAULT_BUCKET_COUNT`] buckets; see [`histogram_buckets`].
+    /// [`DEFAULT_BUCKET_COUNT`] buckets; see [`histogram_buckets`](crate::tensorboard::histogram_buckets).
     pub fn write_histogram<T: Copy + Into<f64>>(
         &mut self,
         tag: &str,
