@@ -19,6 +19,18 @@ pub trait BatchLoss {
     fn batch_size(&self) -> Option<usize> {
         None
     }
+
+    /// The output with its tensors on `device`. On several devices, each
+    /// worker brings its output to the first device with its gradients, so
+    /// that metrics and batch logs never wait on another device (a remote
+    /// server that stopped answering would otherwise hang them, outside the
+    /// step timeout). The default keeps the output where it is.
+    fn to_device(self, _device: &burn::tensor::Device) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 impl BatchLoss for ClassificationOutput {
@@ -29,6 +41,14 @@ impl BatchLoss for ClassificationOutput {
     fn batch_size(&self) -> Option<usize> {
         self.targets.dims().first().copied()
     }
+
+    fn to_device(self, device: &burn::tensor::Device) -> Self {
+        ClassificationOutput {
+            output: self.output.to_device(device),
+            loss: self.loss.to_device(device),
+            targets: self.targets.to_device(device),
+        }
+    }
 }
 
 impl BatchLoss for RegressionOutput {
@@ -38,5 +58,13 @@ impl BatchLoss for RegressionOutput {
 
     fn batch_size(&self) -> Option<usize> {
         self.targets.dims().first().copied()
+    }
+
+    fn to_device(self, device: &burn::tensor::Device) -> Self {
+        RegressionOutput {
+            output: self.output.to_device(device),
+            loss: self.loss.to_device(device),
+            targets: self.targets.to_device(device),
+        }
     }
 }

@@ -352,6 +352,7 @@ where
 fn work<M>(job: Job<M>, index: usize, device: &Device, main: &Device) -> Option<(Output<M>, bool)>
 where
     M: LearnerModel,
+    <M as TrainStep>::Output: BatchLoss,
 {
     let Job {
         model,
@@ -369,10 +370,12 @@ where
         let model = model.fork(device);
         let mut output = TrainStep::step(&model, item);
         // Brought to the first device here, so that a failed transfer (a
-        // lost remote server) is this device's failure, and the transfers
-        // of the devices overlap.
+        // lost remote server) is this device's failure (within the step
+        // timeout), and the transfers of the devices overlap.
         if index != 0 {
             output.grads = output.grads.to_device(main, &model);
+            // The output too: metrics then never wait on this device.
+            output.item = output.item.to_device(main);
         }
         let drew = match (probe, seed) {
             (true, Some(seed)) => burn_generator_moved(device, seed),
