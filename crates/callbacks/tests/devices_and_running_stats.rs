@@ -249,21 +249,6 @@ fn a_model_drawing_from_burns_generator_takes_turns_says_so_and_stays_reproducib
     assert_eq!(again, first);
 }
 
-/// The order in which one device sees the items two devices see in steps:
-/// device 0's batch `k` (first half of the data), then device 1's batch `k`.
-fn interleaved(items: &[common::Item], per_device: usize) -> Vec<common::Item> {
-    let half = items.len() / 2;
-    let (first, second) = items.split_at(half);
-    let mut out = Vec::new();
-    for k in 0..second.len().div_ceil(per_device) {
-        let a = (k * per_device).min(first.len())..((k + 1) * per_device).min(first.len());
-        let b = (k * per_device)..((k + 1) * per_device).min(second.len());
-        out.extend_from_slice(&first[a]);
-        out.extend_from_slice(&second[b]);
-    }
-    out
-}
-
 #[test]
 fn the_mean_is_the_update_of_one_device_with_the_whole_batch_for_unequal_shares() {
     let _one = rendezvous::USER.lock().unwrap_or_else(|e| e.into_inner());
@@ -273,7 +258,13 @@ fn the_mean_is_the_update_of_one_device_with_the_whole_batch_for_unequal_shares(
     // 1/3 and 2/3, not halves.
     let items = common::items(27, 5);
     let dir = tempfile::tempdir().unwrap();
-    let one = common::train_items(dir.path(), 3, interleaved(&items, 4), 8, Callbacks::new());
+    let one = common::train_items(
+        dir.path(),
+        3,
+        common::interleaved(&items, 4),
+        8,
+        Callbacks::new(),
+    );
     let two = common::train_items(
         dir.path(),
         3,

@@ -633,29 +633,19 @@ fn two_devices() -> Vec<burn::tensor::Device> {
     vec![common::device(), common::device()]
 }
 
-/// The order in which one device sees the items that two devices see in
-/// steps: step `k` of the pair is device 0's batch `k` (from the first half
-/// of the data) followed by device 1's batch `k` (from the second half).
-fn interleaved(items: &[common::Item], per_device: usize) -> Vec<common::Item> {
-    let half = items.len() / 2;
-    let (first, second) = items.split_at(half);
-    let mut out = Vec::new();
-    for k in 0..second.len().div_ceil(per_device) {
-        let a = (k * per_device).min(first.len())..((k + 1) * per_device).min(first.len());
-        let b = (k * per_device)..((k + 1) * per_device).min(second.len());
-        out.extend_from_slice(&first[a]);
-        out.extend_from_slice(&second[b]);
-    }
-    out
-}
-
 #[test]
 fn two_devices_at_half_the_batch_train_the_same_weights_as_one_device() {
     // 33 items: shards of 16 and 17, so the last step has data on device 1
     // only (one item): it alone makes that update.
     let items = common::items(33, 5);
     let dir = tempfile::tempdir().unwrap();
-    let one = common::train_items(dir.path(), 3, interleaved(&items, 4), 8, Callbacks::new());
+    let one = common::train_items(
+        dir.path(),
+        3,
+        common::interleaved(&items, 4),
+        8,
+        Callbacks::new(),
+    );
     let two = common::train_items(
         dir.path(),
         3,

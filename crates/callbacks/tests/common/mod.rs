@@ -219,3 +219,19 @@ pub fn weights(model: &Tiny) -> Vec<f32> {
     );
     w
 }
+
+/// The order in which one device sees the items that two devices see in
+/// steps: step `k` of the pair is device 0's batch `k` (from the first half
+/// of the data) followed by device 1's batch `k` (from the second half).
+pub fn interleaved(items: &[Item], per_device: usize) -> Vec<Item> {
+    let half = items.len() / 2;
+    let (first, second) = items.split_at(half);
+    let mut out = Vec::new();
+    for k in 0..second.len().div_ceil(per_device) {
+        let a = (k * per_device).min(first.len())..((k + 1) * per_device).min(first.len());
+        let b = (k * per_device)..((k + 1) * per_device).min(second.len());
+        out.extend_from_slice(&first[a]);
+        out.extend_from_slice(&second[b]);
+    }
+    out
+}
