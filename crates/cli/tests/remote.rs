@@ -129,7 +129,7 @@ fn a_lost_server_ends_training_with_one_line_and_resume_continues() {
     let mut b = Server::start("127.0.0.1:0", tmp.path());
     let remote = format!("{},{}", a.url, b.url);
     let run = tmp.path().join("run");
-    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+    let coordinator = Command::new(env!("CARGO_BIN_EXE_burnfit"))
         .args(["train", config.to_str().unwrap(), "--backend", "flex"])
         .args(["--epochs", "30", "--set", "training.batch_size=48"])
         .args(["--remote", &remote, "--run-dir", run.to_str().unwrap()])
@@ -147,20 +147,9 @@ fn a_lost_server_ends_training_with_one_line_and_resume_continues() {
     let port = b.port().to_string();
     let _ = b.child.kill();
     let _ = b.child.wait();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = coordinator.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = coordinator.kill();
-            panic!("the coordinator did not end after losing a server");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = coordinator.wait_with_output().unwrap();
+    let out = ended(coordinator, "a lost server");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!status.success());
+    assert!(!out.status.success());
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("--resume"), "{stderr}");
