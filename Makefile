@@ -22,7 +22,7 @@ run: deps-run
 ## feature is on, so its multi-machine tests run (Burn is built once, with it: see
 ## crates/workspace-hack), and so is `fault-injection`: the crash tests' hooks, which
 ## a shipped binary does not have (their tests are ignored without it).
-TEST_FEATURES := burnfit-cli/remote,burnfit-cli/fault-injection
+TEST_FEATURES := burnfit-cli/remote,burnfit-cli/fault-injection,own-model/fault-injection
 test: deps-test
 	BURNFIT_REQUIRE_WGPU=1 BURNFIT_REQUIRE_MLFLOW=1 cargo test --workspace --no-fail-fast --features $(TEST_FEATURES)
 	cargo run --quiet -p burnfit-callbacks --example custom_callback -- --epochs 2

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use burnfit_callbacks::builtins::CallbackConfig;
-use burnfit_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
+use crate::task::Section;
 
 /// A whole training configuration, as written in `configs/*.toml`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -15,10 +15,14 @@ pub struct Config {
     /// Run name; defaults to the config file's stem.
     #[serde(default)]
     pub name: Option<String>,
-    /// The network (`kind = "mlp" | "cnn" | "simple_cnn" | "resnet" | "mlp_regressor"`).
-    pub model: ModelConfig,
-    /// The dataset.
-    pub data: DataConfig,
+    /// The network: the task's own table (for the `burnfit` binary, `kind =
+    /// "mlp" | "cnn" | "simple_cnn" | "resnet" | "mlp_regressor"`).
+    #[serde(deserialize_with = "crate::task::deserialize_model_section")]
+    pub model: Section,
+    /// The dataset: the task's own table (for the `burnfit` binary, a
+    /// [`DataConfig`]).
+    #[serde(deserialize_with = "crate::task::deserialize_data_section")]
+    pub data: Section,
     /// The optimizer.
     #[serde(default)]
     pub optimizer: OptimizerConfig,
@@ -293,10 +297,9 @@ impl Config {
     /// The metrics computed besides the loss (`[training] metrics`, or the
     /// task's default).
     pub fn metric_names(&self) -> Vec<String> {
-        match (&self.training.metrics, self.model.task()) {
-            (Some(names), _) => names.clone(),
-            (None, burnfit_models::Task::Classification) => vec!["accuracy".into()],
-            (None, _) => Vec::new(),
+        match &self.training.metrics {
+            Some(names) => names.clone(),
+            None => crate::task::current().describe(self).metrics.default,
         }
     }
 
@@ -350,60 +353,15 @@ impl Config {
                 "must be at least 1 (or left out: overwrite only at the end)".into(),
             ));
         }
-        if let Err(e) = self.model.validate() {
-            return Err(bad("model", e.to_string()));
+        if let Err(e) = crate::task::current().check(self) {
+            return Err(bad(&e.key, e.message));
         }
-        let in_open_unit = |x: f64| x > 0.0 && x < 1.0;
-        match &self.data {
-            DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
-                if !in_open_unit(d.validation_split) {
-                    return Err(bad(
-                        "data.validation_split",
-                        format!(
-                            "must be between 0 and 1 (exclusive), got {}: without validation \
-                             data val_loss is undefined",
-                            d.validation_split
-                        ),
-                    ));
-                }
-                for (key, limit) in [
-                    ("data.limit_train", d.limit_train),
-                    ("data.limit_test", d.limit_test),
-                ] {
-                    if limit == Some(0) {
-                        return Err(bad(
-                            key,
-                            "must be at least 1 (or left out for all items)".into(),
-                        ));
-                    }
-                }
-            }
-            DataConfig::Csv(d) => {
-                for (key, split) in [
-                    ("data.validation_split", d.validation_split),
-                    ("data.test_split", d.test_split),
-                ] {
-                    if !in_open_unit(split) {
-                        return Err(bad(
-                            key,
-                            format!("must be between 0 and 1 (exclusive), got {split}"),
-                        ));
-                    }
-                }
-            }
-        }
-        let available: &[&str] = match self.model.task() {
-            burnfit_models::Task::Classification => crate::metrics::CLASSIFICATION,
-            _ => crate::metrics::REGRESSION,
-        };
+        let metrics = crate::task::current().describe(self).metrics;
+        let available = &metrics.available;
         let mut seen = Vec::new();
         for name in self.metric_names() {
-            if !available.contains(&name.as_str()) {
-                let other = match self.model.task() {
-                    burnfit_models::Task::Classification => crate::metrics::REGRESSION,
-                    _ => crate::metrics::CLASSIFICATION,
-                };
-                let why = if other.contains(&name.as_str()) {
+            if !available.contains(&name) {
+                let why = if metrics.other_tasks.contains(&name) {
                     format!("`{name}` is not a metric of this model's task")
                 } else {
                     format!("unknown metric `{name}`")

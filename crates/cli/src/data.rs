@@ -12,8 +12,9 @@ use burnfit_models::data::{
     TableDataset, train_val_split,
 };
 
-use crate::config::{Config, DataConfig};
+use crate::config::DataConfig;
 use crate::error::{CliError, CliResult};
+use crate::task::DataContext;
 
 /// Train/validation/test data, ready for loaders.
 pub enum Data {
@@ -52,7 +53,7 @@ impl Data {
 
     /// Checks that every split has items and that a batch fits in the
     /// training set.
-    pub fn check(&self, config: &Config) -> CliResult<()> {
+    pub fn check(&self, config: &DataConfig, batch: usize) -> CliResult<()> {
         let (train, valid, test) = self.sizes();
         let source = data_source(config);
         let empty = |split: &str, hint: &str| {
@@ -76,7 +77,6 @@ impl Data {
                 "raise data.limit_test / data.test_split, or use a data set with test items",
             ));
         }
-        let batch = config.training.batch_size;
         if batch > train {
             return Err(CliError::usage(format!(
                 "training.batch_size = {batch} is larger than the training set ({train} items); \
@@ -88,8 +88,8 @@ impl Data {
 }
 
 /// The file or directory the data comes from, for messages.
-fn data_source(config: &Config) -> String {
-    match &config.data {
+fn data_source(config: &DataConfig) -> String {
+    match config {
         DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => d
             .dir
             .clone()
@@ -100,17 +100,16 @@ fn data_source(config: &Config) -> String {
     }
 }
 
-/// Loads the data a config names (`data_override` replaces the directory
-/// or file) and checks it ([`Data::check`]).
-pub fn load_data(config: &Config, data_override: Option<&Path>) -> CliResult<Data> {
-    let data = read(config, data_override)?;
-    data.check(config)?;
+/// Loads the data a built-in `[data]` table names (`--data` replaces the
+/// directory or file) and checks it ([`Data::check`]).
+pub fn load_builtin(config: &DataConfig, context: &DataContext) -> CliResult<Data> {
+    let data = read(config, context.data_dir.as_deref(), context.seed)?;
+    data.check(config, context.batch_size)?;
     Ok(data)
 }
 
-fn read(config: &Config, data_override: Option<&Path>) -> CliResult<Data> {
-    let seed = config.training.seed;
-    match &config.data {
+fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResult<Data> {
+    match config {
         DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
             let dir = data_override
                 .map(Path::to_path_buf)
@@ -206,17 +205,9 @@ impl TableInputs {
         }
     }
 
-    /// Writes `RUN/table.json` (atomically).
-    pub fn write(&self, run_root: &Path) -> CliResult<()> {
-        let path = run_root.join(Self::FILE);
-        let bytes = serde_json::to_vec_pretty(self).expect("table inputs serialise");
-        burnfit_callbacks::atomic::write_atomic(&path, &bytes).map_err(|e| {
-            CliError::failed(format!(
-                "{}: cannot write: {}",
-                path.display(),
-                crate::run_dir::io_reason(&e)
-            ))
-        })
+    /// The contents of `RUN/table.json`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("table inputs serialise")
     }
 
     /// Reads `RUN/table.json`; `None` for a run trained before it existed.

@@ -2,31 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::data::dataloader::DataLoader;
 use burn::module::Module;
-use burn::prelude::*;
 use burn::store::ModuleRecord;
-use burnfit_models::Classifier;
 use burnfit_models::data::fashion_mnist::{CLASS_NAMES, PIXEL_MEAN, PIXEL_STD};
-use burnfit_models::data::{ImageBatcher, ImageDataset, RegressionBatcher, idx};
+use burnfit_models::data::{
+    ImageBatch, ImageBatcher, ImageDataset, RegressionBatch, RegressionBatcher, idx,
+};
 use burnfit_models::nets::MlpRegressor;
 
 use crate::backend;
-use crate::config::{BackendChoice, Config};
-use crate::data::{Data, TableInputs, load_data, loader};
+use crate::builtin::{ImageClassification, TableRegression};
+use crate::config::{BackendChoice, Config, DataConfig};
+use crate::data::{Data, TableInputs};
 use crate::error::{CliError, CliResult};
 use crate::run_dir::RunDir;
+use crate::task::{Predict, PredictJob};
 
-/// Test-set metrics of a model.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TestMetrics {
-    /// Mean loss.
-    pub loss: f64,
-    /// Accuracy (classification only).
-    pub accuracy: Option<f64>,
-    /// Items evaluated.
-    pub count: usize,
-}
+pub use crate::task::TestMetrics;
 
 fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
     let (path, ours) = match which {
@@ -60,7 +52,7 @@ fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
     Ok(path)
 }
 
-fn load_weights<M: Module>(model: M, path: &Path) -> CliResult<M> {
+pub(crate) fn load_weights<M: Module>(model: M, path: &Path) -> CliResult<M> {
     let record = ModuleRecord::load(path).map_err(|e| {
         CliError::usage(format!(
             "{}: cannot read the checkpoint: {e}",
@@ -75,80 +67,26 @@ fn load_weights<M: Module>(model: M, path: &Path) -> CliResult<M> {
     })
 }
 
-/// Evaluates the checkpoint `which` of the run in `run_dir` on its test set.
+/// Evaluates the checkpoint `which` of the run in `run_dir` on its test
+/// set: its metrics and the line that reports them.
 pub fn evaluate(
     run_dir: &Path,
     which: &str,
     choice: Option<BackendChoice>,
-) -> CliResult<TestMetrics> {
+) -> CliResult<(TestMetrics, String)> {
     let run = RunDir::open(run_dir)?;
     let config: Config = run.read_config()?;
     let path = checkpoint_path(&run, which)?;
-    let convolutional = config.model.is_convolutional();
+    let task = crate::task::current();
+    let convolutional = task.describe(&config).convolutional;
     let device = backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.device;
-    let batch = config.training.batch_size;
-    match load_data(&config, None)? {
-        Data::Images { test, .. } => {
-            let model = config
-                .model
-                .init_classifier(&device)
-                .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let model = load_weights(model, &path)?.valid();
-            let test = loader(ImageBatcher::default(), test, batch, 1).to_device(&device);
-            classify_all(&model, test.as_ref())
-        }
-        Data::Table { test, .. } => {
-            let model = config
-                .model
-                .init_regressor(test.num_features(), &device)
-                .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let model = load_weights(model, &path)?.valid();
-            let test = loader(RegressionBatcher, test, batch, 1).to_device(&device);
-            let (mut sum, mut count) = (0.0f64, 0usize);
-            for_each_batch(test.iter(), "the test set", |batch| {
-                let n = batch.targets.dims()[0];
-                let output = model.forward_regression(batch);
-                sum += output.loss.into_scalar::<f32>() as f64 * n as f64;
-                count += n;
-                Ok(())
-            })?;
-            check_count(count, test.num_items(), "the test set")?;
-            Ok(TestMetrics {
-                loss: sum / count.max(1) as f64,
-                accuracy: None,
-                count,
-            })
-        }
-    }
-}
-
-fn classify_all(
-    model: &Classifier,
-    test: &dyn DataLoader<burnfit_models::data::ImageBatch>,
-) -> CliResult<TestMetrics> {
-    let (mut loss_sum, mut correct, mut count) = (0.0f64, 0usize, 0usize);
-    for_each_batch(test.iter(), "the test set", |batch| {
-        let n = batch.targets.dims()[0];
-        let targets = batch.targets.clone();
-        let output = model.forward_classification(batch);
-        loss_sum += output.loss.into_scalar::<f32>() as f64 * n as f64;
-        let predicted = output.output.argmax(1).reshape([n]);
-        correct += predicted.equal(targets).int().sum().into_scalar::<i64>() as usize;
-        count += n;
-        Ok(())
-    })?;
-    check_count(count, test.num_items(), "the test set")?;
-    Ok(TestMetrics {
-        loss: loss_sum / count.max(1) as f64,
-        accuracy: Some(correct as f64 / count.max(1) as f64),
-        count,
-    })
+    task.evaluate(&config, &path, &device, which)
 }
 
 /// Runs `each` on every batch, in order. A batch that failed to load is an
 /// error naming it: never skipped, since a result over fewer items would
 /// look complete.
-fn for_each_batch<B, E: std::fmt::Display>(
+pub(crate) fn for_each_batch<B, E: std::fmt::Display>(
     batches: impl Iterator<Item = Result<B, E>>,
     what: &str,
     mut each: impl FnMut(B) -> CliResult<()>,
@@ -167,7 +105,7 @@ fn for_each_batch<B, E: std::fmt::Display>(
 }
 
 /// Fails unless every one of the `expected` items was evaluated.
-fn check_count(count: usize, expected: usize, what: &str) -> CliResult<()> {
+pub(crate) fn check_count(count: usize, expected: usize, what: &str) -> CliResult<()> {
     if count == expected {
         return Ok(());
     }
@@ -184,17 +122,8 @@ fn output_values(data: burn::tensor::TensorData) -> CliResult<Vec<f32>> {
 
 /// `burnfit eval`.
 pub fn eval_command(run_dir: &Path, which: &str, choice: Option<BackendChoice>) -> CliResult<()> {
-    let metrics = evaluate(run_dir, which, choice)?;
-    match metrics.accuracy {
-        Some(acc) => println!(
-            "test ({} images, {which} checkpoint): loss {:.4}, accuracy {:.4}",
-            metrics.count, metrics.loss, acc
-        ),
-        None => println!(
-            "test ({} rows, {which} checkpoint): mse {:.4}",
-            metrics.count, metrics.loss
-        ),
-    }
+    let (metrics, line) = evaluate(run_dir, which, choice)?;
+    println!("{line}");
     // Kept in the run for `best` and `last` (a checkpoint given by path may
     // lie anywhere: nothing is written for it). A run that cannot be written
     // to (read-only, archived) is still evaluated.
@@ -215,16 +144,28 @@ pub fn eval_command(run_dir: &Path, which: &str, choice: Option<BackendChoice>) 
     Ok(())
 }
 
-/// `burnfit predict`: classes of the images in an IDX file, or values of CSV rows.
+/// `burnfit predict`: the task's predictions of the items in `input`.
 pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> CliResult<()> {
     let run = RunDir::open(run_dir)?;
     let config = run.read_config()?;
-    let path = checkpoint_path(&run, "best").or_else(|_| checkpoint_path(&run, "last"))?;
-    let convolutional = config.model.is_convolutional();
+    let weights = checkpoint_path(&run, "best").or_else(|_| checkpoint_path(&run, "last"))?;
+    let task = crate::task::current();
+    let convolutional = task.describe(&config).convolutional;
     let device = backend::choose(config.training.backend, convolutional)?.device;
-    if config.model.task() == burnfit_models::Task::Regression {
-        return predict_table(&run, &config, &path, input, limit, &device);
-    }
+    task.predict(PredictJob {
+        config: &config,
+        run: &run,
+        weights: &weights,
+        input,
+        limit,
+        device: &device,
+    })
+}
+
+/// The image classifier's predictions: the class of each image of an IDX
+/// file, with its probability.
+pub fn predict_images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
+    let input = job.input;
     let images = idx::read_images(input).map_err(|e| CliError::usage(e.to_string()))?;
     if (images.rows, images.cols) != (28, 28) {
         return Err(CliError::usage(format!(
@@ -234,7 +175,7 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
             images.cols
         )));
     }
-    let n = limit.unwrap_or(images.count).min(images.count);
+    let n = job.limit.unwrap_or(images.count).min(images.count);
     let labels = vec![0u8; n];
     let pixels = images.pixels[..n * images.image_len()].to_vec();
     let dataset = ImageDataset::new(
@@ -245,14 +186,13 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
         PIXEL_MEAN,
         PIXEL_STD,
     );
-    let model = config
-        .model
-        .init_classifier(&device)
+    let model = job
+        .model_config
+        .init_classifier(job.device)
         .map_err(|e| CliError::usage(format!("model: {e}")))?;
-    let model = load_weights(model, &path)?.valid();
-    let test = loader(ImageBatcher::default(), dataset, 256, 1).to_device(&device);
+    let model = job.load(model)?;
     let mut index = 0;
-    for_each_batch(test.iter(), &input.display().to_string(), |batch| {
+    job.each_batch(dataset, ImageBatcher::default(), |batch: ImageBatch| {
         let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
         let [rows, classes] = probabilities.dims();
         let values = output_values(probabilities.into_data())?;
@@ -273,15 +213,10 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     check_count(index, n, &input.display().to_string())
 }
 
-fn predict_table(
-    run: &RunDir,
-    config: &Config,
-    weights: &Path,
-    input: &Path,
-    limit: Option<usize>,
-    device: &Device,
-) -> CliResult<()> {
-    let inputs = table_inputs(run, config)?;
+/// The table regressor's predictions: the value of each row of a CSV file.
+pub fn predict_table(job: Predict<'_, TableRegression>) -> CliResult<()> {
+    let input = job.input;
+    let inputs = table_inputs(job.run_root, job.data_config, &job.data_context)?;
     // The target column is not needed (and left out of an input to predict).
     let mut table = burnfit_models::data::Table::features_from_csv(
         input,
@@ -299,17 +234,16 @@ fn predict_table(
     }
     // Standardised with the training split's statistics, as in training.
     inputs.scaler.apply(&mut table);
-    let model: MlpRegressor = config
-        .model
-        .init_regressor(table.num_features(), device)
+    let model: MlpRegressor = job
+        .model_config
+        .init_regressor(table.num_features(), job.device)
         .map_err(|e| CliError::usage(format!("model: {e}")))?;
-    let model = load_weights(model, weights)?.valid();
-    let n = limit.unwrap_or(table.len()).min(table.len());
+    let model = job.load(model)?;
+    let n = job.limit.unwrap_or(table.len()).min(table.len());
     let dataset =
         burnfit_models::data::TableDataset::new(table.select(&(0..n).collect::<Vec<_>>()));
-    let test = loader(RegressionBatcher, dataset, 256, 1).to_device(device);
     let mut index = 0;
-    for_each_batch(test.iter(), &input.display().to_string(), |batch| {
+    job.each_batch(dataset, RegressionBatcher, |batch: RegressionBatch| {
         for v in output_values(model.forward(batch.features).into_data())? {
             println!("{index}\t{v}");
             index += 1;
@@ -322,11 +256,15 @@ fn predict_table(
 /// The feature columns and standardisation a CSV run was trained with: its
 /// `table.json`, or (a run trained before burnfit kept it) fitted again
 /// from the training CSV that `data.path` names.
-fn table_inputs(run: &RunDir, config: &Config) -> CliResult<TableInputs> {
-    if let Some(inputs) = TableInputs::read(&run.root) {
+fn table_inputs(
+    run_root: &Path,
+    data: &DataConfig,
+    context: &crate::task::DataContext,
+) -> CliResult<TableInputs> {
+    if let Some(inputs) = TableInputs::read(run_root) {
         return inputs;
     }
-    let crate::config::DataConfig::Csv(c) = &config.data else {
+    let DataConfig::Csv(c) = data else {
         return Err(CliError::usage(
             "this run's model is a regressor but its data is not a CSV table",
         ));
@@ -335,12 +273,12 @@ fn table_inputs(run: &RunDir, config: &Config) -> CliResult<TableInputs> {
         return Err(CliError::usage(format!(
             "{}: this run has no {} (trained by an older burnfit), and its data.path {} is \
              relative to the directory it was trained in; run predict from that directory",
-            run.root.display(),
+            run_root.display(),
             TableInputs::FILE,
             c.path.display()
         )));
     }
-    let Data::Table { train, scaler, .. } = load_data(config, None)? else {
+    let Data::Table { train, scaler, .. } = crate::data::load_builtin(data, context)? else {
         unreachable!("a CSV config loads a table");
     };
     Ok(TableInputs::new(&train, &scaler))

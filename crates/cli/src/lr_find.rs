@@ -8,12 +8,12 @@ use burnfit_callbacks::builtins::{
 };
 use plotters::prelude::*;
 
-use crate::TrainArgs;
-use crate::config::{BackendChoice, Config};
+use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::report::plot_error;
 use crate::run_dir::RunDir;
 use crate::train;
+use crate::{RunFlags, TrainArgs};
 
 /// `burnfit lr-find` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -29,18 +29,13 @@ pub struct LrFindArgs {
     /// Optimizer steps in the sweep.
     #[arg(long, default_value_t = 100)]
     pub steps: usize,
-    /// Backend, as for train.
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendChoice>,
-    /// Directory with the dataset files (overrides data.dir).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    /// The flags every training command takes (`--epochs` does not apply:
+    /// `--steps` sets the length).
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Where the plot and the table go (default runs/<name>-lr-find-<timestamp>/).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Override any config value, as for train.
-    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
-    pub sets: Vec<String>,
 }
 
 /// The files `lr-find` writes in its run directory.
@@ -63,23 +58,26 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         .map_err(|e| CliError::usage(format!("lr-find: {e} (see --min-lr, --max-lr, --steps)")))?;
     let handle = finder.handle();
 
+    if args.run.epochs.is_some() {
+        return Err(CliError::usage(
+            "lr-find: --epochs does not apply (the range test runs --steps optimizer steps)",
+        ));
+    }
     let run_dir = match &args.run_dir {
         Some(dir) => dir.clone(),
         None => {
-            let config = Config::load(&args.config, &args.sets)?;
+            let config = Config::load(&args.config, &args.run.sets)?;
             RunDir::choose(&format!("{}-lr-find", config.run_name(&args.config)), None)
         }
     };
     let train_args = TrainArgs {
         config: args.config.clone(),
-        backend: args.backend,
-        data: args.data.clone(),
+        run: args.run.clone(),
         run_dir: Some(run_dir),
-        sets: args.sets.clone(),
         ..Default::default()
     };
     let mut setup = train::prepare(&train_args)?;
-    let data = crate::data::load_data(&setup.config, None)?;
+    let data = crate::task::current().load(&setup.config, None)?;
     // The range test alone: no other callback changes the rate or stops,
     // no averaging, nothing written but the run's config and the test.
     let config = &mut setup.config;
@@ -139,7 +137,8 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         Some(lr) => {
             println!("burnfit: suggested learning rate {lr:.3e} ({SUGGESTION_RULE})");
             println!(
-                "burnfit: train with it: burnfit train {} --set optimizer.lr={lr:.3e}",
+                "burnfit: train with it: {} train {} --set optimizer.lr={lr:.3e}",
+                crate::program(),
                 args.config.display()
             );
             Ok(())

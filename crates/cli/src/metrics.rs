@@ -13,7 +13,7 @@ use std::sync::Arc;
 use burn::tensor::TensorReadError;
 use burn::train::SupervisedTraining;
 use burn::train::metric::{
-    AccuracyMetric, AurocMetric, ClassReduction, FBetaScoreMetric, LossMetric, Metric,
+    AccuracyMetric, AurocMetric, ClassReduction, FBetaScoreMetric, LossInput, LossMetric, Metric,
     MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry,
     PrecisionMetric, RecallMetric, SerializedEntry, TopKAccuracyMetric,
 };
@@ -114,7 +114,24 @@ impl<M: Numeric> Numeric for Named<M> {
 }
 
 /// Registers a metric for both splits under `name`.
-fn both<M, T>(training: SupervisedTraining<T>, metric: M, name: &str) -> SupervisedTraining<T>
+/// Registers the loss, which every task's outputs give: the epoch logs'
+/// `loss` and `val_loss`.
+pub fn register_loss<T>(training: SupervisedTraining<T>) -> SupervisedTraining<T>
+where
+    T: burn::train::LearnerModel,
+    <T as burn::train::TrainStep>::Output: burn::train::metric::Adaptor<LossInput> + 'static,
+    <T as burn::train::InferenceStep>::Output: burn::train::metric::Adaptor<LossInput> + 'static,
+{
+    register_metric(training, LossMetric::new(), "loss")
+}
+
+/// Registers `metric` for training and validation under `name` (a Keras
+/// name such as `accuracy`: the logs say `accuracy` and `val_accuracy`).
+pub fn register_metric<M, T>(
+    training: SupervisedTraining<T>,
+    metric: M,
+    name: &str,
+) -> SupervisedTraining<T>
 where
     T: burn::train::LearnerModel,
     M: Metric + Numeric + 'static,
@@ -143,22 +160,24 @@ pub fn register_classification(
     training: SupervisedTraining<Classifier>,
     names: &[String],
 ) -> SupervisedTraining<Classifier> {
-    let mut training = both(training, LossMetric::new(), "loss");
+    let mut training = training;
     for name in names {
         training = match name.as_str() {
-            "accuracy" => both(training, AccuracyMetric::new(), name),
-            "top_k_categorical_accuracy" => both(training, TopKAccuracyMetric::new(TOP_K), name),
-            "precision" => both(
+            "accuracy" => register_metric(training, AccuracyMetric::new(), name),
+            "top_k_categorical_accuracy" => {
+                register_metric(training, TopKAccuracyMetric::new(TOP_K), name)
+            }
+            "precision" => register_metric(
                 training,
                 PrecisionMetric::multiclass(1, ClassReduction::Macro),
                 name,
             ),
-            "recall" => both(
+            "recall" => register_metric(
                 training,
                 RecallMetric::multiclass(1, ClassReduction::Macro),
                 name,
             ),
-            "f1_score" => both(
+            "f1_score" => register_metric(
                 training,
                 FBetaScoreMetric::multiclass(1.0, 1, ClassReduction::Macro),
                 name,
@@ -184,7 +203,7 @@ pub fn register_regression(
     training: SupervisedTraining<MlpRegressor>,
     names: &[String],
 ) -> SupervisedTraining<MlpRegressor> {
-    let mut training = both(training, LossMetric::new(), "loss");
+    let mut training = training;
     for name in names {
         let kind = match name.as_str() {
             "mae" => RegressionKind::Mae,
@@ -193,7 +212,7 @@ pub fn register_regression(
             "r2_score" => RegressionKind::R2,
             other => unreachable!("metric names are checked with the config: {other}"),
         };
-        training = both(training, RegressionMetric::new(kind), name);
+        training = register_metric(training, RegressionMetric::new(kind), name);
     }
     training
 }

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::data::dataloader::DataLoader;
-use burn::data::dataset::Dataset;
 use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
@@ -30,18 +29,15 @@ use burnfit_callbacks::engine::{BatchLoss, FitOutcome, param_values_of};
 use burnfit_callbacks::monitor::{Direction, Monitor};
 use burnfit_callbacks::tensorboard::{GradientNormMonitorConfig, HParamValue, TensorBoard};
 use burnfit_callbacks::{Callback, Callbacks, TrainEnd, WithCallbacks};
-use burnfit_models::Classifier;
-use burnfit_models::data::{ImageBatcher, RegressionBatcher};
-use burnfit_models::nets::MlpRegressor;
 
 use crate::TrainArgs;
 use crate::backend::{self, ChosenBackend, Devices};
-use crate::config::{BackendChoice, Config, DataConfig, OptimizerConfig, OptimizerKind};
-use crate::data::{Data, load_data, loader};
+use crate::config::{BackendChoice, Config, OptimizerConfig, OptimizerKind};
 use crate::error::{CliError, CliResult};
 use crate::resume::{self, ResumeKind, ResumePlan};
 use crate::run_dir::{RunDir, RunLock, RunState, Summary};
-use crate::shuffle::{EpochCell, EpochShuffled, EpochTracker, MemoryProbe, resident_mib};
+use crate::shuffle::{EpochCell, EpochTracker, MemoryProbe, resident_mib};
+use crate::task::Loaded;
 
 /// Everything a training needs, resolved from the config and flags and
 /// checked; nothing is created yet.
@@ -87,23 +83,18 @@ pub enum Ended {
 /// Resolves config + flags into a [`Setup`], checking the config and the
 /// run directory. Creates and changes nothing.
 pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
-    let mut config = Config::load(&args.config, &args.sets)?;
-    if let Some(epochs) = args.epochs {
+    let mut config = load_config(args)?;
+    if let Some(epochs) = args.run.epochs {
         if epochs == 0 {
             return Err(CliError::usage("--epochs must be at least 1"));
         }
         config.training.epochs = epochs;
     }
-    if let Some(data) = &args.data {
-        match &mut config.data {
-            DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => d.dir = Some(data.clone()),
-            DataConfig::Csv(c) => c.path = data.clone(),
-        }
-    }
     check_memory(&config)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
-    let choice = args.backend.unwrap_or(config.training.backend);
-    let backend = backend::choose(choice, config.model.is_convolutional())?;
+    let choice = args.run.backend.unwrap_or(config.training.backend);
+    let convolutional = crate::task::current().describe(&config).convolutional;
+    let backend = backend::choose(choice, convolutional)?;
     config.training.backend = match backend.name {
         "wgpu" => BackendChoice::Wgpu,
         "ndarray" => BackendChoice::Ndarray,
@@ -220,6 +211,33 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     })
 }
 
+/// The config with its `--set` overrides and `--data` (which replaces the
+/// directory or file `[data]` names).
+pub fn load_config(args: &TrainArgs) -> CliResult<Config> {
+    let config = Config::load(&args.config, &args.run.sets)?;
+    let Some(data) = &args.run.data else {
+        return Ok(config);
+    };
+    let Some(key) = crate::task::current().data_path_key(&config) else {
+        return Err(CliError::usage(
+            "--data: this task's [data] table names no directory or file to replace; set the \
+             data in the config",
+        ));
+    };
+    let Some(path) = data.to_str() else {
+        return Err(CliError::usage(format!(
+            "--data {}: the path is not valid UTF-8",
+            data.display()
+        )));
+    };
+    let mut sets = args.run.sets.clone();
+    sets.push(format!(
+        "data.{key}={}",
+        toml::Value::String(path.to_string())
+    ));
+    Config::load(&args.config, &sets)
+}
+
 /// The checks of a config alone that `train` makes before creating
 /// anything, for `burnfit validate`: the model fits in memory, and no two
 /// writers aim at one file of a run directory.
@@ -240,7 +258,9 @@ fn check_memory(config: &Config) -> Result<(), String> {
     let Some(available) = available_memory() else {
         return Ok(());
     };
-    let (parameters, key) = parameter_count(&config.model);
+    let Some((parameters, key)) = crate::task::current().describe(config).parameters else {
+        return Ok(());
+    };
     let copies = 1 + optimizer_copies(&config.optimizer) + u128::from(config.optimizer.use_ema);
     let needed = parameters.saturating_mul(4).saturating_mul(copies);
     if needed <= u128::from(available) {
@@ -261,64 +281,6 @@ fn optimizer_copies(optimizer: &OptimizerConfig) -> u128 {
     match optimizer.kind {
         OptimizerKind::Adam | OptimizerKind::AdamW => 2,
         OptimizerKind::Sgd => u128::from(optimizer.momentum > 0.0),
-    }
-}
-
-/// A lower bound of the parameters of `model` (exact for the dense
-/// networks and both CNNs' weights), with the config key that sizes it.
-fn parameter_count(model: &burnfit_models::ModelConfig) -> (u128, &'static str) {
-    use burnfit_models::ModelConfig as M;
-    let n = |x: usize| x as u128;
-    let dense = |input: usize, hidden: &[usize], output: usize| {
-        let mut total = 0u128;
-        let mut width = n(input.max(1));
-        for &h in hidden.iter().chain(std::iter::once(&output)) {
-            total = total.saturating_add(width.saturating_mul(n(h)).saturating_add(n(h)));
-            width = n(h);
-        }
-        total
-    };
-    let conv = |i: usize, o: usize| n(i).saturating_mul(n(o)).saturating_mul(9);
-    match model {
-        M::Mlp(c) => (
-            dense(c.input_size, &c.hidden, c.num_classes),
-            "model.hidden",
-        ),
-        M::MlpRegressor(c) => (
-            dense(c.input_size, &c.hidden, c.output_size),
-            "model.hidden",
-        ),
-        M::Cnn(c) => {
-            let [c1, c2] = c.channels;
-            let side = c.image_size / 4;
-            let convs = [
-                conv(c.in_channels, c1),
-                conv(c1, c1),
-                conv(c1, c2),
-                conv(c2, c2),
-            ]
-            .into_iter()
-            .fold(0u128, u128::saturating_add);
-            let flat = c2.saturating_mul(side).saturating_mul(side);
-            let fc = dense(flat, &[c.fc_size], c.num_classes);
-            (convs.saturating_add(fc), "model.channels / model.fc_size")
-        }
-        M::SimpleCnn(c) => {
-            let [c1, c2] = c.channels;
-            let side = c.image_size.saturating_sub(4) / 2;
-            let flat = c2.saturating_mul(side).saturating_mul(side);
-            let fc = dense(flat, &[c.fc_size], c.num_classes);
-            let convs = conv(c.in_channels, c1).saturating_add(conv(c1, c2));
-            (convs.saturating_add(fc), "model.channels / model.fc_size")
-        }
-        M::ResNet(c) => {
-            let blocks = n(c.blocks_per_stage).saturating_mul(2);
-            let stages = c.stage_channels.iter().fold(0u128, |total, &ch| {
-                total.saturating_add(conv(ch, ch).saturating_mul(blocks))
-            });
-            let stem = conv(c.in_channels, c.stem_channels);
-            (stem.saturating_add(stages), "model.stage_channels")
-        }
     }
 }
 
@@ -411,7 +373,7 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
         print_summary(&summary);
         return Ok(summary);
     }
-    let data = load_data(&setup.config, None)?;
+    let data = crate::task::current().load(&setup.config, None)?;
     let started = start(&setup)?;
     let run = &started.run;
     println!("burnfit: run directory {}", run.root.display());
@@ -442,8 +404,9 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
                 .unwrap_or_else(|| "no backup".into());
             Err(CliError::interrupted(
                 format!(
-                    "burnfit: interrupted{position} ({backup}); continue with: burnfit train {} \
+                    "burnfit: interrupted{position} ({backup}); continue with: {} train {} \
                      --run-dir {} --resume",
+                    crate::program(),
                     run.config().display(),
                     run.root.display()
                 ),
@@ -475,7 +438,7 @@ fn print_summary(summary: &Summary) {
 }
 
 /// Trains on prepared data in a started run directory.
-pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
+pub fn train(setup: &Setup, run: &RunDir, data: Box<dyn Loaded>) -> CliResult<Ended> {
     if setup
         .resume
         .as_ref()
@@ -484,54 +447,7 @@ pub fn train(setup: &Setup, run: &RunDir, data: Data) -> CliResult<Ended> {
         let summary = write_end_files_of_ended(setup, run)?;
         return Ok(Ended::Finished(Box::new(summary)));
     }
-    // Burn trains a model whose parameters live on an autodiff device.
-    let device = setup.backend.device.clone().autodiff();
-    let config = &setup.config;
-    // The loaders give each device its share of a step's batch.
-    let batch = config.training.batch_size / setup.devices.list.len();
-    let workers = config.training.workers;
-    let seed = config.training.seed;
-    device.seed(seed);
-    match data {
-        Data::Images { train, valid, .. } => {
-            let n_train = train.len();
-            let epoch = EpochCell::default();
-            let train = EpochShuffled::new(train, seed, epoch.clone());
-            let model = config
-                .model
-                .init_classifier(&device)
-                .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let train = loader(ImageBatcher::default(), train, batch, workers);
-            let valid = loader(ImageBatcher::default(), valid, batch, workers);
-            let names = config.metric_names();
-            fit::<Classifier>(setup, run, model, train, valid, n_train, epoch, |t| {
-                crate::metrics::register_classification(t, &names)
-            })
-        }
-        Data::Table {
-            train,
-            valid,
-            scaler,
-            ..
-        } => {
-            // What `predict` needs, so that it reads no training data.
-            crate::data::TableInputs::new(&train, &scaler).write(&run.root)?;
-            let n_train = train.len();
-            let num_features = train.num_features();
-            let epoch = EpochCell::default();
-            let train = EpochShuffled::new(train, seed, epoch.clone());
-            let model = config
-                .model
-                .init_regressor(num_features, &device)
-                .map_err(|e| CliError::usage(format!("model: {e}")))?;
-            let train = loader(RegressionBatcher, train, batch, workers);
-            let valid = loader(RegressionBatcher, valid, batch, workers);
-            let names = config.metric_names();
-            fit::<MlpRegressor>(setup, run, model, train, valid, n_train, epoch, |t| {
-                crate::metrics::register_regression(t, &names)
-            })
-        }
-    }
+    data.train(setup, run)
 }
 
 /// The optimizer a config describes.
@@ -718,7 +634,7 @@ pub fn monitor_direction(monitor: &str, mode: &str) -> Direction {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn fit<M>(
+pub(crate) fn fit<M>(
     setup: &Setup,
     run: &RunDir,
     model: M,
@@ -867,7 +783,8 @@ fn interrupted_at(outcome: &FitOutcome) -> Option<(usize, usize)> {
 /// (a lost `--remote` server back, a bug fixed).
 fn training_error(error: &str, outcome: &FitOutcome, config: &Config, run: &RunDir) -> CliError {
     let resume = format!(
-        "burnfit train {} --run-dir {} --resume",
+        "{} train {} --run-dir {} --resume",
+        crate::program(),
         run.config().display(),
         run.root.display()
     );

@@ -44,6 +44,9 @@ pub struct Manifest {
     pub epochs: Option<usize>,
     /// `--data` for every trial.
     pub data: Option<PathBuf>,
+    /// `--set` for every trial (before the trial's own parameters).
+    #[serde(default)]
+    pub sets: Vec<String>,
     /// Whether MedianStopping prunes trials.
     pub pruning: bool,
     /// The metric trials are ranked (and pruned) by.
@@ -68,7 +71,7 @@ impl Manifest {
                 "sweep: give at least one --param key.path=[v1,v2] to search",
             ));
         }
-        let base = Config::load(config_path, &[])?;
+        let base = Config::load(config_path, &args.run.sets)?;
         let config_text = std::fs::read_to_string(config_path)
             .map_err(|e| CliError::usage(format!("{}: cannot read: {e}", config_path.display())))?;
         let space: Vec<(String, Space)> = args
@@ -80,7 +83,8 @@ impl Manifest {
         // Every trial's config must pass the checks now, not in the middle
         // of the sweep.
         for (index, trial) in trials.iter().enumerate() {
-            let sets = sets(trial);
+            let mut sets = args.run.sets.clone();
+            sets.extend(self::sets(trial));
             Config::load(config_path, &sets)
                 .map_err(|e| CliError::usage(format!("trial {index}: {}", e.message())))?;
         }
@@ -91,9 +95,10 @@ impl Manifest {
             params: args.params.clone(),
             random: args.random,
             seed: args.seed,
-            backend: args.backend,
-            epochs: args.epochs,
-            data: args.data.clone(),
+            backend: args.run.backend,
+            epochs: args.run.epochs,
+            data: args.run.data.clone(),
+            sets: args.run.sets.clone(),
             pruning: !args.no_pruning,
             monitor: base.outputs.checkpoint_monitor.clone(),
             mode: base.outputs.checkpoint_mode.clone(),
@@ -177,9 +182,13 @@ impl Manifest {
         } else if stored.backend != self.backend
             || stored.epochs != self.epochs
             || stored.data != self.data
+            || stored.sets != self.sets
             || stored.pruning != self.pruning
         {
-            Some("it was planned with other --backend/--epochs/--data/--no-pruning flags".into())
+            Some(
+                "it was planned with other --backend/--epochs/--data/--set/--no-pruning flags"
+                    .into(),
+            )
         } else {
             None
         };

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use manifest::Manifest;
 
-use crate::config::{BackendChoice, Config};
+use crate::RunFlags;
+use crate::config::Config;
 use crate::error::{CliError, CliResult};
 
 /// Options of `burnfit sweep`.
@@ -45,15 +46,9 @@ pub struct SweepArgs {
     /// The sweep directory (default runs/<config name>-sweep).
     #[arg(long)]
     pub sweep_dir: Option<PathBuf>,
-    /// Backend for every trial.
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendChoice>,
-    /// Override training.epochs for every trial.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Directory with the dataset files.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    /// The flags every training command takes, for every trial.
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Turn off median-stopping pruning.
     #[arg(long)]
     pub no_pruning: bool,
@@ -126,9 +121,10 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
     if args.plan {
         print!("{}", manifest.trial_list());
         println!(
-            "sweep: planned in {}; run trial K with `burnfit sweep --sweep-dir {} --trial K` \
+            "sweep: planned in {}; run trial K with `{} sweep --sweep-dir {} --trial K` \
              (K from 0 to {}), then `--collect`",
             dir.display(),
+            crate::program(),
             dir.display(),
             manifest.trials.len().saturating_sub(1)
         );

@@ -9,11 +9,11 @@ use burnfit_callbacks::monitor::Direction;
 
 use super::manifest::{self, Manifest};
 use super::space;
-use crate::TrainArgs;
 use crate::error::{CliError, CliResult};
 use crate::report::History;
 use crate::run_dir::{RunDir, RunState};
 use crate::train;
+use crate::{RunFlags, TrainArgs};
 
 /// The marker a trial that failed leaves in its run directory.
 pub const FAILED: &str = "failed.txt";
@@ -50,7 +50,9 @@ pub fn run(
         )));
     }
     let params = manifest.params(index);
-    let sets = manifest::sets(&params);
+    // The sweep's --set first, then the trial's own parameters.
+    let mut sets = manifest.sets.clone();
+    sets.extend(manifest::sets(&params));
     let base = dir.join(manifest::BASE);
     let config = crate::config::Config::load(&base, &sets)?;
     match RunDir::inspect(&run_dir, &train::backup_dir(&config, &run_dir)) {
@@ -69,11 +71,13 @@ pub fn run(
     );
     let args = TrainArgs {
         config: base,
-        backend: manifest.backend,
-        epochs: manifest.epochs,
-        data: manifest.data.clone(),
+        run: RunFlags {
+            backend: manifest.backend,
+            epochs: manifest.epochs,
+            data: manifest.data.clone(),
+            sets,
+        },
         run_dir: Some(run_dir.clone()),
-        sets,
         resume,
         force: false,
         devices,
@@ -97,7 +101,7 @@ pub fn run(
             .expect("extra callbacks")
             .push(Box::new(rule));
     }
-    let data = crate::data::load_data(&setup.config, None)?;
+    let data = crate::task::current().load(&setup.config, None)?;
     let started = train::start(&setup)?;
     let _ = std::fs::remove_file(run_dir.join(FAILED));
     match train::train(&setup, &started.run, data) {

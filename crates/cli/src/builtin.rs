@@ -1,0 +1,334 @@
+//! burnfit's own tasks: the zoo's image classifiers on IDX images, and the
+//! MLP regressor on CSV tables. The `burnfit` binary is [`crate::run`] over
+//! [`tasks`]: both are [`Task`]s like a user's, with nothing private.
+
+use burn::prelude::*;
+use burn::train::ClassificationOutput;
+use burn::train::SupervisedTraining;
+use burnfit_models::data::{ImageBatcher, ImageItem, RegressionBatcher, RegressionItem};
+use burnfit_models::nets::MlpRegressor;
+use burnfit_models::{Classifier, ModelConfig};
+
+use crate::config::DataConfig;
+use crate::data::{Data, TableInputs, load_builtin};
+use crate::error::{CliError, CliResult};
+use crate::task::{
+    DataContext, KeyError, MetricNames, Predict, Select, Task, TaskData, TestMetrics, Which,
+};
+
+/// Image classification: `[model] kind = "mlp" | "cnn" | "simple_cnn" |
+/// "resnet"` on `[data] kind = "fashion_mnist" | "mnist"`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImageClassification;
+
+/// Table regression: `[model] kind = "mlp_regressor"` on `[data] kind = "csv"`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TableRegression;
+
+/// The `burnfit` binary's tasks: images, or a CSV table, by `[data] kind`.
+pub fn tasks() -> Select<ImageClassification, TableRegression> {
+    Select::new(ImageClassification, TableRegression, |_, data| match data {
+        DataConfig::Csv(_) => Which::Second,
+        _ => Which::First,
+    })
+}
+
+fn model_error(e: impl std::fmt::Display) -> CliError {
+    CliError::usage(format!("model: {e}"))
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|n| n.to_string()).collect()
+}
+
+/// Checks shared by both tasks: the model's own, and the data's ranges.
+fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> {
+    if let Err(e) = model.validate() {
+        return Err(KeyError::new("model", e.to_string()));
+    }
+    let in_open_unit = |x: f64| x > 0.0 && x < 1.0;
+    match data {
+        DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
+            if !in_open_unit(d.validation_split) {
+                return Err(KeyError::new(
+                    "data.validation_split",
+                    format!(
+                        "must be between 0 and 1 (exclusive), got {}: without validation data \
+                         val_loss is undefined",
+                        d.validation_split
+                    ),
+                ));
+            }
+            for (key, limit) in [
+                ("data.limit_train", d.limit_train),
+                ("data.limit_test", d.limit_test),
+            ] {
+                if limit == Some(0) {
+                    return Err(KeyError::new(
+                        key,
+                        "must be at least 1 (or left out for all items)",
+                    ));
+                }
+            }
+        }
+        DataConfig::Csv(d) => {
+            for (key, split) in [
+                ("data.validation_split", d.validation_split),
+                ("data.test_split", d.test_split),
+            ] {
+                if !in_open_unit(split) {
+                    return Err(KeyError::new(
+                        key,
+                        format!("must be between 0 and 1 (exclusive), got {split}"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Task for ImageClassification {
+    type ModelConfig = ModelConfig;
+    type DataConfig = DataConfig;
+    type Model = Classifier;
+    type Item = ImageItem;
+    type Batcher = ImageBatcher;
+
+    fn model(
+        &self,
+        config: &ModelConfig,
+        _data: &TaskData<ImageItem>,
+        device: &Device,
+    ) -> CliResult<Classifier> {
+        config.init_classifier(device).map_err(model_error)
+    }
+
+    fn data(&self, config: &DataConfig, context: &DataContext) -> CliResult<TaskData<ImageItem>> {
+        match load_builtin(config, context)? {
+            Data::Images { train, valid, test } => Ok(TaskData::new(train, valid, test)),
+            Data::Table { .. } => unreachable!("a CSV config is the table task's"),
+        }
+    }
+
+    fn batcher(&self) -> ImageBatcher {
+        ImageBatcher::default()
+    }
+
+    fn data_path_key(&self, config: &DataConfig) -> Option<&'static str> {
+        Some(match config {
+            DataConfig::Csv(_) => "path",
+            _ => "dir",
+        })
+    }
+
+    fn kind(&self, config: &ModelConfig) -> String {
+        config.kind().to_string()
+    }
+
+    fn is_convolutional(&self, config: &ModelConfig) -> bool {
+        config.is_convolutional()
+    }
+
+    fn check(&self, model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> {
+        check_tables(model, data)
+    }
+
+    fn parameter_count(&self, config: &ModelConfig) -> Option<(u128, &'static str)> {
+        Some(parameter_count(config))
+    }
+
+    fn metric_names(&self) -> MetricNames {
+        MetricNames {
+            available: names(crate::metrics::CLASSIFICATION),
+            default: vec!["accuracy".into()],
+            other_tasks: names(crate::metrics::REGRESSION),
+        }
+    }
+
+    fn register_metrics(
+        &self,
+        training: SupervisedTraining<Classifier>,
+        names: &[String],
+    ) -> SupervisedTraining<Classifier> {
+        crate::metrics::register_classification(training, names)
+    }
+
+    fn correct(&self, output: &ClassificationOutput) -> Option<usize> {
+        let n = output.targets.dims()[0];
+        let predicted = output.output.clone().argmax(1).reshape([n]);
+        Some(
+            predicted
+                .equal(output.targets.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>() as usize,
+        )
+    }
+
+    fn eval_line(&self, metrics: &TestMetrics, checkpoint: &str) -> String {
+        format!(
+            "test ({} images, {checkpoint} checkpoint): loss {:.4}, accuracy {:.4}",
+            metrics.count,
+            metrics.loss,
+            metrics.accuracy.unwrap_or(f64::NAN)
+        )
+    }
+
+    fn predict(&self, job: Predict<'_, Self>) -> CliResult<()> {
+        crate::eval::predict_images(job)
+    }
+}
+
+impl Task for TableRegression {
+    type ModelConfig = ModelConfig;
+    type DataConfig = DataConfig;
+    type Model = MlpRegressor;
+    type Item = RegressionItem;
+    type Batcher = RegressionBatcher;
+
+    fn model(
+        &self,
+        config: &ModelConfig,
+        data: &TaskData<RegressionItem>,
+        device: &Device,
+    ) -> CliResult<MlpRegressor> {
+        let features = data
+            .train
+            .get(0)
+            .map(|item| item.features.len())
+            .map_err(|e| CliError::failed(format!("the training set's first row: {e}")))?;
+        config.init_regressor(features, device).map_err(model_error)
+    }
+
+    fn data(
+        &self,
+        config: &DataConfig,
+        context: &DataContext,
+    ) -> CliResult<TaskData<RegressionItem>> {
+        match load_builtin(config, context)? {
+            Data::Table {
+                train,
+                valid,
+                test,
+                scaler,
+            } => {
+                // What `predict` needs, so that it reads no training data.
+                let inputs = TableInputs::new(&train, &scaler);
+                let mut data = TaskData::new(train, valid, test);
+                data.run_files
+                    .push((TableInputs::FILE.into(), inputs.to_bytes()));
+                Ok(data)
+            }
+            Data::Images { .. } => unreachable!("an image config is the image task's"),
+        }
+    }
+
+    fn batcher(&self) -> RegressionBatcher {
+        RegressionBatcher
+    }
+
+    fn data_path_key(&self, config: &DataConfig) -> Option<&'static str> {
+        Some(match config {
+            DataConfig::Csv(_) => "path",
+            _ => "dir",
+        })
+    }
+
+    fn kind(&self, config: &ModelConfig) -> String {
+        config.kind().to_string()
+    }
+
+    fn check(&self, model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> {
+        check_tables(model, data)
+    }
+
+    fn parameter_count(&self, config: &ModelConfig) -> Option<(u128, &'static str)> {
+        Some(parameter_count(config))
+    }
+
+    fn metric_names(&self) -> MetricNames {
+        MetricNames {
+            available: names(crate::metrics::REGRESSION),
+            default: Vec::new(),
+            other_tasks: names(crate::metrics::CLASSIFICATION),
+        }
+    }
+
+    fn register_metrics(
+        &self,
+        training: SupervisedTraining<MlpRegressor>,
+        names: &[String],
+    ) -> SupervisedTraining<MlpRegressor> {
+        crate::metrics::register_regression(training, names)
+    }
+
+    fn eval_line(&self, metrics: &TestMetrics, checkpoint: &str) -> String {
+        format!(
+            "test ({} rows, {checkpoint} checkpoint): mse {:.4}",
+            metrics.count, metrics.loss
+        )
+    }
+
+    fn predict(&self, job: Predict<'_, Self>) -> CliResult<()> {
+        crate::eval::predict_table(job)
+    }
+}
+
+/// A lower bound of the parameters of `model` (exact for the dense
+/// networks and both CNNs' weights), with the config key that sizes it.
+fn parameter_count(model: &burnfit_models::ModelConfig) -> (u128, &'static str) {
+    use burnfit_models::ModelConfig as M;
+    let n = |x: usize| x as u128;
+    let dense = |input: usize, hidden: &[usize], output: usize| {
+        let mut total = 0u128;
+        let mut width = n(input.max(1));
+        for &h in hidden.iter().chain(std::iter::once(&output)) {
+            total = total.saturating_add(width.saturating_mul(n(h)).saturating_add(n(h)));
+            width = n(h);
+        }
+        total
+    };
+    let conv = |i: usize, o: usize| n(i).saturating_mul(n(o)).saturating_mul(9);
+    match model {
+        M::Mlp(c) => (
+            dense(c.input_size, &c.hidden, c.num_classes),
+            "model.hidden",
+        ),
+        M::MlpRegressor(c) => (
+            dense(c.input_size, &c.hidden, c.output_size),
+            "model.hidden",
+        ),
+        M::Cnn(c) => {
+            let [c1, c2] = c.channels;
+            let side = c.image_size / 4;
+            let convs = [
+                conv(c.in_channels, c1),
+                conv(c1, c1),
+                conv(c1, c2),
+                conv(c2, c2),
+            ]
+            .into_iter()
+            .fold(0u128, u128::saturating_add);
+            let flat = c2.saturating_mul(side).saturating_mul(side);
+            let fc = dense(flat, &[c.fc_size], c.num_classes);
+            (convs.saturating_add(fc), "model.channels / model.fc_size")
+        }
+        M::SimpleCnn(c) => {
+            let [c1, c2] = c.channels;
+            let side = c.image_size.saturating_sub(4) / 2;
+            let flat = c2.saturating_mul(side).saturating_mul(side);
+            let fc = dense(flat, &[c.fc_size], c.num_classes);
+            let convs = conv(c.in_channels, c1).saturating_add(conv(c1, c2));
+            (convs.saturating_add(fc), "model.channels / model.fc_size")
+        }
+        M::ResNet(c) => {
+            let blocks = n(c.blocks_per_stage).saturating_mul(2);
+            let stages = c.stage_channels.iter().fold(0u128, |total, &ch| {
+                total.saturating_add(conv(ch, ch).saturating_mul(blocks))
+            });
+            let stem = conv(c.in_channels, c.stem_channels);
+            (stem.saturating_add(stages), "model.stage_channels")
+        }
+    }
+}

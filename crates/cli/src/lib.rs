@@ -1,0 +1,312 @@
+//! burnfit's command line as a library: [`run`] gives a binary every
+//! `burnfit` command for a [`Task`] (your own model and data), as the
+//! `burnfit` binary has them for burnfit's own networks
+//! ([`builtin::tasks`]).
+//!
+//! ```no_run
+//! # use std::process::ExitCode;
+//! fn main() -> ExitCode {
+//!     burnfit_cli::run(burnfit_cli::builtin::tasks())
+//! }
+//! ```
+
+mod allocator;
+mod backend;
+mod bench;
+pub mod builtin;
+mod config;
+mod data;
+mod error;
+mod eval;
+mod faults;
+mod interrupt;
+mod logging;
+mod lr_find;
+mod metrics;
+mod remote;
+mod report;
+mod resume;
+mod run_dir;
+mod shuffle;
+mod sweep;
+pub mod task;
+mod train;
+
+pub use burnfit_models;
+pub use config::{CsvDataConfig, DataConfig, ImageDataConfig};
+pub use error::{CliError, CliResult};
+pub use metrics::register_metric;
+pub use task::{
+    DataContext, KeyError, MetricNames, Predict, Runnable, Section, Select, Task, TaskData,
+    TestMetrics, Which,
+};
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::BackendChoice;
+
+/// Train Burn models from a TOML config, with Keras-style callbacks.
+#[derive(Parser, Debug)]
+#[command(name = "burnfit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The flags of every command that trains (`train`, `sweep`, `lr-find`),
+/// with one meaning everywhere.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
+pub struct RunFlags {
+    /// Backend: auto picks a real GPU through wgpu when there is one, else the fastest CPU backend.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Override training.epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// The dataset's directory or file (replaces the one `[data]` names).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Override any config value: --set optimizer.lr=3e-4 (repeatable).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    pub sets: Vec<String>,
+}
+
+/// Options of `train`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TrainArgs {
+    /// The config file (see configs/ and the README's config reference).
+    pub config: PathBuf,
+    /// The flags every training command takes.
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// Run directory (default runs/<config name>-<timestamp>/).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in --run-dir from its last backup.
+    #[arg(long)]
+    pub resume: bool,
+    /// With --resume: accept a changed optimizer.lr or training.epochs (recorded in the run).
+    #[arg(long, requires = "resume")]
+    pub force: bool,
+    /// Train on several devices: N (the backend's first N; on the CPU, N workers) or a list
+    /// such as wgpu:0,wgpu:1. training.batch_size is the batch of a step over all of them.
+    #[arg(long, value_name = "N|LIST")]
+    pub devices: Option<String>,
+    /// Also train on the devices of `burnfit serve` processes on other machines:
+    /// ws://HOST:PORT[,ws://HOST:PORT] (needs the `remote` feature). Callbacks and
+    /// files stay here; this machine's device holds the model.
+    #[arg(long, value_name = "URLS")]
+    pub remote: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model from a config file.
+    Train(TrainArgs),
+    /// Test-set metrics of a run's best (or last) checkpoint.
+    Eval {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Which checkpoint: best, last, final (the averaged weights of a
+        /// run with EMA or SWA) or a path.
+        #[arg(long, default_value = "best")]
+        checkpoint: String,
+        /// Backend for evaluation.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
+    },
+    /// Predict the class (or value) of inputs with a run's best checkpoint.
+    Predict {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// An IDX image file (predicts each image) or a CSV table (predicts each row).
+        input: PathBuf,
+        /// Predict at most this many items.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Check a config (and its data) as `train` would, without training.
+    Validate {
+        /// The config file.
+        config: PathBuf,
+        /// Overrides, as for train.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        sets: Vec<String>,
+        /// Directory with the dataset files (overrides data.dir).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Plots and a summary table for a run directory.
+    Report {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
+    /// Measure callback overhead and backend throughput (prints ratios).
+    Bench(bench::BenchArgs),
+    /// Hyperparameter search: one training per combination, pruning, leaderboard.
+    Sweep(sweep::SweepArgs),
+    /// Learning-rate range test: loss by rate (plot and table) and a suggested rate.
+    LrFind(lr_find::LrFindArgs),
+    /// Serve this machine's device to a coordinator's `train --remote` (needs the
+    /// `remote` feature; unencrypted WebSocket, loopback unless --bind says otherwise).
+    Serve(remote::ServeArgs),
+}
+
+impl Command {
+    /// Whether the command only prints results (`predict RUN IN | head` is
+    /// done when the reader has what it wanted), rather than doing work
+    /// that a closed output would cut short.
+    fn only_lists(&self) -> bool {
+        match self {
+            Command::Eval { .. }
+            | Command::Predict { .. }
+            | Command::Validate { .. }
+            | Command::Report { .. } => true,
+            Command::Sweep(args) => args.collect,
+            _ => false,
+        }
+    }
+}
+
+fn run_command(cli: Cli) -> CliResult<()> {
+    match cli.command {
+        Command::Train(args) => train::train_command(&args).map(|_| ()),
+        Command::Eval {
+            run_dir,
+            checkpoint,
+            backend,
+        } => eval::eval_command(&run_dir, &checkpoint, backend),
+        Command::Predict {
+            run_dir,
+            input,
+            limit,
+        } => eval::predict_command(&run_dir, &input, limit),
+        Command::Validate { config, sets, data } => validate(&config, &sets, data.as_deref()),
+        Command::Report { run_dir } => report::report_command(&run_dir),
+        Command::Bench(args) => bench::bench_command(&args),
+        Command::Sweep(args) => sweep::sweep_command(&args),
+        Command::LrFind(args) => lr_find::lr_find_command(&args),
+        Command::Serve(args) => remote::serve_command(&args),
+    }
+}
+
+/// `burnfit validate`: every check `train` runs before training (the
+/// config, its names, the data files and splits), creating nothing.
+fn validate(
+    path: &std::path::Path,
+    sets: &[String],
+    data_dir: Option<&std::path::Path>,
+) -> CliResult<()> {
+    let cfg = train::load_config(&TrainArgs {
+        config: path.to_path_buf(),
+        run: RunFlags {
+            sets: sets.to_vec(),
+            data: data_dir.map(std::path::Path::to_path_buf),
+            ..Default::default()
+        },
+        ..Default::default()
+    })?;
+    train::check_config(path, &cfg)?;
+    let loaded = task::current().load(&cfg, None)?;
+    let (train, valid, test) = loaded.sizes();
+    println!(
+        "{}: ok ({} model, {} callbacks, {} epochs; {train} training, {valid} validation, \
+         {test} test items)",
+        path.display(),
+        task::current().describe(&cfg).kind,
+        cfg.callbacks.len(),
+        cfg.training.epochs
+    );
+    Ok(())
+}
+
+/// The name this binary was run by (`burnfit`, or a task's own binary),
+/// for the commands that messages suggest.
+pub(crate) fn program() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg| {
+            std::path::Path::new(&arg)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "burnfit".into())
+}
+
+/// Panics on the threads where burnfit catches them (the main thread, the
+/// device workers) become one `error:` line, so the default hook's report
+/// (message, location, backtrace) is not printed there; set
+/// `BURNFIT_PANIC_REPORT=1` to see it. Other threads keep the default hook.
+fn quiet_caught_panics() {
+    if std::env::var_os("BURNFIT_PANIC_REPORT").is_some() {
+        return;
+    }
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let name = std::thread::current().name().map(str::to_string);
+        let caught =
+            matches!(name.as_deref(), Some(n) if n == "main" || n.starts_with("burnfit-device-"));
+        if !caught {
+            default(info);
+        }
+    }));
+}
+
+/// Whether a panic is `println!`'s on a closed pipe (`burnfit predict RUN
+/// IN | head -1`): the reader has all it wanted, which is a normal end
+/// (exit code 0, nothing printed), not an error.
+fn stdout_closed(panic_message: &str) -> bool {
+    panic_message.starts_with("failed printing to stdout")
+        && panic_message.contains(&format!("(os error {})", libc::EPIPE))
+}
+
+/// Runs the command line for `task`: parses the arguments, runs the
+/// command, prints an error as one `error:` line, and returns the exit code
+/// (0, 2 for bad input, 130/143 when interrupted, 1 otherwise).
+///
+/// Call it first thing in `main`, before any other thread starts: it sets
+/// the environment Burn's CPU backends read.
+pub fn run(task: impl Runnable) -> ExitCode {
+    // SAFETY: the caller calls it first thing in main; no other thread exists yet.
+    unsafe { backend::stage_on_the_cpu() };
+    task::install(task);
+    let kept = allocator::keep_freed_memory();
+    logging::init();
+    log::debug!("glibc keeps freed memory between steps: {kept}");
+    quiet_caught_panics();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let lists = cli.command.only_lists();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_command(cli)))
+        .unwrap_or_else(|payload| {
+            let message = burnfit_callbacks::engine::panic_message(payload.as_ref());
+            if stdout_closed(&message) {
+                return if lists {
+                    Ok(())
+                } else {
+                    Err(error::CliError::failed(
+                        "stopped: the standard output was closed before burnfit finished",
+                    ))
+                };
+            }
+            Err(error::CliError::failed(format!(
+                "internal error: {message} (please report it; BURNFIT_PANIC_REPORT=1 shows where)"
+            )))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", e.line());
+            ExitCode::from(e.code() as u8)
+        }
+    }
+}
