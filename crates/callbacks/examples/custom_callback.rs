@@ -139,7 +139,7 @@ fn main() {
         .with_callbacks(callbacks)
         .launch(Learner::new(model, AdamConfig::new().init(), lr));
 
-    let outcome = outcome.lock().unwrap();
+    let outcome = outcome.get();
     println!(
         "trained {} epochs; stop reason: {}",
         outcome.epochs.len(),

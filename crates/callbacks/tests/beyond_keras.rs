@@ -153,8 +153,7 @@ fn the_range_test_leaves_the_model_as_it_was_and_records_every_step() {
     assert!(found.raw_losses.iter().all(|l| l.is_finite()));
     assert!(
         outcome
-            .lock()
-            .unwrap()
+            .get()
             .stop_reason
             .as_deref()
             .unwrap()
@@ -298,15 +297,7 @@ fn a_failure_or_a_panic_leaves_an_on_exception_checkpoint() {
     let callbacks = Callbacks::new().with(saver).with(FailAt);
     let outcome = callbacks.outcome();
     common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
-    assert!(
-        outcome
-            .lock()
-            .unwrap()
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("boom")
-    );
+    assert!(outcome.get().error.unwrap().message.contains("boom"));
     let file = CheckpointFile::load(&path).unwrap();
     for section in ["model", "optimizer", "scheduler", "progress"] {
         assert!(file.section(section).is_some(), "{section}");
@@ -325,7 +316,7 @@ fn a_failure_or_a_panic_leaves_an_on_exception_checkpoint() {
     let callbacks = Callbacks::new().with(saver);
     let outcome = callbacks.outcome();
     common::train_items(dir.path(), 2, items, 4, callbacks);
-    let error = outcome.lock().unwrap().error.clone().unwrap();
+    let error = outcome.get().error.unwrap().message;
     assert!(error.contains("poisoned item"), "{error}");
     assert!(CheckpointFile::load(&path).is_ok());
 }
@@ -342,7 +333,7 @@ fn a_spent_timer_stops_training_at_the_next_batch() {
     let callbacks = Callbacks::new().with(timer);
     let outcome = callbacks.outcome();
     common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
-    let outcome = outcome.lock().unwrap().clone();
+    let outcome = outcome.get();
     assert!(outcome.stop_reason.unwrap().starts_with("Timer"));
     assert_eq!(outcome.global_step, 1);
     assert_eq!(
@@ -548,7 +539,7 @@ fn resume_matches_straight_run(early: bool) {
     let callbacks = stateful_callbacks(&backups, &resumed, early);
     let outcome = callbacks.outcome();
     let resumed_result = common::train(dir.path(), epochs, 16, 4, callbacks, |t| t);
-    assert_eq!(outcome.lock().unwrap().resumed_at, Some((1, 2)));
+    assert_eq!(outcome.get().resumed_at, Some((1, 2)));
 
     let mut epochs_seen = first.epochs.lock().unwrap().clone();
     epochs_seen.extend(resumed.epochs.lock().unwrap().iter().cloned());

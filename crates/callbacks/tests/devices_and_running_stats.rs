@@ -196,7 +196,7 @@ fn train(
         AdamConfig::new().init(),
         lr,
     ));
-    let outcome = outcome.lock().unwrap().clone();
+    let outcome = outcome.get();
     (result, outcome)
 }
 
@@ -369,14 +369,14 @@ fn a_window_cut_by_a_backup_resumes_exactly() {
         .with(FailAtStep { at: 9, seen: 0 });
     let outcome = cut.outcome();
     common::train(dir.path(), 3, 24, 4, cut, window);
-    assert!(outcome.lock().unwrap().error.is_some(), "the run was cut");
+    assert!(outcome.get().error.is_some(), "the run was cut");
     let newest = BackupAndRestore::backups(&backups);
     assert!(newest[0].ends_with("backup-000000000008.bfk"), "{newest:?}");
 
     let resumed = Callbacks::new().with(batch_backups(&backups, 2));
     let outcome = resumed.outcome();
     let resumed = common::train(dir.path(), 3, 24, 4, resumed, window);
-    let outcome = outcome.lock().unwrap().clone();
+    let outcome = outcome.get();
     assert_eq!(outcome.resumed_at, Some((1, 2)), "{:?}", outcome.error);
     assert_eq!(
         common::weights(&resumed.model),

@@ -139,10 +139,7 @@ fn stop_in_batch_end_ends_epoch_early_but_runs_end_hooks() {
             "train_end"
         ]
     );
-    assert_eq!(
-        outcome.lock().unwrap().stop_reason.as_deref(),
-        Some("test stop")
-    );
+    assert_eq!(outcome.get().stop_reason.as_deref(), Some("test stop"));
     assert_eq!(
         result.interrupted.and_then(|i| i.reason).as_deref(),
         Some("test stop")
@@ -521,7 +518,7 @@ fn an_interrupt_mid_epoch_backs_up_at_that_batch_and_the_resume_matches_the_stra
         "{:?}",
         interrupt.end.lock().unwrap()
     );
-    let outcome = outcome.lock().unwrap().clone();
+    let outcome = outcome.get();
     assert_eq!(outcome.stopped_at, Some((1, 2)), "epoch 1, 2 batches done");
     // The epoch-0 backup and the interrupt's backup at global step 6.
     let newest = burnfit_callbacks::builtins::BackupAndRestore::backups(&backups);
@@ -537,7 +534,7 @@ fn an_interrupt_mid_epoch_backs_up_at_that_batch_and_the_resume_matches_the_stra
         .with(resumed.clone());
     let outcome = callbacks.outcome();
     common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
-    assert_eq!(outcome.lock().unwrap().resumed_at, Some((1, 2)));
+    assert_eq!(outcome.get().resumed_at, Some((1, 2)));
     let mut all = first.logs.lock().unwrap().clone();
     all.extend(resumed.logs.lock().unwrap().iter().cloned());
     assert_eq!(all, expected);
@@ -565,7 +562,7 @@ fn a_backup_on_an_epochs_last_batch_resumes_into_that_epochs_validation() {
         .with(FailAtValidation);
     let outcome = callbacks.outcome();
     common::train(dir.path(), 3, 16, 4, callbacks, |t| t);
-    assert!(outcome.lock().unwrap().error.is_some());
+    assert!(outcome.get().error.is_some());
 
     let resumed = KeepLogs::default();
     let callbacks = Callbacks::new()
@@ -712,10 +709,7 @@ fn on_two_devices_hooks_run_once_per_step_and_stop_lr_and_restore_act_on_the_lea
         events.iter().filter(|e| e.starts_with("batch_end")).count(),
         1
     );
-    assert_eq!(
-        outcome.lock().unwrap().stop_reason.as_deref(),
-        Some("test stop")
-    );
+    assert_eq!(outcome.get().stop_reason.as_deref(), Some("test stop"));
 }
 
 #[test]
@@ -730,8 +724,8 @@ fn a_panicking_device_worker_ends_training_with_an_error_naming_the_device() {
         .devices(two_devices());
     let outcome = callbacks.outcome();
     common::train_items(dir.path(), 3, items, 4, callbacks);
-    let outcome = outcome.lock().unwrap().clone();
-    let error = outcome.error.unwrap();
+    let outcome = outcome.get();
+    let error = outcome.error.unwrap().message;
     assert!(
         error.contains("device 1") && error.contains("poisoned item"),
         "{error}"

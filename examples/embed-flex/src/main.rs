@@ -156,7 +156,8 @@ fn main() -> Result<(), burnfit_callbacks::CallbackError> {
             patience: 1,
             ..Default::default()
         })?)
-        .with(CSVLogger::new(dir.join("history.csv")));
+        .with(CSVLogger::new(dir.join("history.csv")))
+        .progress(); // one Keras-style line per epoch; Burn's renderer off
     let lr = callbacks.lr_scheduler(1e-2); // a rate the callbacks may change
     let outcome = callbacks.outcome();
     // -------------------------------------------------------------------------
@@ -171,7 +172,7 @@ fn main() -> Result<(), burnfit_callbacks::CallbackError> {
             lr,
         ));
 
-    let outcome = outcome.lock().unwrap();
+    let outcome = outcome.get();
     println!(
         "{} epochs, stop: {:?}, last logs: {:?}",
         outcome.epochs.len(),

@@ -26,4 +26,14 @@ fn trains_a_small_model_with_callbacks_on_flex() {
         "header + 1..4 epochs: {history}"
     );
     assert!(printed.contains("epochs, stop:"), "{printed}");
+    // `.progress()`: Keras's epoch lines, and none of Burn's fallback
+    // renderer's Debug output (this project has no `tui` feature).
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let epoch_lines = stdout.lines().filter(|l| l.starts_with("Epoch ")).count();
+    assert_eq!(epoch_lines, rows.len() - 1, "{stdout}");
+    assert!(!stdout.contains("ProgressSnapshot"), "{stdout}");
+    assert!(
+        stdout.lines().count() <= epoch_lines + 4,
+        "nothing else on stdout: {stdout}"
+    );
 }

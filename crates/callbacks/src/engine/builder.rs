@@ -1,6 +1,6 @@
 //! [`Callbacks`] and [`WithCallbacks`]: adding callbacks to a Burn training.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::tensor::Device;
@@ -11,7 +11,7 @@ use super::batch_loss::BatchLoss;
 use super::lr::{CallbackLr, LrHandle};
 use super::metric_log::CallbackMetricLogger;
 use super::multi_device::GradientReduction;
-use super::outcome::FitOutcome;
+use super::outcome::Outcome;
 use super::strategy::{CallbackStrategy, EngineConfig};
 
 /// The callbacks of one training run, and the links the engine needs
@@ -31,18 +31,19 @@ use super::strategy::{CallbackStrategy, EngineConfig};
 /// let result = training
 ///     .with_callbacks(callbacks)
 ///     .launch(burn::train::Learner::new(model, optim, lr));
-/// println!("stopped because: {:?}", outcome.lock().unwrap().stop_reason);
+/// println!("stopped because: {:?}", outcome.get().stop_reason);
 /// # }
 /// ```
 pub struct Callbacks {
     list: CallbackList,
     lr: Option<LrHandle>,
     quiet: bool,
+    silence_burn_renderer: bool,
     seed: Option<u64>,
     devices: Vec<Device>,
     reduction: GradientReduction,
     step_timeout: Option<std::time::Duration>,
-    outcome: Arc<Mutex<FitOutcome>>,
+    outcome: Outcome,
 }
 
 impl Default for Callbacks {
@@ -58,11 +59,12 @@ impl Callbacks {
             list: CallbackList::new(),
             lr: None,
             quiet: false,
+            silence_burn_renderer: false,
             seed: None,
             devices: Vec::new(),
             reduction: GradientReduction::Mean,
             step_timeout: None,
-            outcome: Arc::default(),
+            outcome: Outcome::default(),
         }
     }
 
@@ -93,6 +95,21 @@ impl Callbacks {
     /// Links an existing [`CallbackLr`].
     pub fn with_lr_handle(mut self, handle: LrHandle) -> Self {
         self.lr = Some(handle);
+        self
+    }
+
+    /// Keras-style progress, one line per epoch on stdout (a live bar on a
+    /// terminal; [`ProgressLogger`](burnfit_core::builtins::ProgressLogger)),
+    /// in place of Burn's renderer, which `with_callbacks` then turns off.
+    /// Without Burn's `tui` feature, Burn's fallback renderer prints every
+    /// progress snapshot as Debug text on stdout: this one call gives clean
+    /// output. The callbacks' other notes go to stdout too (warnings still
+    /// through `log`).
+    pub fn progress(mut self) -> Self {
+        self.list.push(burnfit_core::builtins::ProgressLogger::new(
+            burnfit_core::builtins::ProgressLoggerConfig::default(),
+        ));
+        self.silence_burn_renderer = true;
         self
     }
 
@@ -146,7 +163,7 @@ impl Callbacks {
     }
 
     /// A handle on what happened, filled in while training runs.
-    pub fn outcome(&self) -> Arc<Mutex<FitOutcome>> {
+    pub fn outcome(&self) -> Outcome {
         self.outcome.clone()
     }
 
@@ -166,6 +183,7 @@ impl Callbacks {
             lr: self.lr,
             metric_logger,
             quiet: self.quiet,
+            print_info: self.silence_burn_renderer,
             seed: self.seed,
             devices: self.devices,
             reduction: self.reduction,
@@ -195,9 +213,15 @@ where
     <M as InferenceStep>::Output: BatchLoss,
 {
     fn with_callbacks(self, callbacks: Callbacks) -> Self {
+        let training = if callbacks.silence_burn_renderer {
+            self.renderer(Box::new(super::SilentRenderer))
+        } else {
+            self
+        };
         let logger = CallbackMetricLogger::new();
         let engine = callbacks.into_engine(logger.clone());
-        self.with_metric_logger(logger)
+        training
+            .with_metric_logger(logger)
             .with_training_strategy(TrainingStrategy::Custom(Arc::new(CallbackStrategy::new(
                 engine,
             ))))

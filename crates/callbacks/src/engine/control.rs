@@ -172,11 +172,9 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
     fn emit(&mut self, message: Message) {
         match message {
             Message::Warning(text) => log::warn!("{text}"),
-            Message::Info(text) => {
-                if !self.state.quiet {
-                    log::info!("{text}")
-                }
-            }
+            Message::Info(text) if self.state.quiet => drop(text),
+            Message::Info(text) if self.state.print_info => println!("{text}"),
+            Message::Info(text) => log::info!("{text}"),
         }
     }
 }

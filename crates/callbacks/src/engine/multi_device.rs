@@ -60,8 +60,8 @@ use burn::tensor::{Device, Distribution, Tensor};
 use burn::train::{LearnerModel, TrainOutput, TrainStep};
 
 use super::batch_loss::BatchLoss;
+use super::panic::panic_message;
 use super::params::sync_running_states;
-use super::strategy::panic_message;
 
 /// How the gradients of the devices are combined into one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -48,6 +48,9 @@ pub(crate) struct LoopState<M: LearnerModel> {
     pub train_end: Option<TrainEnd>,
     /// Silences informational messages.
     pub quiet: bool,
+    /// Prints informational messages (the progress lines) on stdout rather
+    /// than through `log` ([`Callbacks::progress`](super::Callbacks::progress)).
+    pub print_info: bool,
     /// Callback states as of the start of the last epoch-end dispatch,
     /// stored in full checkpoints that callbacks save themselves.
     pub callback_states: BTreeMap<String, serde_json::Value>,

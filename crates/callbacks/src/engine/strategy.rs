@@ -21,7 +21,8 @@ use super::epoch_logs;
 use super::lr::LrHandle;
 use super::metric_log::CallbackMetricLogger;
 use super::multi_device::{DeviceWorkers, GradientReduction};
-use super::outcome::FitOutcome;
+use super::outcome::{FitError, Outcome};
+use super::panic::panic_message;
 use super::state::{LoopState, Session};
 use super::train_epoch::{Steps, TrainEpoch};
 use super::valid_epoch::ValidEpoch;
@@ -32,11 +33,12 @@ pub(crate) struct EngineConfig {
     pub lr: Option<LrHandle>,
     pub metric_logger: CallbackMetricLogger,
     pub quiet: bool,
+    pub print_info: bool,
     pub seed: Option<u64>,
     pub devices: Vec<Device>,
     pub reduction: GradientReduction,
     pub step_timeout: Option<std::time::Duration>,
-    pub outcome: Arc<Mutex<FitOutcome>>,
+    pub outcome: Outcome,
     /// Whether Burn ran this strategy (see the `Drop` below).
     pub ran: bool,
 }
@@ -53,9 +55,8 @@ impl Drop for EngineConfig {
                 self.callbacks.names().join(", ")
             );
             log::warn!("{warning}");
-            if let Ok(mut outcome) = self.outcome.lock() {
-                outcome.warnings.push(warning);
-            }
+            self.outcome
+                .update(|outcome| outcome.warnings.push(warning));
         }
     }
 }
@@ -180,6 +181,7 @@ where
                 stop_reason: None,
                 train_end: None,
                 quiet: engine.quiet,
+                print_info: engine.print_info,
                 callback_states: Default::default(),
                 callback_models: Default::default(),
                 skip_step: None,
@@ -233,8 +235,7 @@ where
         }
 
         let state = session.state;
-        {
-            let mut outcome = outcome.lock().expect("outcome lock");
+        outcome.update(|outcome| {
             outcome.stop_reason = state.stop_reason.clone();
             outcome.train_end = state.train_end.clone();
             outcome.global_step = state.progress.global_step;
@@ -244,14 +245,17 @@ where
             if let Err(error) = &result {
                 // Reported to the caller, who decides how to show it.
                 outcome.error = Some(match error {
-                    burnfit_core::CallbackError::Io { source, .. } => source.to_string(),
-                    other => other.to_string(),
+                    burnfit_core::CallbackError::Io { source, path } => FitError {
+                        message: source.to_string(),
+                        path: Some(path.clone()),
+                    },
+                    other => FitError {
+                        message: other.to_string(),
+                        path: None,
+                    },
                 });
-                if let burnfit_core::CallbackError::Io { path, .. } = error {
-                    outcome.error_path = Some(path.clone());
-                }
             }
-        }
+        });
         match &result {
             Ok(()) => {
                 if let Some(reason) = &state.stop_reason {
@@ -293,7 +297,7 @@ fn run_epochs<M>(
     valid: &ValidEpoch<M>,
     first_epoch: usize,
     num_epochs: usize,
-    outcome: &Mutex<FitOutcome>,
+    outcome: &Outcome,
     mut after_epoch: impl FnMut(&Learner<M>, usize, &EventStoreClient) -> bool,
 ) -> Result<()>
 where
@@ -314,7 +318,7 @@ where
             first_epoch = at.epoch;
             skip = at.batches_done;
         }
-        outcome.lock().expect("outcome lock").resumed_at = Some((first_epoch, skip));
+        outcome.update(|o| o.resumed_at = Some((first_epoch, skip)));
         log::info!(
             "Resuming from {} (epoch {}, {} batches done, step {})",
             path.display(),
@@ -346,11 +350,7 @@ where
             break;
         }
         let logs = end_epoch(session, epoch)?;
-        outcome
-            .lock()
-            .expect("outcome lock")
-            .epochs
-            .push((epoch, logs.clone()));
+        outcome.update(|o| o.epochs.push((epoch, logs.clone())));
         last_logs = logs;
         let state = &mut session.state;
         if state.should_stop() {
@@ -415,15 +415,4 @@ fn end_epoch<M: LearnerModel>(session: &mut Session<'_, M>, epoch: usize) -> Res
         callbacks.on_epoch_end(epoch, &mut logs, ctl)
     })?;
     Ok(logs)
-}
-
-/// The text of a panic's payload (`&str` or `String`; anything else is
-/// reported as a panic without a message). Shared by the training thread,
-/// the device workers and the CLI.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
