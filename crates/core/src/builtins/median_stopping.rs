@@ -5,6 +5,7 @@ use crate::callback::Callback;
 use crate::context::Context;
 use crate::error::{CallbackError, Result};
 use crate::logs::Logs;
+use crate::monitor::Direction;
 
 const NAME: &str = "MedianStopping";
 
@@ -22,33 +23,49 @@ pub type ReferenceSource = Box<dyn FnMut() -> Vec<Vec<f64>> + Send>;
 /// fewer than `min_trials` earlier trials reached the epoch.
 ///
 /// ```
-/// use burnfit_core::builtins::MedianStopping;
-/// let rule = MedianStopping::new("val_loss", false, vec![vec![0.9, 0.5], vec![0.8, 0.4]]).unwrap();
+/// use burnfit_core::builtins::{MedianStopping, MedianStoppingConfig};
+/// let reference = vec![vec![0.9, 0.5], vec![0.8, 0.4]];
+/// let rule = MedianStopping::new(MedianStoppingConfig::default(), reference).unwrap();
 /// assert_eq!(rule.median_at(1), Some(0.45));
 /// assert!(rule.should_prune(1, 0.6));
 /// assert!(!rule.should_prune(1, 0.3));
 /// ```
 pub struct MedianStopping {
-    monitor: String,
-    maximize: bool,
+    config: MedianStoppingConfig,
     reference: Vec<Vec<f64>>,
     source: Option<ReferenceSource>,
+}
+
+/// What a [`MedianStopping`] compares, and when it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MedianStoppingConfig {
+    /// The log key compared. Default `val_loss`.
+    pub monitor: String,
+    /// Which way is better ([`Direction::Max`] for accuracy-like metrics).
+    /// Default [`Direction::Min`].
+    pub direction: Direction,
     /// Epochs during which nothing is pruned. Default 1.
     pub warmup_epochs: usize,
     /// Earlier trials needed at an epoch before pruning on it. Default 2.
     pub min_trials: usize,
 }
 
+impl Default for MedianStoppingConfig {
+    fn default() -> Self {
+        Self {
+            monitor: "val_loss".into(),
+            direction: Direction::Min,
+            warmup_epochs: 1,
+            min_trials: 2,
+        }
+    }
+}
+
 impl MedianStopping {
-    /// A rule on `monitor` (`maximize` for accuracy-like metrics) against
-    /// earlier trials' per-epoch values.
-    pub fn new(
-        monitor: impl Into<String>,
-        maximize: bool,
-        reference: Vec<Vec<f64>>,
-    ) -> Result<Self> {
-        let monitor = monitor.into();
-        if monitor.is_empty() {
+    /// The rule `config` against earlier trials' per-epoch values
+    /// (`reference[trial][epoch]`).
+    pub fn new(config: MedianStoppingConfig, reference: Vec<Vec<f64>>) -> Result<Self> {
+        if config.monitor.is_empty() {
             return Err(CallbackError::InvalidParameter {
                 callback: NAME,
                 param: "monitor",
@@ -56,12 +73,9 @@ impl MedianStopping {
             });
         }
         Ok(Self {
-            monitor,
-            maximize,
+            config,
             reference,
             source: None,
-            warmup_epochs: 1,
-            min_trials: 2,
         })
     }
 
@@ -80,7 +94,7 @@ impl MedianStopping {
             .filter_map(|trial| trial.get(epoch).copied())
             .filter(|v| v.is_finite())
             .collect();
-        if values.len() < self.min_trials.max(1) {
+        if values.len() < self.config.min_trials.max(1) {
             return None;
         }
         values.sort_by(f64::total_cmp);
@@ -94,7 +108,7 @@ impl MedianStopping {
 
     /// Whether a trial with `value` at `epoch` should stop.
     pub fn should_prune(&self, epoch: usize, value: f64) -> bool {
-        if epoch + 1 < self.warmup_epochs.max(1) {
+        if epoch + 1 < self.config.warmup_epochs.max(1) {
             return false;
         }
         let Some(median) = self.median_at(epoch) else {
@@ -103,7 +117,7 @@ impl MedianStopping {
         if !value.is_finite() {
             return true;
         }
-        if self.maximize {
+        if self.config.direction == Direction::Max {
             value < median
         } else {
             value > median
@@ -117,7 +131,7 @@ impl Callback for MedianStopping {
     }
 
     fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut Context) -> Result<()> {
-        let Some(value) = logs.get(&self.monitor) else {
+        let Some(value) = logs.get(&self.config.monitor) else {
             return Ok(());
         };
         if let Some(source) = &mut self.source {
@@ -127,7 +141,7 @@ impl Callback for MedianStopping {
             let median = self.median_at(epoch).unwrap_or(f64::NAN);
             ctx.stop_training(format!(
                 "pruned by MedianStopping: `{}` = {value} at epoch {} is worse than the median {median} of earlier trials",
-                self.monitor,
+                self.config.monitor,
                 epoch + 1
             ));
         }
@@ -138,12 +152,9 @@ impl Callback for MedianStopping {
 impl std::fmt::Debug for MedianStopping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct(NAME)
-            .field("monitor", &self.monitor)
-            .field("maximize", &self.maximize)
+            .field("config", &self.config)
             .field("reference", &self.reference)
             .field("source", &self.source.is_some())
-            .field("warmup_epochs", &self.warmup_epochs)
-            .field("min_trials", &self.min_trials)
             .finish()
     }
 }
@@ -160,7 +171,7 @@ mod tests {
         // epoch 0, two better ones by epoch 1.
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let seen = calls.clone();
-        let rule = MedianStopping::new("val_loss", false, vec![])
+        let rule = MedianStopping::new(MedianStoppingConfig::default(), vec![])
             .unwrap()
             .with_reference_source(Box::new(move || {
                 match seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
@@ -181,10 +192,9 @@ mod tests {
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
-    fn rule(maximize: bool) -> MedianStopping {
+    fn rule(config: MedianStoppingConfig) -> MedianStopping {
         MedianStopping::new(
-            "val_loss",
-            maximize,
+            config,
             vec![
                 vec![1.0, 0.8, 0.6],
                 vec![1.2, 0.7, 0.5],
@@ -196,7 +206,7 @@ mod tests {
 
     #[test]
     fn worse_than_median_is_pruned_in_min_mode() {
-        let r = rule(false);
+        let r = rule(MedianStoppingConfig::default());
         assert_eq!(r.median_at(1), Some(0.8));
         assert!(r.should_prune(1, 0.81));
         assert!(!r.should_prune(1, 0.8), "equal to the median is kept");
@@ -208,16 +218,27 @@ mod tests {
 
     #[test]
     fn max_mode_warmup_and_min_trials() {
-        let mut r = rule(true);
+        let max = MedianStoppingConfig {
+            direction: Direction::Max,
+            ..Default::default()
+        };
+        let r = rule(max.clone());
         assert!(r.should_prune(1, 0.75));
         assert!(!r.should_prune(1, 0.85));
-        r.warmup_epochs = 3;
+        let r = rule(MedianStoppingConfig {
+            warmup_epochs: 3,
+            ..max.clone()
+        });
         assert!(!r.should_prune(1, 0.0), "no pruning during warm-up");
-        r.min_trials = 4;
+        let r = rule(MedianStoppingConfig {
+            warmup_epochs: 3,
+            min_trials: 4,
+            ..max
+        });
         assert_eq!(r.median_at(2), None);
         assert!(!r.should_prune(2, 0.0));
         assert!(
-            MedianStopping::new("val_loss", false, vec![])
+            MedianStopping::new(MedianStoppingConfig::default(), vec![])
                 .unwrap()
                 .median_at(0)
                 .is_none()

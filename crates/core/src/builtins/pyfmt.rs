@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::pyrepr::float_repr;
+use super::pyrepr::{exponent_suffix, float_repr};
 
 /// A value substituted into a template: Keras formats `{epoch}` and
 /// `{batch}` as Python ints and every log value as a Python float.
@@ -36,16 +36,13 @@ impl fmt::Display for TemplateError {
 
 impl std::error::Error for TemplateError {}
 
-/// Python's exponent style: sign and at least two digits.
-fn py_exponent(exp: i32) -> String {
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{sign}{:02}", exp.abs())
-}
-
 /// Rewrites Rust's `{:e}` output (`1.50e-5`) with Python's exponent (`1.50e-05`).
 fn fix_exponent(s: &str) -> String {
     match s.split_once('e') {
-        Some((m, e)) => format!("{m}e{}", py_exponent(e.parse().expect("valid exponent"))),
+        Some((m, e)) => format!(
+            "{m}e{}",
+            exponent_suffix(e.parse().expect("valid exponent"))
+        ),
         None => s.to_string(),
     }
 }
@@ -228,7 +225,7 @@ fn general(a: f64, p: usize, alternate: bool, repr_like: bool) -> String {
         format!(
             "{}e{}",
             strip(m.to_string()),
-            py_exponent(e.parse().expect("valid exponent"))
+            exponent_suffix(e.parse().expect("valid exponent"))
         )
     }
 }

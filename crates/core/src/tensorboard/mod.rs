@@ -27,7 +27,6 @@ mod summary;
 pub use callback::{ParamHistogramSource, TensorBoard, TensorBoardConfig, UpdateFreq};
 pub use event_file::{EventWriter, FILE_VERSION, file_lengths, now_secs, truncate_to};
 pub use gradient_norms::{GradientNormMonitor, GradientNormMonitorConfig};
-pub use record::{RecordError, decode_records, encode_record, masked_crc32c};
 pub use summary::{
     DEFAULT_BUCKET_COUNT, HPARAMS_EXPERIMENT_TAG, HPARAMS_SESSION_END_TAG,
     HPARAMS_SESSION_START_TAG, HParamValue, histogram_buckets,

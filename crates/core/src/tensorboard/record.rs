@@ -1,16 +1,12 @@
 //! TFRecord framing: how event files store each record (length, masked
 //! CRC32C of the length, data, masked CRC32C of the data), and reading it
-//! back with every check TensorBoard makes.
+//! back with every check TensorBoard makes. Crate-private: the event
+//! file writer frames its events; readers are TensorBoard's own (the tests
+//! read the files back with it).
 
 /// CRC32C of `data`, masked as TFRecord files store it:
 /// `((crc >> 15) | (crc << 17)) + 0xa282ead8`.
-///
-/// ```
-/// use burnfit_core::tensorboard::masked_crc32c;
-/// assert_eq!(masked_crc32c(b""), 0xa282_ead8);
-/// assert_eq!(masked_crc32c(b"123456789"), 0xc78a_b0e5);
-/// ```
-pub fn masked_crc32c(data: &[u8]) -> u32 {
+pub(crate) fn masked_crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
         .rotate_right(15)
         .wrapping_add(0xa282_ead8)
@@ -18,7 +14,7 @@ pub fn masked_crc32c(data: &[u8]) -> u32 {
 
 /// Frames `data` as one TFRecord: length (`u64` little-endian), masked CRC32C
 /// of those 8 bytes, the data, masked CRC32C of the data.
-pub fn encode_record(data: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_record(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 16);
     let len = (data.len() as u64).to_le_bytes();
     out.extend_from_slice(&len);
@@ -29,8 +25,9 @@ pub fn encode_record(data: &[u8]) -> Vec<u8> {
 }
 
 /// Why [`decode_records`] rejected a file.
+#[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     /// The file ends inside a record.
     #[error("record #{index} at offset {offset}: truncated")]
     Truncated {
@@ -52,15 +49,9 @@ pub enum RecordError {
 }
 
 /// Splits TFRecord bytes into record payloads, checking both checksums of
-/// every record (the inverse of [`encode_record`]).
-///
-/// ```
-/// use burnfit_core::tensorboard::{decode_records, encode_record};
-/// let mut bytes = encode_record(b"first");
-/// bytes.extend(encode_record(b"second"));
-/// assert_eq!(decode_records(&bytes).unwrap(), vec![&b"first"[..], &b"second"[..]]);
-/// ```
-pub fn decode_records(bytes: &[u8]) -> std::result::Result<Vec<&[u8]>, RecordError> {
+/// every record (the inverse of [`encode_record`]); the tests' reader.
+#[cfg(test)]
+pub(crate) fn decode_records(bytes: &[u8]) -> std::result::Result<Vec<&[u8]>, RecordError> {
     let mut records = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
