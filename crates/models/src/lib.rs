@@ -23,3 +23,9 @@ pub mod norm;
 pub mod pool;
 
 pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};
+
+/// Burn's CPU backends draw random numbers from one process-wide generator;
+/// unit tests that seed it, or draw from it, hold this lock so that tests
+/// running in parallel do not interleave their draws.
+#[cfg(test)]
+pub(crate) static TEST_RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -31,12 +31,15 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::ops::ConvOptions;
 
-use crate::nets::stem_conv::conv2d_stem;
+use stem::conv2d_stem;
 
 #[cfg(feature = "flex")]
 pub mod extension;
 #[cfg(feature = "flex")]
 pub mod kernels;
+/// The first convolution of a network (one input channel), direct rather
+/// than through the gemm.
+pub mod stem;
 
 /// `conv.forward(x)`: on a flex device (with or without autodiff) through
 /// [`extension::GemmConv2dOps`] when the crate's `flex` feature is on,
@@ -144,7 +147,7 @@ mod tests {
     /// Forward values and the input, weight and bias gradients equal those
     /// of Burn's own convolution, on flex with autodiff.
     fn check_against_burn(config: Conv2dConfig, input: [usize; 4]) {
-        let _rng = crate::nets::TEST_RNG_LOCK
+        let _rng = crate::TEST_RNG_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let device = Device::flex().autodiff();

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_mask_and_gradient_flows_through_kept_values_only() {
-        let _rng = crate::nets::TEST_RNG_LOCK
+        let _rng = crate::TEST_RNG_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let device = Device::flex().autodiff();

@@ -16,7 +16,6 @@ pub mod mlp;
 pub mod regressor;
 pub mod resnet;
 pub mod simple_cnn;
-pub mod stem_conv;
 
 use burn::config::Config;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -29,12 +28,6 @@ pub use mlp::{Mlp, MlpConfig};
 pub use regressor::{MlpRegressor, MlpRegressorConfig};
 pub use resnet::{ResNet, ResNetConfig};
 pub use simple_cnn::{SimpleCnn, SimpleCnnConfig};
-
-/// Burn's CPU backends draw random numbers from one process-wide generator;
-/// unit tests that seed it, or draw from it, hold this lock so that tests
-/// running in parallel do not interleave their draws.
-#[cfg(test)]
-pub(crate) static TEST_RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// An invalid model configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

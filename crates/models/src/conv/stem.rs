@@ -32,7 +32,7 @@ pub const IM2COL_MAX_PATCH: usize = 27;
 /// use burn::nn::conv::Conv2dConfig;
 /// use burn::nn::PaddingConfig2d;
 /// use burn::prelude::*;
-/// use burnfit_models::nets::stem_conv::conv2d_stem;
+/// use burnfit_models::conv::stem::conv2d_stem;
 ///
 /// let device = Device::flex();
 /// let conv = Conv2dConfig::new([1, 8], [3, 3])
@@ -118,7 +118,7 @@ mod tests {
 
     /// Forward values and both gradients equal Burn's convolution.
     fn check_against_burn(config: Conv2dConfig, input: [usize; 4]) {
-        let _rng = crate::nets::TEST_RNG_LOCK
+        let _rng = crate::TEST_RNG_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let device = device();
@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn wide_strided_or_grouped_layers_use_burns_convolution() {
-        let _rng = crate::nets::TEST_RNG_LOCK
+        let _rng = crate::TEST_RNG_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let device = device();
