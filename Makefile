@@ -39,6 +39,7 @@ deps-test:
 
 lint:
 	cargo fmt --all -- --check
+	python3 scripts/check-module-cycles.py
 	cargo clippy --workspace --all-targets --features $(TEST_FEATURES) -- -D warnings
 	cargo clippy -p burnfit-cli --all-targets -- -D warnings
 

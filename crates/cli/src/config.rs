@@ -6,7 +6,7 @@ use burnfit_callbacks::builtins::CallbackConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
-use crate::task::Section;
+use crate::tables::{Description, Section};
 
 /// A whole training configuration, as written in `configs/*.toml`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -17,11 +17,11 @@ pub struct Config {
     pub name: Option<String>,
     /// The network: the task's own table (for the `burnfit` binary, `kind =
     /// "mlp" | "cnn" | "simple_cnn" | "resnet" | "mlp_regressor"`).
-    #[serde(deserialize_with = "crate::task::deserialize_model_section")]
+    #[serde(deserialize_with = "crate::tables::deserialize_model")]
     pub model: Section,
     /// The dataset: the task's own table (for the `burnfit` binary, a
     /// [`DataConfig`]).
-    #[serde(deserialize_with = "crate::task::deserialize_data_section")]
+    #[serde(deserialize_with = "crate::tables::deserialize_data")]
     pub data: Section,
     /// The optimizer.
     #[serde(default)]
@@ -200,6 +200,74 @@ pub struct TrainingConfig {
     /// ends with an error naming the devices that did not answer (a remote
     /// server that stopped answering); 0: no limit.
     pub step_timeout: f64,
+    /// Stop after this many optimizer steps in all, resumes included
+    /// (Lightning's `max_steps`); the epoch it stops in is validated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
+    /// Validate on the first N batches only (Lightning's `limit_val_batches`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_val_batches: Option<usize>,
+    /// Train on the first N training batches, unshuffled, and validate on
+    /// the same batches (Lightning's `overfit_batches`): a model that cannot
+    /// overfit them has a bug.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overfit_batches: Option<usize>,
+    /// A smoke run (Lightning's `fast_dev_run`): one epoch of N batches of
+    /// training and of validation (`true`: 1), and no files but the run's own
+    /// (no checkpoints, CSV, TensorBoard, plots, nor `[[callbacks]]` that
+    /// write or send anything).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fast_dev_run: Option<FastDevRun>,
+}
+
+/// `fast_dev_run = true` (one batch) or a number of batches.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum FastDevRun {
+    /// `true`: one batch; `false`: off.
+    Flag(bool),
+    /// This many batches.
+    Batches(usize),
+}
+
+impl FastDevRun {
+    /// The batches of training and validation, if on.
+    pub fn batches(self) -> Option<usize> {
+        match self {
+            FastDevRun::Flag(true) => Some(1),
+            FastDevRun::Flag(false) => None,
+            FastDevRun::Batches(n) => Some(n),
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// Batches of training per epoch, and of validation, when a knob limits
+    /// them (`overfit_batches`, `fast_dev_run`, `limit_val_batches`); and
+    /// whether the training batches are shuffled.
+    pub fn batch_limits(&self) -> BatchLimits {
+        let fast = self.fast_dev_run.and_then(FastDevRun::batches);
+        let train = fast.or(self.overfit_batches);
+        BatchLimits {
+            train,
+            valid: fast.or(self.limit_val_batches).or(self.overfit_batches),
+            valid_is_train: self.overfit_batches.is_some() && fast.is_none(),
+            shuffle: self.overfit_batches.is_none(),
+        }
+    }
+}
+
+/// What [`TrainingConfig::batch_limits`] says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Training batches per epoch (all when `None`).
+    pub train: Option<usize>,
+    /// Validation batches (all when `None`).
+    pub valid: Option<usize>,
+    /// Validate on the training batches (`overfit_batches`).
+    pub valid_is_train: bool,
+    /// Shuffle the training batches each epoch.
+    pub shuffle: bool,
 }
 
 impl Default for TrainingConfig {
@@ -213,6 +281,10 @@ impl Default for TrainingConfig {
             metrics: None,
             devices: Vec::new(),
             step_timeout: 600.0,
+            max_steps: None,
+            limit_val_batches: None,
+            overfit_batches: None,
+            fast_dev_run: None,
         }
     }
 }
@@ -285,6 +357,11 @@ impl Config {
         Ok(config)
     }
 
+    /// The task's description of this config's model.
+    pub(crate) fn describe(&self) -> Description {
+        crate::tables::current().describe(&self.model, &self.data)
+    }
+
     /// The run name: `name`, else the file stem.
     pub fn run_name(&self, path: &Path) -> String {
         self.name.clone().unwrap_or_else(|| {
@@ -299,7 +376,7 @@ impl Config {
     pub fn metric_names(&self) -> Vec<String> {
         match &self.training.metrics {
             Some(names) => names.clone(),
-            None => crate::task::current().describe(self).metrics.default,
+            None => self.describe().metrics.default,
         }
     }
 
@@ -314,11 +391,60 @@ impl Config {
         all
     }
 
+    /// The training knobs: counts of at least 1, and no two that say what
+    /// to train on.
+    fn check_knobs(&self, bad: &Bad<'_>) -> Result<(), CliError> {
+        let training = &self.training;
+        let counts = [
+            ("training.max_steps", training.max_steps.map(|n| n as usize)),
+            ("training.limit_val_batches", training.limit_val_batches),
+            ("training.overfit_batches", training.overfit_batches),
+            (
+                "training.fast_dev_run",
+                match training.fast_dev_run {
+                    Some(FastDevRun::Batches(n)) => Some(n),
+                    _ => None,
+                },
+            ),
+        ];
+        for (key, value) in counts {
+            if value == Some(0) {
+                return Err(bad(
+                    key,
+                    "must be at least 1 (or left out: no limit)".into(),
+                ));
+            }
+        }
+        let fast = training
+            .fast_dev_run
+            .and_then(FastDevRun::batches)
+            .is_some();
+        if fast && training.overfit_batches.is_some() {
+            return Err(bad(
+                "training.fast_dev_run",
+                "and training.overfit_batches both choose the batches to train on: keep one".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks values serde cannot check (ranges, combinations, names).
     fn check(&self, origin: &Origin<'_>) -> Result<(), CliError> {
         let bad = |key: &str, message: String| {
             CliError::usage(format!("{}: {key}: {message}", origin.of(key)))
         };
+        self.check_training(&bad)?;
+        self.check_knobs(&bad)?;
+        self.check_optimizer(&bad)?;
+        if let Err(e) = crate::tables::current().check(&self.model, &self.data) {
+            return Err(bad(&e.key, e.message));
+        }
+        self.check_metric_names(&bad)?;
+        self.check_callbacks(&bad)
+    }
+
+    /// `[training]`: counts and the step timeout.
+    fn check_training(&self, bad: &Bad<'_>) -> Result<(), CliError> {
         if self.training.epochs == 0 {
             return Err(bad("training.epochs", "must be at least 1".into()));
         }
@@ -332,6 +458,11 @@ impl Config {
                 format!("must be a number of seconds (0 for no limit), got {timeout}"),
             ));
         }
+        Ok(())
+    }
+
+    /// `[optimizer]`: the rate and the moving average's settings.
+    fn check_optimizer(&self, bad: &Bad<'_>) -> Result<(), CliError> {
         if !(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite()) {
             return Err(bad(
                 "optimizer.lr",
@@ -353,10 +484,12 @@ impl Config {
                 "must be at least 1 (or left out: overwrite only at the end)".into(),
             ));
         }
-        if let Err(e) = crate::task::current().check(self) {
-            return Err(bad(&e.key, e.message));
-        }
-        let metrics = crate::task::current().describe(self).metrics;
+        Ok(())
+    }
+
+    /// `[training] metrics`: names the task offers, each once.
+    fn check_metric_names(&self, bad: &Bad<'_>) -> Result<(), CliError> {
+        let metrics = self.describe().metrics;
         let available = &metrics.available;
         let mut seen = Vec::new();
         for name in self.metric_names() {
@@ -380,6 +513,13 @@ impl Config {
             }
             seen.push(name);
         }
+        Ok(())
+    }
+
+    /// `[outputs]` and `[[callbacks]]`: the monitors and file-name
+    /// placeholders name metrics this config produces, and every callback
+    /// builds.
+    fn check_callbacks(&self, bad: &Bad<'_>) -> Result<(), CliError> {
         let metrics = self.produced_metrics();
         let known = |key: &str, name: &str| -> Result<(), CliError> {
             if metrics.iter().any(|m| m == name) {
@@ -558,6 +698,9 @@ fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
     }
     options.open(path)
 }
+
+/// Makes the one-line error of a key (with where its value came from).
+type Bad<'a> = dyn Fn(&str, String) -> CliError + 'a;
 
 /// Where a key's value came from, for error messages: the `--set` that
 /// last set it, else the config file and the key's line.

@@ -14,7 +14,7 @@ use burnfit_models::data::{
 
 use crate::config::DataConfig;
 use crate::error::{CliError, CliResult};
-use crate::task::DataContext;
+use crate::tables::DataContext;
 
 /// Train/validation/test data, ready for loaders.
 pub enum Data {

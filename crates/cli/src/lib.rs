@@ -19,6 +19,8 @@ mod data;
 mod error;
 mod eval;
 mod faults;
+mod fit;
+mod inference;
 mod interrupt;
 mod logging;
 mod lr_find;
@@ -27,8 +29,10 @@ mod remote;
 mod report;
 mod resume;
 mod run_dir;
+mod serve;
 mod shuffle;
 mod sweep;
+mod tables;
 pub mod task;
 mod train;
 
@@ -152,7 +156,7 @@ enum Command {
     LrFind(lr_find::LrFindArgs),
     /// Serve this machine's device to a coordinator's `train --remote` (needs the
     /// `remote` feature; unencrypted WebSocket, loopback unless --bind says otherwise).
-    Serve(remote::ServeArgs),
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -189,7 +193,7 @@ fn run_command(cli: Cli) -> CliResult<()> {
         Command::Bench(args) => bench::bench_command(&args),
         Command::Sweep(args) => sweep::sweep_command(&args),
         Command::LrFind(args) => lr_find::lr_find_command(&args),
-        Command::Serve(args) => remote::serve_command(&args),
+        Command::Serve(args) => serve::serve_command(&args),
     }
 }
 
@@ -216,7 +220,7 @@ fn validate(
         "{}: ok ({} model, {} callbacks, {} epochs; {train} training, {valid} validation, \
          {test} test items)",
         path.display(),
-        task::current().describe(&cfg).kind,
+        cfg.describe().kind,
         cfg.callbacks.len(),
         cfg.training.epochs
     );

@@ -89,11 +89,7 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     config.outputs.tensorboard = false;
     config.outputs.csv = false;
     config.outputs.plots = false;
-    setup
-        .extra_callbacks
-        .lock()
-        .expect("extra callbacks")
-        .push(Box::new(finder));
+    setup.extra_callbacks.push(Box::new(finder));
 
     let started = train::start(&setup)?;
     let run = &started.run;
@@ -102,7 +98,7 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         "burnfit: learning-rate range test, {} steps from {:e} to {:e} ({} backend)",
         args.steps, args.min_lr, args.max_lr, setup.backend.name
     );
-    match train::train(&setup, run, data)? {
+    match train::train(&mut setup, run, data)? {
         train::Ended::Finished(_) => {}
         train::Ended::Interrupted { .. } => {
             return Err(CliError::interrupted(

@@ -295,6 +295,8 @@ mod tests {
     use super::*;
 
     fn config(extra: &str) -> Config {
+        // The config's tables are read by the process's task: burnfit's own.
+        crate::task::install(crate::builtin::tasks());
         toml::from_str(&format!(
             "[model]\nkind = \"mlp\"\n[data]\nkind = \"fashion_mnist\"\n{extra}"
         ))

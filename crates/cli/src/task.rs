@@ -17,10 +17,9 @@
 //!   the config's `[model]` and `[data]` tables are read through it.
 
 mod runner;
-mod section;
 
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
@@ -32,9 +31,8 @@ use burnfit_callbacks::engine::BatchLoss;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::tables::{DataContext, KeyError, MetricNames, Section};
 pub(crate) use runner::{Loaded, PredictJob, Runner, current, install};
-pub use section::Section;
-pub(crate) use section::{data as deserialize_data_section, model as deserialize_model_section};
 
 use crate::error::{CliError, CliResult};
 
@@ -198,48 +196,6 @@ impl<I> TaskData<I> {
     }
 }
 
-/// What [`Task::data`] gets besides its table.
-#[derive(Clone, Debug)]
-pub struct DataContext {
-    /// The `--data` flag: it replaces the directory (or file) the table
-    /// names.
-    pub data_dir: Option<PathBuf>,
-    /// `training.batch_size` (the batch of a step over all devices).
-    pub batch_size: usize,
-    /// `training.seed`, for splits drawn at random.
-    pub seed: u64,
-}
-
-/// A config value that fails a check: its key and why.
-#[derive(Clone, Debug)]
-pub struct KeyError {
-    /// The key path, such as `model.hidden`.
-    pub key: String,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl KeyError {
-    /// The error of `key`.
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// The metrics a task offers.
-#[derive(Clone, Debug, Default)]
-pub struct MetricNames {
-    /// Every name `[training] metrics` may list.
-    pub available: Vec<String>,
-    /// Those used when `[training] metrics` is left out.
-    pub default: Vec<String>,
-    /// Names that belong to other tasks (a clearer error than "unknown").
-    pub other_tasks: Vec<String>,
-}
-
 /// Test-set metrics of a model.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TestMetrics {
@@ -287,7 +243,7 @@ impl<T: Task + ?Sized> Predict<'_, T> {
         each: impl FnMut(O) -> CliResult<()>,
     ) -> CliResult<()> {
         let loader = crate::data::loader(batcher, items, 256, 1).to_device(self.device);
-        crate::eval::for_each_batch(loader.iter(), &self.input.display().to_string(), each)
+        crate::inference::for_each_batch(loader.iter(), &self.input.display().to_string(), each)
     }
 }
 

@@ -11,7 +11,6 @@ use super::space::TrialParams;
 use super::trial::{self, FAILED};
 use crate::error::CliResult;
 use crate::run_dir::{RunDir, RunState};
-use crate::train;
 
 /// A finished (or pruned) trial.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,7 +92,8 @@ pub fn collect(manifest: &Manifest, dir: &Path) -> CliResult<Vec<TrialResult>> {
                 .push(format!("{index} ({why})")),
         }
     }
-    let maximize = train::monitor_direction(&manifest.monitor, &manifest.mode) == Direction::Max;
+    let maximize =
+        crate::fit::monitor_direction(&manifest.monitor, &manifest.mode) == Direction::Max;
     write_leaderboard(dir, &manifest.monitor, maximize, &mut results)?;
     let pruned = results
         .iter()

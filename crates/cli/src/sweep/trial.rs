@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burnfit_callbacks::builtins::MedianStopping;
-use burnfit_callbacks::monitor::Direction;
+use burnfit_callbacks::builtins::{MedianStopping, MedianStoppingConfig};
 
 use super::manifest::{self, Manifest};
 use super::space;
@@ -55,7 +54,7 @@ pub fn run(
     sets.extend(manifest::sets(&params));
     let base = dir.join(manifest::BASE);
     let config = crate::config::Config::load(&base, &sets)?;
-    match RunDir::inspect(&run_dir, &train::backup_dir(&config, &run_dir)) {
+    match RunDir::inspect(&run_dir, &crate::fit::backup_dir(&config, &run_dir)) {
         RunState::Finished => return Ok(TrialEnd::AlreadyFinished),
         RunState::Unfinished { backup: None } => {
             // Killed before its first backup: nothing in it can continue.
@@ -66,7 +65,7 @@ pub fn run(
         _ => {}
     }
     let resume = matches!(
-        RunDir::inspect(&run_dir, &train::backup_dir(&config, &run_dir)),
+        RunDir::inspect(&run_dir, &crate::fit::backup_dir(&config, &run_dir)),
         RunState::Unfinished { backup: Some(_) }
     );
     let args = TrainArgs {
@@ -89,22 +88,21 @@ pub fn run(
         .map(|(k, v)| (k.clone(), space::hparam(v)))
         .collect();
     if manifest.pruning {
-        let maximize =
-            train::monitor_direction(&manifest.monitor, &manifest.mode) == Direction::Max;
+        let config = MedianStoppingConfig {
+            monitor: manifest.monitor.clone(),
+            direction: crate::fit::monitor_direction(&manifest.monitor, &manifest.mode),
+            ..Default::default()
+        };
         let monitor = manifest.monitor.clone();
         let sweep = dir.to_path_buf();
-        let rule = MedianStopping::new(monitor.clone(), maximize, Vec::new())?
+        let rule = MedianStopping::new(config, Vec::new())?
             .with_reference_source(Box::new(move || completed_values(&sweep, index, &monitor)));
-        setup
-            .extra_callbacks
-            .lock()
-            .expect("extra callbacks")
-            .push(Box::new(rule));
+        setup.extra_callbacks.push(Box::new(rule));
     }
     let data = crate::task::current().load(&setup.config, None)?;
     let started = train::start(&setup)?;
     let _ = std::fs::remove_file(run_dir.join(FAILED));
-    match train::train(&setup, &started.run, data) {
+    match train::train(&mut setup, &started.run, data) {
         Ok(train::Ended::Finished(_)) => Ok(TrialEnd::Finished),
         Ok(train::Ended::Interrupted { .. }) => Err(CliError::interrupted(
             format!(

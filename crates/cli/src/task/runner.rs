@@ -4,41 +4,25 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use burn::data::dataset::Dataset;
+use burn::data::dataset::transform::PartialDataset;
 use burn::module::Module;
 use burn::prelude::Device;
 use burn::train::InferenceStep;
 use burnfit_callbacks::engine::BatchLoss;
 
-use super::{
-    DataContext, KeyError, MetricNames, Predict, Runnable, Section, Task, TaskData, TaskRunner,
-    TestMetrics, Which,
-};
-use crate::config::Config;
+use super::{Predict, Runnable, Task, TaskData, TaskRunner, TestMetrics, Which};
+use crate::config::{Config, TrainingConfig};
 use crate::data::loader;
 use crate::error::{CliError, CliResult};
-use crate::eval::{check_count, for_each_batch, load_weights};
+use crate::fit::{Ended, Loaders, Setup};
+use crate::inference::{check_count, for_each_batch, load_weights};
 use crate::run_dir::RunDir;
 use crate::shuffle::{EpochCell, EpochShuffled};
-use crate::train::{Ended, Setup};
+use crate::tables::{DataContext, Description, KeyError, Section, TableReader};
 
-/// What the commands need of the process's task, whatever its types.
-pub(crate) trait Runner: Send + Sync {
-    /// Reads a `[model]` table.
-    fn deserialize_model<'de>(
-        &self,
-        deserializer: &mut dyn erased_serde::Deserializer<'de>,
-    ) -> Result<Section, erased_serde::Error>;
-    /// Reads a `[data]` table.
-    fn deserialize_data<'de>(
-        &self,
-        deserializer: &mut dyn erased_serde::Deserializer<'de>,
-    ) -> Result<Section, erased_serde::Error>;
-    /// The model's description.
-    fn describe(&self, config: &Config) -> Description;
-    /// The `[data]` key `--data` replaces.
-    fn data_path_key(&self, config: &Config) -> Option<&'static str>;
-    /// The task's own checks of its tables.
-    fn check(&self, config: &Config) -> Result<(), KeyError>;
+/// What the commands need of the process's task, whatever its types (and
+/// what the config needs of it: [`TableReader`]).
+pub(crate) trait Runner: TableReader {
     /// Loads (and checks) the data.
     fn load(&self, config: &Config, data_dir: Option<&Path>) -> CliResult<Box<dyn Loaded>>;
     /// Test-set metrics of the weights in `weights`, and the line to print.
@@ -63,38 +47,33 @@ pub(crate) struct PredictJob<'a> {
     pub device: &'a Device,
 }
 
-/// A model's description, from its config.
-pub(crate) struct Description {
-    /// Its name in messages.
-    pub kind: String,
-    /// Whether it has convolutions.
-    pub convolutional: bool,
-    /// A lower bound of its parameters and the key that sizes it.
-    pub parameters: Option<(u128, &'static str)>,
-    /// Its metrics.
-    pub metrics: MetricNames,
-}
-
 /// Data loaded and checked, ready to train on.
 pub(crate) trait Loaded {
     /// Items in the training, validation and test sets.
     fn sizes(&self) -> (usize, usize, usize);
     /// Trains in the started run directory.
-    fn train(self: Box<Self>, setup: &Setup, run: &RunDir) -> CliResult<Ended>;
+    fn train(self: Box<Self>, setup: &mut Setup, run: &RunDir) -> CliResult<Ended>;
 }
 
 static RUNNER: OnceLock<Arc<dyn Runner>> = OnceLock::new();
 
-/// Makes `task` the process's task (the first call wins).
+/// Makes `task` the process's task (the first call wins), for the commands
+/// and for the config's tables.
 pub(crate) fn install(task: impl Runnable) {
     let TaskRunner(runner) = task.into_runner();
+    crate::tables::install(runner.clone());
     let _ = RUNNER.set(runner);
 }
 
-/// The process's task: the one `run` installed, else burnfit's own.
+/// The process's task.
+///
+/// # Panics
+///
+/// Before [`crate::run`] installed one.
 pub(crate) fn current() -> &'static dyn Runner {
     RUNNER
-        .get_or_init(|| crate::builtin::tasks().into_runner().0)
+        .get()
+        .expect("burnfit_cli::run installs the task before a command runs")
         .as_ref()
 }
 
@@ -111,12 +90,35 @@ impl<T: Task> Single<T> {
     }
 
     fn data(&self, config: &Config, data_dir: Option<&Path>) -> CliResult<TaskData<T::Item>> {
-        let data = self.0.data(
+        let mut data = self.0.data(
             config.data.typed::<T::DataConfig>(),
             &Self::context(config, data_dir),
         )?;
+        limit_batches(&mut data, &config.training);
         check_sizes(&data, config.training.batch_size)?;
         Ok(data)
+    }
+}
+
+/// The first batches of the training and validation sets, as
+/// `overfit_batches`, `fast_dev_run` and `limit_val_batches` ask (the test
+/// set is left whole).
+fn limit_batches<I: Clone + Send + Sync + 'static>(
+    data: &mut TaskData<I>,
+    training: &TrainingConfig,
+) {
+    let limits = training.batch_limits();
+    let first = |set: &Arc<dyn Dataset<I>>, batches: usize| -> Arc<dyn Dataset<I>> {
+        let items = batches.saturating_mul(training.batch_size).min(set.len());
+        Arc::new(PartialDataset::new(set.clone(), 0, items))
+    };
+    if let Some(batches) = limits.train {
+        data.train = first(&data.train, batches);
+    }
+    if limits.valid_is_train {
+        data.valid = data.train.clone();
+    } else if let Some(batches) = limits.valid {
+        data.valid = first(&data.valid, batches);
     }
 }
 
@@ -140,7 +142,7 @@ fn check_sizes<I>(data: &TaskData<I>, batch: usize) -> CliResult<()> {
     Ok(())
 }
 
-impl<T: Task> Runner for Single<T> {
+impl<T: Task> TableReader for Single<T> {
     fn deserialize_model<'de>(
         &self,
         deserializer: &mut dyn erased_serde::Deserializer<'de>,
@@ -155,24 +157,23 @@ impl<T: Task> Runner for Single<T> {
         erased_serde::deserialize::<T::DataConfig>(deserializer).map(Section::new)
     }
 
-    fn describe(&self, config: &Config) -> Description {
-        let model = config.model.typed::<T::ModelConfig>();
+    fn describe(&self, model: &Section, data: &Section) -> Description {
+        let model = model.typed::<T::ModelConfig>();
         Description {
             kind: self.0.kind(model),
             convolutional: self.0.is_convolutional(model),
             parameters: self.0.parameter_count(model),
             metrics: self.0.metric_names(),
+            data_path_key: self.0.data_path_key(data.typed()),
         }
     }
 
-    fn data_path_key(&self, config: &Config) -> Option<&'static str> {
-        self.0.data_path_key(config.data.typed())
+    fn check(&self, model: &Section, data: &Section) -> Result<(), KeyError> {
+        self.0.check(model.typed(), data.typed())
     }
+}
 
-    fn check(&self, config: &Config) -> Result<(), KeyError> {
-        self.0.check(config.model.typed(), config.data.typed())
-    }
-
+impl<T: Task> Runner for Single<T> {
     fn load(&self, config: &Config, data_dir: Option<&Path>) -> CliResult<Box<dyn Loaded>> {
         Ok(Box::new(LoadedData {
             task: self.0.clone(),
@@ -243,7 +244,7 @@ impl<T: Task> Loaded for LoadedData<T> {
         self.data.sizes()
     }
 
-    fn train(self: Box<Self>, setup: &Setup, run: &RunDir) -> CliResult<Ended> {
+    fn train(self: Box<Self>, setup: &mut Setup, run: &RunDir) -> CliResult<Ended> {
         let LoadedData { task, data } = *self;
         for (name, bytes) in &data.run_files {
             let path = run.root.join(name);
@@ -265,13 +266,23 @@ impl<T: Task> Loaded for LoadedData<T> {
         device.seed(seed);
         let n_train = data.train.len();
         let epoch = EpochCell::default();
-        let train = EpochShuffled::new(data.train.clone(), seed, epoch.clone());
+        let train: Arc<dyn Dataset<T::Item>> = if config.training.batch_limits().shuffle {
+            Arc::new(EpochShuffled::new(data.train.clone(), seed, epoch.clone()))
+        } else {
+            data.train.clone()
+        };
         let model = task.model(config.model.typed(), &data, &device)?;
         let batcher = task.batcher();
         let train = loader(batcher.clone(), train, batch, workers);
         let valid = loader(batcher, data.valid.clone(), batch, workers);
         let names = config.metric_names();
-        crate::train::fit::<T::Model>(setup, run, model, train, valid, n_train, epoch, |t| {
+        let loaders = Loaders {
+            train,
+            valid,
+            n_train,
+            epoch,
+        };
+        crate::fit::fit::<T::Model>(setup, run, model, loaders, |t| {
             task.register_metrics(crate::metrics::register_loss(t), &names)
         })
     }
@@ -289,15 +300,15 @@ where
     A: Task,
     B: Task<ModelConfig = A::ModelConfig, DataConfig = A::DataConfig>,
 {
-    fn of(&self, config: &Config) -> &dyn Runner {
-        match (self.pick)(config.model.typed(), config.data.typed()) {
+    fn of(&self, model: &Section, data: &Section) -> &dyn Runner {
+        match (self.pick)(model.typed(), data.typed()) {
             Which::First => &self.first,
             Which::Second => &self.second,
         }
     }
 }
 
-impl<A, B> Runner for Pair<A, B, A::ModelConfig, A::DataConfig>
+impl<A, B> TableReader for Pair<A, B, A::ModelConfig, A::DataConfig>
 where
     A: Task,
     B: Task<ModelConfig = A::ModelConfig, DataConfig = A::DataConfig>,
@@ -316,20 +327,22 @@ where
         self.first.deserialize_data(deserializer)
     }
 
-    fn describe(&self, config: &Config) -> Description {
-        self.of(config).describe(config)
+    fn describe(&self, model: &Section, data: &Section) -> Description {
+        self.of(model, data).describe(model, data)
     }
 
-    fn data_path_key(&self, config: &Config) -> Option<&'static str> {
-        self.of(config).data_path_key(config)
+    fn check(&self, model: &Section, data: &Section) -> Result<(), KeyError> {
+        self.of(model, data).check(model, data)
     }
+}
 
-    fn check(&self, config: &Config) -> Result<(), KeyError> {
-        self.of(config).check(config)
-    }
-
+impl<A, B> Runner for Pair<A, B, A::ModelConfig, A::DataConfig>
+where
+    A: Task,
+    B: Task<ModelConfig = A::ModelConfig, DataConfig = A::DataConfig>,
+{
     fn load(&self, config: &Config, data_dir: Option<&Path>) -> CliResult<Box<dyn Loaded>> {
-        self.of(config).load(config, data_dir)
+        self.of(&config.model, &config.data).load(config, data_dir)
     }
 
     fn evaluate(
@@ -339,11 +352,11 @@ where
         device: &Device,
         checkpoint: &str,
     ) -> CliResult<(TestMetrics, String)> {
-        self.of(config)
+        self.of(&config.model, &config.data)
             .evaluate(config, weights, device, checkpoint)
     }
 
     fn predict(&self, job: PredictJob<'_>) -> CliResult<()> {
-        self.of(job.config).predict(job)
+        self.of(&job.config.model, &job.config.data).predict(job)
     }
 }

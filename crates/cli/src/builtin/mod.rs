@@ -2,6 +2,9 @@
 //! MLP regressor on CSV tables. The `burnfit` binary is [`crate::run`] over
 //! [`tasks`]: both are [`Task`]s like a user's, with nothing private.
 
+mod parameters;
+mod predict;
+
 use burn::prelude::*;
 use burn::train::ClassificationOutput;
 use burn::train::SupervisedTraining;
@@ -135,7 +138,7 @@ impl Task for ImageClassification {
     }
 
     fn parameter_count(&self, config: &ModelConfig) -> Option<(u128, &'static str)> {
-        Some(parameter_count(config))
+        Some(parameters::lower_bound(config))
     }
 
     fn metric_names(&self) -> MetricNames {
@@ -176,7 +179,7 @@ impl Task for ImageClassification {
     }
 
     fn predict(&self, job: Predict<'_, Self>) -> CliResult<()> {
-        crate::eval::predict_images(job)
+        predict::images(job)
     }
 }
 
@@ -244,7 +247,7 @@ impl Task for TableRegression {
     }
 
     fn parameter_count(&self, config: &ModelConfig) -> Option<(u128, &'static str)> {
-        Some(parameter_count(config))
+        Some(parameters::lower_bound(config))
     }
 
     fn metric_names(&self) -> MetricNames {
@@ -271,64 +274,6 @@ impl Task for TableRegression {
     }
 
     fn predict(&self, job: Predict<'_, Self>) -> CliResult<()> {
-        crate::eval::predict_table(job)
-    }
-}
-
-/// A lower bound of the parameters of `model` (exact for the dense
-/// networks and both CNNs' weights), with the config key that sizes it.
-fn parameter_count(model: &burnfit_models::ModelConfig) -> (u128, &'static str) {
-    use burnfit_models::ModelConfig as M;
-    let n = |x: usize| x as u128;
-    let dense = |input: usize, hidden: &[usize], output: usize| {
-        let mut total = 0u128;
-        let mut width = n(input.max(1));
-        for &h in hidden.iter().chain(std::iter::once(&output)) {
-            total = total.saturating_add(width.saturating_mul(n(h)).saturating_add(n(h)));
-            width = n(h);
-        }
-        total
-    };
-    let conv = |i: usize, o: usize| n(i).saturating_mul(n(o)).saturating_mul(9);
-    match model {
-        M::Mlp(c) => (
-            dense(c.input_size, &c.hidden, c.num_classes),
-            "model.hidden",
-        ),
-        M::MlpRegressor(c) => (
-            dense(c.input_size, &c.hidden, c.output_size),
-            "model.hidden",
-        ),
-        M::Cnn(c) => {
-            let [c1, c2] = c.channels;
-            let side = c.image_size / 4;
-            let convs = [
-                conv(c.in_channels, c1),
-                conv(c1, c1),
-                conv(c1, c2),
-                conv(c2, c2),
-            ]
-            .into_iter()
-            .fold(0u128, u128::saturating_add);
-            let flat = c2.saturating_mul(side).saturating_mul(side);
-            let fc = dense(flat, &[c.fc_size], c.num_classes);
-            (convs.saturating_add(fc), "model.channels / model.fc_size")
-        }
-        M::SimpleCnn(c) => {
-            let [c1, c2] = c.channels;
-            let side = c.image_size.saturating_sub(4) / 2;
-            let flat = c2.saturating_mul(side).saturating_mul(side);
-            let fc = dense(flat, &[c.fc_size], c.num_classes);
-            let convs = conv(c.in_channels, c1).saturating_add(conv(c1, c2));
-            (convs.saturating_add(fc), "model.channels / model.fc_size")
-        }
-        M::ResNet(c) => {
-            let blocks = n(c.blocks_per_stage).saturating_mul(2);
-            let stages = c.stage_channels.iter().fold(0u128, |total, &ch| {
-                total.saturating_add(conv(ch, ch).saturating_mul(blocks))
-            });
-            let stem = conv(c.in_channels, c.stem_channels);
-            (stem.saturating_add(stages), "model.stage_channels")
-        }
+        predict::table(job)
     }
 }

@@ -1,0 +1,140 @@
+//! The built-in tasks' predictions: classes of IDX images, values of CSV
+//! rows.
+
+use std::path::Path;
+
+use burnfit_models::data::fashion_mnist::{CLASS_NAMES, PIXEL_MEAN, PIXEL_STD};
+use burnfit_models::data::{
+    ImageBatch, ImageBatcher, ImageDataset, RegressionBatch, RegressionBatcher, idx,
+};
+use burnfit_models::nets::MlpRegressor;
+
+use super::{ImageClassification, TableRegression};
+use crate::config::DataConfig;
+use crate::data::{Data, TableInputs};
+use crate::error::{CliError, CliResult};
+use crate::inference::{check_count, output_values};
+use crate::tables::DataContext;
+use crate::task::Predict;
+
+/// The image classifier's predictions: the class of each image of an IDX
+/// file, with its probability.
+pub fn images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
+    let input = job.input;
+    let images = idx::read_images(input).map_err(|e| CliError::usage(e.to_string()))?;
+    if (images.rows, images.cols) != (28, 28) {
+        return Err(CliError::usage(format!(
+            "{}: images are {}x{}, this run's model takes 28x28 images",
+            input.display(),
+            images.rows,
+            images.cols
+        )));
+    }
+    let n = job.limit.unwrap_or(images.count).min(images.count);
+    let labels = vec![0u8; n];
+    let pixels = images.pixels[..n * images.image_len()].to_vec();
+    let dataset = ImageDataset::new(
+        pixels,
+        labels,
+        images.rows,
+        images.cols,
+        PIXEL_MEAN,
+        PIXEL_STD,
+    );
+    let model = job
+        .model_config
+        .init_classifier(job.device)
+        .map_err(|e| CliError::usage(format!("model: {e}")))?;
+    let model = job.load(model)?;
+    let mut index = 0;
+    job.each_batch(dataset, ImageBatcher::default(), |batch: ImageBatch| {
+        let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
+        let [rows, classes] = probabilities.dims();
+        let values = output_values(probabilities.into_data())?;
+        for row in 0..rows {
+            let p = &values[row * classes..(row + 1) * classes];
+            let (best, prob) = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, v)| (i, *v))
+                .unwrap_or((0, 0.0));
+            let name = CLASS_NAMES.get(best).copied().unwrap_or("?");
+            println!("{index}\t{best}\t{name}\t{prob:.4}");
+            index += 1;
+        }
+        Ok(())
+    })?;
+    check_count(index, n, &input.display().to_string())
+}
+
+/// The table regressor's predictions: the value of each row of a CSV file.
+pub fn table(job: Predict<'_, TableRegression>) -> CliResult<()> {
+    let input = job.input;
+    let inputs = table_inputs(job.run_root, job.data_config, &job.data_context)?;
+    // The target column is not needed (and left out of an input to predict).
+    let mut table = burnfit_models::data::Table::features_from_csv(
+        input,
+        &burnfit_models::data::TableConfig::new(inputs.target.clone())
+            .with_features(inputs.features.clone()),
+    )
+    .map_err(|e| CliError::usage(e.to_string()))?;
+    if table.num_features() != inputs.scaler.mean.len() {
+        return Err(CliError::usage(format!(
+            "{}: {} feature columns, the model was trained on {}",
+            input.display(),
+            table.num_features(),
+            inputs.scaler.mean.len()
+        )));
+    }
+    // Standardised with the training split's statistics, as in training.
+    inputs.scaler.apply(&mut table);
+    let model: MlpRegressor = job
+        .model_config
+        .init_regressor(table.num_features(), job.device)
+        .map_err(|e| CliError::usage(format!("model: {e}")))?;
+    let model = job.load(model)?;
+    let n = job.limit.unwrap_or(table.len()).min(table.len());
+    let dataset =
+        burnfit_models::data::TableDataset::new(table.select(&(0..n).collect::<Vec<_>>()));
+    let mut index = 0;
+    job.each_batch(dataset, RegressionBatcher, |batch: RegressionBatch| {
+        for v in output_values(model.forward(batch.features).into_data())? {
+            println!("{index}\t{v}");
+            index += 1;
+        }
+        Ok(())
+    })?;
+    check_count(index, n, &input.display().to_string())
+}
+
+/// The feature columns and standardisation a CSV run was trained with: its
+/// `table.json`, or (a run trained before burnfit kept it) fitted again
+/// from the training CSV that `data.path` names.
+fn table_inputs(
+    run_root: &Path,
+    data: &DataConfig,
+    context: &DataContext,
+) -> CliResult<TableInputs> {
+    if let Some(inputs) = TableInputs::read(run_root) {
+        return inputs;
+    }
+    let DataConfig::Csv(c) = data else {
+        return Err(CliError::usage(
+            "this run's model is a regressor but its data is not a CSV table",
+        ));
+    };
+    if c.path.is_relative() && !c.path.exists() {
+        return Err(CliError::usage(format!(
+            "{}: this run has no {} (trained by an older burnfit), and its data.path {} is \
+             relative to the directory it was trained in; run predict from that directory",
+            run_root.display(),
+            TableInputs::FILE,
+            c.path.display()
+        )));
+    }
+    let Data::Table { train, scaler, .. } = crate::data::load_builtin(data, context)? else {
+        unreachable!("a CSV config loads a table");
+    };
+    Ok(TableInputs::new(&train, &scaler))
+}
