@@ -18,7 +18,7 @@ use burn::train::{
 };
 use burnfit_callbacks::builtins::{BackupAndRestore, BackupAndRestoreConfig, BackupFrequency};
 use burnfit_callbacks::engine::{FitOutcome, SilentRenderer};
-use burnfit_callbacks::{Callback, Callbacks, Context, Result, WithCallbacks};
+use burnfit_callbacks::{Callback, Callbacks, Context, Logs, Result, WithCallbacks};
 use common::{Batch, Tiny};
 
 /// Which dropout a [`Net`] uses.
@@ -200,9 +200,14 @@ fn train(
     (result, outcome)
 }
 
+/// Held by the tests whose steps would disturb the rendezvous count of
+/// another one running at the same time.
+static ALONE: Mutex<()> = Mutex::new(());
+
 /// A seeded run of a [`Net`] on two devices: its values, its outcome, and
 /// (when `arm`) the most workers seen inside the step after the first.
 fn seeded_on_two(seed: u64, drop: Drop, arm: bool) -> (Vec<f32>, FitOutcome, usize) {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     rendezvous::arm(false);
     let dir = tempfile::tempdir().unwrap();
     let mut callbacks = Callbacks::new().deterministic(seed).devices(two_devices());
@@ -382,4 +387,57 @@ fn a_window_cut_by_a_backup_resumes_exactly() {
         common::weights(&resumed.model),
         common::weights(&straight.model)
     );
+}
+
+/// Takes a snapshot of the model at the end of epoch 0 and restores it when
+/// training ends (as EarlyStopping's `restore_best_weights` does), keeping
+/// the snapshot's values as they were when it was taken.
+struct SnapshotThenRestore {
+    snapshot: Option<burnfit_callbacks::ModelSnapshot>,
+    taken: std::sync::Arc<std::sync::Mutex<Vec<f32>>>,
+}
+
+impl Callback for SnapshotThenRestore {
+    fn on_epoch_end(&mut self, epoch: usize, _logs: &mut Logs, ctx: &mut Context) -> Result<()> {
+        if epoch == 0 {
+            let snapshot = ctx.snapshot_model();
+            *self.taken.lock().unwrap() = snapshot.downcast_ref::<Net>().unwrap().values();
+            self.snapshot = Some(snapshot);
+        }
+        Ok(())
+    }
+
+    fn on_train_end(&mut self, _logs: &Logs, ctx: &mut Context) -> Result<()> {
+        ctx.restore_model(self.snapshot.as_ref().unwrap())
+    }
+}
+
+/// A snapshot keeps the batch norm's running statistics of the moment it
+/// was taken: a clone of a Burn module shares them with the live model, so
+/// a snapshot that is a clone follows training and restores the best
+/// epoch's weights with the last step's statistics.
+#[test]
+fn a_restored_snapshot_brings_back_the_running_statistics_it_was_taken_with() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let callbacks = Callbacks::new().deterministic(3).with(SnapshotThenRestore {
+        snapshot: None,
+        taken: taken.clone(),
+    });
+    let (result, outcome) = train(
+        dir.path(),
+        Drop::Burnfit,
+        3,
+        common::items(32, 3),
+        4,
+        callbacks,
+    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    let taken = taken.lock().unwrap().clone();
+    assert!(!taken.is_empty());
+    assert_eq!(result.model.values(), taken, "as restored");
+    // And after a sync (what `valid()` does): no update of the last step
+    // left waiting to overwrite them.
+    assert_eq!(result.model.valid().values(), taken, "after a sync");
 }

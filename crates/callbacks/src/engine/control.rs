@@ -12,7 +12,7 @@ use burnfit_core::{
 
 use super::backup;
 use super::capture::TrainingRecords;
-use super::params::snapshot_of;
+use super::params::{detached, snapshot_of, sync_running_states};
 use super::state::LoopState;
 use super::weights::encode_module_record;
 
@@ -59,7 +59,7 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
     }
 
     fn snapshot_model(&self) -> ModelSnapshot {
-        snapshot_of(self.state.learner.model())
+        snapshot_of(detached(&self.state.learner.model()))
     }
 
     fn restore_model(&mut self, snapshot: ModelSnapshot) -> Result<()> {
@@ -68,6 +68,9 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
                 "restore_model: the snapshot holds another model type".into(),
             )
         })?;
+        // A step's update still waiting per thread would be folded in over
+        // the restored statistics at the next sync: fold it in first.
+        sync_running_states(&self.state.learner.model());
         self.state.learner.load_model(model.into_record());
         Ok(())
     }
@@ -141,6 +144,9 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
                 "restore_training: the snapshot was not taken by this training loop".into(),
             )
         })?;
+        // As in `restore_model`: no update left waiting to overwrite the
+        // restored statistics.
+        sync_running_states(&self.state.learner.model());
         backup::load_records(&mut self.state.learner, records)
     }
 

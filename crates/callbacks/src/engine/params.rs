@@ -136,3 +136,16 @@ pub fn param_values_of<M: Module + 'static>(snapshot: &ModelSnapshot) -> Vec<(St
 pub(crate) fn sync_running_states<M: Module>(model: &M) {
     let _ = model.valid();
 }
+
+/// A copy of `model` that later training does not change.
+///
+/// A clone of a Burn module shares its running statistics (a batch norm's
+/// `RunningState` is one `Arc` for every clone): a snapshot taken by
+/// cloning would follow the live model's statistics as training goes on,
+/// and restoring it (EarlyStopping's `restore_best_weights`) would bring
+/// back the best epoch's weights with the last step's statistics.
+/// `valid()` syncs them and builds new ones; `train()` puts the parameters
+/// back on the autodiff device, as they were.
+pub(crate) fn detached<M: Module>(model: &M) -> M {
+    model.valid().train()
+}
