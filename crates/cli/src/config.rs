@@ -200,6 +200,11 @@ pub struct TrainingConfig {
     /// ends with an error naming the devices that did not answer (a remote
     /// server that stopped answering); 0: no limit.
     pub step_timeout: f64,
+    /// Step the optimizer once every N batches with the mean of their
+    /// gradients (Lightning's `accumulate_grad_batches`): N batches update
+    /// as one batch N times larger. Resume is exact inside a window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accumulate_grad_batches: Option<usize>,
     /// Stop after this many optimizer steps in all, resumes included
     /// (Lightning's `max_steps`); the epoch it stops in is validated.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,6 +286,7 @@ impl Default for TrainingConfig {
             metrics: None,
             devices: Vec::new(),
             step_timeout: 600.0,
+            accumulate_grad_batches: None,
             max_steps: None,
             limit_val_batches: None,
             overfit_batches: None,
@@ -396,6 +402,10 @@ impl Config {
     fn check_knobs(&self, bad: &Bad<'_>) -> Result<(), CliError> {
         let training = &self.training;
         let counts = [
+            (
+                "training.accumulate_grad_batches",
+                training.accumulate_grad_batches,
+            ),
             ("training.max_steps", training.max_steps.map(|n| n as usize)),
             ("training.limit_val_batches", training.limit_val_batches),
             ("training.overfit_batches", training.overfit_batches),

@@ -79,8 +79,15 @@ pub trait TrainingControl {
     fn learning_rate(&self) -> Option<f64>;
     /// Sets the learning rate used from the next optimizer step on.
     fn set_learning_rate(&mut self, lr: f64) -> Result<()>;
-    /// A copy of the current model.
+    /// A copy of the current model that later training does not change
+    /// (kept to be restored, as EarlyStopping's best weights).
     fn snapshot_model(&self) -> ModelSnapshot;
+    /// The current model, to read or to derive from (it may share state
+    /// that training changes, such as batch norm statistics); by default
+    /// [`TrainingControl::snapshot_model`].
+    fn current_model(&self) -> ModelSnapshot {
+        self.snapshot_model()
+    }
     /// Replaces the current model; the snapshot must hold the trained model type.
     fn restore_model(&mut self, snapshot: ModelSnapshot) -> Result<()>;
     /// Writes a checkpoint to `path` atomically (temporary file, fsync, rename).
@@ -340,7 +347,7 @@ impl<'a> Context<'a> {
 
     /// A copy of the current model, if it is an `M`.
     pub fn model<M: 'static>(&self) -> Option<M> {
-        self.control.snapshot_model().downcast::<M>().ok()
+        self.control.current_model().downcast::<M>().ok()
     }
 
     /// Replaces the model being trained (for example with earlier weights).

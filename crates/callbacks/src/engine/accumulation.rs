@@ -7,6 +7,12 @@
 //!
 //! * **The sum is Burn's**: gradients are added in the order Burn's
 //!   `GradientsAccumulator` adds them, so a window gives the same update.
+//! * **The mean, when asked**: with
+//!   [`Callbacks::average_accumulated_gradients`](super::Callbacks::average_accumulated_gradients)
+//!   the window's sum is divided by its steps (Lightning's
+//!   `accumulate_grad_batches` divides the loss; Keras's
+//!   `gradient_accumulation_steps` averages the gradients), so a window of
+//!   N batches of B steps as one batch of N·B would.
 //! * **A window cut by a backup resumes exactly**: the gradients accumulated
 //!   so far, bit for bit, and their count are sections of the backup; the
 //!   resumed run finishes the window as the uninterrupted one did.
@@ -63,6 +69,31 @@ impl Accumulation {
     pub(crate) fn take(&mut self) -> GradientsParams {
         self.count = 0;
         self.grads.take().unwrap_or_default()
+    }
+
+    /// Ends the window: the mean of its gradients (their sum divided by the
+    /// window's steps).
+    pub(crate) fn take_mean<M: Module>(&mut self, model: &M) -> GradientsParams {
+        let count = self.count.max(1);
+        let mut grads = self.take();
+        if count > 1 {
+            struct Scale<'a> {
+                grads: &'a mut GradientsParams,
+                factor: f64,
+            }
+            impl ModuleVisitor for Scale<'_> {
+                fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                    if let Some(grad) = self.grads.remove::<D>(param.id) {
+                        self.grads.register(param.id, grad.mul_scalar(self.factor));
+                    }
+                }
+            }
+            model.visit(&mut Scale {
+                grads: &mut grads,
+                factor: 1.0 / count as f64,
+            });
+        }
+        grads
     }
 
     /// The window as a header and one byte buffer per gradient, or `None`

@@ -39,6 +39,7 @@ pub struct Callbacks {
     lr: Option<LrHandle>,
     quiet: bool,
     silence_burn_renderer: bool,
+    average_accumulation: bool,
     seed: Option<u64>,
     devices: Vec<Device>,
     reduction: GradientReduction,
@@ -60,6 +61,7 @@ impl Callbacks {
             lr: None,
             quiet: false,
             silence_burn_renderer: false,
+            average_accumulation: false,
             seed: None,
             devices: Vec::new(),
             reduction: GradientReduction::Mean,
@@ -110,6 +112,16 @@ impl Callbacks {
             burnfit_core::builtins::ProgressLoggerConfig::default(),
         ));
         self.silence_burn_renderer = true;
+        self
+    }
+
+    /// With Burn's `grads_accumulation(n)`: step the optimizer with the
+    /// mean of the window's gradients rather than their sum (Burn's own
+    /// loop sums them), as Lightning's `accumulate_grad_batches` (which
+    /// divides the loss) and Keras's `gradient_accumulation_steps` do: a
+    /// window of n batches then updates as one batch n times larger.
+    pub fn average_accumulated_gradients(mut self) -> Self {
+        self.average_accumulation = true;
         self
     }
 
@@ -184,6 +196,7 @@ impl Callbacks {
             metric_logger,
             quiet: self.quiet,
             print_info: self.silence_burn_renderer,
+            average_accumulation: self.average_accumulation,
             seed: self.seed,
             devices: self.devices,
             reduction: self.reduction,

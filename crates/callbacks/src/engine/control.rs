@@ -62,6 +62,11 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
         snapshot_of(detached(&self.state.learner.model()))
     }
 
+    fn current_model(&self) -> ModelSnapshot {
+        // A clone: the same devices (gradient checkpointing included).
+        snapshot_of(self.state.learner.model())
+    }
+
     fn restore_model(&mut self, snapshot: ModelSnapshot) -> Result<()> {
         let model = snapshot.downcast::<M>().map_err(|_| {
             CallbackError::Unsupported(

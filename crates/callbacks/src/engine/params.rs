@@ -145,7 +145,9 @@ pub(crate) fn sync_running_states<M: Module>(model: &M) {
 /// and restoring it (EarlyStopping's `restore_best_weights`) would bring
 /// back the best epoch's weights with the last step's statistics.
 /// `valid()` syncs them and builds new ones; `train()` puts the parameters
-/// back on the autodiff device, as they were.
+/// back on an autodiff device. That device has Burn's default settings: a
+/// model restored from the copy trains without gradient checkpointing
+/// (EarlyStopping restores when training ends, where it does not matter).
 pub(crate) fn detached<M: Module>(model: &M) -> M {
     model.valid().train()
 }

@@ -49,6 +49,8 @@ pub(crate) struct TrainEpoch<M: LearnerModel> {
     pub steps: Steps<M>,
     /// Burn's gradient accumulation setting.
     pub grad_accumulation: Option<usize>,
+    /// Step with the window's mean gradient rather than its sum.
+    pub average_accumulation: bool,
     /// Whether a callback wants the batch `loss` (a device sync per step).
     pub wants_batch_logs: bool,
     /// Whether a callback wants every metric in the batch logs.
@@ -140,9 +142,13 @@ where
             let to_apply = match self.grad_accumulation {
                 Some(window) => {
                     let state = &mut session.state;
-                    state.accumulation.add(&state.learner.model(), result.grads);
-                    (window <= state.accumulation.count() || progress.is_completed())
-                        .then(|| state.accumulation.take())
+                    let model = state.learner.model();
+                    state.accumulation.add(&model, result.grads);
+                    let ends = window <= state.accumulation.count() || progress.is_completed();
+                    ends.then(|| match self.average_accumulation {
+                        true => state.accumulation.take_mean(&model),
+                        false => state.accumulation.take(),
+                    })
                 }
                 None => Some(result.grads),
             };

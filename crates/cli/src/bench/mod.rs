@@ -458,7 +458,39 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// `burnfit bench`.
 pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
-    // Names are checked before anything is measured.
+    check_names(args)?;
+    let steps = args.steps.max(2);
+    let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("temp dir: {e}")))?;
+    let adapters = backend::wgpu_adapters();
+    print_header(args, steps, &adapters);
+    if args.loader_batches > 0 {
+        loader_throughput(args.loader_batches, BATCH, args.repeats.max(1));
+    }
+    checkpoint_stall(tmp.path())?;
+    if args.memory_epochs > 0 {
+        memory_growth(args.memory_epochs.max(3), tmp.path())?;
+    }
+    if !args.devices.is_empty() {
+        return device_scaling_section(args, steps, tmp.path());
+    }
+    let mut records = Vec::new();
+    for kind in &args.models {
+        overhead_section(args, kind, steps, &adapters, tmp.path(), &mut records)?;
+    }
+    if args.peers {
+        peers::compare(args, steps, tmp.path(), &mut records)?;
+    }
+    if let Some(path) = &args.json {
+        peers::write_json(path, &records)?;
+    }
+    Ok(())
+}
+
+/// The batch of every measurement.
+const BATCH: usize = 64;
+
+/// Refuses unknown names before anything is measured.
+fn check_names(args: &BenchArgs) -> CliResult<()> {
     for name in &args.backends {
         if !["flex", "ndarray", "wgpu"].contains(&name.as_str()) {
             return Err(CliError::usage(format!(
@@ -474,21 +506,25 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
             )));
         }
     }
+    if args.devices.contains(&0) {
+        return Err(CliError::usage("--devices: every count must be at least 1"));
+    }
     if args.peers {
         peers::check_python(&args.peers_python)?;
     }
-    let batch = 64;
-    let steps = args.steps.max(2);
-    let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("temp dir: {e}")))?;
+    Ok(())
+}
+
+/// The machine: cores, allocator, wgpu adapters.
+fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter]) {
     println!(
-        "# burnfit bench: {} cores, batch {batch}, {steps} steps per measurement, median of {}",
+        "# burnfit bench: {} cores, batch {BATCH}, {steps} steps per measurement, median of {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
         args.repeats
     );
     println!("# allocator: {}", crate::allocator::describe());
-    let adapters = backend::wgpu_adapters();
     println!(
         "# wgpu adapters: {}",
         if adapters.is_empty() {
@@ -501,171 +537,212 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
                 .join(", ")
         }
     );
-    if args.loader_batches > 0 {
-        loader_throughput(args.loader_batches, batch, args.repeats.max(1));
+}
+
+/// The backend `--backends` names.
+fn backend_choice(name: &str) -> BackendChoice {
+    match name {
+        "wgpu" => BackendChoice::Wgpu,
+        "ndarray" => BackendChoice::Ndarray,
+        _ => BackendChoice::Flex,
     }
-    checkpoint_stall(tmp.path())?;
-    if args.memory_epochs > 0 {
-        memory_growth(args.memory_epochs.max(3), tmp.path())?;
-    }
-    if !args.devices.is_empty() {
-        if args.devices.contains(&0) {
-            return Err(CliError::usage("--devices: every count must be at least 1"));
-        }
-        for kind in &args.models {
-            for name in &args.backends {
-                let choice = match name.as_str() {
-                    "wgpu" => BackendChoice::Wgpu,
-                    "ndarray" => BackendChoice::Ndarray,
-                    _ => BackendChoice::Flex,
-                };
-                let Ok(chosen) = backend::choose(choice, kind != "mlp") else {
-                    continue;
-                };
-                device_scaling(
-                    kind,
-                    &chosen,
-                    &args.devices,
-                    steps,
-                    args.repeats.max(1),
-                    tmp.path(),
-                )?;
-            }
-        }
-        return Ok(());
-    }
-    let mut records = Vec::new();
+}
+
+/// `--devices`: step times on 1, 2, … devices, for every model and backend.
+fn device_scaling_section(args: &BenchArgs, steps: usize, dir: &std::path::Path) -> CliResult<()> {
     for kind in &args.models {
-        let convolutional = kind != "mlp";
-        let auto = backend::choose(BackendChoice::Auto, convolutional)?;
-        println!("\n## {kind}: auto picks {} ({})", auto.name, auto.reason);
-        println!(
-            "| backend | variant | step time (ms) | samples/s | ratio to plain Burn | hooks per step | hooks per epoch | overhead, {FASHION_MNIST_STEPS}-step epoch |"
-        );
-        println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         for name in &args.backends {
-            let choice = match name.as_str() {
-                "flex" => BackendChoice::Flex,
-                "ndarray" => BackendChoice::Ndarray,
-                "wgpu" => BackendChoice::Wgpu,
-                other => {
-                    return Err(CliError::usage(format!(
-                        "--backends: unknown backend {other}"
-                    )));
-                }
-            };
-            let Ok(chosen) = backend::choose(choice, convolutional) else {
-                println!("| {name} | (not available here) | | | | | | |");
+            let Ok(chosen) = backend::choose(backend_choice(name), kind != "mlp") else {
                 continue;
             };
-            // The device each row ran on: wgpu names its adapter.
-            let label = match adapters.iter().find(|a| a.is_gpu).or(adapters.first()) {
-                Some(adapter) if name == "wgpu" => {
-                    format!("wgpu ({}, {})", adapter.name, adapter.kind)
-                }
-                _ => name.clone(),
-            };
-            // ndarray's convolutions, and wgpu on a software adapter, take
-            // seconds per CNN step: there, after a warm-up step, 3 steps,
-            // once, plain Burn against the full set only (throughput, not
-            // overhead).
-            let software_wgpu = name == "wgpu" && !adapters.iter().any(|a| a.is_gpu);
-            let slow = convolutional && (name == "ndarray" || software_wgpu);
-            let (steps, repeats) = if slow {
-                (3, 1)
-            } else {
-                (steps, args.repeats.max(1))
-            };
-            let train = loader(ImageBatcher::default(), synthetic(steps * batch), batch, 1);
-            let valid = loader(ImageBatcher::default(), synthetic(batch), batch, 1);
-            // Rounds of every variant in turn, so that drift in the
-            // machine's speed hits all variants alike.
-            let variants: &[Variant] = if slow {
-                &[Variant::PlainBurn, Variant::FullSet]
-            } else {
-                &[
-                    Variant::PlainBurn,
-                    Variant::NoCallbacks,
-                    Variant::FiveNoOps,
-                    Variant::FullSet,
-                ]
-            };
-            if slow {
-                // One untimed step first: wgpu compiles its kernels on first
-                // use (over a minute on lavapipe for the CNN).
-                run_once(
-                    &Run {
-                        model_kind: kind,
-                        backend: &chosen,
-                        train: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
-                        valid: valid.clone(),
-                        dir: tmp.path(),
-                        epochs: 1,
-                        memory: None,
-                    },
-                    Variant::PlainBurn,
-                )?;
-            }
-            let mut times = vec![Vec::new(); variants.len()];
-            let (mut per_step_hooks, mut per_epoch_hooks) = (Vec::new(), Vec::new());
-            for _ in 0..repeats {
-                for (i, variant) in variants.iter().enumerate() {
-                    let run = Run {
-                        model_kind: kind,
-                        backend: &chosen,
-                        train: train.clone(),
-                        valid: valid.clone(),
-                        dir: tmp.path(),
-                        epochs: 1,
-                        memory: None,
-                    };
-                    let timing = run_once(&run, *variant)?;
-                    times[i].push(timing.seconds);
-                    if *variant == Variant::FullSet {
-                        // One validation batch per epoch: its hook is
-                        // counted with the per-batch ones.
-                        per_step_hooks.push(timing.batch_hooks / (steps + 1) as f64);
-                        per_epoch_hooks.push(timing.other_hooks);
-                    }
-                }
-            }
-            let plain = median(times[0].clone());
-            let plain_step = plain / steps as f64;
-            for (variant, times) in variants.iter().zip(times) {
-                let seconds = median(times);
-                let hooks = if *variant == Variant::FullSet {
-                    let (step, epoch) = (
-                        median(per_step_hooks.clone()),
-                        median(per_epoch_hooks.clone()),
-                    );
-                    let overhead = (step + epoch / FASHION_MNIST_STEPS as f64) / plain_step;
-                    format!(
-                        "{:.0} µs | {:.1} ms | {:.2}%",
-                        step * 1e6,
-                        epoch * 1e3,
-                        100.0 * overhead
-                    )
-                } else {
-                    " | |".to_string()
-                };
-                let step_ms = seconds / steps as f64 * 1000.0;
-                records.push(Record::burnfit(kind, name, variant.key(), step_ms));
-                println!(
-                    "| {label} | {} | {step_ms:.2} | {:.0} | {:.3} | {hooks} |",
-                    variant.label(),
-                    (steps * batch) as f64 / seconds,
-                    seconds / plain
-                );
-            }
+            device_scaling(
+                kind,
+                &chosen,
+                &args.devices,
+                steps,
+                args.repeats.max(1),
+                dir,
+            )?;
         }
     }
-    if args.peers {
-        peers::compare(args, steps, tmp.path(), &mut records)?;
-    }
-    if let Some(path) = &args.json {
-        peers::write_json(path, &records)?;
+    Ok(())
+}
+
+/// The overhead table of one model: a row per backend and variant.
+fn overhead_section(
+    args: &BenchArgs,
+    kind: &str,
+    steps: usize,
+    adapters: &[backend::Adapter],
+    dir: &std::path::Path,
+    records: &mut Vec<Record>,
+) -> CliResult<()> {
+    let convolutional = kind != "mlp";
+    let auto = backend::choose(BackendChoice::Auto, convolutional)?;
+    println!("\n## {kind}: auto picks {} ({})", auto.name, auto.reason);
+    println!(
+        "| backend | variant | step time (ms) | samples/s | ratio to plain Burn | hooks per step | hooks per epoch | overhead, {FASHION_MNIST_STEPS}-step epoch |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for name in &args.backends {
+        let Ok(chosen) = backend::choose(backend_choice(name), convolutional) else {
+            println!("| {name} | (not available here) | | | | | | |");
+            continue;
+        };
+        let row = BackendRows {
+            args,
+            kind,
+            name,
+            chosen: &chosen,
+            steps,
+            adapters,
+            dir,
+        };
+        row.measure(records)?;
     }
     Ok(())
+}
+
+/// The rows of one model on one backend.
+struct BackendRows<'a> {
+    args: &'a BenchArgs,
+    kind: &'a str,
+    name: &'a str,
+    chosen: &'a ChosenBackend,
+    steps: usize,
+    adapters: &'a [backend::Adapter],
+    dir: &'a std::path::Path,
+}
+
+/// What the rounds of one model on one backend measured.
+struct Rounds {
+    /// Seconds per round, by variant.
+    times: Vec<Vec<f64>>,
+    /// The full set's hook time per step and per epoch, by round.
+    per_step_hooks: Vec<f64>,
+    per_epoch_hooks: Vec<f64>,
+}
+
+impl BackendRows<'_> {
+    /// Times every variant in rounds and prints their rows.
+    fn measure(&self, records: &mut Vec<Record>) -> CliResult<()> {
+        // ndarray's convolutions, and wgpu on a software adapter, take
+        // seconds per CNN step: there, after a warm-up step, 3 steps, once,
+        // plain Burn against the full set only (throughput, not overhead).
+        let software_wgpu = self.name == "wgpu" && !self.adapters.iter().any(|a| a.is_gpu);
+        let slow = self.kind != "mlp" && (self.name == "ndarray" || software_wgpu);
+        let (steps, repeats) = if slow {
+            (3, 1)
+        } else {
+            (self.steps, self.args.repeats.max(1))
+        };
+        let variants: &[Variant] = if slow {
+            &[Variant::PlainBurn, Variant::FullSet]
+        } else {
+            &[
+                Variant::PlainBurn,
+                Variant::NoCallbacks,
+                Variant::FiveNoOps,
+                Variant::FullSet,
+            ]
+        };
+        if slow {
+            // One untimed step first: wgpu compiles its kernels on first
+            // use (over a minute on lavapipe for the CNN).
+            run_once(&self.run(1), Variant::PlainBurn)?;
+        }
+        let rounds = self.rounds(variants, steps, repeats)?;
+        self.print_rows(variants, steps, rounds, records);
+        Ok(())
+    }
+
+    /// A training of `steps` batches of synthetic images.
+    fn run(&self, steps: usize) -> Run<'_> {
+        Run {
+            model_kind: self.kind,
+            backend: self.chosen,
+            train: loader(ImageBatcher::default(), synthetic(steps * BATCH), BATCH, 1),
+            valid: loader(ImageBatcher::default(), synthetic(BATCH), BATCH, 1),
+            dir: self.dir,
+            epochs: 1,
+            memory: None,
+        }
+    }
+
+    /// Rounds of every variant in turn, so that drift in the machine's
+    /// speed hits all variants alike.
+    fn rounds(&self, variants: &[Variant], steps: usize, repeats: usize) -> CliResult<Rounds> {
+        let run = self.run(steps);
+        let mut rounds = Rounds {
+            times: vec![Vec::new(); variants.len()],
+            per_step_hooks: Vec::new(),
+            per_epoch_hooks: Vec::new(),
+        };
+        for _ in 0..repeats {
+            for (i, variant) in variants.iter().enumerate() {
+                let timing = run_once(&run, *variant)?;
+                rounds.times[i].push(timing.seconds);
+                if *variant == Variant::FullSet {
+                    // One validation batch per epoch: its hook is counted
+                    // with the per-batch ones.
+                    rounds
+                        .per_step_hooks
+                        .push(timing.batch_hooks / (steps + 1) as f64);
+                    rounds.per_epoch_hooks.push(timing.other_hooks);
+                }
+            }
+        }
+        Ok(rounds)
+    }
+
+    /// One row per variant: medians over the rounds, ratios to plain Burn.
+    fn print_rows(
+        &self,
+        variants: &[Variant],
+        steps: usize,
+        rounds: Rounds,
+        records: &mut Vec<Record>,
+    ) {
+        // The device each row ran on: wgpu names its adapter.
+        let gpu = self.adapters.iter().find(|a| a.is_gpu);
+        let label = match gpu.or(self.adapters.first()) {
+            Some(adapter) if self.name == "wgpu" => {
+                format!("wgpu ({}, {})", adapter.name, adapter.kind)
+            }
+            _ => self.name.to_string(),
+        };
+        let plain = median(rounds.times[0].clone());
+        let plain_step = plain / steps as f64;
+        for (variant, times) in variants.iter().zip(rounds.times) {
+            let seconds = median(times);
+            let hooks = if *variant == Variant::FullSet {
+                let step = median(rounds.per_step_hooks.clone());
+                let epoch = median(rounds.per_epoch_hooks.clone());
+                let overhead = (step + epoch / FASHION_MNIST_STEPS as f64) / plain_step;
+                format!(
+                    "{:.0} µs | {:.1} ms | {:.2}%",
+                    step * 1e6,
+                    epoch * 1e3,
+                    100.0 * overhead
+                )
+            } else {
+                " | |".to_string()
+            };
+            let step_ms = seconds / steps as f64 * 1000.0;
+            records.push(Record::burnfit(
+                self.kind,
+                self.name,
+                variant.key(),
+                step_ms,
+            ));
+            println!(
+                "| {label} | {} | {step_ms:.2} | {:.0} | {:.3} | {hooks} |",
+                variant.label(),
+                (steps * BATCH) as f64 / seconds,
+                seconds / plain
+            );
+        }
+    }
 }
 
 /// Milliseconds per training step of `kind` on `backend` under `variant`

@@ -8,7 +8,7 @@ use burn::prelude::Module;
 use burnfit_callbacks::averaging::{EmaConfig, ExponentialMovingAverage, build_callback};
 use burnfit_callbacks::builtins::{
     BackupAndRestore, BackupAndRestoreConfig, CSVLogger, CallbackConfig, ModelCheckpoint,
-    ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig,
+    ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig, ThroughputMonitorConfig,
 };
 use burnfit_callbacks::engine::param_values_of;
 use burnfit_callbacks::tensorboard::{GradientNormMonitorConfig, TensorBoard};
@@ -123,6 +123,13 @@ pub fn build<M: Module + 'static>(
             CallbackConfig::GradientNormMonitor(c) if c.log_dir == Path::new("logs") => {
                 CallbackConfig::GradientNormMonitor(GradientNormMonitorConfig {
                     log_dir: run.tensorboard(),
+                    ..c.clone()
+                })
+            }
+            // Samples per second need the batch: the config's.
+            CallbackConfig::ThroughputMonitor(c) if c.batch_size.is_none() => {
+                CallbackConfig::ThroughputMonitor(ThroughputMonitorConfig {
+                    batch_size: Some(config.training.batch_size),
                     ..c.clone()
                 })
             }

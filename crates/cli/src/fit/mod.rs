@@ -126,14 +126,25 @@ where
             ));
         }
     }
+    if config
+        .training
+        .accumulate_grad_batches
+        .is_some_and(|n| n > 1)
+    {
+        callbacks = callbacks.average_accumulated_gradients();
+    }
     let memory = Arc::new(Mutex::new(Vec::new()));
     callbacks.push(MemoryProbe(memory.clone()));
     let lr = callbacks.lr_scheduler(config.optimizer.lr);
     let outcome = callbacks.outcome();
-    let training = SupervisedTraining::new(run.burn(), train, valid)
+    let mut training = SupervisedTraining::new(run.burn(), train, valid)
         .num_epochs(config.training.epochs)
         .renderer(Box::new(burnfit_callbacks::engine::SilentRenderer))
         .with_application_logger(None);
+    let window = config.training.accumulate_grad_batches.filter(|&n| n > 1);
+    if let Some(window) = window {
+        training = training.grads_accumulation(window);
+    }
     crate::interrupt::watch(training.interrupter());
     let training = register(training).with_callbacks(callbacks);
     let start = Instant::now();

@@ -11,7 +11,8 @@ use super::{
     LearningRateScheduler, LearningRateSchedulerConfig, ModelCheckpoint, ModelCheckpointConfig,
     ModelSummary, ModelSummaryConfig, OnExceptionCheckpoint, OnExceptionCheckpointConfig,
     ReduceLROnPlateau, ReduceLROnPlateauConfig, SpikeDetection, SpikeDetectionConfig,
-    TerminateOnNaN, TerminateOnNaNConfig, Timer, TimerConfig,
+    TerminateOnNaN, TerminateOnNaNConfig, ThroughputMonitor, ThroughputMonitorConfig, Timer,
+    TimerConfig,
 };
 #[cfg(feature = "trackers")]
 use super::{MLFlowLogger, MLFlowLoggerConfig, RemoteMonitor, RemoteMonitorConfig};
@@ -44,6 +45,7 @@ build_via_new! {
     LearningRateSchedulerConfig => LearningRateScheduler,
     BackupAndRestoreConfig => BackupAndRestore,
     TimerConfig => Timer,
+    ThroughputMonitorConfig => ThroughputMonitor,
     SpikeDetectionConfig => SpikeDetection,
     LearningRateFinderConfig => LearningRateFinder,
 }
@@ -219,6 +221,8 @@ pub enum CallbackConfig {
     ProgressLogger(ProgressLoggerConfig),
     /// [`Timer`].
     Timer(TimerConfig),
+    /// [`ThroughputMonitor`].
+    ThroughputMonitor(ThroughputMonitorConfig),
     /// [`SpikeDetection`].
     SpikeDetection(SpikeDetectionConfig),
     /// [`OnExceptionCheckpoint`].
@@ -257,6 +261,7 @@ impl CallbackConfig {
             CallbackConfig::BackupAndRestore(_) => "BackupAndRestore",
             CallbackConfig::ProgressLogger(_) => "ProgressLogger",
             CallbackConfig::Timer(_) => "Timer",
+            CallbackConfig::ThroughputMonitor(_) => "ThroughputMonitor",
             CallbackConfig::SpikeDetection(_) => "SpikeDetection",
             CallbackConfig::OnExceptionCheckpoint(_) => "OnExceptionCheckpoint",
             CallbackConfig::ModelSummary(_) => "ModelSummary",
@@ -312,6 +317,7 @@ impl CallbackConfig {
             CallbackConfig::BackupAndRestore(c) => c.build(),
             CallbackConfig::ProgressLogger(c) => c.build(),
             CallbackConfig::Timer(c) => c.build(),
+            CallbackConfig::ThroughputMonitor(c) => c.build(),
             CallbackConfig::SpikeDetection(c) => c.build(),
             CallbackConfig::OnExceptionCheckpoint(c) => c.build(),
             CallbackConfig::ModelSummary(c) => c.build(),

@@ -22,6 +22,7 @@ mod reduce_lr_on_plateau;
 mod remote_monitor;
 mod spike_detection;
 mod terminate_on_nan;
+mod throughput_monitor;
 mod timer;
 #[cfg(feature = "trackers")]
 mod tracker;
@@ -46,4 +47,5 @@ pub use reduce_lr_on_plateau::*;
 pub use remote_monitor::*;
 pub use spike_detection::*;
 pub use terminate_on_nan::*;
+pub use throughput_monitor::*;
 pub use timer::*;
