@@ -18,5 +18,14 @@ if [ -n "$heavy" ]; then
   exit 1
 fi
 crates=$(cargo tree -p burnfit-callbacks -e normal --prefix none | sed 's/ (\*)//; s/ (proc-macro)//' | sort -u | wc -l)
+# cargo verifies each package against the others through a temporary local
+# registry. It keys what it unpacked ($CARGO_HOME/registry/src/-<hash>/) and
+# what it built (target/debug/.fingerprint) by name and version only, as
+# registry crates never change: an earlier run's burnfit-core 0.1.0 would be
+# reused, stale. Remove ours first (a fresh clone has none; here our crates
+# are compiled again, Burn is not).
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/burnfit-*
+rm -rf target/debug/.fingerprint/burnfit-core-* target/debug/.fingerprint/burnfit-callbacks-* \
+  target/debug/.fingerprint/burnfit-models-*
 cargo package --quiet --allow-dirty -p burnfit-core -p burnfit-callbacks -p burnfit-models
 echo "library check: burnfit-callbacks has $crates crates, none of wgpu, burn-ndarray, ratatui, sysinfo, plotters, ureq, rustls; burnfit-core, burnfit-callbacks and burnfit-models package; each builds from its package with its own features"
