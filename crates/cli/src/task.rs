@@ -162,6 +162,18 @@ pub trait Task: Send + Sync + 'static {
     }
 }
 
+/// Items of a classification output whose highest logit is the target:
+/// what [`Task::correct`] returns for a classifier.
+pub fn right_classes(output: &burn::train::ClassificationOutput) -> usize {
+    let n = output.targets.dims()[0];
+    let predicted = output.output.clone().argmax(1).reshape([n]);
+    predicted
+        .equal(output.targets.clone())
+        .int()
+        .sum()
+        .into_scalar::<i64>() as usize
+}
+
 /// A task's data: three splits, and files for the run directory.
 pub struct TaskData<I> {
     /// Training items.

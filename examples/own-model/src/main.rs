@@ -87,15 +87,7 @@ impl Task for Waves {
     }
 
     fn correct(&self, output: &ClassificationOutput) -> Option<usize> {
-        let n = output.targets.dims()[0];
-        let predicted = output.output.clone().argmax(1).reshape([n]);
-        Some(
-            predicted
-                .equal(output.targets.clone())
-                .int()
-                .sum()
-                .into_scalar::<i64>() as usize,
-        )
+        Some(burnfit_cli::task::right_classes(output))
     }
 
     /// `own-model predict RUN WAVES.txt`: one wave per line, comma-separated.

@@ -158,15 +158,7 @@ impl Task for ImageClassification {
     }
 
     fn correct(&self, output: &ClassificationOutput) -> Option<usize> {
-        let n = output.targets.dims()[0];
-        let predicted = output.output.clone().argmax(1).reshape([n]);
-        Some(
-            predicted
-                .equal(output.targets.clone())
-                .int()
-                .sum()
-                .into_scalar::<i64>() as usize,
-        )
+        Some(crate::task::right_classes(output))
     }
 
     fn eval_line(&self, metrics: &TestMetrics, checkpoint: &str) -> String {
