@@ -3,14 +3,12 @@
 //! cannot be written, a second Ctrl-C, plain messages for bad `--set`
 //! values and empty CSVs, and `predict` on a CSV run from anywhere.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{burnfit, repo, small_config, text, train_for};
+use crate::common::{burnfit, repo, small_config, text, train_for};
 
 /// One line, `error:`, exit code 2, and these words.
 fn assert_one_error(out: &Output, words: &[&str]) {

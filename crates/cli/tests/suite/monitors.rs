@@ -3,9 +3,7 @@
 //! TensorBoard (read back with their readers). The values are timings, so
 //! only their presence and sign are checked.
 
-mod common;
-
-use common::{small_config, tensorboard_dump, tensorboard_python, text, train_for};
+use crate::common::{small_config, tensorboard_dump, tensorboard_python, text, train_for};
 
 #[test]
 fn throughput_monitor_writes_each_epochs_means_to_the_csv_and_tensorboard() {

@@ -5,13 +5,11 @@
 //! backend or device list, two writers aimed at one file. The fault tests
 //! need the `fault-injection` feature (`make test` turns it on).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{repo, text};
+use crate::common::{repo, text};
 
 /// An MLP on 400 training images in batches of 50 (8 steps an epoch), three
 /// epochs that always all run (no callback stops it early).

@@ -2,11 +2,9 @@
 //! and a run with every new callback configured in TOML, read back with
 //! the real TensorBoard reader.
 
-mod common;
-
 use std::path::Path;
 
-use common::{burnfit, small_config, tensorboard_dump, tensorboard_python, text};
+use crate::common::{burnfit, small_config, tensorboard_dump, tensorboard_python, text};
 
 /// `(learning rate, smoothed loss)` rows and the suggestion of `lr_find.csv`.
 fn read_lr_find(run: &Path) -> (Vec<(f64, f64)>, f64) {

@@ -3,12 +3,10 @@
 //! it says on a real run, resume stays exact under each, and a bad value is
 //! one `error:` line with exit code 2.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::{burnfit, small_config, text};
+use crate::common::{burnfit, small_config, text};
 
 /// `burnfit train` of the small config (480 training items: 8 steps of 64
 /// an epoch; 120 validation items: 2 batches) with `sets`.
@@ -31,7 +29,7 @@ fn train(dir: &Path, run: &Path, epochs: usize, sets: &[&str], env: &[(&str, &st
         args.extend(["--set", set]);
     }
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_burnfit"));
-    command.args(&args).current_dir(common::repo());
+    command.args(&args).current_dir(crate::common::repo());
     for (key, value) in env {
         command.env(key, value);
     }

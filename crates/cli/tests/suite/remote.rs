@@ -3,13 +3,11 @@
 //! Needs the `remote` feature (`make test` turns it on).
 #![cfg(feature = "remote")]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{burnfit, repo, small_config, text};
+use crate::common::{burnfit, repo, small_config, text};
 
 /// A `burnfit serve` process and the address it serves.
 struct Server {

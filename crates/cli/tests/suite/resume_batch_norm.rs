@@ -7,12 +7,10 @@
 //! Needs the `fault-injection` feature (`make test` turns it on).
 #![cfg(feature = "fault-injection")]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{repo, subset, text};
+use crate::common::{repo, subset, text};
 
 /// The flagship config on 640 training items of the subset (9 steps of 64
 /// an epoch after the validation split), with batch backups every 4 steps.

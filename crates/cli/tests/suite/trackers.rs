@@ -4,18 +4,16 @@
 //! installs it) and read back through MLflow's REST API, or posted to a
 //! small HTTP server of the test's own; and a tracking server that is down.
 
-mod common;
-
-#[path = "../../core/tests/support/http_server.rs"]
+#[path = "../../../core/tests/support/http_server.rs"]
 mod http_server;
-#[path = "../../core/tests/support/mlflow_server.rs"]
+#[path = "../../../core/tests/support/mlflow_server.rs"]
 mod mlflow_server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{repo, small_config, text};
+use crate::common::{repo, small_config, text};
 use http_server::{Request, form_decode, http_server};
 use mlflow_server::{MlflowServer, free_port};
 

@@ -1,10 +1,8 @@
 //! End-to-end tests of the `burnfit` binary on the committed Fashion-MNIST subset.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{
+use crate::common::{
     burnfit, repo, small_config, subset, tensorboard_dump, tensorboard_python, text, train_for,
 };
 

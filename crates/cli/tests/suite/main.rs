@@ -1,0 +1,17 @@
+//! The `burnfit` binary's end-to-end tests, one test binary with a module
+//! per subject: each integration-test file is a binary that links the
+//! CLI's dependencies (Burn above all), so one binary links them once.
+
+mod common;
+
+mod beyond_keras;
+mod cli;
+mod durability;
+mod knobs;
+mod monitors;
+mod probe;
+mod remote;
+mod resume;
+mod resume_batch_norm;
+mod sweep;
+mod trackers;
