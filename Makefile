@@ -7,8 +7,9 @@ APT_GET := $(shell command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && ec
 .PHONY: run test deps-run deps-test build-release lint bench bench-peers
 
 ## Train the flagship CNN on full Fashion-MNIST (installs the dataset if absent).
-## The very build `make test` makes, in either order: the dev profile (Burn and every
-## dependency at opt-level 3, see Cargo.toml) with the workspace-hack's features, so
+## The very build `make test` makes, in either order: the dev profile (what a training
+## step runs through at opt-level 3, the other dependencies at 1: see Cargo.toml) with
+## the workspace-hack's features, so
 ## Burn is compiled once for both commands; only the fault-injection hooks differ,
 ## which rebuilds our own crates, not Burn.
 run: deps-run
@@ -16,14 +17,20 @@ run: deps-run
 	./target/debug/burnfit train $(CONFIG)
 
 ## Run every test (installs the lavapipe software GPU, Python tensorboard and an mlflow
-## server if absent; the wgpu and MLflow tests fail rather than skip without them),
+## server if absent, while the tests compile; the wgpu and MLflow tests fail rather than
+## skip without them),
 ## the custom_callback example for a few epochs (examples/embed-flex runs in its own
 ## test), and the check that the library stays lean and publishable. The CLI's `remote`
 ## feature is on, so its multi-machine tests run (Burn is built once, with it: see
 ## crates/workspace-hack), and so is `fault-injection`: the crash tests' hooks, which
 ## a shipped binary does not have (their tests are ignored without it).
 TEST_FEATURES := burnfit-cli/remote,burnfit-cli/fault-injection,own-model/fault-injection
-test: deps-test
+test:
+	@mkdir -p target
+	@bash scripts/install-test-deps.sh > target/install-test-deps.log 2>&1 & deps=$$!; \
+	cargo test --workspace --no-run --features $(TEST_FEATURES); built=$$?; \
+	wait $$deps; installed=$$?; cat target/install-test-deps.log; \
+	[ $$built = 0 ] && [ $$installed = 0 ]
 	BURNFIT_REQUIRE_WGPU=1 BURNFIT_REQUIRE_MLFLOW=1 cargo test --workspace --no-fail-fast --features $(TEST_FEATURES)
 	cargo run --quiet -p burnfit-callbacks --example custom_callback -- --epochs 2
 	bash scripts/check-library.sh
@@ -48,8 +55,8 @@ bench:
 
 ## The same networks in Keras/TensorFlow (tensorflow-cpu in target/peers-venv), timed in turn
 ## with burnfit's steps on this machine; prints the ratios and writes target/bench-peers.json.
-## Dev profile, the very build `make test` makes (the workspace-hack's features; Burn and
-## every dependency at opt-level 3).
+## Dev profile, the very build `make test` makes (the workspace-hack's features; what a
+## training step runs through at opt-level 3).
 PEERS_PYTHON := target/peers-venv/bin/python
 bench-peers:
 	@[ -x $(PEERS_PYTHON) ] || { python3 -m venv target/peers-venv && \

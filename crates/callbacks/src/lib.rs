@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod averaging;
+mod device_stats;
 pub mod engine;
 pub mod predict;
 
@@ -30,4 +31,5 @@ pub use burnfit_core::{
     ModelSnapshot, ParamInfo, ParamRead, Progress, Result, SaveContent, TrainEnd, TrainingControl,
     TrainingSnapshot, atomic, builtins, checkpoint_file, error, monitor, writer,
 };
+pub use device_stats::device_memory;
 pub use engine::{BatchLoss, CallbackLr, Callbacks, FitOutcome, WithCallbacks};

@@ -1,5 +1,6 @@
 //! Choosing the device to train on.
 
+#[cfg(feature = "ndarray")]
 #[allow(deprecated)] // burn-ndarray stays selectable on purpose (see README).
 use burn::backend::NdArrayDevice;
 use burn::backend::wgpu::wgpu;
@@ -134,17 +135,7 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
             })
         }
         BackendChoice::Flex => Ok(flex("asked for flex")),
-        #[allow(deprecated)]
-        BackendChoice::Ndarray => Ok(ChosenBackend {
-            device: NdArrayDevice::default().into(),
-            name: "ndarray",
-            reason: if convolutional {
-                "asked for ndarray (warning: its convolutions are ~25x slower than flex; see README)"
-                    .into()
-            } else {
-                "asked for ndarray".into()
-            },
-        }),
+        BackendChoice::Ndarray => ndarray(convolutional),
         BackendChoice::Auto => {
             let adapters = wgpu_adapters();
             if let Some(gpu) = adapters.iter().find(|a| a.is_gpu) {
@@ -172,6 +163,32 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
             )))
         }
     }
+}
+
+/// burn-ndarray, in a binary built with the `ndarray` feature.
+#[cfg(feature = "ndarray")]
+fn ndarray(convolutional: bool) -> CliResult<ChosenBackend> {
+    #[allow(deprecated)]
+    Ok(ChosenBackend {
+        device: NdArrayDevice::default().into(),
+        name: "ndarray",
+        reason: if convolutional {
+            "asked for ndarray (warning: its convolutions are ~25x slower than flex; see README)"
+                .into()
+        } else {
+            "asked for ndarray".into()
+        },
+    })
+}
+
+/// burn-ndarray is not in this binary.
+#[cfg(not(feature = "ndarray"))]
+fn ndarray(_convolutional: bool) -> CliResult<ChosenBackend> {
+    Err(CliError::usage(
+        "backend ndarray: this binary is built without burn-ndarray (deprecated by Burn 0.22, and \
+         slower than flex); use --backend flex, or build with `cargo build -p burnfit-cli \
+         --features ndarray`",
+    ))
 }
 
 fn flex(reason: &str) -> ChosenBackend {

@@ -175,7 +175,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     pub memory_epochs: usize,
     /// Backends to measure (those not available here are skipped).
-    #[arg(long, value_delimiter = ',', default_value = "flex,ndarray,wgpu")]
+    #[arg(long, value_delimiter = ',', default_value = "flex,wgpu")]
     pub backends: Vec<String>,
     /// Batches of the data-loader comparison (0 skips it).
     #[arg(long, default_value_t = 400)]

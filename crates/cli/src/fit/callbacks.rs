@@ -7,8 +7,9 @@ use std::path::Path;
 use burn::prelude::Module;
 use burnfit_callbacks::averaging::{EmaConfig, ExponentialMovingAverage, build_callback};
 use burnfit_callbacks::builtins::{
-    BackupAndRestore, BackupAndRestoreConfig, CSVLogger, CallbackConfig, ModelCheckpoint,
-    ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig, ThroughputMonitorConfig,
+    BackupAndRestore, BackupAndRestoreConfig, CSVLogger, CallbackConfig, DeviceStatsMonitor,
+    ModelCheckpoint, ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig,
+    ThroughputMonitorConfig,
 };
 use burnfit_callbacks::engine::param_values_of;
 use burnfit_callbacks::tensorboard::{GradientNormMonitorConfig, TensorBoard};
@@ -132,6 +133,14 @@ pub fn build<M: Module + 'static>(
                     batch_size: Some(config.training.batch_size),
                     ..c.clone()
                 })
+            }
+            // The device's memory: the first device's (the model's).
+            CallbackConfig::DeviceStatsMonitor(c) => {
+                let device = setup.devices.list[0].1.clone();
+                let monitor = DeviceStatsMonitor::new(c.clone())?
+                    .with_device_memory(burnfit_callbacks::device_memory(device));
+                callbacks.push(monitor);
+                continue;
             }
             other => rebase_paths(other, &run.root)?,
         };

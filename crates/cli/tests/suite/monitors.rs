@@ -1,17 +1,19 @@
-//! `[[callbacks]] type = "ThroughputMonitor"` on a real run: each epoch's
-//! samples per second, step time and data-wait time reach the CSV log and
-//! TensorBoard (read back with their readers). The values are timings, so
-//! only their presence and sign are checked.
+//! `[[callbacks]] type = "ThroughputMonitor"` and `"DeviceStatsMonitor"`
+//! on a real run: each epoch's samples per second, step time and data-wait
+//! time, resident memory and CPU use reach the CSV log and TensorBoard
+//! (read back with their readers). The values are timings and the
+//! machine's state, so only their presence and sign are checked.
 
 use crate::common::{small_config, tensorboard_dump, tensorboard_python, text, train_for};
 
 #[test]
-fn throughput_monitor_writes_each_epochs_means_to_the_csv_and_tensorboard() {
+fn the_monitors_write_each_epochs_throughput_and_device_stats_to_the_csv_and_tensorboard() {
     let tmp = tempfile::tempdir().unwrap();
     let config = small_config(
         tmp.path(),
         "kind = \"mlp\"\nhidden = [16]",
-        "[[callbacks]]\ntype = \"ThroughputMonitor\"\nlog_every_n_steps = 2\n",
+        "[[callbacks]]\ntype = \"ThroughputMonitor\"\nlog_every_n_steps = 2\n\
+         [[callbacks]]\ntype = \"DeviceStatsMonitor\"\n",
     );
     let run = tmp.path().join("run");
     let out = train_for(config.to_str().unwrap(), "flex", 2, &run);
@@ -24,6 +26,8 @@ fn throughput_monitor_writes_each_epochs_means_to_the_csv_and_tensorboard() {
         ("samples_per_sec", true),
         ("step_time", true),
         ("data_wait_time", false),
+        ("rss_mib", true),
+        ("cpu_percent", true),
     ] {
         let column = header
             .iter()
@@ -35,6 +39,11 @@ fn throughput_monitor_writes_each_epochs_means_to_the_csv_and_tensorboard() {
             assert!(!positive || value > 0.0, "{key} = {value}");
         }
     }
+    // flex does not report an allocator: no device keys rather than zeros.
+    assert!(
+        header.iter().all(|h| !h.starts_with("device_memory")),
+        "{header:?}"
+    );
     let Some(python) = tensorboard_python() else {
         return;
     };
@@ -43,4 +52,8 @@ fn throughput_monitor_writes_each_epochs_means_to_the_csv_and_tensorboard() {
         .as_array()
         .unwrap_or_else(|| panic!("epoch_samples_per_sec missing in {dump}"));
     assert_eq!(series.len(), 2, "{dump}");
+    let rss = dump["runs"]["train"]["scalars"]["epoch_rss_mib"]
+        .as_array()
+        .unwrap_or_else(|| panic!("epoch_rss_mib missing in {dump}"));
+    assert_eq!(rss.len(), 2, "{dump}");
 }

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, ProgressLogger, ProgressLoggerConfig,
+    BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, DeviceStatsMonitor,
+    DeviceStatsMonitorConfig, ProgressLogger, ProgressLoggerConfig,
 };
 use super::{
     EarlyStopping, EarlyStoppingConfig, LearningRateFinder, LearningRateFinderConfig,
@@ -46,6 +47,7 @@ build_via_new! {
     BackupAndRestoreConfig => BackupAndRestore,
     TimerConfig => Timer,
     ThroughputMonitorConfig => ThroughputMonitor,
+    DeviceStatsMonitorConfig => DeviceStatsMonitor,
     SpikeDetectionConfig => SpikeDetection,
     LearningRateFinderConfig => LearningRateFinder,
 }
@@ -223,6 +225,8 @@ pub enum CallbackConfig {
     Timer(TimerConfig),
     /// [`ThroughputMonitor`].
     ThroughputMonitor(ThroughputMonitorConfig),
+    /// [`DeviceStatsMonitor`].
+    DeviceStatsMonitor(DeviceStatsMonitorConfig),
     /// [`SpikeDetection`].
     SpikeDetection(SpikeDetectionConfig),
     /// [`OnExceptionCheckpoint`].
@@ -262,6 +266,7 @@ impl CallbackConfig {
             CallbackConfig::ProgressLogger(_) => "ProgressLogger",
             CallbackConfig::Timer(_) => "Timer",
             CallbackConfig::ThroughputMonitor(_) => "ThroughputMonitor",
+            CallbackConfig::DeviceStatsMonitor(_) => "DeviceStatsMonitor",
             CallbackConfig::SpikeDetection(_) => "SpikeDetection",
             CallbackConfig::OnExceptionCheckpoint(_) => "OnExceptionCheckpoint",
             CallbackConfig::ModelSummary(_) => "ModelSummary",
@@ -318,6 +323,7 @@ impl CallbackConfig {
             CallbackConfig::ProgressLogger(c) => c.build(),
             CallbackConfig::Timer(c) => c.build(),
             CallbackConfig::ThroughputMonitor(c) => c.build(),
+            CallbackConfig::DeviceStatsMonitor(c) => c.build(),
             CallbackConfig::SpikeDetection(c) => c.build(),
             CallbackConfig::OnExceptionCheckpoint(c) => c.build(),
             CallbackConfig::ModelSummary(c) => c.build(),

@@ -3,6 +3,7 @@
 mod backup_and_restore;
 mod config;
 mod csv_logger;
+mod device_stats_monitor;
 mod early_stopping;
 mod history;
 mod lambda;
@@ -30,6 +31,7 @@ mod tracker;
 pub use backup_and_restore::*;
 pub use config::*;
 pub use csv_logger::*;
+pub use device_stats_monitor::*;
 pub use early_stopping::*;
 pub use history::*;
 pub use lambda::*;
