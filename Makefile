@@ -19,8 +19,9 @@ run: deps-run
 ## Run every test (installs the lavapipe software GPU, Python tensorboard and an mlflow
 ## server if absent, while the tests compile; the wgpu and MLflow tests fail rather than
 ## skip without them),
-## the custom_callback example for a few epochs (examples/embed-flex runs in its own
-## test), and the check that the library stays lean and publishable. The CLI's `remote`
+## the custom_callback example for a few epochs (the binary `cargo test` built, rather
+## than a `cargo run` that would compile the library again without the test hooks;
+## examples/embed-flex runs in its own test), and the check that the library stays lean and publishable. The CLI's `remote`
 ## feature is on, so its multi-machine tests run (Burn is built once, with it: see
 ## crates/workspace-hack), and so is `fault-injection`: the crash tests' hooks, which
 ## a shipped binary does not have (their tests are ignored without it).
@@ -32,7 +33,7 @@ test:
 	wait $$deps; installed=$$?; cat target/install-test-deps.log; \
 	[ $$built = 0 ] && [ $$installed = 0 ]
 	BURNFIT_REQUIRE_WGPU=1 BURNFIT_REQUIRE_MLFLOW=1 cargo test --workspace --no-fail-fast --features $(TEST_FEATURES)
-	cargo run --quiet -p burnfit-callbacks --example custom_callback -- --epochs 2
+	"$${CARGO_TARGET_DIR:-target}/debug/examples/custom_callback" --epochs 2
 	bash scripts/check-library.sh
 
 deps-run:

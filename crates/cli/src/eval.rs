@@ -15,12 +15,14 @@ fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
         "best" => (run.best_checkpoint(), true),
         "last" => (run.last_checkpoint(), true),
         "final" => (run.final_checkpoint(), true),
+        "averaged" => (run.averaged_checkpoint(), true),
         other => (PathBuf::from(other), false),
     };
     let bytes = std::fs::read(&path).map_err(|e| {
         CliError::usage(format!(
-            "{}: no such checkpoint ({e}; use --checkpoint best|last|final|PATH; the run may \
-             have stopped before its first checkpoint, and only weight averaging writes final)",
+            "{}: no such checkpoint ({e}; use --checkpoint best|last|final|averaged|PATH; the run \
+             may have stopped before its first checkpoint, only weight averaging writes final, \
+             and `burnfit average` writes averaged)",
             path.display()
         ))
     })?;

@@ -11,6 +11,7 @@
 //! ```
 
 mod allocator;
+mod average;
 mod backend;
 mod bench;
 pub mod builtin;
@@ -115,7 +116,7 @@ enum Command {
         /// The run directory.
         run_dir: PathBuf,
         /// Which checkpoint: best, last, final (the averaged weights of a
-        /// run with EMA or SWA) or a path.
+        /// run with EMA or SWA), averaged (`burnfit average`) or a path.
         #[arg(long, default_value = "best")]
         checkpoint: String,
         /// Backend for evaluation.
@@ -142,6 +143,18 @@ enum Command {
         /// Directory with the dataset files (overrides data.dir).
         #[arg(long)]
         data: Option<PathBuf>,
+    },
+    /// Average the weights of a run's best checkpoints (those its ModelCheckpoint
+    /// with save_top_k kept) into checkpoints/averaged.bpk.
+    Average {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// How many of the best checkpoints to average.
+        #[arg(long)]
+        top_k: usize,
+        /// Backend the weights are averaged on.
+        #[arg(long, value_enum)]
+        backend: Option<BackendChoice>,
     },
     /// Plots and a summary table for a run directory.
     Report {
@@ -189,6 +202,11 @@ fn run_command(cli: Cli) -> CliResult<()> {
             limit,
         } => eval::predict_command(&run_dir, &input, limit),
         Command::Validate { config, sets, data } => validate(&config, &sets, data.as_deref()),
+        Command::Average {
+            run_dir,
+            top_k,
+            backend,
+        } => average::average_command(&run_dir, top_k, backend),
         Command::Report { run_dir } => report::report_command(&run_dir),
         Command::Bench(args) => bench::bench_command(&args),
         Command::Sweep(args) => sweep::sweep_command(&args),

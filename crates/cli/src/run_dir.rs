@@ -229,6 +229,11 @@ impl RunDir {
     pub fn final_checkpoint(&self) -> PathBuf {
         self.checkpoints().join("final.bpk")
     }
+    /// `checkpoints/averaged.bpk`: the mean of the best checkpoints'
+    /// weights (`burnfit average`).
+    pub fn averaged_checkpoint(&self) -> PathBuf {
+        self.checkpoints().join("averaged.bpk")
+    }
     /// `plots/`.
     pub fn plots(&self) -> PathBuf {
         self.root.join("plots")
@@ -401,6 +406,7 @@ fn own_writers(config: &Config, at: &dyn Fn(&Path) -> PathBuf) -> Vec<Writer> {
         "ended.json",
         "resumes.json",
         "checkpoints/final.bpk",
+        "checkpoints/averaged.bpk",
         "plots",
         "burn",
         ".lock",

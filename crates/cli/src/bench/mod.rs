@@ -165,6 +165,10 @@ pub struct BenchArgs {
     /// Training batches per measurement.
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
+    /// Items per batch of the throughput table and the loader comparison
+    /// (the Keras comparison, --peers, is at 64).
+    #[arg(long, default_value_t = BATCH)]
+    pub batch: usize,
     /// Repetitions of each measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -464,7 +468,7 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
     let adapters = backend::wgpu_adapters();
     print_header(args, steps, &adapters);
     if args.loader_batches > 0 {
-        loader_throughput(args.loader_batches, BATCH, args.repeats.max(1));
+        loader_throughput(args.loader_batches, args.batch, args.repeats.max(1));
     }
     checkpoint_stall(tmp.path())?;
     if args.memory_epochs > 0 {
@@ -486,7 +490,7 @@ pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
     Ok(())
 }
 
-/// The batch of every measurement.
+/// The batch of the measurements by default, and of the Keras comparison.
 const BATCH: usize = 64;
 
 /// Refuses unknown names before anything is measured.
@@ -506,6 +510,15 @@ fn check_names(args: &BenchArgs) -> CliResult<()> {
             )));
         }
     }
+    if args.batch == 0 {
+        return Err(CliError::usage("--batch: at least 1 item"));
+    }
+    if args.peers && args.batch != BATCH {
+        return Err(CliError::usage(format!(
+            "--batch {}: the Keras comparison (--peers) runs at batch {BATCH}; leave --batch out",
+            args.batch
+        )));
+    }
     if args.devices.contains(&0) {
         return Err(CliError::usage("--devices: every count must be at least 1"));
     }
@@ -518,13 +531,15 @@ fn check_names(args: &BenchArgs) -> CliResult<()> {
 /// The machine: cores, allocator, wgpu adapters.
 fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter]) {
     println!(
-        "# burnfit bench: {} cores, batch {BATCH}, {steps} steps per measurement, median of {}",
+        "# burnfit bench: {} cores, batch {}, {steps} steps per measurement, median of {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        args.batch,
         args.repeats
     );
     println!("# allocator: {}", crate::allocator::describe());
+    println!("# build: {}", build_description());
     println!(
         "# wgpu adapters: {}",
         if adapters.is_empty() {
@@ -537,6 +552,26 @@ fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter]) {
                 .join(", ")
         }
     );
+}
+
+/// How this binary was built, for reading its figures: the profile, and
+/// the Burn features that change a GPU step (fusion, autotune) and the
+/// backends compiled in.
+fn build_description() -> String {
+    let profile = if cfg!(debug_assertions) {
+        "dev profile (training-step crates at opt-level 3, see Cargo.toml)"
+    } else {
+        "release profile"
+    };
+    let ndarray = if cfg!(feature = "ndarray") {
+        ", ndarray"
+    } else {
+        ""
+    };
+    format!(
+        "{profile}; backends flex, wgpu{ndarray}; wgpu without Burn's fusion and autotune \
+         (not compiled in: docs/benchmarks.md, \"GPU\")"
+    )
 }
 
 /// The backend `--backends` names.
@@ -658,11 +693,12 @@ impl BackendRows<'_> {
 
     /// A training of `steps` batches of synthetic images.
     fn run(&self, steps: usize) -> Run<'_> {
+        let batch = self.args.batch;
         Run {
             model_kind: self.kind,
             backend: self.chosen,
-            train: loader(ImageBatcher::default(), synthetic(steps * BATCH), BATCH, 1),
-            valid: loader(ImageBatcher::default(), synthetic(BATCH), BATCH, 1),
+            train: loader(ImageBatcher::default(), synthetic(steps * batch), batch, 1),
+            valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
             dir: self.dir,
             epochs: 1,
             memory: None,
@@ -738,7 +774,7 @@ impl BackendRows<'_> {
             println!(
                 "| {label} | {} | {step_ms:.2} | {:.0} | {:.3} | {hooks} |",
                 variant.label(),
-                (steps * BATCH) as f64 / seconds,
+                (steps * self.args.batch) as f64 / seconds,
                 seconds / plain
             );
         }

@@ -1,6 +1,6 @@
 //! The process's task behind one object-safe trait: what the commands call.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use burn::data::dataset::Dataset;
@@ -8,7 +8,8 @@ use burn::data::dataset::transform::PartialDataset;
 use burn::module::Module;
 use burn::prelude::Device;
 use burn::train::InferenceStep;
-use burnfit_callbacks::engine::BatchLoss;
+use burnfit_callbacks::averaging::blend;
+use burnfit_callbacks::engine::{BatchLoss, encode_module_record};
 
 use super::{Predict, Runnable, Task, TaskData, TaskRunner, TestMetrics, Which};
 use crate::config::{Config, TrainingConfig};
@@ -35,6 +36,9 @@ pub(crate) trait Runner: TableReader {
     ) -> CliResult<(TestMetrics, String)>;
     /// `burnfit predict`.
     fn predict(&self, job: PredictJob<'_>) -> CliResult<()>;
+    /// The mean of the weights in `weights` (`burnfit average`), encoded as
+    /// a checkpoint file.
+    fn average(&self, config: &Config, weights: &[PathBuf], device: &Device) -> CliResult<Vec<u8>>;
 }
 
 /// What `burnfit predict` asked for.
@@ -231,6 +235,26 @@ impl<T: Task> Runner for Single<T> {
             load: &load,
         })
     }
+
+    fn average(&self, config: &Config, weights: &[PathBuf], device: &Device) -> CliResult<Vec<u8>> {
+        let data = self.data(config, None)?;
+        // `blend` averages the parameters that take gradients: load the
+        // models on the autodiff form of the device.
+        let device = device.clone().autodiff();
+        let mut average = None;
+        for (count, path) in weights.iter().enumerate() {
+            let model = self.0.model(config.model.typed(), &data, &device)?;
+            let model = load_weights(model, path)?;
+            // The running mean: the k-th model weighs 1/k.
+            average = Some(match average {
+                None => model,
+                Some(mean) => blend(mean, &model, 1.0 / (count + 1) as f64),
+            });
+        }
+        let mean = average.ok_or_else(|| CliError::failed("average: no checkpoint to average"))?;
+        let encode = encode_module_record(mean.into_record());
+        encode().map_err(|e| CliError::failed(format!("averaged weights: {e}")))
+    }
 }
 
 /// A task's data, loaded.
@@ -358,5 +382,10 @@ where
 
     fn predict(&self, job: PredictJob<'_>) -> CliResult<()> {
         self.of(&job.config.model, &job.config.data).predict(job)
+    }
+
+    fn average(&self, config: &Config, weights: &[PathBuf], device: &Device) -> CliResult<Vec<u8>> {
+        self.of(&config.model, &config.data)
+            .average(config, weights, device)
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod average;
 mod beyond_keras;
 mod cli;
 mod durability;

@@ -121,4 +121,12 @@ impl ModelCheckpointConfig {
         });
         names.into_inner()
     }
+
+    /// The file an epoch-end save writes after epoch `epoch` (0-based) with
+    /// the epoch's `logs`: the template filled as Keras fills it. Tools
+    /// that find a run's checkpoints from its history (`burnfit average`)
+    /// use it.
+    pub fn epoch_file(&self, epoch: usize, logs: &Logs) -> Result<PathBuf> {
+        checkpoint_path(&self.filepath, epoch, None, logs)
+    }
 }

@@ -1,7 +1,7 @@
 //! The engine inside Burn's real training loop: hook order, stop, learning
 //! rate, model restore and epoch logs, on a tiny real model.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

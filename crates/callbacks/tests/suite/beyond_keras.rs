@@ -2,7 +2,7 @@
 //! model: gradient hooks, spike skipping, the range test, weight averaging,
 //! failures, batch metrics, and resume with every stateful one active.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 
