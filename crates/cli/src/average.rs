@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn checkpoints_rank_best_first_with_nan_last() {
-        let mut scores = vec![0.5, f64::NAN, 0.2, 0.9, 0.2];
+        let mut scores = [0.5, f64::NAN, 0.2, 0.9, 0.2];
         scores.sort_by(|a, b| rank(Direction::Min, *a, *b));
         assert_eq!(&scores[..4], &[0.2, 0.2, 0.5, 0.9]);
         assert!(scores[4].is_nan());
