@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burnfit_callbacks::builtins::{CallbackConfig, ModelCheckpointConfig};
-use burnfit_callbacks::monitor::{Direction, Monitor};
+use burnfit_callbacks::builtins::{CallbackConfig, ModelCheckpointConfig, top_k_order};
+use burnfit_callbacks::monitor::Monitor;
 
 use crate::backend;
 use crate::config::{BackendChoice, Config};
@@ -106,7 +106,7 @@ fn top_k_callback(config: &Config, run: &RunDir) -> CliResult<ModelCheckpointCon
 }
 
 /// The checkpoints still on disk, best first by the callback's monitor
-/// (NaN last; a tie keeps the earlier epoch first).
+/// as `save_top_k` ranked them (NaN last; a tie keeps the earlier epoch first).
 fn ranked(checkpoint: &ModelCheckpointConfig, run: &RunDir) -> CliResult<Vec<Kept>> {
     let direction = Monitor::new(
         "ModelCheckpoint",
@@ -137,34 +137,6 @@ fn ranked(checkpoint: &ModelCheckpointConfig, run: &RunDir) -> CliResult<Vec<Kep
             kept.push(Kept { epoch, score, path });
         }
     }
-    kept.sort_by(|a, b| rank(direction, a.score, b.score));
+    kept.sort_by(|a, b| top_k_order(direction, a.score, b.score));
     Ok(kept)
-}
-
-/// Best first for `direction`, NaN last.
-fn rank(direction: Direction, a: f64, b: f64) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        (false, false) if direction.better(a, b) => Ordering::Less,
-        (false, false) if direction.better(b, a) => Ordering::Greater,
-        _ => Ordering::Equal,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoints_rank_best_first_with_nan_last() {
-        let mut scores = [0.5, f64::NAN, 0.2, 0.9, 0.2];
-        scores.sort_by(|a, b| rank(Direction::Min, *a, *b));
-        assert_eq!(&scores[..4], &[0.2, 0.2, 0.5, 0.9]);
-        assert!(scores[4].is_nan());
-        scores.sort_by(|a, b| rank(Direction::Max, *a, *b));
-        assert_eq!(&scores[..4], &[0.9, 0.5, 0.2, 0.2]);
-    }
 }

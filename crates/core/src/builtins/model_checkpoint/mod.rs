@@ -16,7 +16,7 @@ mod top_k;
 
 use naming::{check_keras_extension, check_template, checkpoint_path, fmt5, invalid, last_path};
 use top_k::Ranking;
-pub use top_k::TopKEntry;
+pub use top_k::{TopKEntry, top_k_order};
 
 use crate::callback::Callback;
 use crate::context::{Context, SaveContent};

@@ -30,6 +30,18 @@ fn worse(direction: Direction, a: f64, b: f64) -> bool {
     }
 }
 
+/// Best first by `direction`, as `save_top_k` ranks: NaN last, values
+/// compared as f32; a tie is `Equal` (a stable sort keeps save order).
+pub fn top_k_order(direction: Direction, a: f64, b: f64) -> std::cmp::Ordering {
+    if worse(direction, a, b) {
+        std::cmp::Ordering::Greater
+    } else if worse(direction, b, a) {
+        std::cmp::Ordering::Less
+    } else {
+        std::cmp::Ordering::Equal
+    }
+}
+
 /// What to do with a candidate checkpoint.
 #[derive(Debug, PartialEq)]
 pub(super) enum Ranking {
@@ -71,4 +83,19 @@ pub(super) fn rank(
         _ => None,
     };
     Ranking::Kept { evicted }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_order_is_best_first_with_nan_last() {
+        let mut scores = [0.5, f64::NAN, 0.2, 0.9, 0.2];
+        scores.sort_by(|a, b| top_k_order(Direction::Min, *a, *b));
+        assert_eq!(&scores[..4], &[0.2, 0.2, 0.5, 0.9]);
+        assert!(scores[4].is_nan());
+        scores.sort_by(|a, b| top_k_order(Direction::Max, *a, *b));
+        assert_eq!(&scores[..4], &[0.9, 0.5, 0.2, 0.2]);
+    }
 }
