@@ -47,6 +47,8 @@ pub enum DataConfig {
     Mnist(ImageDataConfig),
     /// A CSV table for regression.
     Csv(CsvDataConfig),
+    /// A folder of PNG or JPEG images, a subfolder per class.
+    ImageFolder(ImageFolderConfig),
 }
 
 /// An IDX image dataset.
@@ -83,6 +85,31 @@ pub struct CsvDataConfig {
     /// Fraction of rows held out as the test set (`burnfit eval`).
     #[serde(default = "default_validation_split")]
     pub test_split: f64,
+}
+
+/// A folder of images, the format people's own images come in: a
+/// subfolder per class (named after it), each with PNG or JPEG files.
+///
+/// Either `dir` holds the class folders, and `validation_split` of the
+/// images is held out (and is also the test set of `burnfit eval`); or
+/// `dir` holds `train/` and `valid/` (and optionally `test/`), each with
+/// the same class folders.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFolderConfig {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Resize every image to `image_size` x `image_size`. Left out, the
+    /// images must all have one size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    /// Read the images as one gray channel instead of three (RGB).
+    #[serde(default)]
+    pub grayscale: bool,
+    /// Fraction held out for validation, when `dir` holds the class
+    /// folders (default 0.1). Refused with a `train/` + `valid/` layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_split: Option<f64>,
 }
 
 fn default_validation_split() -> f64 {

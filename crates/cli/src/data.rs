@@ -14,6 +14,7 @@ use burnfit_models::data::{
 
 use crate::config::DataConfig;
 use crate::error::{CliError, CliResult};
+use crate::image_folder::FolderInputs;
 use crate::tables::DataContext;
 
 /// Train/validation/test data, ready for loaders.
@@ -24,8 +25,11 @@ pub enum Data {
         train: SubsetDataset<ImageDataset, ImageItem>,
         /// Validation images (held out of the training file).
         valid: SubsetDataset<ImageDataset, ImageItem>,
-        /// The test file.
-        test: ImageDataset,
+        /// The test images.
+        test: SubsetDataset<ImageDataset, ImageItem>,
+        /// An image folder's classes, shape and normalisation (`None` for
+        /// IDX files: 10 classes of 28x28 grayscale images).
+        folder: Option<FolderInputs>,
     },
     /// Table regression.
     Table {
@@ -44,7 +48,9 @@ impl Data {
     /// Items in the training, validation and test sets.
     pub fn sizes(&self) -> (usize, usize, usize) {
         match self {
-            Data::Images { train, valid, test } => (train.len(), valid.len(), test.len()),
+            Data::Images {
+                train, valid, test, ..
+            } => (train.len(), valid.len(), test.len()),
             Data::Table {
                 train, valid, test, ..
             } => (train.len(), valid.len(), test.len()),
@@ -97,6 +103,7 @@ fn data_source(config: &DataConfig) -> String {
             .display()
             .to_string(),
         DataConfig::Csv(c) => c.path.display().to_string(),
+        DataConfig::ImageFolder(f) => f.dir.display().to_string(),
     }
 }
 
@@ -139,10 +146,21 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
             let split = train_val_split(train_all.len(), d.validation_split, seed)
                 .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
             let train_all = Arc::new(train_all);
+            let test_len = test.len();
             Ok(Data::Images {
                 train: SubsetDataset::new(train_all.clone(), split.train),
                 valid: SubsetDataset::new(train_all, split.valid),
-                test,
+                test: SubsetDataset::new(Arc::new(test), (0..test_len).collect()),
+                folder: None,
+            })
+        }
+        DataConfig::ImageFolder(f) => {
+            let folder = crate::image_folder::read(f, data_override, seed)?;
+            Ok(Data::Images {
+                train: folder.train,
+                valid: folder.valid,
+                test: folder.test,
+                folder: Some(folder.inputs),
             })
         }
         DataConfig::Csv(c) => {

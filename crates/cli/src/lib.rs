@@ -21,6 +21,7 @@ mod error;
 mod eval;
 mod faults;
 mod fit;
+mod image_folder;
 mod inference;
 mod interrupt;
 mod logging;
@@ -38,7 +39,7 @@ pub mod task;
 mod train;
 
 pub use burnfit_models;
-pub use config::{CsvDataConfig, DataConfig, ImageDataConfig};
+pub use config::{CsvDataConfig, DataConfig, ImageDataConfig, ImageFolderConfig};
 pub use error::{CliError, CliResult};
 pub use metrics::register_metric;
 pub use task::{

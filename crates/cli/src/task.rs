@@ -185,6 +185,10 @@ pub struct TaskData<I> {
     /// Files written into the run directory when training starts, by name:
     /// what `predict` needs besides the weights (a scaler, a vocabulary).
     pub run_files: Vec<(String, Vec<u8>)>,
+    /// The class names, where the data names them (an image folder's
+    /// class folders): a classifier whose class count follows the data
+    /// reads it here.
+    pub classes: Option<Vec<String>>,
 }
 
 impl<I> TaskData<I> {
@@ -199,6 +203,7 @@ impl<I> TaskData<I> {
             valid: Arc::new(valid),
             test: Arc::new(test),
             run_files: Vec::new(),
+            classes: None,
         }
     }
 

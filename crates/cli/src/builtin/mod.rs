@@ -15,12 +15,15 @@ use burnfit_models::{Classifier, ModelConfig};
 use crate::config::DataConfig;
 use crate::data::{Data, TableInputs, load_builtin};
 use crate::error::{CliError, CliResult};
+use crate::image_folder::FolderInputs;
 use crate::task::{
     DataContext, KeyError, MetricNames, Predict, Select, Task, TaskData, TestMetrics, Which,
 };
 
 /// Image classification: `[model] kind = "mlp" | "cnn" | "simple_cnn" |
-/// "resnet"` on `[data] kind = "fashion_mnist" | "mnist"`.
+/// "resnet"` on `[data] kind = "fashion_mnist" | "mnist" | "image_folder"`.
+/// On an image folder, the model's input keys and class count follow the
+/// images ([`ModelConfig::for_images`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ImageClassification;
 
@@ -34,6 +37,14 @@ pub fn tasks() -> Select<ImageClassification, TableRegression> {
         DataConfig::Csv(_) => Which::Second,
         _ => Which::First,
     })
+}
+
+/// The key of `[data]` that `--data` replaces.
+fn data_path_key(config: &DataConfig) -> &'static str {
+    match config {
+        DataConfig::Csv(_) => "path",
+        _ => "dir",
+    }
 }
 
 fn model_error(e: impl std::fmt::Display) -> CliError {
@@ -74,6 +85,30 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
                 }
             }
         }
+        DataConfig::ImageFolder(f) => {
+            if let Some(split) = f.validation_split.filter(|s| !in_open_unit(*s)) {
+                return Err(KeyError::new(
+                    "data.validation_split",
+                    format!("must be between 0 and 1 (exclusive), got {split}"),
+                ));
+            }
+            if f.image_size == Some(0) {
+                return Err(KeyError::new(
+                    "data.image_size",
+                    "must be at least 1 (or left out to keep the images' own size)",
+                ));
+            }
+            if !model.task().eq(&burnfit_models::nets::Task::Classification) {
+                return Err(KeyError::new(
+                    "model.kind",
+                    format!(
+                        "`{}` is a regression model; an image folder trains a classifier \
+                         (mlp, cnn, simple_cnn or resnet)",
+                        model.kind()
+                    ),
+                ));
+            }
+        }
         DataConfig::Csv(d) => {
             for (key, split) in [
                 ("data.validation_split", d.validation_split),
@@ -101,28 +136,50 @@ impl Task for ImageClassification {
     fn model(
         &self,
         config: &ModelConfig,
-        _data: &TaskData<ImageItem>,
+        data: &TaskData<ImageItem>,
         device: &Device,
     ) -> CliResult<Classifier> {
-        config.init_classifier(device).map_err(model_error)
+        let Some(classes) = &data.classes else {
+            return config.init_classifier(device).map_err(model_error);
+        };
+        let shape = data
+            .train
+            .get(0)
+            .map(|item| item.shape)
+            .map_err(|e| CliError::failed(format!("the training set's first image: {e}")))?;
+        config
+            .for_images(shape, classes.len())
+            .and_then(|c| c.init_classifier(device))
+            .map_err(model_error)
     }
 
     fn data(&self, config: &DataConfig, context: &DataContext) -> CliResult<TaskData<ImageItem>> {
         match load_builtin(config, context)? {
-            Data::Images { train, valid, test } => Ok(TaskData::new(train, valid, test)),
+            Data::Images {
+                train,
+                valid,
+                test,
+                folder,
+            } => {
+                let mut data = TaskData::new(train, valid, test);
+                if let Some(inputs) = folder {
+                    // What `predict` needs to read new images as these were.
+                    data.run_files
+                        .push((FolderInputs::FILE.into(), inputs.to_bytes()));
+                    data.classes = Some(inputs.classes);
+                }
+                Ok(data)
+            }
             Data::Table { .. } => unreachable!("a CSV config is the table task's"),
         }
     }
 
     fn batcher(&self) -> ImageBatcher {
-        ImageBatcher::default()
+        ImageBatcher
     }
 
     fn data_path_key(&self, config: &DataConfig) -> Option<&'static str> {
-        Some(match config {
-            DataConfig::Csv(_) => "path",
-            _ => "dir",
-        })
+        Some(data_path_key(config))
     }
 
     fn kind(&self, config: &ModelConfig) -> String {
@@ -224,10 +281,7 @@ impl Task for TableRegression {
     }
 
     fn data_path_key(&self, config: &DataConfig) -> Option<&'static str> {
-        Some(match config {
-            DataConfig::Csv(_) => "path",
-            _ => "dir",
-        })
+        Some(data_path_key(config))
     }
 
     fn kind(&self, config: &ModelConfig) -> String {

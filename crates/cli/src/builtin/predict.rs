@@ -1,8 +1,9 @@
 //! The built-in tasks' predictions: classes of IDX images, values of CSV
 //! rows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use burnfit_models::Classifier;
 use burnfit_models::data::fashion_mnist::{CLASS_NAMES, PIXEL_MEAN, PIXEL_STD};
 use burnfit_models::data::{
     ImageBatch, ImageBatcher, ImageDataset, RegressionBatch, RegressionBatcher, idx,
@@ -13,13 +14,18 @@ use super::{ImageClassification, TableRegression};
 use crate::config::DataConfig;
 use crate::data::{Data, TableInputs};
 use crate::error::{CliError, CliResult};
+use crate::image_folder::{FolderInputs, image_files};
 use crate::inference::{check_count, output_values};
 use crate::tables::DataContext;
 use crate::task::Predict;
 
-/// The image classifier's predictions: the class of each image of an IDX
-/// file, with its probability.
+/// The image classifier's predictions: the class of each image, with its
+/// probability. An IDX run reads an IDX file; an image-folder run reads an
+/// image file or a folder of them, as training read its images.
 pub fn images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
+    if let DataConfig::ImageFolder(_) = job.data_config {
+        return folder_images(job);
+    }
     let input = job.input;
     let images = idx::read_images(input).map_err(|e| CliError::usage(e.to_string()))?;
     if (images.rows, images.cols) != (28, 28) {
@@ -45,27 +51,83 @@ pub fn images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
         .model_config
         .init_classifier(job.device)
         .map_err(|e| CliError::usage(format!("model: {e}")))?;
-    let model = job.load(model)?;
+    let classes: Vec<String> = CLASS_NAMES.iter().map(|c| c.to_string()).collect();
+    let printed = print_classes(&job, job.load(model)?, dataset, &classes, &[])?;
+    check_count(printed, n, &input.display().to_string())
+}
+
+/// An image-folder run's predictions: each image file of the input (a
+/// file, or a folder read recursively in name order), its path last.
+fn folder_images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
+    let inputs = FolderInputs::read(job.run_root)?;
+    let mut files = image_files(job.input)?;
+    if files.is_empty() {
+        return Err(CliError::usage(format!(
+            "{}: no PNG or JPEG images to predict",
+            job.input.display()
+        )));
+    }
+    files.truncate(job.limit.unwrap_or(files.len()));
+    let mut pixels = Vec::new();
+    for file in &files {
+        let (image, shape) = inputs.decode.read(file)?;
+        if shape != inputs.shape {
+            return Err(CliError::usage(format!(
+                "{}: is {}x{} with {} channel(s), this run's model takes {}x{} with {}; train \
+                 with data.image_size to resize images of any size",
+                file.display(),
+                shape[2],
+                shape[1],
+                shape[0],
+                inputs.shape[2],
+                inputs.shape[1],
+                inputs.shape[0]
+            )));
+        }
+        pixels.extend_from_slice(&image);
+    }
+    let model = job
+        .model_config
+        .for_images(inputs.shape, inputs.classes.len())
+        .and_then(|c| c.init_classifier(job.device))
+        .map_err(|e| CliError::usage(format!("model: {e}")))?;
+    let dataset = inputs.dataset(pixels, files.len());
+    let printed = print_classes(&job, job.load(model)?, dataset, &inputs.classes, &files)?;
+    check_count(printed, files.len(), &job.input.display().to_string())
+}
+
+/// Prints `index, class, name, probability` (and the file, where given)
+/// for each image of `dataset`; returns the lines printed.
+fn print_classes(
+    job: &Predict<'_, ImageClassification>,
+    model: Classifier,
+    dataset: ImageDataset,
+    classes: &[String],
+    files: &[PathBuf],
+) -> CliResult<usize> {
     let mut index = 0;
-    job.each_batch(dataset, ImageBatcher::default(), |batch: ImageBatch| {
+    job.each_batch(dataset, ImageBatcher, |batch: ImageBatch| {
         let probabilities = burn::tensor::activation::softmax(model.forward(batch.images), 1);
-        let [rows, classes] = probabilities.dims();
+        let [rows, width] = probabilities.dims();
         let values = output_values(probabilities.into_data())?;
         for row in 0..rows {
-            let p = &values[row * classes..(row + 1) * classes];
+            let p = &values[row * width..(row + 1) * width];
             let (best, prob) = p
                 .iter()
                 .enumerate()
                 .max_by(|a, b| a.1.total_cmp(b.1))
                 .map(|(i, v)| (i, *v))
                 .unwrap_or((0, 0.0));
-            let name = CLASS_NAMES.get(best).copied().unwrap_or("?");
-            println!("{index}\t{best}\t{name}\t{prob:.4}");
+            let name = classes.get(best).map_or("?", String::as_str);
+            match files.get(index) {
+                Some(file) => println!("{index}\t{best}\t{name}\t{prob:.4}\t{}", file.display()),
+                None => println!("{index}\t{best}\t{name}\t{prob:.4}"),
+            }
             index += 1;
         }
         Ok(())
     })?;
-    check_count(index, n, &input.display().to_string())
+    Ok(index)
 }
 
 /// The table regressor's predictions: the value of each row of a CSV file.

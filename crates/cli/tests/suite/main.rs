@@ -8,6 +8,7 @@ mod average;
 mod beyond_keras;
 mod cli;
 mod durability;
+mod image_folder;
 mod knobs;
 mod monitors;
 mod probe;

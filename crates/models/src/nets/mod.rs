@@ -273,6 +273,59 @@ impl ModelConfig {
         }
     }
 
+    /// This classifier's config for `[channels, height, width]` images of
+    /// `num_classes` classes: the input keys (`in_channels` and
+    /// `image_size`, or the MLP's `input_size`) and `num_classes` follow the
+    /// data; the other keys are kept. The convolutional kinds need square
+    /// images, and the result is validated.
+    pub fn for_images(
+        &self,
+        [channels, height, width]: [usize; 3],
+        num_classes: usize,
+    ) -> Result<Self, ModelConfigError> {
+        let square = || {
+            check(
+                height == width,
+                self.kind(),
+                &format!("takes square images, the data's are {height}x{width}"),
+            )
+            .map(|()| height)
+        };
+        let config = match self.clone() {
+            ModelConfig::Mlp(c) => ModelConfig::Mlp(MlpConfig {
+                input_size: channels * height * width,
+                num_classes,
+                ..c
+            }),
+            ModelConfig::Cnn(c) => ModelConfig::Cnn(CnnConfig {
+                in_channels: channels,
+                image_size: square()?,
+                num_classes,
+                ..c
+            }),
+            ModelConfig::SimpleCnn(c) => ModelConfig::SimpleCnn(SimpleCnnConfig {
+                in_channels: channels,
+                image_size: square()?,
+                num_classes,
+                ..c
+            }),
+            ModelConfig::ResNet(c) => ModelConfig::ResNet(ResNetConfig {
+                in_channels: channels,
+                num_classes,
+                ..c
+            }),
+            ModelConfig::MlpRegressor(_) => {
+                return Err(ModelConfigError::WrongTask {
+                    kind: self.kind(),
+                    actual: Task::Regression,
+                    expected: Task::Classification,
+                });
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Builds the classifier this config describes.
     pub fn init_classifier(&self, device: &Device) -> Result<Classifier, ModelConfigError> {
         self.validate()?;
