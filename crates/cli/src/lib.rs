@@ -13,6 +13,7 @@
 mod allocator;
 mod average;
 mod backend;
+mod batch_find;
 mod bench;
 pub mod builtin;
 mod config;
@@ -168,6 +169,9 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Learning-rate range test: loss by rate (plot and table) and a suggested rate.
     LrFind(lr_find::LrFindArgs),
+    /// The largest training batch that fits in memory, and its step time (tries each
+    /// size in a child process; changes nothing).
+    BatchFind(batch_find::BatchFindArgs),
     /// Serve this machine's device to a coordinator's `train --remote` (needs the
     /// `remote` feature; unencrypted WebSocket, loopback unless --bind says otherwise).
     Serve(serve::ServeArgs),
@@ -212,6 +216,7 @@ fn run_command(cli: Cli) -> CliResult<()> {
         Command::Bench(args) => bench::bench_command(&args),
         Command::Sweep(args) => sweep::sweep_command(&args),
         Command::LrFind(args) => lr_find::lr_find_command(&args),
+        Command::BatchFind(args) => batch_find::batch_find_command(&args),
         Command::Serve(args) => serve::serve_command(&args),
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod average;
+mod batch_find;
 mod beyond_keras;
 mod cli;
 mod durability;
