@@ -104,15 +104,15 @@ fn main() {
     let held_out: Vec<_> = (data.test.len() - 200..data.test.len())
         .filter_map(|i| data.test.get(i).ok())
         .collect();
-    let held_out = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher::default())
+    let held_out = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher)
         .batch_size(100)
         .build(InMemDataset::new(held_out));
 
-    let train = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher::default())
+    let train = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher)
         .batch_size(64)
         .shuffle(7)
         .build(data.train);
-    let valid = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher::default())
+    let valid = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher)
         .batch_size(256)
         .build(data.test);
 

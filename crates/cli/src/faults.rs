@@ -69,7 +69,7 @@ struct AbortAtStep {
 impl Callback for AbortAtStep {
     fn on_train_batch_begin(&mut self, _batch: usize, ctx: &mut Context) -> Result<()> {
         let progress = ctx.progress();
-        if progress.global_step + 1 != self.step {
+        if progress.global_batch + 1 != self.step {
             return Ok(());
         }
         let last_epoch_end = progress
@@ -97,7 +97,7 @@ struct SignalAtStep {
 #[cfg(feature = "fault-injection")]
 impl Callback for SignalAtStep {
     fn on_train_batch_begin(&mut self, _batch: usize, ctx: &mut Context) -> Result<()> {
-        if ctx.progress().global_step + 1 == self.step {
+        if ctx.progress().global_batch + 1 == self.step {
             let _ = signal_hook::low_level::raise(self.signal);
             let deadline = Instant::now() + Duration::from_secs(10);
             while !ctx.stop_requested() && Instant::now() < deadline {

@@ -256,8 +256,11 @@ fn layout(dir: &Path) -> CliResult<Layout> {
     }
 }
 
+/// Image files, each with its label.
+type LabeledFiles = Vec<(PathBuf, u8)>;
+
 /// The class names (sorted) and every image file with its label.
-fn class_files(dir: &Path) -> CliResult<(Vec<String>, Vec<(PathBuf, u8)>)> {
+fn class_files(dir: &Path) -> CliResult<(Vec<String>, LabeledFiles)> {
     let mut classes = Vec::new();
     for entry in read_dir_sorted(dir)? {
         if entry.is_dir() && !is_hidden(&entry) {

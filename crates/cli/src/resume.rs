@@ -205,6 +205,7 @@ fn progress_at(global_step: u64, epochs: usize) -> BackupProgress {
         epoch_ended: epochs > 0,
         batches_done: 0,
         global_step,
+        global_batch: global_step,
         steps_per_epoch: None,
     }
 }

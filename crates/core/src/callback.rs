@@ -1,6 +1,6 @@
 //! The [`Callback`] trait: Keras's hooks, each a no-op by default.
 
-use crate::context::{Context, ModelSnapshot};
+use crate::context::{Context, ModelSnapshot, Progress};
 use crate::error::Result;
 use crate::gradients::GradientView;
 use crate::logs::Logs;
@@ -113,14 +113,16 @@ pub trait Callback: Send {
         false
     }
 
-    /// Whether this callback wants the metrics at the end of training step
-    /// `global_step` (1-based: the steps taken once this one is). Asked
-    /// only of callbacks whose [`Callback::wants_batch_metrics`] is `true`;
-    /// the default is every step. A callback that writes every N steps
-    /// (TensorBoard's `update_freq`) says so here, so the other steps do
-    /// not wait for the metrics.
-    fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
-        let _ = global_step;
+    /// Whether this callback wants the metrics at the end of the training
+    /// batch `progress` describes (its counters already count this batch:
+    /// `global_batch` is 1-based, and `global_step` and `step_ended` say
+    /// whether it ended an optimizer step). Asked only of callbacks whose
+    /// [`Callback::wants_batch_metrics`] is `true`; the default is every
+    /// batch. A callback that writes every N steps (TensorBoard's
+    /// `update_freq`) says so here, so the other batches do not wait for
+    /// the metrics.
+    fn wants_batch_metrics_at(&self, progress: &Progress) -> bool {
+        let _ = progress;
         self.wants_batch_metrics()
     }
 
@@ -245,8 +247,8 @@ impl<C: Callback + ?Sized> Callback for Box<C> {
     fn wants_batch_metrics(&self) -> bool {
         (**self).wants_batch_metrics()
     }
-    fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
-        (**self).wants_batch_metrics_at(global_step)
+    fn wants_batch_metrics_at(&self, progress: &Progress) -> bool {
+        (**self).wants_batch_metrics_at(progress)
     }
     fn on_after_backward(
         &mut self,

@@ -12,12 +12,35 @@ pub struct Progress {
     pub epoch: usize,
     /// The current training batch within the epoch, 0-based.
     pub batch: usize,
-    /// Optimizer steps taken since the very start of training (resume included).
+    /// Optimizer steps taken since the very start of training (resume
+    /// included). With gradient accumulation, one per window of batches.
     pub global_step: u64,
+    /// Training batches trained since the very start of training (resume
+    /// included): `global_step` unless gradients are accumulated. The axis
+    /// of batch-level logs (Keras's TensorBoard counts batches too), and
+    /// what backups are named after.
+    pub global_batch: u64,
+    /// At `on_train_batch_end`: whether this batch ended with an optimizer
+    /// step (always, unless gradients are accumulated: then only each
+    /// window's last batch).
+    pub step_ended: bool,
     /// The number of epochs training was asked to run.
     pub total_epochs: usize,
     /// Training batches per epoch, when the data loader knows it.
     pub steps_per_epoch: Option<usize>,
+}
+
+impl Progress {
+    /// Whether this batch ended with optimizer step `k * every` (for
+    /// callbacks that log every N optimizer steps, as Lightning's
+    /// `log_every_n_steps`): once per such step, under gradient
+    /// accumulation too. `false` for `every = 0`.
+    pub fn at_step_multiple_of(&self, every: u64) -> bool {
+        every > 0
+            && self.step_ended
+            && self.global_step > 0
+            && self.global_step.is_multiple_of(every)
+    }
 }
 
 /// What a checkpoint holds.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::callback::Callback;
-use crate::context::{Context, ModelSnapshot, TrainingControl};
+use crate::context::{Context, ModelSnapshot, Progress, TrainingControl};
 use crate::error::{CallbackError, Result};
 use crate::gradients::GradientView;
 use crate::logs::Logs;
@@ -64,12 +64,12 @@ impl CallbackList {
         self.callbacks.iter().any(|c| c.wants_batch_metrics())
     }
 
-    /// Whether any callback wants the metrics at the end of step
-    /// `global_step` (see [`Callback::wants_batch_metrics_at`]).
-    pub fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
+    /// Whether any callback wants the metrics at the end of the batch
+    /// `progress` describes (see [`Callback::wants_batch_metrics_at`]).
+    pub fn wants_batch_metrics_at(&self, progress: &Progress) -> bool {
         self.callbacks
             .iter()
-            .any(|c| c.wants_batch_metrics() && c.wants_batch_metrics_at(global_step))
+            .any(|c| c.wants_batch_metrics() && c.wants_batch_metrics_at(progress))
     }
 
     /// Whether any callback reads gradients.

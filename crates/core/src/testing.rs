@@ -502,6 +502,8 @@ fn drive_inner(
             ctl.set_hook_point(HookPoint::new(Phase::BatchBegin, Some(epoch), Some(batch)));
             list.on_train_batch_begin(batch, ctl)?;
             progress.global_step += 1;
+            progress.global_batch += 1;
+            progress.step_ended = true;
             ctl.set_progress(progress);
             ctl.set_hook_point(HookPoint::new(Phase::BatchEnd, Some(epoch), Some(batch)));
             let mut logs = batch_logs.clone();

@@ -279,6 +279,8 @@ fn fit(list: &mut CallbackList, ctl: &mut FakeControl, epochs: std::ops::Range<u
             ctl.progress.batch = batch;
             list.on_train_batch_begin(batch, ctl).unwrap();
             ctl.progress.global_step += 1;
+            ctl.progress.global_batch += 1;
+            ctl.progress.step_ended = true;
             let step = ctl.progress.global_step as f32;
             for (i, w) in ctl.model.weight.iter_mut().enumerate() {
                 *w -= 0.01 * ((i as f32 + step).cos());
@@ -669,6 +671,8 @@ fn epoch0_batches(list: &mut CallbackList, ctl: &mut FakeControl, batches: std::
         ctl.progress.batch = batch;
         list.on_train_batch_begin(batch, ctl).unwrap();
         ctl.progress.global_step += 1;
+        ctl.progress.global_batch += 1;
+        ctl.progress.step_ended = true;
         let mut logs = Logs::new();
         logs.insert("loss", batch_loss(ctl.progress.global_step));
         list.on_train_batch_end(batch, &mut logs, ctl).unwrap();
@@ -701,6 +705,7 @@ fn a_kill_after_a_mid_epoch_backup_keeps_every_batch_scalar_once() {
 
     let mut ctl = new_control();
     ctl.progress.global_step = 2;
+    ctl.progress.global_batch = 2;
     let mut list = tensorboard();
     list.load_states(backup).unwrap();
     list.on_train_begin(&mut ctl).unwrap();

@@ -224,6 +224,8 @@ impl EndingControl {
         for batch in 0..steps {
             progress.batch = batch as usize;
             progress.global_step = epoch as u64 * 4 + batch + 1;
+            progress.global_batch = progress.global_step;
+            progress.step_ended = true;
             self.inner.set_progress(progress);
             let mut logs: Logs = [("loss", progress.global_step as f64)]
                 .into_iter()

@@ -23,7 +23,7 @@ fn cpu() -> Device {
 fn image_batch(n: usize, device: &Device) -> ImageBatch {
     let data = FashionMnist::load_subset().unwrap();
     let items = (0..n).map(|i| data.train.get(i).unwrap()).collect();
-    ImageBatcher::default().batch(items, device)
+    ImageBatcher.batch(items, device)
 }
 
 fn scalar(t: Tensor<1>) -> f32 {

@@ -77,7 +77,7 @@ fn seeded_data_loaders_repeat_their_order() {
     let data = FashionMnist::load_subset().unwrap();
     let (train, _valid) = split_dataset(data.train, 0.5, 1).unwrap();
     let first_targets = |seed: u64| -> Vec<i64> {
-        let loader = DataLoaderBuilder::new(ImageBatcher::default())
+        let loader = DataLoaderBuilder::new(ImageBatcher)
             .batch_size(16)
             .shuffle(seed)
             .num_workers(0)

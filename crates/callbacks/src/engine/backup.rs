@@ -89,6 +89,11 @@ pub struct BackupProgress {
     pub batches_done: usize,
     /// Optimizer steps since the start.
     pub global_step: u64,
+    /// Training batches since the start (a backup written before it was
+    /// recorded has 0: it then equals `global_step`, as no such run
+    /// accumulated gradients across a backup).
+    #[serde(default)]
+    pub global_batch: u64,
     /// Training batches per epoch, once known.
     #[serde(default)]
     pub steps_per_epoch: Option<usize>,
@@ -109,6 +114,7 @@ impl BackupProgress {
             epoch_ended: state.epoch_ended,
             batches_done: state.batches_done,
             global_step: p.global_step,
+            global_batch: p.global_batch,
             steps_per_epoch: p.steps_per_epoch,
         }
     }

@@ -313,6 +313,11 @@ where
         let at = backup::restore(&path, &mut session.state, session.callbacks)?;
         let progress = &mut session.state.progress;
         progress.global_step = at.global_step;
+        progress.global_batch = if at.global_batch == 0 {
+            at.global_step
+        } else {
+            at.global_batch
+        };
         progress.steps_per_epoch = at.steps_per_epoch;
         if at.epoch_ended {
             first_epoch = at.epoch + 1;

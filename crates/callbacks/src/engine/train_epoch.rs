@@ -152,13 +152,20 @@ where
                 }
                 None => Some(result.grads),
             };
+            let step_ended = to_apply.is_some();
             if let Some(grads) = to_apply {
                 self.optimizer_step(session, step, grads, &result.outputs)?;
             }
             let state = &mut session.state;
             let lr = state.learner.lr_current();
             state.last_step_lr = Some(lr.base());
-            state.progress.global_step += 1;
+            // `global_step` counts optimizer steps, `global_batch` batches.
+            let counters = &mut state.progress;
+            counters.global_batch += 1;
+            counters.step_ended = step_ended;
+            if step_ended {
+                counters.global_step += 1;
+            }
             state.batches_done = step + 1;
 
             let mut batch_logs = Logs::new();
@@ -181,7 +188,7 @@ where
             if self.wants_batch_metrics
                 && session
                     .callbacks
-                    .wants_batch_metrics_at(session.state.progress.global_step)
+                    .wants_batch_metrics_at(&session.state.progress)
             {
                 let state = &mut session.state;
                 epoch_logs::add_running_metrics(state, burn_epoch, &Split::Train, &mut batch_logs);
@@ -242,7 +249,9 @@ where
         items: Vec<Option<Input<M>>>,
     ) -> Result<Option<StepResult<M>>> {
         let state = &mut session.state;
-        let step_seed = self.seed.map(|seed| mix(seed, state.progress.global_step));
+        // Per batch, so that each batch of an accumulation window draws
+        // its own stream.
+        let step_seed = self.seed.map(|seed| mix(seed, state.progress.global_batch));
         match &self.steps {
             Steps::Single { device } => {
                 if let Some(seed) = step_seed {

@@ -593,10 +593,10 @@ fn swa_ends_with_averaged_weights_and_batch_norm_statistics_recomputed_for_them(
     let device = common::device();
     let data = FashionMnist::load_subset().unwrap();
     let subset = |dataset, n| burn::data::dataset::transform::PartialDataset::new(dataset, 0, n);
-    let train = DataLoaderBuilder::new(ImageBatcher::default())
+    let train = DataLoaderBuilder::new(ImageBatcher)
         .batch_size(32)
         .build(subset(data.train, 128));
-    let valid = DataLoaderBuilder::new(ImageBatcher::default())
+    let valid = DataLoaderBuilder::new(ImageBatcher)
         .batch_size(64)
         .build(subset(data.test, 64));
     let swa = StochasticWeightAveraging::<Classifier>::new(StochasticWeightAveragingConfig {

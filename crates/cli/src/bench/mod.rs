@@ -238,16 +238,11 @@ fn loader_throughput(batches: usize, batch: usize, repeats: usize) {
     );
     println!("| ---: | ---: | ---: | ---: |");
     for workers in [1usize, 2, 4] {
-        let burn = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher::default())
+        let burn = burn::data::dataloader::DataLoaderBuilder::new(ImageBatcher)
             .batch_size(batch)
             .num_workers(workers)
             .build(synthetic(batches * batch));
-        let ours = loader(
-            ImageBatcher::default(),
-            synthetic(batches * batch),
-            batch,
-            workers,
-        );
+        let ours = loader(ImageBatcher, synthetic(batches * batch), batch, workers);
         let (mut burn_s, mut ours_s) = (Vec::new(), Vec::new());
         for _ in 0..repeats {
             burn_s.push(read_all(burn.as_ref()));
@@ -413,13 +408,8 @@ fn device_scaling(
             let lr = callbacks.lr_scheduler(1e-3);
             let training = SupervisedTraining::new(
                 dir,
-                loader(
-                    ImageBatcher::default(),
-                    synthetic(steps * batch),
-                    batch / n,
-                    1,
-                ),
-                loader(ImageBatcher::default(), synthetic(batch), batch, 1),
+                loader(ImageBatcher, synthetic(steps * batch), batch / n, 1),
+                loader(ImageBatcher, synthetic(batch), batch, 1),
             )
             .metrics((LossMetric::new(),))
             .num_epochs(1)
@@ -697,8 +687,8 @@ impl BackendRows<'_> {
         Run {
             model_kind: self.kind,
             backend: self.chosen,
-            train: loader(ImageBatcher::default(), synthetic(steps * batch), batch, 1),
-            valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
+            train: loader(ImageBatcher, synthetic(steps * batch), batch, 1),
+            valid: loader(ImageBatcher, synthetic(batch), batch, 1),
             dir: self.dir,
             epochs: 1,
             memory: None,
@@ -794,8 +784,8 @@ fn step_ms(
     let run = Run {
         model_kind: kind,
         backend,
-        train: loader(ImageBatcher::default(), synthetic(steps * batch), batch, 1),
-        valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
+        train: loader(ImageBatcher, synthetic(steps * batch), batch, 1),
+        valid: loader(ImageBatcher, synthetic(batch), batch, 1),
         dir,
         epochs: 1,
         memory: None,
@@ -813,8 +803,8 @@ fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
     let run = Run {
         model_kind: "cnn",
         backend: &backend,
-        train: loader(ImageBatcher::default(), synthetic(4 * batch), batch, 1),
-        valid: loader(ImageBatcher::default(), synthetic(batch), batch, 1),
+        train: loader(ImageBatcher, synthetic(4 * batch), batch, 1),
+        valid: loader(ImageBatcher, synthetic(batch), batch, 1),
         dir,
         epochs,
         memory: Some(MemoryProbe(Arc::clone(&probe.0))),

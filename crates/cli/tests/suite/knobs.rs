@@ -283,3 +283,62 @@ fn resume_is_exact_under_each_knob() {
         assert_eq!(read(&straight), read(&stopped), "{knob}");
     }
 }
+
+/// Under `accumulate_grad_batches = 3` (8 batches an epoch: windows of 3,
+/// 3 and 2), `global_step` counts optimizer steps, while the batch count
+/// names the backups and places TensorBoard's batch axis: a Ctrl-C as
+/// batch 5 begins backs up when it ends, after 5 batches but 1 optimizer
+/// step, and the resumed run ends at 6 steps.
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test turns it on)"
+)]
+fn under_accumulation_global_step_counts_optimizer_steps_and_backups_count_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let window = "training.accumulate_grad_batches=3";
+    let out = train(
+        tmp.path(),
+        &run,
+        2,
+        &[window],
+        &[("BURNFIT_SIGINT_AT_STEP", "5")],
+    );
+    assert!(!out.status.success(), "stopped: {}", text(&out));
+    let backups: Vec<String> = std::fs::read_dir(run.join("backup"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        backups.contains(&"backup-000000000005.bfk".to_string()),
+        "named after the 5 batches trained, not the 1 step: {backups:?}"
+    );
+    let out = burnfit(&[
+        "train",
+        run.join("config.toml").to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        summary(&run)["global_step"],
+        6,
+        "3 optimizer steps an epoch"
+    );
+
+    // max_steps counts optimizer steps too: 4 of them end in epoch 2.
+    let capped = tmp.path().join("capped");
+    let out = train(
+        tmp.path(),
+        &capped,
+        3,
+        &[window, "training.max_steps=4"],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let summary = summary(&capped);
+    assert_eq!(summary["global_step"], 4, "{summary}");
+    assert_eq!(summary["epochs_run"], 2, "{summary}");
+}

@@ -127,12 +127,14 @@ impl BackupAndRestore {
         found.into_iter().map(|(_, p)| p).collect()
     }
 
-    fn backup_path(&self, global_step: u64) -> PathBuf {
-        self.dir.join(format!("{PREFIX}{global_step:012}{SUFFIX}"))
+    /// Named after the batches trained, so that two backups inside one
+    /// gradient-accumulation window differ.
+    fn backup_path(&self, global_batch: u64) -> PathBuf {
+        self.dir.join(format!("{PREFIX}{global_batch:012}{SUFFIX}"))
     }
 
     fn backup_now(&mut self, ctx: &mut Context) -> Result<()> {
-        let path = self.backup_path(ctx.progress().global_step);
+        let path = self.backup_path(ctx.progress().global_batch);
         ctx.request_backup(&path)?;
         if self.kept.last() != Some(&path) {
             self.kept.push(path);

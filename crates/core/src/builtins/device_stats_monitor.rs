@@ -150,7 +150,7 @@ impl Callback for DeviceStatsMonitor {
         ctx: &mut Context,
     ) -> Result<()> {
         let every = self.config.log_every_n_steps;
-        if every > 0 && ctx.progress().global_step.is_multiple_of(every) {
+        if ctx.progress().at_step_multiple_of(every) {
             for (key, value) in self.values(self.since_report) {
                 logs.insert(key, value);
             }

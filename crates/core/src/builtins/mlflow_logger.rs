@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::tracker::{self, Body, FailureSink, Http, Sender};
 use crate::callback::Callback;
-use crate::context::{Context, TrainEnd};
+use crate::context::{Context, Progress, TrainEnd};
 use crate::error::{CallbackError, Result};
 use crate::logs::Logs;
 
@@ -312,8 +312,9 @@ impl Callback for MLFlowLogger {
         logs: &mut Logs,
         ctx: &mut Context,
     ) -> Result<()> {
-        let step = ctx.progress().global_step;
-        if !self.wants_batch_metrics_at(step) || logs.is_empty() {
+        let progress = ctx.progress();
+        let step = progress.global_step;
+        if !self.wants_batch_metrics_at(&progress) || logs.is_empty() {
             return Ok(());
         }
         let timestamp = tracker::now_millis();
@@ -369,9 +370,8 @@ impl Callback for MLFlowLogger {
         self.config.log_every_n_steps > 0
     }
 
-    fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
-        let n = self.config.log_every_n_steps;
-        n > 0 && global_step > 0 && global_step.is_multiple_of(n)
+    fn wants_batch_metrics_at(&self, progress: &Progress) -> bool {
+        progress.at_step_multiple_of(self.config.log_every_n_steps)
     }
 
     fn state(&self) -> Result<Option<Value>> {
@@ -1202,9 +1202,16 @@ tags = { team = "a" }
             ..Default::default()
         })
         .unwrap();
+        let at = |global_step, step_ended| Progress {
+            global_step,
+            step_ended,
+            ..Progress::default()
+        };
         let steps: Vec<u64> = (0..10)
-            .filter(|&s| logger.wants_batch_metrics_at(s))
+            .filter(|&s| logger.wants_batch_metrics_at(&at(s, true)))
             .collect();
         assert_eq!(steps, [3, 6, 9]);
+        // Inside an accumulation window the step count stays: not again.
+        assert!(!logger.wants_batch_metrics_at(&at(3, false)));
     }
 }

@@ -127,7 +127,7 @@ impl Callback for ThroughputMonitor {
         self.sums.1 += wait;
         self.sums.2 += 1;
         let every = self.config.log_every_n_steps;
-        if every > 0 && ctx.progress().global_step.is_multiple_of(every) {
+        if ctx.progress().at_step_multiple_of(every) {
             for (key, value) in self.values(compute, wait, 1) {
                 logs.insert(key, value);
             }

@@ -10,7 +10,7 @@ use super::event_file::{EventWriter, file_lengths, now_secs, truncate_to};
 use super::proto::hparams::Status;
 use super::summary::HParamValue;
 use crate::callback::Callback;
-use crate::context::{Context, ModelSnapshot, ParamRead};
+use crate::context::{Context, ModelSnapshot, ParamRead, Progress};
 use crate::error::{CallbackError, Result};
 use crate::frequency::Frequency;
 use crate::logs::Logs;
@@ -250,9 +250,10 @@ impl TensorBoard {
         epoch + self.epoch_offset
     }
 
-    /// The step written for the loop's optimizer-step count `global_step`.
-    fn global_step(&mut self, global_step: u64) -> i64 {
-        let step = global_step as i64;
+    /// The step written for the loop's batch count `global_batch` (Keras's
+    /// TensorBoard counts batches, also under gradient accumulation).
+    fn global_step(&mut self, global_batch: u64) -> i64 {
+        let step = global_batch as i64;
         if std::mem::take(&mut self.step_offset_pending)
             && let Some(last) = self.last_global_step.filter(|&last| step <= last)
         {
@@ -347,7 +348,7 @@ impl Callback for TensorBoard {
     }
 
     fn on_epoch_begin(&mut self, _epoch: usize, ctx: &mut Context) -> Result<()> {
-        self.epoch_start = Some((std::time::Instant::now(), ctx.progress().global_step));
+        self.epoch_start = Some((std::time::Instant::now(), ctx.progress().global_batch));
         Ok(())
     }
 
@@ -367,7 +368,7 @@ impl Callback for TensorBoard {
         let UpdateFreq::Batches(freq) = self.update_freq else {
             return Ok(());
         };
-        let step = self.global_step(ctx.progress().global_step);
+        let step = self.global_step(ctx.progress().global_batch);
         if freq == 0 || step % freq as i64 != 0 {
             return Ok(());
         }
@@ -396,7 +397,7 @@ impl Callback for TensorBoard {
         if logs.is_empty() {
             return Ok(());
         }
-        let step = self.global_step(ctx.progress().global_step);
+        let step = self.global_step(ctx.progress().global_batch);
         let writer = self.validation_writer()?;
         for (name, value) in logs.iter() {
             let name = name.strip_prefix("val_").unwrap_or(name);
@@ -407,7 +408,7 @@ impl Callback for TensorBoard {
 
     fn on_epoch_end(&mut self, epoch: usize, logs: &mut Logs, ctx: &mut Context) -> Result<()> {
         let step = self.epoch_step(epoch);
-        self.global_step(ctx.progress().global_step);
+        self.global_step(ctx.progress().global_batch);
         if !logs.is_empty() {
             let mut train = Logs::new();
             let mut validation = Logs::new();
@@ -423,7 +424,7 @@ impl Callback for TensorBoard {
             if self.write_steps_per_second
                 && let Some((start, first_step)) = self.epoch_start
             {
-                let steps = ctx.progress().global_step.saturating_sub(first_step);
+                let steps = ctx.progress().global_batch.saturating_sub(first_step);
                 train.insert(
                     "steps_per_second",
                     steps as f64 / start.elapsed().as_secs_f64().max(1e-9),
@@ -481,13 +482,14 @@ impl Callback for TensorBoard {
         matches!(self.update_freq, UpdateFreq::Batches(_))
     }
 
-    fn wants_batch_metrics_at(&self, global_step: u64) -> bool {
+    fn wants_batch_metrics_at(&self, progress: &Progress) -> bool {
         // Only the steps it writes. After a resume its step count may be
         // shifted from the loop's (see `global_step`): ask for both.
+        let global_batch = progress.global_batch;
         match self.update_freq {
             UpdateFreq::Batches(freq) if freq > 0 => {
-                let step = global_step as i64 + self.step_offset;
-                step % freq as i64 == 0 || global_step.is_multiple_of(freq)
+                let step = global_batch as i64 + self.step_offset;
+                step % freq as i64 == 0 || global_batch.is_multiple_of(freq)
             }
             _ => false,
         }
@@ -628,13 +630,17 @@ mod tests {
     #[test]
     fn batch_metrics_are_asked_for_only_on_the_steps_written() {
         let every_3 = TensorBoard::new("unused").update_freq(UpdateFreq::Batches(3));
+        let at = |global_batch| Progress {
+            global_batch,
+            ..Progress::default()
+        };
         let asked: Vec<u64> = (1..=9)
-            .filter(|&s| every_3.wants_batch_metrics_at(s))
+            .filter(|&s| every_3.wants_batch_metrics_at(&at(s)))
             .collect();
         assert_eq!(asked, [3, 6, 9]);
         let per_epoch = TensorBoard::new("unused");
         assert!(!per_epoch.wants_batch_metrics());
-        assert!(!(1..=9).any(|s| per_epoch.wants_batch_metrics_at(s)));
+        assert!(!(1..=9).any(|s| per_epoch.wants_batch_metrics_at(&at(s))));
     }
 
     #[test]
