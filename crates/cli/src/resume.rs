@@ -207,6 +207,7 @@ fn progress_at(global_step: u64, epochs: usize) -> BackupProgress {
         global_step,
         global_batch: global_step,
         steps_per_epoch: None,
+        stopped: None,
     }
 }
 

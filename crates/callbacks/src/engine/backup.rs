@@ -77,7 +77,7 @@ pub mod sections {
 }
 
 /// Where training stood when a backup was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupProgress {
     /// The 0-based epoch.
     pub epoch: usize,
@@ -97,6 +97,11 @@ pub struct BackupProgress {
     /// Training batches per epoch, once known.
     #[serde(default)]
     pub steps_per_epoch: Option<usize>,
+    /// Why training was stopped, when a callback had stopped it by the end
+    /// of the epoch this backup closes (EarlyStopping): a resume from it
+    /// trains no further epoch, and ends as that run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl BackupProgress {
@@ -116,6 +121,7 @@ impl BackupProgress {
             global_step: p.global_step,
             global_batch: p.global_batch,
             steps_per_epoch: p.steps_per_epoch,
+            stopped: state.stop_reason.clone().filter(|_| state.epoch_ended),
         }
     }
 }

@@ -319,7 +319,13 @@ where
             at.global_batch
         };
         progress.steps_per_epoch = at.steps_per_epoch;
-        if at.epoch_ended {
+        if let Some(reason) = at.stopped.clone().filter(|_| at.epoch_ended) {
+            // Stopped by a callback at that epoch's end: nothing more to
+            // train, only the end of training.
+            first_epoch = num_epochs;
+            session.state.progress.epoch = at.epoch;
+            session.state.stop_reason = Some(reason);
+        } else if at.epoch_ended {
             first_epoch = at.epoch + 1;
         } else {
             first_epoch = at.epoch;

@@ -443,3 +443,41 @@ fn without_the_fault_injection_feature_the_fault_variables_do_nothing() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(run.join("summary.json").is_file());
 }
+
+/// EarlyStopping ends the run after epoch 2 of 3 (no epoch improves
+/// `val_loss` by 10); a kill while `ended.json` is written leaves the
+/// epoch-2 backup. The backup records that training was stopped, so
+/// `--resume` trains no third epoch: the same history and stop as the run
+/// that was not killed.
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
+fn a_kill_after_early_stopping_resumes_into_the_same_stop_without_another_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stop = "[[callbacks]]\ntype = \"EarlyStopping\"\nmonitor = \"val_loss\"\n\
+                min_delta = 10.0\npatience = 1\nrestore_best_weights = true\n";
+    let config = config(tmp.path(), stop);
+    let straight = tmp.path().join("straight");
+    let out = train(&config, &straight, &[], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = json(&straight.join("summary.json"));
+    assert_eq!(expected["epochs_run"], 2, "{expected}");
+
+    let run = tmp.path().join("run");
+    let out = train(
+        &config,
+        &run,
+        &[],
+        &[("BURNFIT_ABORT_IN_WRITE_TO", "ended.json")],
+    );
+    assert!(!out.status.success(), "not killed: {}", text(&out));
+    let out = resume(&config, &run, &[]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert_eq!(history(&run), history(&straight), "{printed}");
+    let summary = json(&run.join("summary.json"));
+    assert_eq!(summary["epochs_run"], 2, "{summary}");
+    assert_eq!(summary["stop_reason"], expected["stop_reason"], "{summary}");
+}
