@@ -25,7 +25,7 @@ run: deps-run
 ## feature is on, so its multi-machine tests run (Burn is built once, with it: see
 ## crates/workspace-hack), and so is `fault-injection`: the crash tests' hooks, which
 ## a shipped binary does not have (their tests are ignored without it).
-TEST_FEATURES := burnfit-cli/remote,burnfit-cli/fault-injection,own-model/fault-injection
+TEST_FEATURES := burnfit-cli/remote,burnfit-cli/fault-injection,own-model/fault-injection,own-model/remote
 test:
 	@mkdir -p target
 	@bash scripts/install-test-deps.sh > target/install-test-deps.log 2>&1 & deps=$$!; \

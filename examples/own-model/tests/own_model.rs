@@ -255,3 +255,107 @@ fn a_misspelt_key_of_its_own_tables_is_one_error_line_with_exit_code_2() {
         assert!(!run.exists(), "nothing created");
     }
 }
+
+/// A planned sweep run trial by trial, as a job array would (`--plan`,
+/// `--trial K`, `--collect`), and the same sweep with `--jobs 2`: each
+/// trial is this example's binary, and both rank the same two trials.
+#[test]
+fn its_own_model_sweeps_in_parallel_and_as_planned_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep_args = |dir: &Path, extra: &[&str]| -> Output {
+        let mut args = vec![
+            "sweep",
+            "config.toml",
+            "--param",
+            "optimizer.lr=[1e-3,3e-3]",
+            "--sweep-dir",
+            path(dir),
+            "--backend",
+            "flex",
+            "--set",
+            "training.epochs=1",
+            "--no-pruning",
+        ];
+        args.extend_from_slice(extra);
+        own_model(&args, &[])
+    };
+    let leaderboard = |dir: &Path| -> Vec<String> {
+        let mut reader = csv::Reader::from_path(dir.join("leaderboard.csv")).unwrap();
+        let mut rows: Vec<String> = reader
+            .records()
+            .map(|r| r.unwrap().iter().collect::<Vec<_>>().join(","))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let parallel = tmp.path().join("parallel");
+    let out = sweep_args(&parallel, &["--jobs", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(leaderboard(&parallel).len(), 2);
+
+    let planned = tmp.path().join("planned");
+    let out = sweep_args(&planned, &["--plan"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for trial in ["0", "1"] {
+        let out = own_model(
+            &["sweep", "--sweep-dir", path(&planned), "--trial", trial],
+            &[],
+        );
+        assert!(out.status.success(), "trial {trial}: {}", text(&out));
+    }
+    let out = own_model(&["sweep", "--sweep-dir", path(&planned), "--collect"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    for trial in ["trial-000", "trial-001"] {
+        let read = |dir: &Path| std::fs::read(dir.join(trial).join("history.csv")).unwrap();
+        assert_eq!(
+            read(&parallel),
+            read(&planned),
+            "{trial}: the same training"
+        );
+    }
+}
+
+/// `own-model serve` on loopback, and a training with `--remote`: the
+/// server's device joins this machine's, as a second local device would.
+#[test]
+#[cfg_attr(
+    not(feature = "remote"),
+    ignore = "needs the remote feature (make test turns it on)"
+)]
+fn its_own_model_trains_with_a_remote_server_as_with_two_local_devices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let address = tmp.path().join("address");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_own-model"))
+        .args(["serve", "--backend", "flex", "--bind", "127.0.0.1:0"])
+        .arg("--address-file")
+        .arg(&address)
+        .current_dir(example())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let url = loop {
+        if let Ok(text) = std::fs::read_to_string(&address)
+            && !text.trim().is_empty()
+        {
+            break text.trim().to_string();
+        }
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = server.kill();
+            panic!("own-model serve did not start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let config = example().join("config.toml");
+    let remote = tmp.path().join("remote");
+    let out = train(&config, &remote, &["--remote", &url], &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    let local = tmp.path().join("local");
+    let out = train(&config, &local, &["--devices", "2"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |run: &Path| std::fs::read_to_string(run.join("history.csv")).unwrap();
+    assert_eq!(read(&remote), read(&local));
+}
