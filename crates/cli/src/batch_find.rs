@@ -304,12 +304,7 @@ fn probe(args: &BatchFindArgs, batch: usize) -> CliResult<()> {
     config.training.max_steps = Some(args.steps);
     config.training.limit_val_batches = Some(1);
     config.training.accumulate_grad_batches = None;
-    config.callbacks.clear();
-    config.optimizer.use_ema = false;
-    config.outputs.checkpoint = false;
-    config.outputs.tensorboard = false;
-    config.outputs.csv = false;
-    config.outputs.plots = false;
+    config.bare_training();
     config.outputs.progress = false;
     let times = Arc::new(Mutex::new(Vec::new()));
     setup.extra_callbacks.push(Box::new(StepTimer {

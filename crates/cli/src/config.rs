@@ -363,6 +363,18 @@ impl Default for OutputsConfig {
 }
 
 impl Config {
+    /// The training alone, for commands that train to measure something
+    /// (`lr-find`, `batch-find`): no `[[callbacks]]`, no weight EMA, and no
+    /// checkpoints, CSV, TensorBoard or plots.
+    pub fn bare_training(&mut self) {
+        self.callbacks.clear();
+        self.optimizer.use_ema = false;
+        self.outputs.checkpoint = false;
+        self.outputs.tensorboard = false;
+        self.outputs.csv = false;
+        self.outputs.plots = false;
+    }
+
     /// Reads, parses and checks a config file, applying `--set key.path=value` overrides.
     ///
     /// Every error is one line naming where the bad value came from: the

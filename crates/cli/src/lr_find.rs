@@ -83,12 +83,7 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     let config = &mut setup.config;
     let steps_per_epoch = data.sizes().0.div_ceil(config.training.batch_size).max(1);
     config.training.epochs = args.steps.div_ceil(steps_per_epoch).max(1);
-    config.callbacks.clear();
-    config.optimizer.use_ema = false;
-    config.outputs.checkpoint = false;
-    config.outputs.tensorboard = false;
-    config.outputs.csv = false;
-    config.outputs.plots = false;
+    config.bare_training();
     setup.extra_callbacks.push(Box::new(finder));
 
     let started = train::start(&setup)?;

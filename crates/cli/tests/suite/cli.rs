@@ -3,7 +3,8 @@
 use std::process::{Command, Output};
 
 use crate::common::{
-    burnfit, repo, small_config, subset, tensorboard_dump, tensorboard_python, text, train_for,
+    burnfit, repo, small_config, subset, tensorboard_dump, tensorboard_python, text, train_flex,
+    train_for,
 };
 
 #[test]
@@ -11,14 +12,7 @@ fn train_on_cpu_produces_the_whole_run_directory_and_eval_reads_it() {
     let tmp = tempfile::tempdir().unwrap();
     let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [32]", "");
     let run = tmp.path().join("run");
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "flex",
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
+    let out = train_flex(&config, &run);
     assert!(out.status.success(), "train failed:\n{}", text(&out));
     assert!(text(&out).contains("backend flex"), "{}", text(&out));
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{burnfit, text};
+use crate::common::{burnfit, text, train_flex as train};
 
 /// The classes drawn: a bright image, a dark one, and horizontal stripes.
 const CLASSES: [&str; 3] = ["bright", "dark", "striped"];
@@ -81,17 +81,6 @@ workers = 1
     )
     .unwrap();
     path
-}
-
-fn train(config: &Path, run: &Path) -> std::process::Output {
-    burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "flex",
-        "--run-dir",
-        run.to_str().unwrap(),
-    ])
 }
 
 /// The accuracy of `eval`'s line, and the number of images it read.

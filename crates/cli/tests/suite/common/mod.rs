@@ -21,6 +21,18 @@ pub fn burnfit(args: &[&str]) -> Output {
         .expect("the burnfit binary runs")
 }
 
+/// `burnfit train CONFIG --backend flex --run-dir RUN`.
+pub fn train_flex(config: &Path, run: &Path) -> Output {
+    burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ])
+}
+
 /// `burnfit train CONFIG --backend BACKEND --epochs EPOCHS --run-dir RUN`.
 pub fn train_for(config: &str, backend: &str, epochs: usize, run: &Path) -> Output {
     let epochs = epochs.to_string();
