@@ -57,3 +57,44 @@ fn the_monitors_write_each_epochs_throughput_and_device_stats_to_the_csv_and_ten
         .unwrap_or_else(|| panic!("epoch_rss_mib missing in {dump}"));
     assert_eq!(rss.len(), 2, "{dump}");
 }
+
+/// On wgpu (lavapipe in `make test`) the device's allocator is reported:
+/// memory in use and reserved, in MiB, each epoch.
+#[test]
+fn device_stats_on_wgpu_report_the_allocators_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(
+        tmp.path(),
+        "kind = \"mlp\"\nhidden = [16]",
+        "[[callbacks]]\ntype = \"DeviceStatsMonitor\"\n",
+    );
+    let run = tmp.path().join("run");
+    let out = train_for(config.to_str().unwrap(), "wgpu", 2, &run);
+    let printed = text(&out);
+    if printed.contains("wgpu found no adapter")
+        && std::env::var_os("BURNFIT_REQUIRE_WGPU").is_none()
+    {
+        eprintln!("skipped: no wgpu adapter here (make test installs lavapipe and requires it)");
+        return;
+    }
+    assert!(out.status.success(), "{printed}");
+    let mut reader = csv::Reader::from_path(run.join("history.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    let value = |row: &csv::StringRecord, key: &str| -> f64 {
+        let column = header
+            .iter()
+            .position(|h| h == key)
+            .unwrap_or_else(|| panic!("no {key} in {header:?}"));
+        row[column].parse().unwrap()
+    };
+    for row in &rows {
+        let (in_use, reserved) = (
+            value(row, "device_memory_in_use_mib"),
+            value(row, "device_memory_reserved_mib"),
+        );
+        assert!(in_use > 0.0, "the model's weights are on the device: {in_use}");
+        assert!(reserved >= in_use, "reserved {reserved} < in use {in_use}");
+    }
+}
