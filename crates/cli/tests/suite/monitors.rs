@@ -94,7 +94,10 @@ fn device_stats_on_wgpu_report_the_allocators_memory() {
             value(row, "device_memory_in_use_mib"),
             value(row, "device_memory_reserved_mib"),
         );
-        assert!(in_use > 0.0, "the model's weights are on the device: {in_use}");
+        assert!(
+            in_use > 0.0,
+            "the model's weights are on the device: {in_use}"
+        );
         assert!(reserved >= in_use, "reserved {reserved} < in use {in_use}");
     }
 }
