@@ -342,3 +342,47 @@ fn under_accumulation_global_step_counts_optimizer_steps_and_backups_count_batch
     assert_eq!(summary["global_step"], 4, "{summary}");
     assert_eq!(summary["epochs_run"], 2, "{summary}");
 }
+
+/// TensorBoard's batch axis under accumulation counts batches, as Keras's
+/// does: with windows of 3 over 2 epochs of 8 batches, `batch_loss` is
+/// written at steps 1 to 16, each once (read back with TensorBoard's own
+/// reader).
+#[test]
+fn under_accumulation_tensorboard_writes_each_batch_once_on_the_batch_axis() {
+    let Some(python) = crate::common::tensorboard_python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(
+        tmp.path(),
+        "kind = \"mlp\"\nhidden = [16]",
+        "[[callbacks]]\ntype = \"TensorBoard\"\nlog_dir = \"tb\"\nupdate_freq = 1\n",
+    );
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--epochs",
+        "2",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--set",
+        "training.accumulate_grad_batches=3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dump = crate::common::tensorboard_dump(&python, &run.join("tb"));
+    let steps: Vec<u64> = dump["runs"]["train"]["scalars"]["batch_loss"]
+        .as_array()
+        .unwrap_or_else(|| panic!("batch_loss missing in {dump}"))
+        .iter()
+        .map(|point| point[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=16).collect::<Vec<u64>>());
+    assert_eq!(
+        summary(&run)["global_step"],
+        6,
+        "3 optimizer steps an epoch"
+    );
+}
