@@ -235,3 +235,31 @@ pub fn interleaved(items: &[Item], per_device: usize) -> Vec<Item> {
     }
     out
 }
+
+/// Runs the test `name` (its path in the test binary) alone, in a child
+/// process of this test binary, and returns `false`; in that child it
+/// returns `true`, and the caller runs the test's body. For tests that
+/// compare draws from flex's random generator, which is process-wide: the
+/// other tests of the binary draw from it at the same time.
+pub fn in_a_process_of_its_own(name: &str) -> bool {
+    const CHILD: &str = "BURNFIT_TEST_ALONE";
+    if std::env::var(CHILD).as_deref() == Ok(name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{name}, alone:\n{printed}");
+    assert!(
+        printed.contains("1 passed"),
+        "{name} did not run:\n{printed}"
+    );
+    false
+}

@@ -800,6 +800,11 @@ fn noisy_weights(seed: u64) -> Vec<f32> {
 
 #[test]
 fn on_two_devices_the_same_seed_draws_the_same_dropout_and_trains_the_same_weights() {
+    if !common::in_a_process_of_its_own(
+        "engine::on_two_devices_the_same_seed_draws_the_same_dropout_and_trains_the_same_weights",
+    ) {
+        return;
+    }
     let first = noisy_weights(7);
     assert_eq!(noisy_weights(7), first);
     assert_ne!(noisy_weights(8), first, "the seed matters");
