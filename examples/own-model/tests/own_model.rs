@@ -359,3 +359,32 @@ fn its_own_model_trains_with_a_remote_server_as_with_two_local_devices() {
     let read = |run: &Path| std::fs::read_to_string(run.join("history.csv")).unwrap();
     assert_eq!(read(&remote), read(&local));
 }
+
+/// `batch-find` on its own model: each size is probed by this example's
+/// binary, and the search stops at `--max-batch`.
+#[test]
+fn batch_find_probes_its_own_model() {
+    let out = own_model(
+        &[
+            "batch-find",
+            "config.toml",
+            "--backend",
+            "flex",
+            "--steps",
+            "1",
+            "--max-batch",
+            "48",
+        ],
+        &[],
+    );
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("the largest batch that fits is 48 (--max-batch)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("own-model train config.toml --set training.batch_size=48"),
+        "{printed}"
+    );
+}
