@@ -4,8 +4,9 @@
 #[allow(deprecated)] // burn-ndarray stays selectable on purpose (see README).
 use burn::backend::NdArrayDevice;
 use burn::backend::wgpu::wgpu;
-use burn::backend::{FlexDevice, WgpuDevice};
+use burn::backend::{Backend, Dispatch, FlexDevice, WgpuDevice};
 use burn::tensor::Device;
+use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
 
 use crate::config::BackendChoice;
 use crate::error::{CliError, CliResult};
@@ -110,6 +111,53 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
             }
         })
         .collect()
+}
+
+/// Burn's own name for the backend stack behind `device`, as its
+/// `Backend::name` gives it: `dispatch<fusion<cubecl<…>>>` on wgpu, where
+/// every operation goes through Burn's kernel fusion (the `fusion` feature,
+/// on in this binary: crates/cli/Cargo.toml), `dispatch<flex>` on the CPU.
+/// The run's summary and `burnfit bench` record it, so a figure says which
+/// stack produced it.
+pub fn burn_name(device: &Device) -> String {
+    <Dispatch as Backend>::name(device.as_dispatch())
+}
+
+/// The GPU settings that change a wgpu step, in words: whether the stack
+/// is fused (read from [`burn_name`], not assumed) and whether CubeCL's
+/// autotune is compiled in (this crate's `autotune` feature, on by
+/// default), with its level (`CUBECL_AUTOTUNE_LEVEL` or a `cubecl.toml`,
+/// `balanced` by default).
+pub fn gpu_settings(device: &Device) -> String {
+    let fusion = if burn_name(device).contains("fusion<") {
+        "on"
+    } else {
+        "off"
+    };
+    let autotune = if cfg!(feature = "autotune") {
+        format!("on (level {})", autotune_level())
+    } else {
+        "off".to_string()
+    };
+    format!("fusion {fusion}, autotune {autotune}")
+}
+
+/// The default wgpu device's stack and settings in one line
+/// (`dispatch<fusion<cubecl<wgpu<wgsl>>>> (fusion on, autotune on (level
+/// balanced))`). Starts the wgpu runtime, with the drivers' own stderr
+/// lines silenced as for [`wgpu_adapters`]; call it only when an adapter
+/// exists.
+pub fn wgpu_stack() -> String {
+    let device: Device = WgpuDevice::default().into();
+    without_driver_noise(|| format!("{} ({})", burn_name(&device), gpu_settings(&device)))
+}
+
+/// CubeCL's autotune level as its config files spell it (`balanced`).
+fn autotune_level() -> String {
+    match serde_json::to_value(&CubeClRuntimeConfig::get().autotune.level) {
+        Ok(serde_json::Value::String(level)) => level,
+        _ => "unknown".into(),
+    }
 }
 
 /// Picks the device for `choice`. `convolutional` says whether the model

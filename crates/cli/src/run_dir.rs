@@ -563,6 +563,10 @@ pub struct Summary {
     pub backend: String,
     /// Why the backend was chosen.
     pub backend_reason: String,
+    /// Burn's name for the stack that ran on the first device
+    /// (`dispatch<fusion<cubecl<…>>>` on wgpu, `dispatch<flex>`).
+    #[serde(default)]
+    pub burn_backend: String,
     /// The devices it trained on (`["flex"]`, `["wgpu:0", "wgpu:1"]`).
     #[serde(default)]
     pub devices: Vec<String>,

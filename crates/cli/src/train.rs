@@ -345,6 +345,9 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
         "burnfit: backend {} ({})",
         setup.backend.name, setup.backend.reason
     );
+    if setup.backend.name == "wgpu" {
+        println!("burnfit: Burn stack {}", crate::backend::wgpu_stack());
+    }
     if setup.devices.list.len() > 1 {
         println!(
             "burnfit: {} devices ({}), {} items each per step",

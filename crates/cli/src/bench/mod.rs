@@ -530,6 +530,9 @@ fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter]) {
     );
     println!("# allocator: {}", crate::allocator::describe());
     println!("# build: {}", build_description());
+    if args.backends.iter().any(|b| b == "wgpu") {
+        println!("# wgpu stack: {}", wgpu_description(adapters));
+    }
     println!(
         "# wgpu adapters: {}",
         if adapters.is_empty() {
@@ -544,9 +547,8 @@ fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter]) {
     );
 }
 
-/// How this binary was built, for reading its figures: the profile, and
-/// the Burn features that change a GPU step (fusion, autotune) and the
-/// backends compiled in.
+/// How this binary was built, for reading its figures: the profile and
+/// the backends compiled in.
 fn build_description() -> String {
     let profile = if cfg!(debug_assertions) {
         "dev profile (training-step crates at opt-level 3, see Cargo.toml)"
@@ -558,10 +560,17 @@ fn build_description() -> String {
     } else {
         ""
     };
-    format!(
-        "{profile}; backends flex, wgpu{ndarray}; wgpu without Burn's fusion and autotune \
-         (not compiled in: docs/benchmarks.md, \"GPU\")"
-    )
+    format!("{profile}; backends flex, wgpu{ndarray}")
+}
+
+/// The wgpu stack the figures come from, read from Burn at run time: its
+/// backend name and the fusion and autotune state. Only asked when an
+/// adapter exists (Burn would panic starting a runtime without one).
+fn wgpu_description(adapters: &[backend::Adapter]) -> String {
+    if adapters.is_empty() {
+        return "no adapter".into();
+    }
+    backend::wgpu_stack()
 }
 
 /// The backend `--backends` names.
@@ -671,10 +680,14 @@ impl BackendRows<'_> {
                 Variant::FullSet,
             ]
         };
-        if slow {
-            // One untimed step first: wgpu compiles its kernels on first
-            // use (over a minute on lavapipe for the CNN).
-            run_once(&self.run(1), Variant::PlainBurn)?;
+        if self.name == "wgpu" || slow {
+            // Untimed steps first: wgpu compiles its kernels on first use
+            // (over a minute on lavapipe for the CNN), fusion compiles each
+            // new fused chain, and autotune times the candidate kernels of
+            // each new shape (12.8 s of the first MLP step on lavapipe). Both
+            // loops, whose operation streams differ.
+            run_once(&self.run(2), Variant::PlainBurn)?;
+            run_once(&self.run(2), Variant::FullSet)?;
         }
         let rounds = self.rounds(variants, steps, repeats)?;
         self.print_rows(variants, steps, rounds, records);

@@ -76,6 +76,7 @@ pub fn summarize(
         name: setup.name.clone(),
         backend: setup.backend.name.to_string(),
         backend_reason: setup.backend.reason.clone(),
+        burn_backend: crate::backend::burn_name(&setup.backend.device),
         devices: setup.devices.names(),
         epochs_run: epochs.last().map(|(e, _)| e + 1).unwrap_or(0),
         epochs_planned: config.training.epochs,

@@ -9,6 +9,7 @@ mod batch_find;
 mod beyond_keras;
 mod cli;
 mod durability;
+mod gpu;
 mod image_folder;
 mod knobs;
 mod monitors;

@@ -1,0 +1,168 @@
+//! wgpu with Burn's kernel fusion and autotune, on the lavapipe software
+//! GPU that `make test` installs: training runs on the fused stack and its
+//! numbers stay within tolerance of flex, the unfused CPU reference, from
+//! the same weights, data order and steps.
+//!
+//! The fused and the unfused wgpu cannot share a binary (fusion is a
+//! compile-time feature of Burn: every wgpu tensor goes through
+//! `Fusion<CubeBackend>`), so the reference is flex. The same weights come
+//! from a flex run killed in its second epoch and resumed on wgpu with
+//! `--force`: epoch 1 is flex's on both sides, epochs 2 and 3 are the
+//! fused GPU's against flex's. Measured on lavapipe: the fused losses
+//! were 2e-8 to 2e-7 apart from flex's, relatively; the test allows 1e-5.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{repo, subset, text};
+
+/// An MLP without dropout (flex's and wgpu's random streams differ) on 400
+/// training images in batches of 50: 8 steps an epoch, 3 epochs.
+fn config(dir: &Path) -> PathBuf {
+    let path = dir.join("gpu.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "gpu"
+[model]
+kind = "mlp"
+hidden = [32]
+dropout = 0.0
+
+[data]
+kind = "fashion_mnist"
+dir = "{}"
+validation_split = 0.2
+limit_train = 500
+limit_test = 100
+
+[optimizer]
+lr = 3e-3
+
+[training]
+epochs = 3
+batch_size = 50
+seed = 5
+backend = "flex"
+
+[outputs]
+histogram_freq = 0
+plots = false
+progress = false
+"#,
+            subset().display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn train(config: &Path, run: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_burnfit"));
+    cmd.args(["train", config.to_str().unwrap(), "--run-dir"])
+        .arg(run)
+        .args(extra)
+        .current_dir(repo());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    cmd.output().unwrap()
+}
+
+/// history.csv as rows of named values, read with the csv crate.
+fn history(run: &Path) -> Vec<std::collections::BTreeMap<String, f64>> {
+    let mut reader = csv::Reader::from_path(run.join("history.csv")).unwrap();
+    let names: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    reader
+        .records()
+        .map(|row| {
+            let row = row.unwrap();
+            names
+                .iter()
+                .zip(row.iter())
+                .filter_map(|(name, value)| Some((name.clone(), value.parse().ok()?)))
+                .collect()
+        })
+        .collect()
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap()
+}
+
+fn no_adapter(out: &Output) -> bool {
+    text(out).contains("wgpu found no adapter")
+        && std::env::var_os("BURNFIT_REQUIRE_WGPU").is_none()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
+fn training_on_wgpu_runs_fused_and_stays_within_tolerance_of_flex_from_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+
+    let reference = tmp.path().join("flex");
+    let out = train(&config, &reference, &[], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(summary(&reference)["burn_backend"], "dispatch<flex>");
+
+    // Killed at step 11, in epoch 2: the backup holds epoch 1's end.
+    let run = tmp.path().join("fused");
+    let out = train(&config, &run, &[], &[("BURNFIT_ABORT_AT_STEP", "11")]);
+    assert!(!out.status.success(), "not killed: {}", text(&out));
+    let out = train(
+        &config,
+        &run,
+        &["--resume", "--backend", "wgpu", "--force"],
+        &[],
+    );
+    if no_adapter(&out) {
+        eprintln!("skipped: no wgpu adapter here (make test installs lavapipe and requires it)");
+        return;
+    }
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+
+    // On the fused stack, and said so.
+    let stack = summary(&run)["burn_backend"].as_str().unwrap().to_string();
+    assert!(
+        stack.starts_with("dispatch<fusion<cubecl<"),
+        "not Burn's fused wgpu stack: {stack}"
+    );
+    assert!(
+        printed.contains("fusion on, autotune on (level "),
+        "{printed}"
+    );
+
+    let (flex, fused) = (history(&reference), history(&run));
+    assert_eq!(fused.len(), 3, "{fused:?}");
+    assert_eq!(fused[0], flex[0], "epoch 1 is flex's in both runs");
+    for epoch in 1..3 {
+        for key in ["loss", "val_loss"] {
+            let (want, got) = (flex[epoch][key], fused[epoch][key]);
+            assert!(
+                ((got - want) / want).abs() < 1e-5,
+                "epoch {} {key}: fused wgpu {got} against flex {want}",
+                epoch + 1
+            );
+        }
+        for key in ["accuracy", "val_accuracy"] {
+            let (want, got) = (flex[epoch][key], fused[epoch][key]);
+            assert!(
+                (got - want).abs() <= 0.02,
+                "epoch {} {key}: fused wgpu {got} against flex {want}",
+                epoch + 1
+            );
+        }
+    }
+    // Training went on: the fused epochs lowered the loss as flex's did.
+    assert!(fused[2]["loss"] < fused[0]["loss"], "{fused:?}");
+}
