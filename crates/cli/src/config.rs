@@ -236,6 +236,15 @@ pub struct TrainingConfig {
     /// (Lightning's `max_steps`); the epoch it stops in is validated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<u64>,
+    /// Validate every N training batches (Lightning's `val_check_interval`
+    /// as a number of batches). Each validation ends an epoch of the logs,
+    /// as Keras's `steps_per_epoch` does over a repeated dataset: an epoch is
+    /// N batches read from a stream of shuffled passes over the training
+    /// set, and `epochs` counts these. Callbacks (checkpoints, early
+    /// stopping, learning-rate schedules), history.csv and TensorBoard's
+    /// epoch axis follow them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_check_interval: Option<usize>,
     /// Validate on the first N batches only (Lightning's `limit_val_batches`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_val_batches: Option<usize>,
@@ -315,6 +324,7 @@ impl Default for TrainingConfig {
             step_timeout: 600.0,
             accumulate_grad_batches: None,
             max_steps: None,
+            val_check_interval: None,
             limit_val_batches: None,
             overfit_batches: None,
             fast_dev_run: None,
@@ -373,6 +383,7 @@ impl Config {
         self.outputs.tensorboard = false;
         self.outputs.csv = false;
         self.outputs.plots = false;
+        self.training.val_check_interval = None;
     }
 
     /// Reads, parses and checks a config file, applying `--set key.path=value` overrides.
@@ -446,6 +457,7 @@ impl Config {
                 training.accumulate_grad_batches,
             ),
             ("training.max_steps", training.max_steps.map(|n| n as usize)),
+            ("training.val_check_interval", training.val_check_interval),
             ("training.limit_val_batches", training.limit_val_batches),
             ("training.overfit_batches", training.overfit_batches),
             (
@@ -468,6 +480,12 @@ impl Config {
             .fast_dev_run
             .and_then(FastDevRun::batches)
             .is_some();
+        if fast && training.val_check_interval.is_some() {
+            return Err(bad(
+                "training.val_check_interval",
+                "and training.fast_dev_run both say when to validate: keep one".into(),
+            ));
+        }
         if fast && training.overfit_batches.is_some() {
             return Err(bad(
                 "training.fast_dev_run",

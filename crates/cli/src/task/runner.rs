@@ -18,7 +18,7 @@ use crate::error::{CliError, CliResult};
 use crate::fit::{Ended, Loaders, Setup};
 use crate::inference::{check_count, for_each_batch, load_weights};
 use crate::run_dir::RunDir;
-use crate::shuffle::{EpochCell, EpochShuffled};
+use crate::shuffle::{EpochCell, EpochShuffled, IntervalStream};
 use crate::tables::{DataContext, Description, KeyError, Section, TableReader};
 
 /// What the commands need of the process's task, whatever its types (and
@@ -288,13 +288,22 @@ impl<T: Task> Loaded for LoadedData<T> {
         let workers = config.training.workers;
         let seed = config.training.seed;
         device.seed(seed);
-        let n_train = data.train.len();
         let epoch = EpochCell::default();
-        let train: Arc<dyn Dataset<T::Item>> = if config.training.batch_limits().shuffle {
-            Arc::new(EpochShuffled::new(data.train.clone(), seed, epoch.clone()))
-        } else {
-            data.train.clone()
+        let shuffle = config.training.batch_limits().shuffle;
+        let train: Arc<dyn Dataset<T::Item>> = match config.training.val_check_interval {
+            Some(steps) => Arc::new(IntervalStream::new(
+                data.train.clone(),
+                steps * config.training.batch_size,
+                shuffle.then_some(seed),
+                epoch.clone(),
+            )),
+            None if shuffle => {
+                Arc::new(EpochShuffled::new(data.train.clone(), seed, epoch.clone()))
+            }
+            None => data.train.clone(),
         };
+        // The items of one epoch.
+        let n_train = train.len();
         let model = task.model(config.model.typed(), &data, &device)?;
         let batcher = task.batcher();
         let train = loader(batcher.clone(), train, batch, workers);

@@ -1,5 +1,5 @@
 //! The training knobs, with Lightning's names: `accumulate_grad_batches`,
-//! `max_steps`, `limit_val_batches`, `overfit_batches`, `fast_dev_run`. Each does what
+//! `max_steps`, `val_check_interval`, `limit_val_batches`, `overfit_batches`, `fast_dev_run`. Each does what
 //! it says on a real run, resume stays exact under each, and a bad value is
 //! one `error:` line with exit code 2.
 
@@ -67,6 +67,65 @@ fn max_steps_stops_after_that_many_optimizer_steps_and_validates_the_epoch() {
         2,
         "the stopped epoch is validated"
     );
+}
+
+/// `val_check_interval = 3` with 8 batches a pass: a validation every 3
+/// batches, each ending an epoch of the logs (Keras's `steps_per_epoch`),
+/// so 5 epochs are 15 batches, across the pass's end. history.csv,
+/// TensorBoard's epoch axis and the best checkpoint follow these epochs.
+#[test]
+fn val_check_interval_validates_every_n_batches_and_each_validation_ends_an_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(
+        tmp.path(),
+        "kind = \"mlp\"\nhidden = [32]",
+        "[[callbacks]]\ntype = \"TensorBoard\"\nlog_dir = \"tb\"\n",
+    );
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--epochs",
+        "5",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--set",
+        "training.val_check_interval=3",
+        "--set",
+        "outputs.plots=false",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary = summary(&run);
+    assert_eq!(summary["global_step"], 15, "{summary}");
+    assert_eq!(summary["epochs_run"], 5, "{summary}");
+    let val_loss = column(&run, "val_loss");
+    assert_eq!(val_loss.len(), 5, "a validation after every 3 batches");
+    assert_eq!(column(&run, "loss").len(), 5);
+    let best = summary["best_epoch"].as_u64().unwrap() as usize;
+    let lowest = val_loss
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
+    assert_eq!(best, lowest, "the best checkpoint is the best validation");
+    assert!(run.join("checkpoints/best.bpk").is_file());
+    if let Some(python) = crate::common::tensorboard_python() {
+        let dump = crate::common::tensorboard_dump(&python, &run.join("tb"));
+        let steps: Vec<u64> = dump["runs"]["validation"]["scalars"]["epoch_loss"]
+            .as_array()
+            .unwrap_or_else(|| panic!("validation epoch_loss missing in {dump}"))
+            .iter()
+            .map(|point| point[0].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            (0..5).collect::<Vec<u64>>(),
+            "one point per validation"
+        );
+    }
 }
 
 #[test]
@@ -227,6 +286,14 @@ fn a_bad_knob_value_is_one_error_line_with_exit_code_2() {
         ),
         (vec!["training.fast_dev_run=0"], "training.fast_dev_run"),
         (
+            vec!["training.val_check_interval=0"],
+            "training.val_check_interval",
+        ),
+        (
+            vec!["training.val_check_interval=2", "training.fast_dev_run=1"],
+            "training.val_check_interval",
+        ),
+        (
             vec!["training.fast_dev_run=2", "training.overfit_batches=2"],
             "training.fast_dev_run",
         ),
@@ -258,6 +325,8 @@ fn resume_is_exact_under_each_knob() {
         "training.max_steps=11",
         "training.overfit_batches=3",
         "training.limit_val_batches=1",
+        // Ctrl-C in the second interval of 3 batches.
+        "training.val_check_interval=3",
     ] {
         let straight = tmp.path().join(format!("straight-{knob}"));
         let out = train(tmp.path(), &straight, 3, &[knob], &[]);
