@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde::Serialize;
 
-use super::{BenchArgs, Variant, median, step_ms};
+use super::{BenchArgs, Variant, step_ms};
 use crate::backend;
 use crate::config::BackendChoice;
 use crate::error::{CliError, CliResult};
@@ -131,8 +131,10 @@ impl Drop for Keras {
 
 /// Times every `--models` network in Keras and in burnfit (flex, without
 /// and with the default callback set), one after the other within each
-/// round so that drift in the machine's speed hits both alike; prints the
-/// medians and the ratios.
+/// round so that drift in the machine's speed hits both alike; prints, for
+/// each network, the range of each step time over the rounds and the range
+/// of each round's own ratio (never the best round alone), and records every
+/// round.
 pub fn compare(
     args: &BenchArgs,
     steps: usize,
@@ -143,8 +145,9 @@ pub fn compare(
     let flex = backend::choose(BackendChoice::Flex, true)?;
     let repeats = args.repeats.max(1);
     println!(
-        "\n## against Keras/TensorFlow on this machine: batch 64, Adam, {steps} steps, median of \
-         {repeats} interleaved rounds\n# keras side: {}",
+        "\n## against Keras/TensorFlow on this machine: batch 64, Adam, {steps} steps, \
+         {repeats} interleaved rounds (ranges over the rounds; a ratio is taken within \
+         each round)\n# keras side: {}",
         keras.about
     );
     let mut times: Vec<[Vec<f64>; 3]> = vec![Default::default(); args.models.len()];
@@ -160,21 +163,50 @@ pub fn compare(
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (model, [k, plain, full]) in args.models.iter().zip(times) {
-        let (k, plain, full) = (median(k), median(plain), median(full));
+        let ratios =
+            |ours: &[f64]| -> Vec<f64> { ours.iter().zip(&k).map(|(o, k)| o / k).collect() };
         println!(
-            "| {model} | {k:.1} | {plain:.1} | {full:.1} | {:.2}× | {:.2}× |",
-            plain / k,
-            full / k
+            "| {model} | {} | {} | {} | {}× | {}× |",
+            range(&k, 1),
+            range(&plain, 1),
+            range(&full, 1),
+            range(&ratios(&plain), 2),
+            range(&ratios(&full), 2),
         );
-        records.push(Record {
-            model: model.clone(),
-            backend: "tensorflow-cpu".into(),
-            framework: "keras",
-            variant: "plain",
-            step_ms: k,
-        });
-        records.push(Record::burnfit(model, "flex", "plain", plain));
-        records.push(Record::burnfit(model, "flex", "full", full));
+        for ((k, plain), full) in k.iter().zip(&plain).zip(&full) {
+            records.push(Record {
+                model: model.clone(),
+                backend: "tensorflow-cpu".into(),
+                framework: "keras",
+                variant: "plain",
+                step_ms: *k,
+            });
+            records.push(Record::burnfit(model, "flex", "plain", *plain));
+            records.push(Record::burnfit(model, "flex", "full", *full));
+        }
     }
     Ok(())
+}
+
+/// `low–high` over the rounds (one value when there was one round).
+fn range(values: &[f64], decimals: usize) -> String {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.len() < 2 || format!("{low:.decimals$}") == format!("{high:.decimals$}") {
+        format!("{low:.decimals$}")
+    } else {
+        format!("{low:.decimals$}–{high:.decimals$}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range;
+
+    #[test]
+    fn a_range_spans_the_lowest_and_highest_round() {
+        assert_eq!(range(&[1.5, 0.91, 1.234], 2), "0.91–1.50");
+        assert_eq!(range(&[2.0], 1), "2.0");
+        assert_eq!(range(&[2.01, 2.04], 1), "2.0");
+    }
 }
