@@ -5,12 +5,15 @@
 //!   datasets and batchers for image classification and table regression.
 //! - [`conv`]: the networks' 2-D convolution: on flex, our im2col/col2im + gemm
 //!   kernels for the forward pass and both gradients; elsewhere Burn's.
+//! - [`adam`]: Burn's Adam with each parameter's update fused into one
+//!   multi-threaded pass on flex, bit-identical to Burn's.
 //! - [`nets`]: an MLP, a CNN and a small ResNet for 28x28 images, an MLP
 //!   regressor for tables, and [`nets::ModelConfig`] to build any of them from
 //!   a `kind`-tagged config.
 
 #![warn(missing_docs)]
 
+pub mod adam;
 #[cfg(feature = "flex")]
 mod buffers;
 pub mod conv;

@@ -150,7 +150,7 @@ impl Variant {
             Variant::PlainBurn => "plain Burn",
             Variant::NoCallbacks => "with_callbacks, none",
             Variant::FiveNoOps => "5 no-op callbacks",
-            Variant::FullSet => "full default set",
+            Variant::FullSet => "full default set, fused Adam",
         }
     }
 }
@@ -294,7 +294,12 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
         .ok_or_else(|| CliError::usage(format!("--models: unknown model {model_kind}")))?
         .init_classifier(&backend.device.clone().autodiff())
         .map_err(|e| CliError::usage(e.to_string()))?;
-    let optim = burn::optim::AdamConfig::new().init();
+    let optim = match variant {
+        // What `burnfit train` runs: its Adam, fused on flex (the same
+        // numbers as Burn's; burnfit_models::adam).
+        Variant::FullSet => burnfit_models::adam::FusedAdam::new(0.9, 0.999, 1e-5, None).into(),
+        _ => burn::optim::AdamConfig::new().init(),
+    };
     let training = SupervisedTraining::new(dir, train, valid)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
         .num_epochs(run.epochs)

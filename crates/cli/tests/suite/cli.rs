@@ -945,7 +945,7 @@ fn bench_prints_overhead_stall_and_memory_tables() {
         let cells = row_numbers(&printed, &format!("| flex | {variant} |"));
         assert_eq!(cells.len(), 3, "{variant}: {cells:?}");
     }
-    let full = row_numbers(&printed, "| flex | full default set |");
+    let full = row_numbers(&printed, "| flex | full default set, fused Adam |");
     assert_eq!(full.len(), 6, "{full:?}");
     let (per_step_us, overhead_percent) = (full[3], full[5]);
     assert!(per_step_us > 0.0 && overhead_percent > 0.0, "{full:?}");

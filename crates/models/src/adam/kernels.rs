@@ -1,0 +1,188 @@
+//! The Adam update of one parameter in one pass over its values, on
+//! rayon's pool.
+//!
+//! Each value is computed with the very operations, in the same order and
+//! the same `f32` roundings, as Burn's `Adam` (`burn::optim::adam`) applies
+//! to whole tensors one operation at a time: `m₁ = m₁·β₁ + g·(1−β₁)`,
+//! `m₂ = m₂·β₂ + (g·g)·(1−β₂)`, then `p − ((m₁·c) / (√m₂ + ε′))·lr`, with
+//! `g = p·λ + g` first under weight decay. Rust never contracts `a·b + c`
+//! into a fused multiply-add, so the results are bit-identical to Burn's;
+//! the work is element-wise, so they do not depend on the thread count.
+
+use rayon::prelude::*;
+
+/// Values per task: large enough to amortise a task, small enough to use
+/// both cores on a bias-sized tensor of a few thousand values.
+const CHUNK: usize = 16 * 1024;
+
+/// The scalars of one Adam step, as Burn computes them (all `f32`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamScalars {
+    /// β₁.
+    pub beta_1: f32,
+    /// β₂.
+    pub beta_2: f32,
+    /// `1 − β₁`.
+    pub factor_1: f32,
+    /// `1 − β₂`.
+    pub factor_2: f32,
+    /// `√(1 − β₂ᵗ) / (1 − β₁ᵗ)`.
+    pub combined_factor: f32,
+    /// `ε·√(1 − β₂ᵗ)`.
+    pub epsilon: f32,
+    /// The learning rate.
+    pub lr: f32,
+    /// The L2 weight-decay penalty λ, if any.
+    pub penalty: Option<f32>,
+    /// Whether this is the parameter's first step (the moments start from
+    /// the gradient alone, whatever `m₁` and `m₂` hold).
+    pub first: bool,
+}
+
+impl AdamScalars {
+    /// The scalars of step `time` (1 for the first), computed as Burn's
+    /// `AdaptiveMomentum::transform` does.
+    pub fn new(
+        [beta_1, beta_2, epsilon]: [f32; 3],
+        time: usize,
+        lr: f64,
+        penalty: Option<f32>,
+    ) -> Self {
+        let t = time as i32;
+        let bias_correction2_sqrt = (1.0 - beta_2.powi(t)).sqrt();
+        Self {
+            beta_1,
+            beta_2,
+            factor_1: 1.0 - beta_1,
+            factor_2: 1.0 - beta_2,
+            combined_factor: bias_correction2_sqrt / (1.0 - beta_1.powi(t)),
+            epsilon: epsilon * bias_correction2_sqrt,
+            lr: lr as f32,
+            penalty,
+            first: time == 1,
+        }
+    }
+}
+
+/// Updates `param`, `moment_1` and `moment_2` in place from `grad` (all the
+/// same length).
+///
+/// # Panics
+///
+/// Panics if the lengths differ.
+pub fn update(
+    param: &mut [f32],
+    moment_1: &mut [f32],
+    moment_2: &mut [f32],
+    grad: &[f32],
+    s: &AdamScalars,
+) {
+    let n = param.len();
+    assert!(
+        moment_1.len() == n && moment_2.len() == n && grad.len() == n,
+        "Adam update: parameter, moments and gradient differ in length"
+    );
+    param
+        .par_chunks_mut(CHUNK)
+        .zip(moment_1.par_chunks_mut(CHUNK))
+        .zip(moment_2.par_chunks_mut(CHUNK))
+        .zip(grad.par_chunks(CHUNK))
+        .for_each(|(((p, m1), m2), g)| update_chunk(p, m1, m2, g, s));
+}
+
+/// [`update`] on one chunk, on the calling thread.
+fn update_chunk(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], s: &AdamScalars) {
+    for (((p, m1), m2), &g) in p.iter_mut().zip(m1).zip(m2).zip(g) {
+        let g = match s.penalty {
+            Some(penalty) => *p * penalty + g,
+            None => g,
+        };
+        let (new_m1, new_m2) = if s.first {
+            (g * s.factor_1, (g * g) * s.factor_2)
+        } else {
+            (
+                *m1 * s.beta_1 + g * s.factor_1,
+                *m2 * s.beta_2 + (g * g) * s.factor_2,
+            )
+        };
+        *m1 = new_m1;
+        *m2 = new_m2;
+        let step = (new_m1 * s.combined_factor) / (new_m2.sqrt() + s.epsilon);
+        *p -= step * s.lr;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Burn's Adam, one whole-array operation at a time (the order of
+    /// `burn::optim::adam`), on plain vectors.
+    fn burns_order(
+        p: &[f32],
+        m1: &[f32],
+        m2: &[f32],
+        g: &[f32],
+        s: &AdamScalars,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let g: Vec<f32> = match s.penalty {
+            Some(l) => p.iter().zip(g).map(|(p, g)| p * l + g).collect(),
+            None => g.to_vec(),
+        };
+        let sq: Vec<f32> = g.iter().map(|g| g * g).collect();
+        let (m1, m2): (Vec<f32>, Vec<f32>) = if s.first {
+            (
+                g.iter().map(|g| g * s.factor_1).collect(),
+                sq.iter().map(|q| q * s.factor_2).collect(),
+            )
+        } else {
+            (
+                m1.iter()
+                    .zip(&g)
+                    .map(|(m, g)| m * s.beta_1 + g * s.factor_1)
+                    .collect(),
+                m2.iter()
+                    .zip(&sq)
+                    .map(|(m, q)| m * s.beta_2 + q * s.factor_2)
+                    .collect(),
+            )
+        };
+        let p = p
+            .iter()
+            .zip(m1.iter().zip(&m2))
+            .map(|(p, (a, b))| p - ((a * s.combined_factor) / (b.sqrt() + s.epsilon)) * s.lr)
+            .collect();
+        (p, m1, m2)
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn every_step_equals_burns_order_bit_for_bit_across_chunks() {
+        let n = 3 * CHUNK + 17;
+        for penalty in [None, Some(0.01)] {
+            let (mut p, mut m1, mut m2) = (values(n, 1), vec![0.0; n], vec![0.0; n]);
+            for time in 1..=4 {
+                let g = values(n, 7 + time as u32);
+                let s = AdamScalars::new([0.9, 0.999, 1e-7], time, 1e-3, penalty);
+                let expected = burns_order(&p, &m1, &m2, &g, &s);
+                update(&mut p, &mut m1, &mut m2, &g, &s);
+                assert_eq!((&p, &m1, &m2), (&expected.0, &expected.1, &expected.2));
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_step_ignores_what_the_moments_hold() {
+        let g = values(100, 3);
+        let s = AdamScalars::new([0.9, 0.999, 1e-7], 1, 1e-3, None);
+        let (mut a, mut b) = (values(100, 5), values(100, 5));
+        update(&mut a, &mut vec![0.0; 100], &mut vec![0.0; 100], &g, &s);
+        update(&mut b, &mut vec![9.0; 100], &mut vec![9.0; 100], &g, &s);
+        assert_eq!(a, b);
+    }
+}
