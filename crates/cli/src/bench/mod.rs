@@ -430,15 +430,10 @@ fn device_scaling(
             times[i].push(start.elapsed().as_secs_f64() / steps as f64);
         }
     }
-    let range = |values: &[f64]| {
-        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (low, high)
-    };
     for (count, steps) in counts.iter().zip(&times) {
-        let (fast, slow) = range(steps);
+        let (fast, slow) = low_high(steps);
         let speedups: Vec<f64> = times[0].iter().zip(steps).map(|(one, n)| one / n).collect();
-        let (low, high) = range(&speedups);
+        let (low, high) = low_high(&speedups);
         println!(
             "| {count} | {:.1}–{:.1} | {:.0}–{:.0} | {low:.2}–{high:.2} |",
             fast * 1e3,
@@ -922,4 +917,11 @@ fn checkpoint_stall(dir: &std::path::Path) -> CliResult<()> {
         );
     }
     Ok(())
+}
+
+/// The lowest and highest of `values` (rounds of one measurement).
+fn low_high(values: &[f64]) -> (f64, f64) {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (low, high)
 }

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde::Serialize;
 
-use super::{BenchArgs, Variant, step_ms};
+use super::{BenchArgs, Variant, low_high, step_ms};
 use crate::backend;
 use crate::config::BackendChoice;
 use crate::error::{CliError, CliResult};
@@ -190,8 +190,7 @@ pub fn compare(
 
 /// `low–high` over the rounds (one value when there was one round).
 fn range(values: &[f64], decimals: usize) -> String {
-    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (low, high) = low_high(values);
     if values.len() < 2 || format!("{low:.decimals$}") == format!("{high:.decimals$}") {
         format!("{low:.decimals$}")
     } else {
