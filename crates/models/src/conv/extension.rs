@@ -3,9 +3,16 @@
 //! backend does not have; burn-signal's FFT is built the same way).
 //!
 //! * **Flex** runs the kernels for `f32` tensors with one group, and Burn's
-//!   own convolution for anything else.
+//!   own convolution for anything else. The bias is folded into the
+//!   forward's gemm (one more weight column against a row of ones) and its
+//!   gradient summed beside the weight's, a ReLU is applied in the
+//!   forward's task ([`kernels::Epilogue`]) and its gradient gated in place
+//!   on every core ([`kernels::relu_gate`]): no pass of one core over the
+//!   whole output remains for either.
 //! * **Autodiff** records one node whose backward calls the inner backend's
-//!   two gradient ops, as Burn's own `conv2d` node does (checkpointed inputs).
+//!   gradient ops, as Burn's own `conv2d` node does (checkpointed inputs);
+//!   with a ReLU folded in it keeps the output, as Burn's `relu` node keeps
+//!   its input, to gate the gradient.
 //! * Every other backend is never called: [`super::conv2d`] only takes this
 //!   path on flex devices (an extension called on a backend it does not list
 //!   panics).
@@ -19,26 +26,41 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Shape};
 
-use super::kernels::{self, Geometry};
+use super::kernels::{self, Epilogue, Geometry};
 use crate::flex_values::{contiguous, flex_tensor, values};
 
-/// A 2-D convolution (no bias) and its two gradients, in Burn's
-/// `ModuleOps::conv2d*` signatures.
+/// A 2-D convolution, with or without a bias and a ReLU folded in, and its
+/// gradients, in Burn's `ModuleOps::conv2d*` signatures.
 #[backend_extension(Flex, Autodiff)]
 pub trait GemmConv2dOps: Backend {
-    /// `conv2d(x, weight, None, options)`.
+    /// `conv2d(x, weight, None, options)`, then `relu` when `relu` is set.
     fn gemm_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
+        relu: bool,
     ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, None, options)
+        let y = Self::conv2d(x, weight, None, options);
+        if relu { Self::relu(y) } else { y }
+    }
+
+    /// `conv2d(x, weight, Some(bias), options)`, then `relu` when `relu` is
+    /// set.
+    fn gemm_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        let y = Self::conv2d(x, weight, Some(bias), options);
+        if relu { Self::relu(y) } else { y }
     }
 
     /// The gradient of `x` from the output's gradient.
@@ -59,6 +81,34 @@ pub trait GemmConv2dOps: Backend {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::conv2d_weight_backward(x, weight, output_grad, options)
+    }
+
+    /// The gradients of `weight` and of the bias from the output's gradient
+    /// (the bias's: its sum over all but the channels).
+    fn gemm_conv2d_weight_bias_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let channels = output_grad.shape()[1];
+        let summed = [0, 2, 3]
+            .into_iter()
+            .fold(output_grad.clone(), |grad, dim| {
+                Self::float_sum_dim(grad, dim)
+            });
+        (
+            Self::conv2d_weight_backward(x, weight, output_grad, options),
+            Self::float_reshape(summed, Shape::new([channels])),
+        )
+    }
+
+    /// The gradient through a ReLU from its output: `relu_backward`.
+    fn gemm_relu_backward(
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::relu_backward(output, output_grad)
     }
 }
 
@@ -89,17 +139,112 @@ fn flex_geometry(
     geometry.is_valid().then_some(geometry)
 }
 
+/// `tensor` (contiguous) as the sole owner of a buffer holding exactly its
+/// values, so that `storage_mut` writes them in place: a gradient handed to
+/// a backward op usually is one already; otherwise its values are copied.
+fn owned(tensor: FlexTensor) -> FlexTensor {
+    let exact = tensor.layout().start_offset() == 0
+        && tensor.storage::<f32>().len() == tensor.shape().num_elements();
+    if tensor.is_unique() && exact {
+        tensor
+    } else {
+        flex_tensor(values(&tensor).to_vec(), tensor.shape())
+    }
+}
+
+/// The kernels' forward on contiguous flex tensors, as a flex tensor.
+fn flex_forward(
+    g: &Geometry,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    epilogue: Epilogue,
+) -> FlexTensor {
+    let [out_h, out_w] = g.output();
+    flex_tensor(
+        kernels::forward(g, values(x), values(weight), epilogue),
+        [g.batch, g.out_channels, out_h, out_w],
+    )
+}
+
 impl GemmConv2dOps for Flex {
-    fn gemm_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+    fn gemm_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        options: ConvOptions<2>,
+        relu: bool,
+    ) -> FlexTensor {
         let Some(g) = flex_geometry(&x, &weight, &options) else {
-            return Self::conv2d(x, weight, None, options);
+            let y = Self::conv2d(x, weight, None, options);
+            return if relu { Self::relu(y) } else { y };
         };
         let (x, weight) = (contiguous(x), contiguous(weight));
-        let [out_h, out_w] = g.output();
-        flex_tensor(
-            kernels::forward(&g, values(&x), values(&weight)),
-            [g.batch, g.out_channels, out_h, out_w],
+        let epilogue = Epilogue { bias: None, relu };
+        flex_forward(&g, &x, &weight, epilogue)
+    }
+
+    fn gemm_conv2d_bias(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        options: ConvOptions<2>,
+        relu: bool,
+    ) -> FlexTensor {
+        let geometry = flex_geometry(&x, &weight, &options)
+            .filter(|g| bias.dtype() == DType::F32 && bias.shape().dims() == [g.out_channels]);
+        let Some(g) = geometry else {
+            let y = Self::conv2d(x, weight, Some(bias), options);
+            return if relu { Self::relu(y) } else { y };
+        };
+        let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
+        let epilogue = Epilogue {
+            bias: Some(values(&bias)),
+            relu,
+        };
+        flex_forward(&g, &x, &weight, epilogue)
+    }
+
+    fn gemm_conv2d_weight_bias_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, FlexTensor) {
+        let Some(g) =
+            flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32)
+        else {
+            let channels = output_grad.shape()[1];
+            let summed = [0, 2, 3]
+                .into_iter()
+                .fold(output_grad.clone(), |grad, dim| {
+                    Self::float_sum_dim(grad, dim)
+                });
+            return (
+                Self::conv2d_weight_backward(x, weight, output_grad, options),
+                Self::float_reshape(summed, Shape::new([channels])),
+            );
+        };
+        let (x, output_grad) = (contiguous(x), contiguous(output_grad));
+        let (dw, db) = kernels::weight_and_bias_grad(&g, values(&x), values(&output_grad));
+        (
+            flex_tensor(
+                dw,
+                [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
+            ),
+            flex_tensor(db, [g.out_channels]),
         )
+    }
+
+    fn gemm_relu_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        if output.dtype() != DType::F32
+            || output_grad.dtype() != DType::F32
+            || output.shape() != output_grad.shape()
+        {
+            return Self::relu_backward(output, output_grad);
+        }
+        let output = contiguous(output);
+        let mut grad = owned(contiguous(output_grad));
+        kernels::relu_gate(values(&output), grad.storage_mut::<f32>());
+        grad
     }
 
     fn gemm_conv2d_x_backward(
@@ -139,35 +284,61 @@ impl GemmConv2dOps for Flex {
     }
 }
 
-/// The autodiff node of [`GemmConv2dOps::gemm_conv2d`]: its backward is the
-/// inner backend's two gradient ops.
+/// What the backward of a convolution node needs: the checkpointed input
+/// and weight, the options, and the output when a ReLU was folded in (the
+/// gradient passes where it is positive).
+#[derive(Debug, Clone)]
+struct ConvState<T> {
+    x: NodeId,
+    weight: NodeId,
+    options: ConvOptions<2>,
+    relu_output: Option<T>,
+}
+
+/// The autodiff node of [`GemmConv2dOps::gemm_conv2d`] (`N` = 2 parents: the
+/// input and the weight) and of [`GemmConv2dOps::gemm_conv2d_bias`] (`N` =
+/// 3: and the bias): its backward is the inner backend's gradient ops.
 #[derive(Debug)]
 struct GemmConv2dBackward;
 
-impl<B: Backend + GemmConv2dOps> Backward<B, 2> for GemmConv2dBackward {
-    type State = (NodeId, NodeId, ConvOptions<2>);
+impl<B: Backend + GemmConv2dOps, const N: usize> Backward<B, N> for GemmConv2dBackward {
+    type State = ConvState<B::FloatTensorPrimitive>;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 2>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x_state, weight_state, options) = ops.state;
-        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
-        if let Some(node) = node_x {
-            let dx =
-                B::gemm_conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+        let mut grad = grads.consume::<B>(&ops.node);
+        let state = ops.state;
+        if let Some(output) = state.relu_output {
+            grad = B::gemm_relu_backward(output, grad);
+        }
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.x);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.weight);
+        if let Some(node) = &ops.parents[0] {
+            let dx = B::gemm_conv2d_x_backward(
+                x.clone(),
+                weight.clone(),
+                grad.clone(),
+                state.options.clone(),
+            );
             grads.register::<B>(node.id, dx);
         }
-        if let Some(node) = node_weight {
-            grads.register::<B>(
+        match (&ops.parents[1], ops.parents.get(2)) {
+            (weight_node, Some(Some(bias_node))) => {
+                let (dw, db) = B::gemm_conv2d_weight_bias_backward(x, weight, grad, state.options);
+                grads.register::<B>(bias_node.id, db);
+                if let Some(node) = weight_node {
+                    grads.register::<B>(node.id, dw);
+                }
+            }
+            (Some(node), _) => grads.register::<B>(
                 node.id,
-                B::gemm_conv2d_weight_backward(x, weight, grad, options),
-            );
+                B::gemm_conv2d_weight_backward(x, weight, grad, state.options),
+            ),
+            (None, _) => {}
         }
     }
 }
@@ -177,6 +348,7 @@ impl<B: Backend + GemmConv2dOps, C: CheckpointStrategy> GemmConv2dOps for Autodi
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
+        relu: bool,
     ) -> FloatTensor<Self> {
         match GemmConv2dBackward
             .prepare::<C>([x.node(), weight.node()])
@@ -184,16 +356,65 @@ impl<B: Backend + GemmConv2dOps, C: CheckpointStrategy> GemmConv2dOps for Autodi
             .stateful()
         {
             OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let weight_state = prep.checkpoint(&weight);
-                let y =
-                    B::gemm_conv2d(x.into_primitive(), weight.into_primitive(), options.clone());
-                prep.finish((x_state, weight_state, options), y)
+                let (x_state, weight_state) = (prep.checkpoint(&x), prep.checkpoint(&weight));
+                let y = B::gemm_conv2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    options.clone(),
+                    relu,
+                );
+                let state = ConvState {
+                    x: x_state,
+                    weight: weight_state,
+                    options,
+                    relu_output: relu.then(|| y.clone()),
+                };
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::gemm_conv2d(
                 x.into_primitive(),
                 weight.into_primitive(),
                 options,
+                relu,
+            )),
+        }
+    }
+
+    fn gemm_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        match GemmConv2dBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let (x_state, weight_state) = (prep.checkpoint(&x), prep.checkpoint(&weight));
+                let y = B::gemm_conv2d_bias(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    options.clone(),
+                    relu,
+                );
+                let state = ConvState {
+                    x: x_state,
+                    weight: weight_state,
+                    options,
+                    relu_output: relu.then(|| y.clone()),
+                };
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gemm_conv2d_bias(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                options,
+                relu,
             )),
         }
     }

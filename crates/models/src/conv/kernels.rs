@@ -8,10 +8,14 @@
 //! matrix of the input values each output position sees (zero in the
 //! padding), in the weight's own `(channel, row, column)` order, so that
 //!
-//! * forward: `y[n] = W · cols(x[n])`;
+//! * forward: `y[n] = W · cols(x[n])`, with, as the [`Epilogue`] asks, the
+//!   bias of each output channel (`[W | b] · [cols; 1]`: one more column of
+//!   the weight against a row of ones, so the gemm adds it) and then clamped
+//!   at zero (ReLU) in the same task while the sample is in cache;
 //! * input gradient: `dx[n] = col2im(Wᵀ · dy[n])` (col2im adds each column
 //!   entry back onto the input value it was copied from);
-//! * weight gradient: `dW = Σₙ dy[n] · cols(x[n])ᵀ`.
+//! * weight gradient: `dW = Σₙ dy[n] · cols(x[n])ᵀ`, and the bias's, the
+//!   row sums of `dy[n]`, in the same pass.
 //!
 //! Invariants:
 //! * **Every result is deterministic.** Each gemm runs on one thread; the
@@ -22,6 +26,12 @@
 //! * **Both cores work.** Samples are spread over rayon's pool (flex's own),
 //!   and a task's column buffer is reused for all its samples.
 //! * **Any stride, padding (also asymmetric) and dilation**; one group.
+//! * **The epilogue is Burn's arithmetic**: the bias is the last term of
+//!   each output's sum, as Burn adds it after the convolution; ReLU keeps a
+//!   value when it is positive or NaN (flex's `relu`), and [`relu_gate`]
+//!   passes a gradient where the output is (flex's `relu_backward`); the
+//!   bias's gradient is summed in the weight's fixed chunks
+//!   ([`weight_and_bias_grad`]).
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
@@ -284,25 +294,113 @@ fn matmul([m, n, k]: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand, ac
     }
 }
 
-/// The convolution without bias: `[batch, out_channels, out_h, out_w]`.
-pub fn forward(g: &Geometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
-    let (patch, positions) = (g.patch(), g.positions());
+/// What the forward does to the gemm's product before handing it out: add
+/// a bias per output channel, clamp at zero (ReLU). The default is neither.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// One value per output channel, added to each of its outputs.
+    pub bias: Option<&'a [f32]>,
+    /// Whether the outputs are clamped at zero afterwards.
+    pub relu: bool,
+}
+
+/// The convolution, `[batch, out_channels, out_h, out_w]`, with the
+/// [`Epilogue`]'s bias and ReLU applied.
+///
+/// The bias is one more column of the weight, against a row of ones below
+/// each sample's columns: the gemm adds it as the last term of each output's
+/// sum, as Burn adds it after the convolution.
+///
+/// # Panics
+///
+/// When the bias does not have one value per output channel.
+pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    let positions = g.positions();
+    let extended;
+    let (weight, rows) = match epilogue.bias {
+        Some(bias) => {
+            assert_eq!(bias.len(), g.out_channels, "one bias per output channel");
+            extended = with_bias_column(g, weight, bias);
+            (&extended[..], g.patch() + 1)
+        }
+        None => (weight, g.patch()),
+    };
     par_build(
         g.batch * g.output_len(),
         g.output_len(),
         1,
-        || vec![0.0; patch * positions],
+        || columns(g, rows),
         |n, y, cols| {
+            if positions == 0 {
+                return;
+            }
             im2col(g, &x[n * g.input_len()..(n + 1) * g.input_len()], cols);
             matmul(
-                [g.out_channels, positions, patch],
+                [g.out_channels, positions, rows],
                 y,
-                Operand::rows(weight, patch),
+                Operand::rows(weight, rows),
                 Operand::rows(cols, positions),
                 false,
             );
+            if epilogue.relu {
+                for value in y.iter_mut() {
+                    *value = relu(*value);
+                }
+            }
         },
     )
+}
+
+/// A sample's column buffer of `rows` rows: the [`im2col`] rows, and when
+/// `rows` is one more, a last row of ones (which [`im2col`] leaves alone,
+/// so it is written once per buffer).
+fn columns(g: &Geometry, rows: usize) -> Vec<f32> {
+    let positions = g.positions();
+    let mut cols = vec![0.0; rows * positions];
+    cols[g.patch() * positions..].fill(1.0);
+    cols
+}
+
+/// The weight `[out_channels, patch]` with the bias as one more column:
+/// `[out_channels, patch + 1]`.
+fn with_bias_column(g: &Geometry, weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    let patch = g.patch();
+    let mut extended = Vec::with_capacity(g.out_channels * (patch + 1));
+    for (row, &b) in weight.chunks(patch.max(1)).zip(bias) {
+        extended.extend_from_slice(&row[..patch]);
+        extended.push(b);
+    }
+    extended
+}
+
+/// Flex's ReLU: the value when it is positive or NaN, otherwise 0.
+fn relu(value: f32) -> f32 {
+    if value.is_nan() || value > 0.0 {
+        value
+    } else {
+        0.0
+    }
+}
+
+/// Values per task of [`relu_gate`]: enough work to be worth a task.
+const GATE_CHUNK: usize = 1 << 14;
+
+/// The gradient through a ReLU from its output `y`, in place: `dy` is kept
+/// where `y` is positive or NaN and zeroed elsewhere (flex's
+/// `relu_backward`), on rayon's pool.
+///
+/// # Panics
+///
+/// When `y` and `dy` differ in length.
+pub fn relu_gate(y: &[f32], dy: &mut [f32]) {
+    assert_eq!(y.len(), dy.len(), "an output and its gradient");
+    dy.par_chunks_mut(GATE_CHUNK)
+        .zip(y.par_chunks(GATE_CHUNK))
+        .for_each(|(dy, y)| {
+            for (d, &y) in dy.iter_mut().zip(y) {
+                *d = if y.is_nan() || y > 0.0 { *d } else { 0.0 };
+            }
+        });
 }
 
 /// The gradient of the input, `[batch, in_channels, height, width]`, from the
@@ -333,16 +431,32 @@ pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
 /// The gradient of the weight, `[out_channels, in_channels, kernel_h,
 /// kernel_w]`, from the input `x` and the output's gradient `dy`.
 pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    weight_grad_with(g, x, dy, false).0
+}
+
+/// The gradients of the weight and of the bias (`[out_channels]`: `dy`
+/// summed over the samples and positions), from the input `x` and the
+/// output's gradient `dy`. The bias's is summed in the same pass, while
+/// each sample's `dy` is in cache.
+pub fn weight_and_bias_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    weight_grad_with(g, x, dy, true)
+}
+
+/// `Σₙ dy[n] · cols(x[n])ᵀ`, and with `bias` the row sums of `dy`. Chunks of
+/// [`WEIGHT_GRAD_CHUNK`] samples are summed apart, then added in order.
+fn weight_grad_with(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> (Vec<f32>, Vec<f32>) {
     let (patch, positions) = (g.patch(), g.positions());
-    let partials: Vec<Vec<f32>> = x
-        .par_chunks(g.input_len() * WEIGHT_GRAD_CHUNK)
-        .zip(dy.par_chunks(g.output_len() * WEIGHT_GRAD_CHUNK))
+    let db_len = if bias { g.out_channels } else { 0 };
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = x
+        .par_chunks((g.input_len() * WEIGHT_GRAD_CHUNK).max(1))
+        .zip(dy.par_chunks((g.output_len() * WEIGHT_GRAD_CHUNK).max(1)))
         .map(|(x, dy)| {
             let mut dw = vec![0.0; g.weight_len()];
+            let mut db = vec![0.0; db_len];
             let mut cols = vec![0.0; patch * positions];
             for (n, (x, dy)) in x
-                .chunks(g.input_len())
-                .zip(dy.chunks(g.output_len()))
+                .chunks(g.input_len().max(1))
+                .zip(dy.chunks(g.output_len().max(1)))
                 .enumerate()
             {
                 im2col(g, x, &mut cols);
@@ -353,18 +467,47 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     Operand::transposed(&cols, positions),
                     n > 0,
                 );
+                for (total, row) in db.iter_mut().zip(dy.chunks(positions.max(1))) {
+                    *total += lane_sum(row);
+                }
             }
-            dw
+            (dw, db)
         })
         .collect();
     let mut partials = partials.into_iter();
-    let mut dw = partials.next().unwrap_or_else(|| vec![0.0; g.weight_len()]);
-    for partial in partials {
-        for (total, part) in dw.iter_mut().zip(partial) {
-            *total += part;
+    let (mut dw, mut db) = partials
+        .next()
+        .unwrap_or_else(|| (vec![0.0; g.weight_len()], vec![0.0; db_len]));
+    for (partial_w, partial_b) in partials {
+        add_into(&mut dw, &partial_w);
+        add_into(&mut db, &partial_b);
+    }
+    (dw, db)
+}
+
+/// `total += part`, value by value.
+fn add_into(total: &mut [f32], part: &[f32]) {
+    for (t, p) in total.iter_mut().zip(part) {
+        *t += p;
+    }
+}
+
+/// Lanes of [`lane_sum`]: one AVX-512 register of `f32`.
+const LANES: usize = 16;
+
+/// The sum of `values`, in a fixed order that vectorises: [`LANES`] running
+/// sums over the values' positions modulo [`LANES`], then those sums and
+/// the tail added in order. (A plain `iter().sum()` must add one value at a
+/// time, each waiting on the last.)
+fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
         }
     }
-    dw
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 #[cfg(test)]
@@ -491,7 +634,12 @@ mod tests {
                 values(g.batch * g.input_len(), 1),
                 values(g.weight_len(), 2),
             );
-            assert_close(&forward(&g, &x, &w), &direct_forward(&g, &x, &w), "y", &g);
+            assert_close(
+                &forward(&g, &x, &w, Epilogue::default()),
+                &direct_forward(&g, &x, &w),
+                "y",
+                &g,
+            );
         }
     }
 
@@ -518,6 +666,67 @@ mod tests {
     }
 
     #[test]
+    fn the_epilogue_adds_the_bias_then_clamps_at_zero() {
+        for g in geometries() {
+            let (x, w) = (
+                values(g.batch * g.input_len(), 10),
+                values(g.weight_len(), 11),
+            );
+            let bias = values(g.out_channels, 12);
+            let positions = g.positions();
+            let reference: Vec<f32> = direct_forward(&g, &x, &w)
+                .into_iter()
+                .enumerate()
+                .map(|(k, y)| (y + bias[(k / positions) % g.out_channels]).max(0.0))
+                .collect();
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                relu: true,
+            };
+            let ours = forward(&g, &x, &w, epilogue);
+            assert_close(&ours, &reference, "relu(y + b)", &g);
+            assert!(ours.iter().any(|&v| v == 0.0) && ours.iter().any(|&v| v > 0.0));
+        }
+    }
+
+    #[test]
+    fn relu_gate_passes_the_gradient_where_the_output_is_positive_or_nan() {
+        let y = [1.0, 0.0, -0.0, -2.0, f32::NAN, 3.5];
+        let mut dy = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0];
+        relu_gate(&y, &mut dy);
+        assert_eq!(dy, [10.0, 0.0, 0.0, 0.0, 50.0, 60.0]);
+        let relu_of_nan = relu(f32::NAN);
+        assert!(relu_of_nan.is_nan(), "NaN propagates through ReLU");
+        // Past one task's chunk.
+        let n = 3 * GATE_CHUNK + 5;
+        let (y, mut dy) = (values(n, 13), values(n, 14));
+        let expected: Vec<f32> = y
+            .iter()
+            .zip(&dy)
+            .map(|(&y, &d)| if y > 0.0 { d } else { 0.0 })
+            .collect();
+        relu_gate(&y, &mut dy);
+        assert_eq!(dy, expected);
+    }
+
+    #[test]
+    fn bias_grad_sums_the_output_gradient_per_channel() {
+        for g in geometries() {
+            let dy = values(g.batch * g.output_len(), 15);
+            let positions = g.positions();
+            let mut reference = vec![0.0f64; g.out_channels];
+            for (k, &d) in dy.iter().enumerate() {
+                reference[(k / positions) % g.out_channels] += d as f64;
+            }
+            let reference: Vec<f32> = reference.into_iter().map(|v| v as f32).collect();
+            let x = values(g.batch * g.input_len(), 16);
+            let (dw, db) = weight_and_bias_grad(&g, &x, &dy);
+            assert_close(&db, &reference, "db", &g);
+            assert_close(&dw, &weight_grad(&g, &x, &dy), "dw beside db", &g);
+        }
+    }
+
+    #[test]
     fn results_do_not_depend_on_the_number_of_threads() {
         let g = Geometry {
             batch: 21,
@@ -526,6 +735,11 @@ mod tests {
         let x = values(g.batch * g.input_len(), 6);
         let w = values(g.weight_len(), 7);
         let dy = values(g.batch * g.output_len(), 8);
+        let bias = values(g.out_channels, 9);
+        let epilogue = Epilogue {
+            bias: Some(&bias),
+            relu: true,
+        };
         let run = |threads: usize| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -533,9 +747,10 @@ mod tests {
                 .unwrap()
                 .install(|| {
                     (
-                        forward(&g, &x, &w),
+                        forward(&g, &x, &w, epilogue),
                         input_grad(&g, &w, &dy),
                         weight_grad(&g, &x, &dy),
+                        weight_and_bias_grad(&g, &x, &dy),
                     )
                 })
         };

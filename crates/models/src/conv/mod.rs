@@ -1,6 +1,8 @@
-//! The models' 2-D convolutions: [`conv2d`] runs a Burn [`Conv2d`] layer,
-//! on flex (Burn's CPU backend) through our own im2col/col2im + gemm kernels
-//! for the forward pass *and both gradients*, elsewhere through Burn.
+//! The models' 2-D convolutions: [`conv2d`] runs a Burn [`Conv2d`] layer
+//! (and [`conv2d_relu`] the layer followed by a ReLU), on flex (Burn's CPU
+//! backend) through our own im2col/col2im + gemm kernels for the forward
+//! pass *and every gradient*, with the bias and the ReLU folded in,
+//! elsewhere through Burn.
 //!
 //! Why: on flex a convolution's backward cost 3–4× its forward (Burn
 //! computes the input gradient as a transposed convolution and the weight
@@ -62,7 +64,7 @@ pub mod stem;
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if uses_gemm_kernels(&x.device()) {
-        return gemm_conv2d(conv, x);
+        return gemm_conv2d(conv, x, false);
     }
     conv2d_stem(conv, x)
 }
@@ -80,25 +82,47 @@ pub fn uses_gemm_kernels(device: &Device) -> bool {
     }
 }
 
+/// `relu(conv.forward(x))`, with the ReLU folded into the convolution on a
+/// flex device (as [`conv2d`]); elsewhere Burn's convolution and ReLU.
+///
+/// ```
+/// use burn::nn::conv::Conv2dConfig;
+/// use burn::prelude::*;
+/// use burn::tensor::activation::relu;
+/// use burnfit_models::conv::conv2d_relu;
+///
+/// let device = Device::flex();
+/// let conv = Conv2dConfig::new([2, 4], [3, 3]).init(&device);
+/// let x = Tensor::<4>::random([2, 2, 6, 6], burn::tensor::Distribution::Default, &device);
+/// let diff: f32 = (conv2d_relu(&conv, x.clone()) - relu(conv.forward(x))).abs().max().into_scalar();
+/// assert!(diff < 1e-5);
+/// ```
+pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if uses_gemm_kernels(&x.device()) {
+        return gemm_conv2d(conv, x, true);
+    }
+    burn::tensor::activation::relu(conv2d_stem(conv, x))
+}
+
 #[cfg(feature = "flex")]
-fn gemm_conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+fn gemm_conv2d(conv: &Conv2d, x: Tensor<4>, relu: bool) -> Tensor<4> {
     use burn::backend::Dispatch;
     use extension::GemmConv2dOps;
 
     let [_, _, height, width] = x.dims();
     let options = conv_options(conv, [height, width]);
-    let y = Tensor::<4>::from_dispatch(<Dispatch as GemmConv2dOps>::gemm_conv2d(
-        x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
-        options,
-    ));
-    match &conv.bias {
-        Some(bias) => {
-            let channels = bias.dims()[0];
-            y + bias.val().reshape([1, channels, 1, 1])
-        }
-        None => y,
-    }
+    let (x, weight) = (x.into_dispatch(), conv.weight.val().into_dispatch());
+    Tensor::<4>::from_dispatch(match &conv.bias {
+        Some(bias) => <Dispatch as GemmConv2dOps>::gemm_conv2d_bias(
+            x,
+            weight,
+            bias.val().into_dispatch(),
+            options,
+            relu,
+        ),
+        None => <Dispatch as GemmConv2dOps>::gemm_conv2d(x, weight, options, relu),
+    })
 }
 
 /// The options Burn's [`Conv2d::forward`] passes to its convolution for an
@@ -144,9 +168,15 @@ mod tests {
         );
     }
 
-    /// Forward values and the input, weight and bias gradients equal those
-    /// of Burn's own convolution, on flex with autodiff.
+    /// Forward values and the input, weight and bias gradients of
+    /// [`conv2d`] and [`conv2d_relu`] equal those of Burn's own convolution
+    /// (and ReLU), on flex with autodiff.
     fn check_against_burn(config: Conv2dConfig, input: [usize; 4]) {
+        check_against_burn_with(config.clone(), input, false);
+        check_against_burn_with(config, input, true);
+    }
+
+    fn check_against_burn_with(config: Conv2dConfig, input: [usize; 4], relu: bool) {
         let _rng = crate::TEST_RNG_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -161,10 +191,20 @@ mod tests {
             &device,
         );
         let loss = |y: Tensor<4>| (y * weights.clone()).sum();
-        let ours = conv2d(&conv, x.clone());
-        let theirs = conv.forward(x.clone());
+        let (ours, theirs) = if relu {
+            let theirs = burn::tensor::activation::relu(conv.forward(x.clone()));
+            let zeros: f32 = theirs.clone().equal_elem(0.0).float().mean().into_scalar();
+            assert!(
+                zeros > 0.1 && zeros < 0.9,
+                "the ReLU clamps some outputs: {zeros}"
+            );
+            (conv2d_relu(&conv, x.clone()), theirs)
+        } else {
+            (conv2d(&conv, x.clone()), conv.forward(x.clone()))
+        };
         assert_eq!(ours.dims(), theirs.dims(), "{config:?}");
-        let close = |a, b, what: &str| assert_close(a, b, &format!("{what} for {config:?}"));
+        let close =
+            |a, b, what: &str| assert_close(a, b, &format!("{what} for {config:?}, relu {relu}"));
         close(ours.clone(), theirs.clone(), "forward");
         let (grads_ours, grads_theirs) = (loss(ours).backward(), loss(theirs).backward());
         close(
@@ -181,7 +221,7 @@ mod tests {
             assert_close(
                 bias.val().grad(&grads_ours).unwrap(),
                 bias.val().grad(&grads_theirs).unwrap(),
-                &format!("bias gradient for {config:?}"),
+                &format!("bias gradient for {config:?}, relu {relu}"),
             );
         }
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::host_dropout::dropout;
 use super::{ModelConfigError, check};
-use crate::conv::conv2d;
+use crate::conv::conv2d_relu;
 use crate::pool::max_pool2d;
 
 /// Configuration of a [`SimpleCnn`].
@@ -142,8 +142,8 @@ pub struct SimpleCnn {
 impl SimpleCnn {
     /// Logits for images `[batch, channels, height, width]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.activation.forward(conv2d(&self.conv1, images));
-        let x = self.activation.forward(conv2d(&self.conv2, x));
+        let x = conv2d_relu(&self.conv1, images);
+        let x = conv2d_relu(&self.conv2, x);
         let x = dropout(&self.conv_dropout, max_pool2d(&self.pool, x));
         let [batch, c, h, w] = x.dims();
         let x = x.reshape([batch, c * h * w]);
