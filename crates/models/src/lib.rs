@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod nets;
 pub mod norm;
 pub mod pool;
+#[cfg(feature = "flex")]
+mod relu;
 
 pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};
 

@@ -7,7 +7,7 @@
 //!   forward's gemm (one more weight column against a row of ones) and its
 //!   gradient summed beside the weight's, a ReLU is applied in the
 //!   forward's task ([`kernels::Epilogue`]) and its gradient gated in place
-//!   on every core ([`kernels::relu_gate`]): no pass of one core over the
+//!   on every core ([`crate::relu::relu_gate`]): no pass of one core over the
 //!   whole output remains for either.
 //! * **Autodiff** records one node whose backward calls the inner backend's
 //!   gradient ops, as Burn's own `conv2d` node does (checkpointed inputs);
@@ -139,19 +139,6 @@ fn flex_geometry(
     geometry.is_valid().then_some(geometry)
 }
 
-/// `tensor` (contiguous) as the sole owner of a buffer holding exactly its
-/// values, so that `storage_mut` writes them in place: a gradient handed to
-/// a backward op usually is one already; otherwise its values are copied.
-fn owned(tensor: FlexTensor) -> FlexTensor {
-    let exact = tensor.layout().start_offset() == 0
-        && tensor.storage::<f32>().len() == tensor.shape().num_elements();
-    if tensor.is_unique() && exact {
-        tensor
-    } else {
-        flex_tensor(values(&tensor).to_vec(), tensor.shape())
-    }
-}
-
 /// The kernels' forward on contiguous flex tensors, as a flex tensor.
 fn flex_forward(
     g: &Geometry,
@@ -235,16 +222,7 @@ impl GemmConv2dOps for Flex {
     }
 
     fn gemm_relu_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
-        if output.dtype() != DType::F32
-            || output_grad.dtype() != DType::F32
-            || output.shape() != output_grad.shape()
-        {
-            return Self::relu_backward(output, output_grad);
-        }
-        let output = contiguous(output);
-        let mut grad = owned(contiguous(output_grad));
-        kernels::relu_gate(values(&output), grad.storage_mut::<f32>());
-        grad
+        crate::relu::flex_relu_backward(output, output_grad)
     }
 
     fn gemm_conv2d_x_backward(

@@ -28,7 +28,8 @@
 //! * **Any stride, padding (also asymmetric) and dilation**; one group.
 //! * **The epilogue is Burn's arithmetic**: the bias is the last term of
 //!   each output's sum, as Burn adds it after the convolution; ReLU keeps a
-//!   value when it is positive or NaN (flex's `relu`), and [`relu_gate`]
+//!   value when it is positive or NaN (flex's `relu`), and
+//!   [`crate::relu::relu_gate`]
 //!   passes a gradient where the output is (flex's `relu_backward`); the
 //!   bias's gradient is summed in the weight's fixed chunks
 //!   ([`weight_and_bias_grad`]).
@@ -37,6 +38,7 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use crate::buffers::par_build;
+use crate::relu::relu;
 
 /// Samples per partial weight gradient. Fixed, so that the order of the
 /// floating-point additions (and so the result) does not depend on the
@@ -373,36 +375,6 @@ fn with_bias_column(g: &Geometry, weight: &[f32], bias: &[f32]) -> Vec<f32> {
     extended
 }
 
-/// Flex's ReLU: the value when it is positive or NaN, otherwise 0.
-fn relu(value: f32) -> f32 {
-    if value.is_nan() || value > 0.0 {
-        value
-    } else {
-        0.0
-    }
-}
-
-/// Values per task of [`relu_gate`]: enough work to be worth a task.
-const GATE_CHUNK: usize = 1 << 14;
-
-/// The gradient through a ReLU from its output `y`, in place: `dy` is kept
-/// where `y` is positive or NaN and zeroed elsewhere (flex's
-/// `relu_backward`), on rayon's pool.
-///
-/// # Panics
-///
-/// When `y` and `dy` differ in length.
-pub fn relu_gate(y: &[f32], dy: &mut [f32]) {
-    assert_eq!(y.len(), dy.len(), "an output and its gradient");
-    dy.par_chunks_mut(GATE_CHUNK)
-        .zip(y.par_chunks(GATE_CHUNK))
-        .for_each(|(dy, y)| {
-            for (d, &y) in dy.iter_mut().zip(y) {
-                *d = if y.is_nan() || y > 0.0 { *d } else { 0.0 };
-            }
-        });
-}
-
 /// The gradient of the input, `[batch, in_channels, height, width]`, from the
 /// output's gradient `dy`.
 pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -685,28 +657,8 @@ mod tests {
             };
             let ours = forward(&g, &x, &w, epilogue);
             assert_close(&ours, &reference, "relu(y + b)", &g);
-            assert!(ours.iter().any(|&v| v == 0.0) && ours.iter().any(|&v| v > 0.0));
+            assert!(ours.contains(&0.0) && ours.iter().any(|&v| v > 0.0));
         }
-    }
-
-    #[test]
-    fn relu_gate_passes_the_gradient_where_the_output_is_positive_or_nan() {
-        let y = [1.0, 0.0, -0.0, -2.0, f32::NAN, 3.5];
-        let mut dy = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0];
-        relu_gate(&y, &mut dy);
-        assert_eq!(dy, [10.0, 0.0, 0.0, 0.0, 50.0, 60.0]);
-        let relu_of_nan = relu(f32::NAN);
-        assert!(relu_of_nan.is_nan(), "NaN propagates through ReLU");
-        // Past one task's chunk.
-        let n = 3 * GATE_CHUNK + 5;
-        let (y, mut dy) = (values(n, 13), values(n, 14));
-        let expected: Vec<f32> = y
-            .iter()
-            .zip(&dy)
-            .map(|(&y, &d)| if y > 0.0 { d } else { 0.0 })
-            .collect();
-        relu_gate(&y, &mut dy);
-        assert_eq!(dy, expected);
     }
 
     #[test]

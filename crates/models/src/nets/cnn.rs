@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::host_dropout::dropout;
 use super::{ModelConfigError, check};
 use crate::conv::conv2d;
-use crate::norm::batch_norm;
+use crate::norm::batch_norm_relu;
 use crate::pool::max_pool2d;
 
 /// Configuration of a [`Cnn`].
@@ -169,12 +169,8 @@ impl ConvBlock {
 
     /// `[batch, in, h, w]` to `[batch, out, h / 2, w / 2]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self
-            .activation
-            .forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
-        let x = self
-            .activation
-            .forward(batch_norm(&self.bn2, conv2d(&self.conv2, x)));
+        let x = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x));
+        let x = batch_norm_relu(&self.bn2, conv2d(&self.conv2, x));
         dropout(&self.dropout, max_pool2d(&self.pool, x))
     }
 }

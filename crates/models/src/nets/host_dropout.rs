@@ -209,8 +209,16 @@ mod tests {
             assert!((kept - 0.8).abs() < 0.05, "kept fraction {kept} in a chunk");
         }
         let first: Vec<f32> = values[..MASK_CHUNK].to_vec();
-        assert_ne!(first, values[MASK_CHUNK..2 * MASK_CHUNK], "chunks draw apart");
-        assert_ne!(mask(len, 0.8, 1.25, 43), values, "the seed decides the mask");
+        assert_ne!(
+            first,
+            values[MASK_CHUNK..2 * MASK_CHUNK],
+            "chunks draw apart"
+        );
+        assert_ne!(
+            mask(len, 0.8, 1.25, 43),
+            values,
+            "the seed decides the mask"
+        );
     }
 
     #[test]

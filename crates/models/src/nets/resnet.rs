@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ModelConfigError, check};
 use crate::conv::conv2d;
-use crate::norm::batch_norm;
+use crate::norm::{batch_norm, batch_norm_relu};
 
 /// Configuration of a [`ResNet`].
 ///
@@ -193,9 +193,7 @@ impl BasicBlock {
             Some(p) => batch_norm(&p.bn, conv2d(&p.conv, x.clone())),
             None => x.clone(),
         };
-        let out = self
-            .activation
-            .forward(batch_norm(&self.bn1, conv2d(&self.conv1, x)));
+        let out = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x));
         let out = batch_norm(&self.bn2, conv2d(&self.conv2, out));
         self.activation.forward(out + identity)
     }
@@ -225,9 +223,7 @@ pub struct ResNet {
 impl ResNet {
     /// Logits for images `[batch, channels, height, width]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self
-            .activation
-            .forward(batch_norm(&self.stem_bn, conv2d(&self.stem_conv, images)));
+        let mut x = batch_norm_relu(&self.stem_bn, conv2d(&self.stem_conv, images));
         for block in &self.blocks {
             x = block.forward(x);
         }

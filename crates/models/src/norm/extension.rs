@@ -15,6 +15,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape};
@@ -25,15 +26,27 @@ use crate::flex_values::{contiguous, flex_tensor, values};
 /// Batch normalisation with the batch's statistics, and its gradients.
 #[backend_extension(Flex, Autodiff)]
 pub trait ChannelBatchNormOps: Backend {
-    /// Burn's `batch_norm_train(x, gamma, beta, epsilon)`: the output, the
-    /// batch mean and the biased batch variance (`[channels]`).
+    /// Burn's `batch_norm_train(x, gamma, beta, epsilon)`: the output (then
+    /// `relu` of it when `relu` is set), the batch mean and the biased batch
+    /// variance (`[channels]`).
     fn channel_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        burns_batch_norm_train::<Self>(x, gamma, beta, epsilon)
+        let (output, mean, variance) = burns_batch_norm_train::<Self>(x, gamma, beta, epsilon);
+        let output = if relu { Self::relu(output) } else { output };
+        (output, mean, variance)
+    }
+
+    /// The gradient through a ReLU from its output: `relu_backward`.
+    fn channel_relu_backward(
+        output: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        Self::relu_backward(output, output_grad)
     }
 
     /// Burn's `batch_norm_train_backward`: the gradients of `x`, γ and β.
@@ -100,20 +113,27 @@ impl ChannelBatchNormOps for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
+        relu: bool,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let geometry = flex_geometry(&x).filter(|_| all_f32(&[&gamma, &beta]));
         let Some(g) = geometry else {
-            return burns_batch_norm_train::<Self>(x, gamma, beta, epsilon);
+            let (output, mean, variance) = burns_batch_norm_train::<Self>(x, gamma, beta, epsilon);
+            let output = if relu { Self::relu(output) } else { output };
+            return (output, mean, variance);
         };
         let shape = x.shape();
         let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
-        let out = kernels::forward(&g, values(&x), values(&gamma), values(&beta), epsilon);
+        let out = kernels::forward(&g, values(&x), values(&gamma), values(&beta), epsilon, relu);
         let channels = Shape::new([g.channels]);
         (
             flex_tensor(out.output, shape),
             flex_tensor(out.mean, channels.clone()),
             flex_tensor(out.variance, channels),
         )
+    }
+
+    fn channel_relu_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
+        crate::relu::flex_relu_backward(output, output_grad)
     }
 
     fn channel_batch_norm_train_backward(
@@ -162,12 +182,15 @@ impl ChannelBatchNormOps for Flex {
 struct ChannelBatchNormBackward;
 
 impl<B: Backend + ChannelBatchNormOps> Backward<B, 3> for ChannelBatchNormBackward {
+    /// The checkpointed input and γ, the batch statistics, ε, and the output
+    /// when a ReLU was folded in (the gradient passes where it is positive).
     type State = (
         NodeId,
         NodeId,
         B::FloatTensorPrimitive,
         B::FloatTensorPrimitive,
         f64,
+        Option<B::FloatTensorPrimitive>,
     );
 
     fn backward(
@@ -177,8 +200,11 @@ impl<B: Backend + ChannelBatchNormOps> Backward<B, 3> for ChannelBatchNormBackwa
         checkpointer: &mut Checkpointer,
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+        let mut grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, mean, variance, epsilon, relu_output) = ops.state;
+        if let Some(output) = relu_output {
+            grad = B::channel_relu_backward(output, grad);
+        }
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
         let (x_grad, gamma_grad, beta_grad) =
@@ -203,6 +229,7 @@ impl<B: Backend + ChannelBatchNormOps, C: CheckpointStrategy> ChannelBatchNormOp
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         match ChannelBatchNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -217,6 +244,7 @@ impl<B: Backend + ChannelBatchNormOps, C: CheckpointStrategy> ChannelBatchNormOp
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     epsilon,
+                    relu,
                 );
                 let state = (
                     x_state,
@@ -224,6 +252,7 @@ impl<B: Backend + ChannelBatchNormOps, C: CheckpointStrategy> ChannelBatchNormOp
                     mean.clone(),
                     variance.clone(),
                     epsilon,
+                    relu.then(|| output.clone()),
                 );
                 (
                     prep.finish(state, output),
@@ -237,6 +266,7 @@ impl<B: Backend + ChannelBatchNormOps, C: CheckpointStrategy> ChannelBatchNormOp
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     epsilon,
+                    relu,
                 );
                 (
                     prep.finish(output),

@@ -137,7 +137,8 @@ fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Normalises `x` with its own per-channel statistics.
+/// Normalises `x` with its own per-channel statistics, then clamps the
+/// result at zero when `relu` is set (a ReLU folded in: [`crate::relu`]).
 ///
 /// # Panics
 ///
@@ -148,6 +149,7 @@ pub fn forward(
     gamma: &[f32],
     beta: &[f32],
     epsilon: f64,
+    relu: bool,
 ) -> Normalized {
     assert_eq!(x.len(), g.len(), "input length");
     assert!(gamma.len() == g.channels && beta.len() == g.channels);
@@ -174,7 +176,8 @@ pub fn forward(
     let output = g.per_sample(|n, sample| {
         for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
             for (o, &v) in out.iter_mut().zip(g.run(x, n, c)) {
-                *o = v * scale[c] + shift[c];
+                let y = v * scale[c] + shift[c];
+                *o = if relu { crate::relu::relu(y) } else { y };
             }
         }
     });
@@ -263,7 +266,7 @@ mod tests {
     fn output_has_zero_mean_and_unit_variance_per_channel_before_gamma_and_beta() {
         let g = geometry();
         let x = sample_values(g.len(), 7);
-        let out = forward(&g, &x, &[1.0, 1.0], &[0.0, 0.0], 1e-5);
+        let out = forward(&g, &x, &[1.0, 1.0], &[0.0, 0.0], 1e-5, false);
         for c in 0..g.channels {
             let values: Vec<f32> = (0..g.batch)
                 .flat_map(|n| g.run(&out.output, n, c).to_vec())
@@ -285,14 +288,14 @@ mod tests {
         let dy = sample_values(g.len(), 11);
         // loss = Σ y · dy, so dloss/dy = dy.
         let loss = |x: &[f32], gamma: &[f32], beta: &[f32]| -> f64 {
-            let out = forward(&g, x, gamma, beta, 1e-3);
+            let out = forward(&g, x, gamma, beta, 1e-3, false);
             out.output
                 .iter()
                 .zip(&dy)
                 .map(|(&y, &d)| y as f64 * d as f64)
                 .sum()
         };
-        let out = forward(&g, &x, &gamma, &beta, 1e-3);
+        let out = forward(&g, &x, &gamma, &beta, 1e-3, false);
         let grads = backward(&g, &x, &gamma, &out.mean, &out.variance, 1e-3, &dy);
         let h = 1e-2;
         let numeric = |f: &dyn Fn(f32) -> f64| (f(h) - f(-h)) / (2.0 * h as f64);
@@ -339,7 +342,7 @@ mod tests {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let out = forward(&g, &x, &[1.5; 5], &[0.1; 5], 1e-5);
+                let out = forward(&g, &x, &[1.5; 5], &[0.1; 5], 1e-5, false);
                 let grads = backward(&g, &x, &[1.5; 5], &out.mean, &out.variance, 1e-5, &dy);
                 (out, grads)
             })

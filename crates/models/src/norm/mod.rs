@@ -44,20 +44,51 @@ pub mod kernels;
 /// ```
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if D >= 3
+    if runs_kernels(bn, &x) {
+        return channel_batch_norm_train(bn, x, false);
+    }
+    bn.forward(x)
+}
+
+/// `relu(bn.forward(x))`: as [`batch_norm`], with the ReLU folded into the
+/// kernels in training on flex ([`crate::relu`]); elsewhere Burn's batch
+/// norm and ReLU.
+///
+/// ```
+/// use burn::nn::BatchNormConfig;
+/// use burn::prelude::*;
+/// use burn::tensor::activation::relu;
+/// use burnfit_models::norm::batch_norm_relu;
+///
+/// let device = Device::flex().autodiff();
+/// let ours = BatchNormConfig::new(3).init(&device);
+/// let burns = BatchNormConfig::new(3).init(&device);
+/// let x = Tensor::<4>::random([4, 3, 5, 5], burn::tensor::Distribution::Default, &device);
+/// let diff: f32 = (batch_norm_relu(&ours, x.clone()) - relu(burns.forward(x))).abs().max().into_scalar();
+/// assert!(diff < 1e-4);
+/// ```
+pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if runs_kernels(bn, &x) {
+        return channel_batch_norm_train(bn, x, true);
+    }
+    burn::tensor::activation::relu(bn.forward(x))
+}
+
+/// Whether [`batch_norm`] runs `x` through the kernels: in training, on flex
+/// with autodiff, rank 3 or more.
+#[cfg(feature = "flex")]
+fn runs_kernels<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
+    D >= 3
         && bn.training.is_enabled()
         && x.device().is_autodiff()
         && crate::conv::uses_gemm_kernels(&x.device())
-    {
-        return channel_batch_norm_train(bn, x);
-    }
-    bn.forward(x)
 }
 
 /// Burn's `BatchNorm::forward_train` with the statistics and the output
 /// from the kernels.
 #[cfg(feature = "flex")]
-fn channel_batch_norm_train<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+fn channel_batch_norm_train<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: bool) -> Tensor<D> {
     use burn::backend::Dispatch;
     use extension::ChannelBatchNormOps;
 
@@ -67,6 +98,7 @@ fn channel_batch_norm_train<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Ten
         bn.gamma.val().into_dispatch(),
         bn.beta.val().into_dispatch(),
         bn.epsilon,
+        relu,
     );
     let (mean, variance) = (
         Tensor::<1>::from_dispatch(mean),
@@ -113,7 +145,7 @@ mod tests {
 
     /// Output, the gradients of x, γ and β, and the running statistics after
     /// one training forward, through [`batch_norm`] or Burn's layer.
-    fn train_step<const D: usize>(x: &TensorData, ours: bool) -> Vec<Vec<f32>> {
+    fn train_step<const D: usize>(x: &TensorData, ours: bool, relu: bool) -> Vec<Vec<f32>> {
         let device = Device::flex().autodiff();
         let channels = x.shape()[1];
         let bn = BatchNormConfig::new(channels).init(&device);
@@ -126,10 +158,11 @@ mod tests {
             ..bn
         };
         let x = Tensor::<D>::from_data(x.clone(), &device).require_grad();
-        let y = if ours {
-            batch_norm(&bn, x.clone())
-        } else {
-            bn.forward(x.clone())
+        let y = match (ours, relu) {
+            (true, false) => batch_norm(&bn, x.clone()),
+            (true, true) => batch_norm_relu(&bn, x.clone()),
+            (false, false) => bn.forward(x.clone()),
+            (false, true) => burn::tensor::activation::relu(bn.forward(x.clone())),
         };
         // A different weight per output value, so every gradient term shows.
         let weights = Tensor::<1, Int>::arange(0..y.shape().num_elements() as i64, &device)
@@ -159,8 +192,17 @@ mod tests {
         device.seed(D as u64 * 1000 + shape.iter().product::<usize>() as u64);
         let x = Tensor::<D>::random(shape, Distribution::Normal(0.5, 2.0), &device);
         let x = x.into_data();
-        let ours = train_step::<D>(&x, true);
-        let burns = train_step::<D>(&x, false);
+        for relu in [false, true] {
+            compare(
+                shape,
+                train_step::<D>(&x, true, relu),
+                train_step::<D>(&x, false, relu),
+            );
+        }
+    }
+
+    /// `ours` (from [`train_step`]) equals `burns`; the statistics moved.
+    fn compare<const D: usize>(shape: [usize; D], ours: Vec<Vec<f32>>, burns: Vec<Vec<f32>>) {
         // The statistics moved from their initial values (mean 0, var 1),
         // so comparing them checks the momentum blend.
         assert!(ours[4].iter().all(|m| m.abs() > 1e-3), "{:?}", ours[4]);
