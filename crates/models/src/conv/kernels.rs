@@ -146,6 +146,10 @@ pub fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
         for i in 0..kh {
             for j in 0..kw {
                 let row = &mut cols[((c * kh + i) * kw + j) * positions..][..positions];
+                if g.stride == [1, 1] && out_w == width {
+                    copy_band(g, i, j, channel, row);
+                    continue;
+                }
                 for oh in 0..out_h {
                     let dst = &mut row[oh * out_w..][..out_w];
                     let ih = g.input_row(oh, i);
@@ -183,6 +187,48 @@ pub fn col2im(g: &Geometry, cols: &[f32], dx: &mut [f32]) {
                     scatter_row(g, j, src, dst);
                 }
             }
+        }
+    }
+}
+
+/// One row of [`im2col`]'s columns (kernel position `(i, j)` of a channel
+/// `plane`), when the stride is 1 and the output rows are as wide as the
+/// input's (`Same` padding): the output rows that read inside the input
+/// then read one contiguous stretch of it, shifted by a fixed offset, so
+/// they are copied at once, and only the `|shift|` columns per row that
+/// read the left or right padding are zeroed after. (Row by row, the
+/// 3×3 `Same` convolutions of `cnn` made one small `memcpy` and two
+/// `memset` calls per output row of each column row.)
+fn copy_band(g: &Geometry, i: usize, j: usize, plane: &[f32], row: &mut [f32]) {
+    let [height, width] = g.input;
+    let [out_h, out_w] = g.output();
+    // Output rows whose input row lies inside the plane.
+    let first = (0..out_h).find(|&oh| (0..height as isize).contains(&g.input_row(oh, i)));
+    let Some(first) = first else {
+        row.fill(0.0);
+        return;
+    };
+    let last = (first..out_h)
+        .take_while(|&oh| g.input_row(oh, i) < height as isize)
+        .last()
+        .unwrap_or(first);
+    let shift = g.column_shift(j);
+    // dst position p reads plane[p + delta].
+    let delta = g.input_row(first, i) * width as isize - (first * out_w) as isize + shift;
+    let (band_lo, band_hi) = (first * out_w, (last + 1) * out_w);
+    let lo = band_lo.max((-delta).max(0) as usize);
+    let hi = band_hi
+        .min((plane.len() as isize - delta).max(0) as usize)
+        .max(lo);
+    row[..lo].fill(0.0);
+    row[lo..hi]
+        .copy_from_slice(&plane[(lo as isize + delta) as usize..(hi as isize + delta) as usize]);
+    row[hi..].fill(0.0);
+    // Column by column (a strided store each, not a `memset` call per row).
+    let (left, right) = Geometry::unit_stride_span(shift, width, out_w);
+    for ow in (0..left).chain(right..out_w) {
+        for value in row[band_lo + ow..band_hi].iter_mut().step_by(out_w) {
+            *value = 0.0;
         }
     }
 }
@@ -584,6 +630,29 @@ mod tests {
             Geometry {
                 batch: 19,
                 in_channels: 1,
+                ..base
+            },
+            // Output rows as wide as the input's, stride 1 (`copy_band`):
+            // a kernel taller than the input, rows that read only padding,
+            // dilated columns, asymmetric padding.
+            Geometry {
+                input: [3, 6],
+                kernel: [5, 3],
+                padding: [(2, 2), (1, 1)],
+                ..base
+            },
+            Geometry {
+                input: [1, 6],
+                padding: [(1, 1), (1, 1)],
+                ..base
+            },
+            Geometry {
+                dilation: [1, 2],
+                padding: [(1, 1), (2, 2)],
+                ..base
+            },
+            Geometry {
+                padding: [(0, 2), (2, 0)],
                 ..base
             },
         ]
