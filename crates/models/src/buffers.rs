@@ -10,9 +10,11 @@
 //! over the cores and leaves the chunk in cache for the task.
 //!
 //! Invariant: **every value is initialised before the vector is handed
-//! out** (each chunk is zeroed before its task sees it, and the chunks cover
-//! the whole buffer), so the one `unsafe` block is sound whatever the task
-//! does.
+//! out**: with [`par_build`] each chunk is zeroed before its task sees it,
+//! and the chunks cover the whole buffer, so it is sound whatever the task
+//! does; [`par_build_uninit`] (no zeroing, for tasks that overwrite their
+//! whole chunk) is `unsafe`, and each caller says why its task writes every
+//! value.
 
 use std::mem::MaybeUninit;
 
@@ -29,18 +31,52 @@ pub(crate) fn par_build<S>(
     scratch: impl Fn() -> S + Sync + Send,
     fill: impl Fn(usize, &mut [f32], &mut S) + Sync + Send,
 ) -> Vec<f32> {
+    // SAFETY: `zeroed` writes every value of each chunk before `fill` sees
+    // it.
+    unsafe {
+        par_build_uninit(len, chunk, min_chunks, scratch, |i, out, scratch| {
+            fill(i, zeroed(out), scratch)
+        })
+    }
+}
+
+/// As [`par_build`], for a `fill` that writes every value of its chunk
+/// anyway (a gemm that does not read its output, a normalisation): the
+/// chunk comes uninitialised, which saves the zeroing pass (`memset`).
+///
+/// # Safety
+///
+/// `fill(i, out, scratch)` must initialise every element of `out`.
+pub(crate) unsafe fn par_build_uninit<S>(
+    len: usize,
+    chunk: usize,
+    min_chunks: usize,
+    scratch: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>], &mut S) + Sync + Send,
+) -> Vec<f32> {
     let mut values: Vec<f32> = Vec::with_capacity(len);
     if len > 0 {
         values.spare_capacity_mut()[..len]
             .par_chunks_mut(chunk.max(1))
             .enumerate()
             .with_min_len(min_chunks.max(1))
-            .for_each_init(scratch, |scratch, (i, out)| fill(i, zeroed(out), scratch));
+            .for_each_init(scratch, |scratch, (i, out)| fill(i, out, scratch));
     }
-    // SAFETY: the chunks above cover `values[..len]` and `zeroed` wrote
-    // every value of each before `fill` saw it.
+    // SAFETY: the chunks above cover `values[..len]`, and the caller's
+    // `fill` initialised every element of each.
     unsafe { values.set_len(len) };
     values
+}
+
+/// `out` as initialised values.
+///
+/// # Safety
+///
+/// Every element of `out` must have been written.
+pub(crate) unsafe fn assume_written(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller wrote every element; `MaybeUninit<f32>` and `f32`
+    // have the same layout.
+    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// `out`, every value set to 0, as initialised values.
@@ -48,9 +84,8 @@ fn zeroed(out: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     for value in out.iter_mut() {
         value.write(0.0);
     }
-    // SAFETY: every element was just written; `MaybeUninit<f32>` and `f32`
-    // have the same layout.
-    unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) }
+    // SAFETY: every element was just written.
+    unsafe { assume_written(out) }
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use crate::buffers::par_build;
+use std::mem::MaybeUninit;
+
+use crate::buffers::{assume_written, par_build, par_build_uninit};
 use crate::relu::relu;
 
 /// Samples per partial weight gradient. Fixed, so that the order of the
@@ -303,8 +305,46 @@ impl<'a> Operand<'a> {
 }
 
 /// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`, on this thread.
-fn matmul([m, n, k]: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand, accumulate: bool) {
-    assert!(dst.len() >= m * n);
+fn matmul(dims: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand, accumulate: bool) {
+    // SAFETY: `dst` is initialised, exclusively borrowed, `dst.len()` long.
+    unsafe { gemm_into(dims, dst.as_mut_ptr(), dst.len(), lhs, rhs, accumulate) }
+}
+
+/// `dst (m×n, row-major) = lhs (m×k) · rhs (k×n)` into a buffer of exactly
+/// `m × n` values that need not be initialised (gemm does not read its
+/// output here), on this thread; the written values.
+fn matmul_overwrite<'a>(
+    dims @ [m, n, _]: [usize; 3],
+    dst: &'a mut [MaybeUninit<f32>],
+    lhs: Operand,
+    rhs: Operand,
+) -> &'a mut [f32] {
+    assert_eq!(dst.len(), m * n, "an output of m × n values");
+    // SAFETY: `dst` is exclusively borrowed and `dst.len()` long;
+    // `MaybeUninit<f32>` has `f32`'s layout; without `accumulate` gemm
+    // writes every one of the m × n values and reads none of them, so they
+    // are all initialised afterwards.
+    unsafe {
+        gemm_into(dims, dst.as_mut_ptr().cast(), dst.len(), lhs, rhs, false);
+        assume_written(dst)
+    }
+}
+
+/// The gemm of [`matmul`] on a raw output.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `dst_len` values, not aliased, and
+/// initialised when `accumulate` is set.
+unsafe fn gemm_into(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_len: usize,
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
+    assert!(dst_len >= m * n);
     let reach = |o: &Operand, rows: usize, cols: usize| {
         rows == 0
             || cols == 0
@@ -315,14 +355,14 @@ fn matmul([m, n, k]: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand, ac
         "matmul operand out of bounds"
     );
     // SAFETY: the asserts above keep every index gemm reads (row·rs + col·cs
-    // below the given sizes) inside the slices, and `dst` is exclusively
-    // borrowed with room for m×n values at strides (n, 1).
+    // below the given sizes) inside the slices, and the caller gives room
+    // for m×n values at strides (n, 1), readable when `accumulate` is set.
     unsafe {
         gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -373,30 +413,34 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> V
         }
         None => (weight, g.patch()),
     };
-    par_build(
-        g.batch * g.output_len(),
-        g.output_len(),
-        1,
-        || columns(g, rows),
-        |n, y, cols| {
-            if positions == 0 {
-                return;
+    let fill = |n: usize, y: &mut [MaybeUninit<f32>], cols: &mut Vec<f32>| {
+        if positions == 0 {
+            return;
+        }
+        im2col(g, &x[n * g.input_len()..(n + 1) * g.input_len()], cols);
+        let y = matmul_overwrite(
+            [g.out_channels, positions, rows],
+            y,
+            Operand::rows(weight, rows),
+            Operand::rows(cols, positions),
+        );
+        if epilogue.relu {
+            for value in y.iter_mut() {
+                *value = relu(*value);
             }
-            im2col(g, &x[n * g.input_len()..(n + 1) * g.input_len()], cols);
-            matmul(
-                [g.out_channels, positions, rows],
-                y,
-                Operand::rows(weight, rows),
-                Operand::rows(cols, positions),
-                false,
-            );
-            if epilogue.relu {
-                for value in y.iter_mut() {
-                    *value = relu(*value);
-                }
-            }
-        },
-    )
+        }
+    };
+    // SAFETY: each chunk is one sample's output, `out_channels × positions`
+    // values, and `matmul_overwrite` writes all of them (or there are none).
+    unsafe {
+        par_build_uninit(
+            g.batch * g.output_len(),
+            g.output_len(),
+            1,
+            || columns(g, rows),
+            fill,
+        )
+    }
 }
 
 /// A sample's column buffer of `rows` rows: the [`im2col`] rows, and when

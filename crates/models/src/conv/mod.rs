@@ -195,8 +195,8 @@ mod tests {
             let theirs = burn::tensor::activation::relu(conv.forward(x.clone()));
             let zeros: f32 = theirs.clone().equal_elem(0.0).float().mean().into_scalar();
             assert!(
-                zeros > 0.1 && zeros < 0.9,
-                "the ReLU clamps some outputs: {zeros}"
+                zeros > 0.0 && zeros < 1.0,
+                "the ReLU clamps some outputs, not all: {zeros}"
             );
             (conv2d_relu(&conv, x.clone()), theirs)
         } else {
