@@ -26,7 +26,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
+use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
@@ -91,16 +91,7 @@ pub trait GemmConv2dOps: Backend {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let channels = output_grad.shape()[1];
-        let summed = [0, 2, 3]
-            .into_iter()
-            .fold(output_grad.clone(), |grad, dim| {
-                Self::float_sum_dim(grad, dim)
-            });
-        (
-            Self::conv2d_weight_backward(x, weight, output_grad, options),
-            Self::float_reshape(summed, Shape::new([channels])),
-        )
+        burns_weight_bias_backward::<Self>(x, weight, output_grad, options)
     }
 
     /// The gradient through a ReLU from its output: `relu_backward`.
@@ -110,6 +101,25 @@ pub trait GemmConv2dOps: Backend {
     ) -> FloatTensor<Self> {
         Self::relu_backward(output, output_grad)
     }
+}
+
+/// Burn's gradients of a convolution's weight and bias on `B`: its
+/// `conv2d_weight_backward`, and the output gradient summed over all but
+/// the channels.
+fn burns_weight_bias_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let channels = output_grad.shape()[1];
+    let summed = [0, 2, 3]
+        .into_iter()
+        .fold(output_grad.clone(), |grad, dim| B::float_sum_dim(grad, dim));
+    (
+        B::conv2d_weight_backward(x, weight, output_grad, options),
+        B::float_reshape(summed, Shape::new([channels])),
+    )
 }
 
 /// The kernels' geometry for flex tensors `x` and `weight`, when they can
@@ -199,16 +209,7 @@ impl GemmConv2dOps for Flex {
         let Some(g) =
             flex_geometry(&x, &weight, &options).filter(|_| output_grad.dtype() == DType::F32)
         else {
-            let channels = output_grad.shape()[1];
-            let summed = [0, 2, 3]
-                .into_iter()
-                .fold(output_grad.clone(), |grad, dim| {
-                    Self::float_sum_dim(grad, dim)
-                });
-            return (
-                Self::conv2d_weight_backward(x, weight, output_grad, options),
-                Self::float_reshape(summed, Shape::new([channels])),
-            );
+            return burns_weight_bias_backward::<Self>(x, weight, output_grad, options);
         };
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
         let (dw, db) = kernels::weight_and_bias_grad(&g, values(&x), values(&output_grad));
