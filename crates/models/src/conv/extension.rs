@@ -329,34 +329,9 @@ impl<B: Backend + GemmConv2dOps, C: CheckpointStrategy> GemmConv2dOps for Autodi
         options: ConvOptions<2>,
         relu: bool,
     ) -> FloatTensor<Self> {
-        match GemmConv2dBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let (x_state, weight_state) = (prep.checkpoint(&x), prep.checkpoint(&weight));
-                let y = B::gemm_conv2d(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    options.clone(),
-                    relu,
-                );
-                let state = ConvState {
-                    x: x_state,
-                    weight: weight_state,
-                    options,
-                    relu_output: relu.then(|| y.clone()),
-                };
-                prep.finish(state, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::gemm_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                options,
-                relu,
-            )),
-        }
+        record::<B, C, 2>([x, weight], options, relu, move |[x, weight], options| {
+            B::gemm_conv2d(x, weight, options, relu)
+        })
     }
 
     fn gemm_conv2d_bias(
@@ -366,35 +341,46 @@ impl<B: Backend + GemmConv2dOps, C: CheckpointStrategy> GemmConv2dOps for Autodi
         options: ConvOptions<2>,
         relu: bool,
     ) -> FloatTensor<Self> {
-        match GemmConv2dBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let (x_state, weight_state) = (prep.checkpoint(&x), prep.checkpoint(&weight));
-                let y = B::gemm_conv2d_bias(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    options.clone(),
-                    relu,
-                );
-                let state = ConvState {
-                    x: x_state,
-                    weight: weight_state,
-                    options,
-                    relu_output: relu.then(|| y.clone()),
-                };
-                prep.finish(state, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::gemm_conv2d_bias(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
+        record::<B, C, 3>(
+            [x, weight, bias],
+            options,
+            relu,
+            move |[x, weight, bias], options| B::gemm_conv2d_bias(x, weight, bias, options, relu),
+        )
+    }
+}
+
+/// Runs `forward` on the inner tensors of `parents` (the input, the
+/// weight, and the bias when there is one) and records a
+/// [`GemmConv2dBackward`] node over them when any is tracked.
+fn record<B: Backend + GemmConv2dOps, C: CheckpointStrategy, const N: usize>(
+    parents: [FloatTensor<Autodiff<B, C>>; N],
+    options: ConvOptions<2>,
+    relu: bool,
+    forward: impl FnOnce([B::FloatTensorPrimitive; N], ConvOptions<2>) -> B::FloatTensorPrimitive,
+) -> FloatTensor<Autodiff<B, C>> {
+    match GemmConv2dBackward
+        .prepare::<C>(parents.each_ref().map(|tensor| tensor.node()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let (x, weight) = (prep.checkpoint(&parents[0]), prep.checkpoint(&parents[1]));
+            let y = forward(
+                parents.map(|tensor| tensor.into_primitive()),
+                options.clone(),
+            );
+            let state = ConvState {
+                x,
+                weight,
                 options,
-                relu,
-            )),
+                relu_output: relu.then(|| y.clone()),
+            };
+            prep.finish(state, y)
         }
+        OpsKind::UnTracked(prep) => prep.finish(forward(
+            parents.map(|tensor| tensor.into_primitive()),
+            options,
+        )),
     }
 }
