@@ -148,7 +148,7 @@ pub fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
         for i in 0..kh {
             for j in 0..kw {
                 let row = &mut cols[((c * kh + i) * kw + j) * positions..][..positions];
-                if g.stride == [1, 1] && out_w == width {
+                if Band::applies(g) {
                     copy_band(g, i, j, channel, row);
                     continue;
                 }
@@ -168,8 +168,9 @@ pub fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
 }
 
 /// Adds `cols` (`[patch, positions]`) back onto sample `dx`
-/// (`[in_channels, height, width]`): the adjoint of [`im2col`].
-pub fn col2im(g: &Geometry, cols: &[f32], dx: &mut [f32]) {
+/// (`[in_channels, height, width]`): the adjoint of [`im2col`]. The values
+/// of `cols` that the kernel read from padding are set to 0 on the way.
+pub fn col2im(g: &Geometry, cols: &mut [f32], dx: &mut [f32]) {
     let [height, width] = g.input;
     let [out_h, out_w] = g.output();
     let [kh, kw] = g.kernel;
@@ -178,7 +179,11 @@ pub fn col2im(g: &Geometry, cols: &[f32], dx: &mut [f32]) {
         let channel = &mut dx[c * height * width..][..height * width];
         for i in 0..kh {
             for j in 0..kw {
-                let row = &cols[((c * kh + i) * kw + j) * positions..][..positions];
+                let row = &mut cols[((c * kh + i) * kw + j) * positions..][..positions];
+                if Band::applies(g) {
+                    add_band(g, i, j, row, channel);
+                    continue;
+                }
                 for oh in 0..out_h {
                     let src = &row[oh * out_w..][..out_w];
                     let ih = g.input_row(oh, i);
@@ -193,45 +198,105 @@ pub fn col2im(g: &Geometry, cols: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// One row of [`im2col`]'s columns (kernel position `(i, j)` of a channel
-/// `plane`), when the stride is 1 and the output rows are as wide as the
-/// input's (`Same` padding): the output rows that read inside the input
-/// then read one contiguous stretch of it, shifted by a fixed offset, so
-/// they are copied at once, and only the `|shift|` columns per row that
-/// read the left or right padding are zeroed after. (Row by row, the
-/// 3×3 `Same` convolutions of `cnn` made one small `memcpy` and two
-/// `memset` calls per output row of each column row.)
+/// Where one row of a sample's columns (kernel position `(i, j)`) meets
+/// its channel's input plane, when the stride is 1 and the output rows are
+/// as wide as the input's (`Same` padding, [`Band::applies`]): the output
+/// rows that read inside the input then read one contiguous stretch of it,
+/// at a fixed offset, so [`im2col`] copies it at once and [`col2im`] adds it
+/// back at once, instead of a short `memcpy` (and two `memset` calls) or a
+/// short loop per output row. Only the `|shift|` columns per row that read
+/// the left or right padding need care.
+struct Band {
+    /// The band: the output positions of the rows that read inside the
+    /// input (`start..end`, whole rows).
+    rows: std::ops::Range<usize>,
+    /// The positions of the band whose input index is inside the plane.
+    inside: std::ops::Range<usize>,
+    /// Position `p` reads the plane at `p + offset`.
+    offset: isize,
+    /// The columns of each row that read inside the input (`left..right`).
+    columns: std::ops::Range<usize>,
+}
+
+impl Band {
+    /// Whether the columns of `g` come in bands.
+    fn applies(g: &Geometry) -> bool {
+        g.stride == [1, 1] && g.output()[1] == g.input[1]
+    }
+
+    /// The band of kernel position `(i, j)`, or `None` when every output
+    /// row reads padding.
+    fn new(g: &Geometry, i: usize, j: usize) -> Option<Band> {
+        let [height, width] = g.input;
+        let [out_h, out_w] = g.output();
+        let inside_rows = |oh: &usize| (0..height as isize).contains(&g.input_row(*oh, i));
+        let first = (0..out_h).find(inside_rows)?;
+        let last = (first..out_h)
+            .take_while(inside_rows)
+            .last()
+            .unwrap_or(first);
+        let shift = g.column_shift(j);
+        let offset = g.input_row(first, i) * width as isize - (first * out_w) as isize + shift;
+        let rows = first * out_w..(last + 1) * out_w;
+        let plane = (height * width) as isize;
+        let start = rows.start.max((-offset).max(0) as usize);
+        let end = rows.end.min((plane - offset).max(0) as usize).max(start);
+        let (left, right) = Geometry::unit_stride_span(shift, width, out_w);
+        Some(Band {
+            rows,
+            inside: start..end,
+            offset,
+            columns: left..right,
+        })
+    }
+
+    /// The plane's values read by [`Self::inside`].
+    fn source(&self) -> std::ops::Range<usize> {
+        (self.inside.start as isize + self.offset) as usize
+            ..(self.inside.end as isize + self.offset) as usize
+    }
+
+    /// Sets to 0 the values of `row` in the band's padding columns (column
+    /// by column: a strided store each, not a `memset` call per row).
+    fn zero_padding_columns(&self, row: &mut [f32], out_w: usize) {
+        for ow in (0..self.columns.start).chain(self.columns.end..out_w) {
+            for value in row[self.rows.start + ow..self.rows.end]
+                .iter_mut()
+                .step_by(out_w)
+            {
+                *value = 0.0;
+            }
+        }
+    }
+}
+
+/// [`im2col`]'s row of kernel position `(i, j)` of a channel `plane`, by
+/// its [`Band`].
 fn copy_band(g: &Geometry, i: usize, j: usize, plane: &[f32], row: &mut [f32]) {
-    let [height, width] = g.input;
-    let [out_h, out_w] = g.output();
-    // Output rows whose input row lies inside the plane.
-    let first = (0..out_h).find(|&oh| (0..height as isize).contains(&g.input_row(oh, i)));
-    let Some(first) = first else {
+    let Some(band) = Band::new(g, i, j) else {
         row.fill(0.0);
         return;
     };
-    let last = (first..out_h)
-        .take_while(|&oh| g.input_row(oh, i) < height as isize)
-        .last()
-        .unwrap_or(first);
-    let shift = g.column_shift(j);
-    // dst position p reads plane[p + delta].
-    let delta = g.input_row(first, i) * width as isize - (first * out_w) as isize + shift;
-    let (band_lo, band_hi) = (first * out_w, (last + 1) * out_w);
-    let lo = band_lo.max((-delta).max(0) as usize);
-    let hi = band_hi
-        .min((plane.len() as isize - delta).max(0) as usize)
-        .max(lo);
-    row[..lo].fill(0.0);
-    row[lo..hi]
-        .copy_from_slice(&plane[(lo as isize + delta) as usize..(hi as isize + delta) as usize]);
-    row[hi..].fill(0.0);
-    // Column by column (a strided store each, not a `memset` call per row).
-    let (left, right) = Geometry::unit_stride_span(shift, width, out_w);
-    for ow in (0..left).chain(right..out_w) {
-        for value in row[band_lo + ow..band_hi].iter_mut().step_by(out_w) {
-            *value = 0.0;
-        }
+    let inside = band.inside.clone();
+    row[..inside.start].fill(0.0);
+    row[inside.clone()].copy_from_slice(&plane[band.source()]);
+    row[inside.end..].fill(0.0);
+    band.zero_padding_columns(row, g.output()[1]);
+}
+
+/// [`col2im`]'s row of kernel position `(i, j)` added back onto a channel
+/// `plane`, by its [`Band`]: the row's padding columns are zeroed first,
+/// so the one stretch added adds 0 where they land.
+fn add_band(g: &Geometry, i: usize, j: usize, row: &mut [f32], plane: &mut [f32]) {
+    let Some(band) = Band::new(g, i, j) else {
+        return;
+    };
+    band.zero_padding_columns(row, g.output()[1]);
+    for (d, s) in plane[band.source()]
+        .iter_mut()
+        .zip(&row[band.inside.clone()])
+    {
+        *d += s;
     }
 }
 
