@@ -7,10 +7,11 @@
 //! `relu_backward`, which Burn's autodiff calls with the input: the same
 //! positions).
 
-use burn::backend::Flex;
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ActivationOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Flex};
 use burn::tensor::DType;
 use rayon::prelude::*;
 
@@ -72,6 +73,13 @@ pub(crate) fn flex_relu_backward(output: FlexTensor, output_grad: FlexTensor) ->
     let mut grad = owned(contiguous(output_grad));
     relu_gate(values(&output), grad.storage_mut::<f32>());
     grad
+}
+
+/// `tensor` through Burn's `relu` on `B` when `relu` is set: the fallbacks
+/// of the extensions that fold a ReLU in, for what their kernels do not
+/// cover.
+pub(crate) fn relu_if<B: Backend>(tensor: FloatTensor<B>, relu: bool) -> FloatTensor<B> {
+    if relu { B::relu(tensor) } else { tensor }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, ModuleOps};
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
@@ -47,7 +47,7 @@ pub trait GemmConv2dOps: Backend {
         relu: bool,
     ) -> FloatTensor<Self> {
         let y = Self::conv2d(x, weight, None, options);
-        if relu { Self::relu(y) } else { y }
+        crate::relu::relu_if::<Self>(y, relu)
     }
 
     /// `conv2d(x, weight, Some(bias), options)`, then `relu` when `relu` is
@@ -60,7 +60,7 @@ pub trait GemmConv2dOps: Backend {
         relu: bool,
     ) -> FloatTensor<Self> {
         let y = Self::conv2d(x, weight, Some(bias), options);
-        if relu { Self::relu(y) } else { y }
+        crate::relu::relu_if::<Self>(y, relu)
     }
 
     /// The gradient of `x` from the output's gradient.
@@ -172,7 +172,7 @@ impl GemmConv2dOps for Flex {
     ) -> FlexTensor {
         let Some(g) = flex_geometry(&x, &weight, &options) else {
             let y = Self::conv2d(x, weight, None, options);
-            return if relu { Self::relu(y) } else { y };
+            return crate::relu::relu_if::<Self>(y, relu);
         };
         let (x, weight) = (contiguous(x), contiguous(weight));
         let epilogue = Epilogue { bias: None, relu };
@@ -190,7 +190,7 @@ impl GemmConv2dOps for Flex {
             .filter(|g| bias.dtype() == DType::F32 && bias.shape().dims() == [g.out_channels]);
         let Some(g) = geometry else {
             let y = Self::conv2d(x, weight, Some(bias), options);
-            return if relu { Self::relu(y) } else { y };
+            return crate::relu::relu_if::<Self>(y, relu);
         };
         let (x, weight, bias) = (contiguous(x), contiguous(weight), contiguous(bias));
         let epilogue = Epilogue {

@@ -15,7 +15,6 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Shape};
@@ -37,7 +36,7 @@ pub trait ChannelBatchNormOps: Backend {
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (output, mean, variance) = burns_batch_norm_train::<Self>(x, gamma, beta, epsilon);
-        let output = if relu { Self::relu(output) } else { output };
+        let output = crate::relu::relu_if::<Self>(output, relu);
         (output, mean, variance)
     }
 
@@ -118,7 +117,7 @@ impl ChannelBatchNormOps for Flex {
         let geometry = flex_geometry(&x).filter(|_| all_f32(&[&gamma, &beta]));
         let Some(g) = geometry else {
             let (output, mean, variance) = burns_batch_norm_train::<Self>(x, gamma, beta, epsilon);
-            let output = if relu { Self::relu(output) } else { output };
+            let output = crate::relu::relu_if::<Self>(output, relu);
             return (output, mean, variance);
         };
         let shape = x.shape();
