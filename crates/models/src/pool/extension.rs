@@ -3,8 +3,10 @@
 //!
 //! * **Flex** runs the kernels for contiguous or strided `f32` tensors, and
 //!   Burn's own pooling for anything else.
-//! * **Autodiff** records one node that checkpoints the input; its backward
-//!   recomputes each window's maximum from it (no index tensor is kept).
+//! * **Autodiff** records one node that keeps, with the input's checkpoint,
+//!   the position of each window's maximum from the forward: one byte per
+//!   output value on flex ([`kernels::forward_with_codes`]), Burn's `i64`
+//!   indices on the fallback; its backward routes the gradient by them.
 //! * Every other backend is never called: [`super::max_pool2d`] only takes
 //!   this path on flex devices.
 
@@ -15,9 +17,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, IntDType};
+use burn::tensor::{DType, IntDType, TensorData};
 
 use super::kernels::{self, PoolGeometry};
 use crate::flex_values::{contiguous, flex_tensor, values};
@@ -31,40 +33,43 @@ pub trait WindowMaxPool2dOps: Backend {
         Self::max_pool2d(x, window, window, [0, 0], [1, 1], false)
     }
 
-    /// The gradient of `x` from the output's gradient.
+    /// [`Self::window_max_pool2d`] and where each window's maximum is, for
+    /// [`Self::window_max_pool2d_backward`]: Burn's indices here.
+    fn window_max_pool2d_with_codes(
+        x: FloatTensor<Self>,
+        window: [usize; 2],
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        let pooled =
+            Self::max_pool2d_with_indices(x, window, window, [0, 0], [1, 1], false, IntDType::I64);
+        (pooled.output, pooled.indices)
+    }
+
+    /// The gradient of `x` from the output's gradient, routed by the codes
+    /// [`Self::window_max_pool2d_with_codes`] returned.
     fn window_max_pool2d_backward(
         x: FloatTensor<Self>,
+        codes: IntTensor<Self>,
         output_grad: FloatTensor<Self>,
         window: [usize; 2],
     ) -> FloatTensor<Self> {
-        burns_window_max_pool2d_backward::<Self>(x, output_grad, window)
+        burns_window_max_pool2d_backward::<Self>(x, codes, output_grad, window)
     }
 }
 
-/// Burn's max-pool gradient on `B` for disjoint `window`s (its indices
-/// computed again from `x`).
+/// Burn's max-pool gradient on `B` for disjoint `window`s, from its
+/// `indices`.
 fn burns_window_max_pool2d_backward<B: Backend>(
     x: FloatTensor<B>,
+    indices: IntTensor<B>,
     output_grad: FloatTensor<B>,
     window: [usize; 2],
 ) -> FloatTensor<B> {
-    let (stride, padding, dilation) = (window, [0, 0], [1, 1]);
-    let indices = B::max_pool2d_with_indices(
-        x.clone(),
-        window,
-        stride,
-        padding,
-        dilation,
-        false,
-        IntDType::I64,
-    )
-    .indices;
     B::max_pool2d_with_indices_backward(
         x,
         window,
-        stride,
-        padding,
-        dilation,
+        window,
+        [0, 0],
+        [1, 1],
         false,
         output_grad,
         indices,
@@ -101,20 +106,46 @@ impl WindowMaxPool2dOps for Flex {
         )
     }
 
+    fn window_max_pool2d_with_codes(x: FlexTensor, window: [usize; 2]) -> (FlexTensor, FlexTensor) {
+        let Some(g) = flex_geometry(&x, window).filter(kernels::codes_fit) else {
+            let pooled = Self::max_pool2d_with_indices(
+                x,
+                window,
+                window,
+                [0, 0],
+                [1, 1],
+                false,
+                IntDType::I64,
+            );
+            return (pooled.output, pooled.indices);
+        };
+        let shape = x.shape();
+        let x = contiguous(x);
+        let (output, codes) = kernels::forward_with_codes(&g, values(&x));
+        let [out_h, out_w] = g.output();
+        let out_shape = [shape[0], shape[1], out_h, out_w];
+        (
+            flex_tensor(output, out_shape),
+            FlexTensor::from_data(TensorData::new(codes, out_shape)),
+        )
+    }
+
     fn window_max_pool2d_backward(
         x: FlexTensor,
+        codes: FlexTensor,
         output_grad: FlexTensor,
         window: [usize; 2],
     ) -> FlexTensor {
-        let geometry = flex_geometry(&x, window).filter(|_| output_grad.dtype() == DType::F32);
+        let geometry = flex_geometry(&x, window)
+            .filter(|_| codes.dtype() == DType::U8 && output_grad.dtype() == DType::F32);
         let Some(g) = geometry else {
-            return burns_window_max_pool2d_backward::<Self>(x, output_grad, window);
+            return burns_window_max_pool2d_backward::<Self>(x, codes, output_grad, window);
         };
-        let shape = x.shape();
-        let (x, output_grad) = (contiguous(x), contiguous(output_grad));
+        let (codes, output_grad) = (codes.to_contiguous(), contiguous(output_grad));
+        let codes = codes.as_slice::<u8>().expect("contiguous u8 codes");
         flex_tensor(
-            kernels::backward(&g, values(&x), values(&output_grad)),
-            shape,
+            kernels::backward(&g, codes, values(&output_grad)),
+            x.shape(),
         )
     }
 }
@@ -124,7 +155,7 @@ impl WindowMaxPool2dOps for Flex {
 struct WindowMaxPool2dBackward;
 
 impl<B: Backend + WindowMaxPool2dOps> Backward<B, 1> for WindowMaxPool2dBackward {
-    type State = (NodeId, [usize; 2]);
+    type State = (NodeId, IntTensor<B>, [usize; 2]);
 
     fn backward(
         self,
@@ -134,10 +165,11 @@ impl<B: Backend + WindowMaxPool2dOps> Backward<B, 1> for WindowMaxPool2dBackward
     ) {
         let [node_x] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, window) = ops.state;
+        let (x_state, codes, window) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::window_max_pool2d_backward(x, grad, window));
+            let x_grad = B::window_max_pool2d_backward(x, codes, grad, window);
+            grads.register::<B>(node.id, x_grad);
         }
     }
 }
@@ -151,8 +183,8 @@ impl<B: Backend + WindowMaxPool2dOps, C: CheckpointStrategy> WindowMaxPool2dOps 
         {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
-                let y = B::window_max_pool2d(x.into_primitive(), window);
-                prep.finish((x_state, window), y)
+                let (y, codes) = B::window_max_pool2d_with_codes(x.into_primitive(), window);
+                prep.finish((x_state, codes, window), y)
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::window_max_pool2d(x.into_primitive(), window))

@@ -13,6 +13,11 @@
 //!   window order, and a NaN wins (the last NaN), as in flex's
 //!   `max_pool2d_with_indices`; so the gradient goes to the same input
 //!   position as with Burn's pooling.
+//! * **The maximum is chosen once.** A training forward
+//!   ([`forward_with_codes`]) keeps, per window, the position of its
+//!   maximum in one byte; the gradient is routed by those codes and never
+//!   reads the input again (a quarter of the bytes of the output instead of
+//!   the four input values per window, which have left the cache by then).
 //! * **The gradient never reads its own buffer before writing it.** Each
 //!   plane is zeroed by its task ([`crate::buffers`]), then each window's
 //!   maximum gets the output's gradient. Flex's backward adds the gradients into a zeroed buffer; a fresh zeroed
@@ -23,6 +28,8 @@
 //! * **Deterministic**: planes are independent and nothing is summed across
 //!   threads.
 //! * **Both cores work**: planes are spread over rayon's pool (flex's own).
+
+use rayon::prelude::*;
 
 use crate::buffers::par_build;
 
@@ -101,83 +108,76 @@ impl PoolGeometry {
         &x[p * self.input_plane()..(p + 1) * self.input_plane()]
     }
 
-    /// Routes one plane's output gradient `dy` to each window's maximum in
-    /// `dx`, which comes zeroed; `best` and `at` hold a row of windows'
-    /// running maximum and its offset.
-    fn route_plane(
-        &self,
-        plane: &[f32],
-        dy: &[f32],
-        dx: &mut [f32],
-        (best, at): (&mut [f32], &mut [usize]),
-    ) {
+    /// Pools one plane into `out` and writes, for each window, the
+    /// position of its maximum in `codes` ([`forward_with_codes`]).
+    fn choose_plane(&self, plane: &[f32], out: &mut [f32], codes: &mut [u8]) {
         if self.window == [2, 2] {
-            return self.route_plane_2x2(plane, dy, dx);
+            return self.choose_plane_2x2(plane, out, codes);
         }
         let [wh, ww] = self.window;
-        let [out_h, out_w] = self.output();
+        let [_, out_w] = self.output();
         let width = self.input[1];
-        for oh in 0..out_h {
-            // Window order: rows, then columns; each row of windows at once,
-            // so the windows' comparisons are independent of each other.
-            for i in 0..wh {
-                let row = (oh * wh + i) * width;
-                for j in 0..ww {
-                    for ow in 0..out_w {
-                        let offset = row + ow * ww + j;
-                        let value = plane[offset];
-                        if (i, j) == (0, 0) || value > best[ow] || value.is_nan() {
-                            best[ow] = value;
-                            at[ow] = offset;
-                        }
-                    }
+        for (w, (o, code)) in out.iter_mut().zip(codes.iter_mut()).enumerate() {
+            let (oh, ow) = (w / out_w, w % out_w);
+            let corner = oh * wh * width + ow * ww;
+            let (mut max, mut at) = (plane[corner], 0);
+            for k in 1..wh * ww {
+                let value = plane[corner + (k / ww) * width + k % ww];
+                if value > max || value.is_nan() {
+                    (max, at) = (value, k);
                 }
             }
-            for ow in 0..out_w {
-                dx[at[ow]] = dy[oh * out_w + ow];
+            *o = max;
+            *code = at as u8;
+        }
+    }
+
+    /// [`Self::choose_plane`] for 2×2 windows (every network here): each
+    /// window's four values compared in registers.
+    fn choose_plane_2x2(&self, plane: &[f32], out: &mut [f32], codes: &mut [u8]) {
+        let width = self.input[1];
+        let out_w = self.output()[1];
+        let rows = out
+            .chunks_exact_mut(out_w)
+            .zip(codes.chunks_exact_mut(out_w));
+        for (oh, (out, codes)) in rows.enumerate() {
+            let band = 2 * oh * width;
+            let top = &plane[band..band + width];
+            let bottom = &plane[band + width..band + 2 * width];
+            let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            for ((t, b), (o, code)) in windows.zip(out.iter_mut().zip(codes.iter_mut())) {
+                // Row-major window order: the first maximum, a later NaN wins.
+                let (mut max, mut at) = (t[0], 0);
+                for (k, value) in [t[1], b[0], b[1]].into_iter().enumerate() {
+                    if value > max || value.is_nan() {
+                        (max, at) = (value, k as u8 + 1);
+                    }
+                }
+                *o = max;
+                *code = at;
             }
         }
     }
-}
 
-impl PoolGeometry {
-    /// [`Self::route_plane`] for 2×2 windows (every network here): each
-    /// window's four values compared in registers, one store.
-    fn route_plane_2x2(&self, plane: &[f32], dy: &[f32], dx: &mut [f32]) {
-        let width = self.input[1];
-        let [out_h, out_w] = self.output();
-        for oh in 0..out_h {
-            let band = 2 * oh * width;
-            let (top, bottom) = (
-                &plane[band..band + width],
-                &plane[band + width..band + 2 * width],
-            );
-            let (dx_top, dx_bottom) = dx[band..band + 2 * width].split_at_mut(width);
-            let windows = top
-                .chunks_exact(2)
-                .zip(bottom.chunks_exact(2))
-                .zip(
-                    dx_top
-                        .chunks_exact_mut(2)
-                        .zip(dx_bottom.chunks_exact_mut(2)),
-                )
-                .zip(&dy[oh * out_w..(oh + 1) * out_w]);
-            for (((t, b), (dt, db)), &grad) in windows {
-                // Row-major window order: the first maximum, a later NaN wins.
-                let mut at = 0;
-                let mut max = t[0];
-                for (k, value) in [t[1], b[0], b[1]].into_iter().enumerate() {
-                    if value > max || value.is_nan() {
-                        at = k + 1;
-                        max = value;
-                    }
-                }
-                match at {
-                    0 => dt[0] = grad,
-                    1 => dt[1] = grad,
-                    2 => db[0] = grad,
-                    _ => db[1] = grad,
-                }
+    /// Each code's offset from its window's first value in a plane:
+    /// `row · width + column`.
+    fn code_offsets(&self) -> Vec<usize> {
+        let [wh, ww] = self.window;
+        (0..wh * ww)
+            .map(|k| (k / ww) * self.input[1] + k % ww)
+            .collect()
+    }
+
+    /// Writes one plane's output gradient `dy` at each window's maximum in
+    /// `dx`, which comes zeroed; `offsets` are [`Self::code_offsets`].
+    fn route_plane(&self, codes: &[u8], dy: &[f32], dx: &mut [f32], offsets: &[usize]) {
+        let [wh, ww] = self.window;
+        let out_w = self.output()[1];
+        let rows = codes.chunks_exact(out_w).zip(dy.chunks_exact(out_w));
+        for (oh, (codes, dy)) in rows.enumerate() {
+            let band = oh * wh * self.input[1];
+            for (ow, (&code, &grad)) in codes.iter().zip(dy).enumerate() {
+                dx[band + ow * ww + offsets[usize::from(code)]] = grad;
             }
         }
     }
@@ -206,27 +206,54 @@ pub fn forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
     )
 }
 
-/// The gradient of `x` from the output's gradient.
+/// Whether a window's positions fit the `u8` codes of
+/// [`forward_with_codes`] (at most 256 values per window).
+pub fn codes_fit(g: &PoolGeometry) -> bool {
+    g.window[0] * g.window[1] <= 256
+}
+
+/// The pooled output of `x` and, per output value, the position of the
+/// maximum it took inside its window (row-major, `row · window_w +
+/// column`): what [`backward`] routes the gradient by, so that it does not
+/// read `x` again.
 ///
 /// # Panics
 ///
-/// Panics if `x` or `output_grad` does not hold `planes` planes.
-pub fn backward(g: &PoolGeometry, x: &[f32], output_grad: &[f32]) -> Vec<f32> {
+/// Panics if `x` does not hold `planes` input planes or the window does
+/// not fit the codes ([`codes_fit`]).
+pub fn forward_with_codes(g: &PoolGeometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
     assert_eq!(x.len(), g.planes * g.input_plane(), "input length");
-    assert_eq!(
-        output_grad.len(),
-        g.planes * g.output_plane(),
-        "output gradient length"
-    );
-    let out_w = g.output()[1];
+    assert!(codes_fit(g), "a window of at most 256 values");
+    let len = g.planes * g.output_plane();
+    let (mut out, mut codes) = (vec![0.0; len], vec![0; len]);
+    let chunk = g.output_plane().max(1);
+    out.par_chunks_mut(chunk)
+        .zip(codes.par_chunks_mut(chunk))
+        .enumerate()
+        .with_min_len(MIN_PLANES_PER_TASK)
+        .for_each(|(p, (out, codes))| g.choose_plane(g.plane(x, p), out, codes));
+    (out, codes)
+}
+
+/// The gradient of the input from the output's gradient, each value
+/// written at the position [`forward_with_codes`] chose; the rest is zero.
+///
+/// # Panics
+///
+/// Panics if `codes` or `output_grad` does not hold `planes` output planes.
+pub fn backward(g: &PoolGeometry, codes: &[u8], output_grad: &[f32]) -> Vec<f32> {
+    let len = g.planes * g.output_plane();
+    assert_eq!(codes.len(), len, "codes length");
+    assert_eq!(output_grad.len(), len, "output gradient length");
+    let (plane, offsets) = (g.output_plane(), g.code_offsets());
     par_build(
-        x.len(),
+        g.planes * g.input_plane(),
         g.input_plane(),
         MIN_PLANES_PER_TASK,
-        || (vec![0.0; out_w], vec![0; out_w]),
-        |p, dx, (best, at)| {
-            let dy = &output_grad[p * g.output_plane()..(p + 1) * g.output_plane()];
-            g.route_plane(g.plane(x, p), dy, dx, (best, at))
+        || (),
+        |p, dx, ()| {
+            let span = p * plane..(p + 1) * plane;
+            g.route_plane(&codes[span.clone()], &output_grad[span], dx, &offsets)
         },
     )
 }
@@ -270,11 +297,12 @@ mod tests {
             3.0,
             f32::NAN, // the last NaN takes it
         ];
-        let out = forward(&g, &x);
+        let (out, codes) = forward_with_codes(&g, &x);
         assert_eq!(out[0], 4.0);
         assert!(out[1].is_nan());
+        assert_eq!(codes, [0, 3]);
         assert_eq!(
-            backward(&g, &x, &[10.0, 20.0]),
+            backward(&g, &codes, &[10.0, 20.0]),
             vec![10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 20.0]
         );
     }
@@ -284,8 +312,9 @@ mod tests {
         let g = geometry(3, [5, 4], [2, 2]);
         let x: Vec<f32> = (0..60).map(|i| ((i * 37) % 11) as f32).collect();
         let dy: Vec<f32> = (1..=3 * g.output_plane()).map(|i| i as f32).collect();
-        let dx = backward(&g, &x, &dy);
-        let y = forward(&g, &x);
+        let (y, codes) = forward_with_codes(&g, &x);
+        assert_eq!(y, forward(&g, &x), "the same output with and without codes");
+        let dx = backward(&g, &codes, &dy);
         for (((plane, grads), dy), y) in x
             .chunks(20)
             .zip(dx.chunks(20))
