@@ -578,7 +578,7 @@ fn weight_grad_with(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> (Vec<f32
         .par_chunks((g.input_len() * WEIGHT_GRAD_CHUNK).max(1))
         .zip(dy.par_chunks((g.output_len() * WEIGHT_GRAD_CHUNK).max(1)))
         .map(|(x, dy)| {
-            let mut dw = vec![0.0; g.weight_len()];
+            let mut dw_t = vec![0.0; g.weight_len()];
             let mut db = vec![0.0; db_len];
             let mut cols = vec![0.0; patch * positions];
             for (n, (x, dy)) in x
@@ -587,29 +587,39 @@ fn weight_grad_with(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> (Vec<f32
                 .enumerate()
             {
                 im2col(g, x, &mut cols);
+                // dWᵀ = cols · dyᵀ: gemm reads the columns where they lie
+                // and packs only `dy`, ten times smaller (the weight's own
+                // orientation would have it copy the columns per sample).
                 matmul(
-                    [g.out_channels, patch, positions],
-                    &mut dw,
-                    Operand::rows(dy, positions),
-                    Operand::transposed(&cols, positions),
+                    [patch, g.out_channels, positions],
+                    &mut dw_t,
+                    Operand::rows(&cols, positions),
+                    Operand::transposed(dy, positions),
                     n > 0,
                 );
                 for (total, row) in db.iter_mut().zip(dy.chunks(positions.max(1))) {
                     *total += lane_sum(row);
                 }
             }
-            (dw, db)
+            (dw_t, db)
         })
         .collect();
     let mut partials = partials.into_iter();
-    let (mut dw, mut db) = partials
+    let (mut dw_t, mut db) = partials
         .next()
         .unwrap_or_else(|| (vec![0.0; g.weight_len()], vec![0.0; db_len]));
     for (partial_w, partial_b) in partials {
-        add_into(&mut dw, &partial_w);
+        add_into(&mut dw_t, &partial_w);
         add_into(&mut db, &partial_b);
     }
-    (dw, db)
+    (transpose(&dw_t, [patch, g.out_channels]), db)
+}
+
+/// The transpose of the row-major `[rows, cols]` matrix `values`.
+fn transpose(values: &[f32], [rows, cols]: [usize; 2]) -> Vec<f32> {
+    (0..cols * rows)
+        .map(|i| values[(i % rows) * cols + i / rows])
+        .collect()
 }
 
 /// `total += part`, value by value.
