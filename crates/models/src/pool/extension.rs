@@ -39,9 +39,7 @@ pub trait WindowMaxPool2dOps: Backend {
         x: FloatTensor<Self>,
         window: [usize; 2],
     ) -> (FloatTensor<Self>, IntTensor<Self>) {
-        let pooled =
-            Self::max_pool2d_with_indices(x, window, window, [0, 0], [1, 1], false, IntDType::I64);
-        (pooled.output, pooled.indices)
+        burns_window_max_pool2d_with_indices::<Self>(x, window)
     }
 
     /// The gradient of `x` from the output's gradient, routed by the codes
@@ -54,6 +52,17 @@ pub trait WindowMaxPool2dOps: Backend {
     ) -> FloatTensor<Self> {
         burns_window_max_pool2d_backward::<Self>(x, codes, output_grad, window)
     }
+}
+
+/// Burn's max pooling on `B` over disjoint `window`s, with its `i64`
+/// indices of each maximum.
+fn burns_window_max_pool2d_with_indices<B: Backend>(
+    x: FloatTensor<B>,
+    window: [usize; 2],
+) -> (FloatTensor<B>, IntTensor<B>) {
+    let pooled =
+        B::max_pool2d_with_indices(x, window, window, [0, 0], [1, 1], false, IntDType::I64);
+    (pooled.output, pooled.indices)
 }
 
 /// Burn's max-pool gradient on `B` for disjoint `window`s, from its
@@ -108,16 +117,7 @@ impl WindowMaxPool2dOps for Flex {
 
     fn window_max_pool2d_with_codes(x: FlexTensor, window: [usize; 2]) -> (FlexTensor, FlexTensor) {
         let Some(g) = flex_geometry(&x, window).filter(kernels::codes_fit) else {
-            let pooled = Self::max_pool2d_with_indices(
-                x,
-                window,
-                window,
-                [0, 0],
-                [1, 1],
-                false,
-                IntDType::I64,
-            );
-            return (pooled.output, pooled.indices);
+            return burns_window_max_pool2d_with_indices::<Self>(x, window);
         };
         let shape = x.shape();
         let x = contiguous(x);

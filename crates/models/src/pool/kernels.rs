@@ -109,8 +109,9 @@ impl PoolGeometry {
     }
 
     /// Pools one plane into `out` and writes, for each window, the
-    /// position of its maximum in `codes` ([`forward_with_codes`]).
-    fn choose_plane(&self, plane: &[f32], out: &mut [f32], codes: &mut [u8]) {
+    /// position of its maximum in `codes` ([`forward_with_codes`]);
+    /// `offsets` are [`Self::code_offsets`].
+    fn choose_plane(&self, plane: &[f32], out: &mut [f32], codes: &mut [u8], offsets: &[usize]) {
         if self.window == [2, 2] {
             return self.choose_plane_2x2(plane, out, codes);
         }
@@ -121,8 +122,8 @@ impl PoolGeometry {
             let (oh, ow) = (w / out_w, w % out_w);
             let corner = oh * wh * width + ow * ww;
             let (mut max, mut at) = (plane[corner], 0);
-            for k in 1..wh * ww {
-                let value = plane[corner + (k / ww) * width + k % ww];
+            for (k, &offset) in offsets.iter().enumerate().skip(1) {
+                let value = plane[corner + offset];
                 if value > max || value.is_nan() {
                     (max, at) = (value, k);
                 }
@@ -226,12 +227,12 @@ pub fn forward_with_codes(g: &PoolGeometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
     assert!(codes_fit(g), "a window of at most 256 values");
     let len = g.planes * g.output_plane();
     let (mut out, mut codes) = (vec![0.0; len], vec![0; len]);
-    let chunk = g.output_plane().max(1);
+    let (chunk, offsets) = (g.output_plane().max(1), g.code_offsets());
     out.par_chunks_mut(chunk)
         .zip(codes.par_chunks_mut(chunk))
         .enumerate()
         .with_min_len(MIN_PLANES_PER_TASK)
-        .for_each(|(p, (out, codes))| g.choose_plane(g.plane(x, p), out, codes));
+        .for_each(|(p, (out, codes))| g.choose_plane(g.plane(x, p), out, codes, &offsets));
     (out, codes)
 }
 
