@@ -304,7 +304,13 @@ pub fn resolve_devices(spec: &str, backend: &ChosenBackend) -> CliResult<Devices
             "Cpu" => WgpuDeviceKind::Cpu,
             _ => WgpuDeviceKind::Other(rank),
         };
-        Ok(WgpuDevice::new(kind).into())
+        let device: Device = WgpuDevice::new(kind).into();
+        // Start its runtime now, with the drivers' stderr lines silenced as
+        // for the default device (`wgpu_stack`): a device named by index
+        // comes up on its own instance, which would otherwise print them
+        // from the first training step.
+        without_driver_noise(|| burn_name(&device));
+        Ok(device)
     };
     let list: Vec<(String, Device)> = if let Ok(count) = spec.parse::<usize>() {
         if count == 0 {

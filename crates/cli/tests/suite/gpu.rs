@@ -166,3 +166,44 @@ fn training_on_wgpu_runs_fused_and_stays_within_tolerance_of_flex_from_the_same_
     // Training went on: the fused epochs lowered the loss as flex's did.
     assert!(fused[2]["loss"] < fused[0]["loss"], "{fused:?}");
 }
+
+/// Two workers on the one wgpu adapter (`--devices wgpu:0,wgpu:0`) train,
+/// and stderr carries only burnfit's own lines: a device named by index
+/// comes up on its own wgpu instance, whose display libraries printed
+/// `error: XDG_RUNTIME_DIR is invalid…` four times on a headless machine
+/// until its runtime was started with their stderr silenced.
+#[test]
+fn two_workers_on_one_wgpu_adapter_train_without_driver_noise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+    let run = tmp.path().join("two");
+    let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(["train", config.to_str().unwrap(), "--run-dir"])
+        .arg(&run)
+        .args([
+            "--backend",
+            "wgpu",
+            "--devices",
+            "wgpu:0,wgpu:0",
+            "--epochs",
+            "1",
+        ])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("WAYLAND_DISPLAY", "wayland-0")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    if no_adapter(&out) {
+        eprintln!("skipped: no wgpu adapter (make test installs lavapipe)");
+        return;
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(history(&run).len(), 1, "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("warning: ") || l.trim().is_empty()),
+        "only our own warnings on stderr:\n{stderr}"
+    );
+}
