@@ -18,9 +18,15 @@
 #
 # Writes to $OUT (default: the current directory): bench-BUILD-BATCH.txt for
 # each build at batch 64 and 256 (the header names the Burn stack, fusion
-# and autotune), devices1.txt and devices2.txt (one and two workers on the
-# GPU, the committed subset), and flagship.txt when FLAGSHIP_DATA names the
-# full Fashion-MNIST (the flagship's 10 epochs, timed).
+# and autotune), flagship.txt when FLAGSHIP_DATA names the full
+# Fashion-MNIST (the flagship's 10 epochs, timed; cut at FLAGSHIP_TIMEOUT
+# seconds, 300 by default, so that the rest still runs; flagship-run.tgz
+# holds its history.csv and summary.json), devices1.txt and
+# devices2.txt (one and two workers on the GPU, the committed subset), and
+# stages.txt (each stage's wall time). Most informative first, so that a
+# run cut short by its time limit still brings back the batch-64 figures.
+# FLEX=1 adds flex (the GPU machine's own CPU cores) beside the first
+# build at batch 64; STEPS, REPEATS and MODELS shrink a smoke test.
 #
 # No CUDA run: the binary has no CUDA backend. Burn's burn-cuda (CubeCL
 # 0.11) compiles its kernels through LLVM, which its build downloads
@@ -28,6 +34,9 @@
 # (README, "Speed").
 set -euo pipefail
 out=${OUT:-.}
+steps=${STEPS:-20}
+repeats=${REPEATS:-3}
+models=${MODELS:-mlp,simple_cnn,cnn}
 
 # The binary at $1, unpacked to /tmp/$2 when it is xz-compressed.
 unpack() {
@@ -41,6 +50,21 @@ unpack() {
   echo "$binary"
 }
 
+# Runs "$@" as the stage named $1 (its output in $OUT/$1.txt) and records
+# its wall time; a failed stage is reported and the next one still runs.
+stage() {
+  local name=$1 start=$SECONDS rc=0
+  shift
+  "$@" 2>&1 | tee "$out/$name.txt" || rc=$?
+  echo "$name: $((SECONDS - start)) s, exit code $rc" | tee -a "$out/stages.txt"
+}
+
+bench() {
+  local binary=$1 batch=$2 backends=$3
+  "$binary" bench --backends "$backends" --models "$models" --memory-epochs 0 \
+    --loader-batches 0 --steps "$steps" --repeats "$repeats" --batch "$batch"
+}
+
 fused=$(unpack "${1:?usage: gpu-bench.sh FUSED_BINARY[.xz] [UNFUSED_BINARY[.xz]]}" burnfit-fused)
 builds=(fused:$fused)
 if [[ -n ${2:-} ]]; then
@@ -48,23 +72,24 @@ if [[ -n ${2:-} ]]; then
 fi
 nvidia-smi -L || true
 
-# Batch 64 (the goals in issue 24) and 256, each build in turn; flex beside
-# the first for the CPU of the same machine.
-for batch in 64 256; do
-  backends=wgpu,flex
-  for build in "${builds[@]}"; do
-    "${build#*:}" bench --backends $backends --models mlp,simple_cnn,cnn --memory-epochs 0 \
-      --loader-batches 0 --steps 20 --repeats 3 --batch $batch | tee "$out/bench-${build%%:*}-$batch.txt"
-    backends=wgpu
-  done
+# Batch 64 (the goals in issue 24), each build in turn.
+first_backends=wgpu${FLEX:+,flex}
+for build in "${builds[@]}"; do
+  stage "bench-${build%%:*}-64" bench "${build#*:}" 64 "$first_backends"
+  first_backends=wgpu
 done
-# Two workers on the one GPU, then one, on the committed subset.
-"$fused" train configs/fashion_mnist_cnn.toml --backend wgpu --data data/fashion-mnist-subset \
-  --epochs 2 --devices wgpu:0,wgpu:0 --run-dir /tmp/gpu-two | tee "$out/devices2.txt"
-"$fused" train configs/fashion_mnist_cnn.toml --backend wgpu --data data/fashion-mnist-subset \
-  --epochs 2 --run-dir /tmp/gpu-one | tee "$out/devices1.txt"
 # The flagship's 10 epochs on full Fashion-MNIST, when the data is here.
 if [[ -n ${FLAGSHIP_DATA:-} ]]; then
-  "$fused" train configs/fashion_mnist_cnn.toml --backend wgpu --data "$FLAGSHIP_DATA" \
-    --run-dir /tmp/gpu-flagship | tee "$out/flagship.txt"
+  stage flagship timeout "${FLAGSHIP_TIMEOUT:-300}" "$fused" train configs/fashion_mnist_cnn.toml \
+    --backend wgpu --data "$FLAGSHIP_DATA" --run-dir /tmp/gpu-flagship
+  tar czf "$out/flagship-run.tgz" -C /tmp/gpu-flagship history.csv summary.json || true
 fi
+# Batch 256, each build in turn.
+for build in "${builds[@]}"; do
+  stage "bench-${build%%:*}-256" bench "${build#*:}" 256 wgpu
+done
+# Two workers on the one GPU, then one, on the committed subset.
+stage devices2 "$fused" train configs/fashion_mnist_cnn.toml --backend wgpu \
+  --data data/fashion-mnist-subset --epochs 2 --devices wgpu:0,wgpu:0 --run-dir /tmp/gpu-two
+stage devices1 "$fused" train configs/fashion_mnist_cnn.toml --backend wgpu \
+  --data data/fashion-mnist-subset --epochs 2 --run-dir /tmp/gpu-one
