@@ -16,6 +16,11 @@
 #            xz -T2 -3 -c /tmp/${b%%:*} > .gpu/${b%%:*}.xz; done
 #   there: bash scripts/gpu-bench.sh .gpu/fused.xz .gpu/unfused.xz
 #
+# The device tool's working tree is limited to 64 MiB: the fused binary
+# (25 MB as xz) with full Fashion-MNIST (30 MB, FLAGSHIP_DATA) fills it, so
+# then run the fused binary with the data in one call and the unfused one
+# in a second call on the warm machine (docs/benchmarks.md, "GPU").
+#
 # Writes to $OUT (default: the current directory): bench-BUILD-BATCH.txt for
 # each build at batch 64 and 256 (the header names the Burn stack, fusion
 # and autotune), flagship.txt when FLAGSHIP_DATA names the full
