@@ -4,7 +4,7 @@
 # here, carried as .gpu/*.xz. Within 8 minutes on an H200-class machine.
 #
 #   FUSED    the default build (Burn's fusion and autotune on):
-#            `make test` builds target/debug/burnfit.
+#            `make run` builds target/debug/burnfit.
 #   UNFUSED  optional, the same CLI without them, for the side-by-side:
 #            cargo build -p burnfit-cli --no-default-features
 #              --target-dir target/unfused
@@ -18,8 +18,12 @@
 #
 # The device tool's working tree is limited to 64 MiB: the fused binary
 # (25 MB as xz) with full Fashion-MNIST (30 MB, FLAGSHIP_DATA) fills it, so
-# then run the fused binary with the data in one call and the unfused one
-# in a second call on the warm machine (docs/benchmarks.md, "GPU").
+# take two calls, the second while the machine is still warm:
+#   1. both binaries:        bash scripts/gpu-bench.sh .gpu/fused.xz .gpu/unfused.xz
+#   2. the fused one, data:  STAGES=flagship FLAGSHIP_DATA=.gpu/fmnist \
+#                              bash scripts/gpu-bench.sh .gpu/fused.xz
+# STAGES picks the stages, in this order: bench64 flagship bench256
+# devices (all by default).
 #
 # Writes to $OUT (default: the current directory): bench-BUILD-BATCH.txt for
 # each build at batch 64 and 256 (the header names the Burn stack, fusion
@@ -77,23 +81,29 @@ if [[ -n ${2:-} ]]; then
 fi
 nvidia-smi -L || true
 
+stages=" ${STAGES:-bench64 flagship bench256 devices} "
+wanted() { [[ $stages == *" $1 "* ]]; }
+
 # Batch 64 (the goals in issue 24), each build in turn.
 first_backends=wgpu${FLEX:+,flex}
 for build in "${builds[@]}"; do
+  wanted bench64 || break
   stage "bench-${build%%:*}-64" bench "${build#*:}" 64 "$first_backends"
   first_backends=wgpu
 done
 # The flagship's 10 epochs on full Fashion-MNIST, when the data is here.
-if [[ -n ${FLAGSHIP_DATA:-} ]]; then
+if wanted flagship && [[ -n ${FLAGSHIP_DATA:-} ]]; then
   stage flagship timeout "${FLAGSHIP_TIMEOUT:-300}" "$fused" train configs/fashion_mnist_cnn.toml \
     --backend wgpu --data "$FLAGSHIP_DATA" --run-dir /tmp/gpu-flagship
   tar czf "$out/flagship-run.tgz" -C /tmp/gpu-flagship history.csv summary.json || true
 fi
 # Batch 256, each build in turn.
 for build in "${builds[@]}"; do
+  wanted bench256 || break
   stage "bench-${build%%:*}-256" bench "${build#*:}" 256 wgpu
 done
 # Two workers on the one GPU, then one, on the committed subset.
+wanted devices || exit 0
 stage devices2 "$fused" train configs/fashion_mnist_cnn.toml --backend wgpu \
   --data data/fashion-mnist-subset --epochs 2 --devices wgpu:0,wgpu:0 --run-dir /tmp/gpu-two
 stage devices1 "$fused" train configs/fashion_mnist_cnn.toml --backend wgpu \
