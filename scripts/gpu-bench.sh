@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU figures for docs/benchmarks.md ("GPU"), on a machine with a GPU and a
 # Vulkan driver but no Rust toolchain: run it there with CLI binaries built
-# here, carried as .gpu/*.xz. Within 8 minutes on an H200-class machine.
+# here, carried as .gpu/*.xz. About 7.5 minutes on a lent H200 (2026-12-04:
+# 321 s and 115 s for the two calls below).
 #
 #   FUSED    the default build (Burn's fusion and autotune on):
 #            `make run` builds target/debug/burnfit.
@@ -78,6 +79,14 @@ fused=$(unpack "${1:?usage: gpu-bench.sh FUSED_BINARY[.xz] [UNFUSED_BINARY[.xz]]
 builds=(fused:$fused)
 if [[ -n ${2:-} ]]; then
   builds+=(unfused:$(unpack "$2" burnfit-unfused))
+fi
+# The lent H200 machines keep NVIDIA's Vulkan driver manifest outside the
+# loader's search path (with the loader itself carried in as .gl/*.deb:
+# /work/.library/device/README.md); point the loader at it.
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [[ -z ${VK_DRIVER_FILES:-} && -e $nvidia_icd ]] &&
+  ! ls /usr/share/vulkan/icd.d/nvidia* /etc/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
+  export VK_DRIVER_FILES=$nvidia_icd
 fi
 nvidia-smi -L || true
 
