@@ -41,9 +41,11 @@ pub mod kernels;
 /// ```
 #[derive(Clone)]
 pub struct FusedAdam {
-    /// β₁, β₂ and ε.
+    /// β₁, β₂ and ε (read by the fused step, which needs `flex`).
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     settings: [f32; 3],
     /// The L2 weight-decay penalty (Burn's `WeightDecayConfig`).
+    #[cfg_attr(not(feature = "flex"), allow(dead_code))]
     penalty: Option<f32>,
     /// Burn's own Adam with the same settings, for what is not fused.
     burns: Adam,
