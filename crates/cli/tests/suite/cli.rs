@@ -3,8 +3,8 @@
 use std::process::{Command, Output};
 
 use crate::common::{
-    burnfit, repo, small_config, subset, tensorboard_dump, tensorboard_python, text, train_flex,
-    train_for,
+    assert_only_our_warnings, burnfit, repo, small_config, subset, tensorboard_dump,
+    tensorboard_python, text, train_flex, train_for,
 };
 
 #[test]
@@ -411,14 +411,7 @@ fn a_cpu_run_prints_no_stray_lines_from_gpu_probing() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
-    assert!(
-        stderr
-            .lines()
-            .all(|l| l.starts_with("warning: ") || l.trim().is_empty()),
-        "only our own warnings on stderr:\n{stderr}"
-    );
+    assert_only_our_warnings(&out);
     assert!(text(&out).contains("burnfit: backend"), "{}", text(&out));
 }
 

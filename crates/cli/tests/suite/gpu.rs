@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{repo, subset, text};
+use crate::common::{assert_only_our_warnings, repo, subset, text};
 
 /// An MLP without dropout (flex's and wgpu's random streams differ) on 400
 /// training images in batches of 50: 8 steps an epoch, 3 epochs.
@@ -199,11 +199,5 @@ fn two_workers_on_one_wgpu_adapter_train_without_driver_noise() {
     }
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(history(&run).len(), 1, "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr
-            .lines()
-            .all(|l| l.starts_with("warning: ") || l.trim().is_empty()),
-        "only our own warnings on stderr:\n{stderr}"
-    );
+    assert_only_our_warnings(&out);
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{burnfit, repo, small_config, text, train_for};
+use crate::common::{assert_only_our_warnings, burnfit, repo, small_config, text, train_for};
 
 /// One line, `error:`, exit code 2, and these words.
 fn assert_one_error(out: &Output, words: &[&str]) {
@@ -229,14 +229,7 @@ fn a_resume_on_a_cpu_backend_prints_nothing_from_gpu_probing() {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
-    assert!(
-        stderr
-            .lines()
-            .all(|l| l.starts_with("warning: ") || l.trim().is_empty()),
-        "only our own warnings on stderr:\n{stderr}"
-    );
+    assert_only_our_warnings(&out);
 }
 
 #[test]

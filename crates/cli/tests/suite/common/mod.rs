@@ -56,6 +56,19 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// Asserts that stderr holds only burnfit's own `warning:` lines (no
+/// driver or library noise such as `error: XDG_RUNTIME_DIR is invalid…`).
+pub fn assert_only_our_warnings(output: &Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("warning: ") || l.trim().is_empty()),
+        "only our own warnings on stderr:\n{stderr}"
+    );
+}
+
 /// A small but real config: MLP on 600 subset images.
 pub fn small_config(dir: &Path, model: &str, extra: &str) -> PathBuf {
     let path = dir.join("small.toml");
