@@ -16,7 +16,7 @@
 #            strip -o /tmp/${b%%:*} ${b#*:} && mkdir -p .gpu &&
 #            xz -T2 -3 -c /tmp/${b%%:*} > .gpu/${b%%:*}.xz; done
 #   there: bash scripts/gpu-bench.sh .gpu/fused.xz .gpu/unfused.xz
-#   (the lent machines have NVIDIA's driver but no Vulkan loader: carry
+#   (a lent machine may have NVIDIA's driver but no Vulkan loader: carry
 #   libvulkan1 and unpack it first, as /work/.library/device/README.md says)
 #
 # The device tool's working tree is limited to 64 MiB: the fused binary
