@@ -1,5 +1,9 @@
 //! The 2-D convolution and both its gradients on plain `f32` slices, as
-//! im2col/col2im and gemm, one sample per task.
+//! im2col/col2im and gemm, one sample per task. The 3×3 stride-1
+//! convolutions with enough channels ([`super::winograd::applies`]) take
+//! Winograd's F(2×2, 3×3) instead, with 2.25× fewer multiplications
+//! ([`super::winograd`]); [`forward`], [`input_grad`] and the weight
+//! gradients choose.
 //!
 //! Layouts are Burn's: the input `[batch, in_channels, height, width]`, the
 //! weight `[out_channels, in_channels, kernel_h, kernel_w]` and the output
@@ -41,6 +45,8 @@ use std::mem::MaybeUninit;
 
 use crate::buffers::{assume_written, par_build, par_build_uninit};
 use crate::relu::relu;
+
+use super::winograd;
 
 /// Samples per partial weight gradient. Fixed, so that the order of the
 /// floating-point additions (and so the result) does not depend on the
@@ -345,14 +351,14 @@ fn scatter_row(g: &Geometry, j: usize, src: &[f32], dst: &mut [f32]) {
 /// A row-major matrix operand: its values and `(row, column)` strides (a
 /// transpose is the same values with the strides swapped).
 #[derive(Clone, Copy)]
-struct Operand<'a> {
+pub(super) struct Operand<'a> {
     values: &'a [f32],
     row_stride: usize,
     col_stride: usize,
 }
 
 impl<'a> Operand<'a> {
-    fn rows(values: &'a [f32], cols: usize) -> Self {
+    pub(super) fn rows(values: &'a [f32], cols: usize) -> Self {
         Self {
             values,
             row_stride: cols,
@@ -360,7 +366,7 @@ impl<'a> Operand<'a> {
         }
     }
 
-    fn transposed(values: &'a [f32], cols: usize) -> Self {
+    pub(super) fn transposed(values: &'a [f32], cols: usize) -> Self {
         Self {
             values,
             row_stride: 1,
@@ -370,7 +376,13 @@ impl<'a> Operand<'a> {
 }
 
 /// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`, on this thread.
-fn matmul(dims: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand, accumulate: bool) {
+pub(super) fn matmul(
+    dims: [usize; 3],
+    dst: &mut [f32],
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
     // SAFETY: `dst` is initialised, exclusively borrowed, `dst.len()` long.
     unsafe { gemm_into(dims, dst.as_mut_ptr(), dst.len(), lhs, rhs, accumulate) }
 }
@@ -468,6 +480,9 @@ pub struct Epilogue<'a> {
 ///
 /// When the bias does not have one value per output channel.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    if winograd::applies(g) {
+        return winograd::forward(g, x, weight, epilogue);
+    }
     let positions = g.positions();
     let extended;
     let (weight, rows) = match epilogue.bias {
@@ -533,6 +548,9 @@ fn with_bias_column(g: &Geometry, weight: &[f32], bias: &[f32]) -> Vec<f32> {
 /// The gradient of the input, `[batch, in_channels, height, width]`, from the
 /// output's gradient `dy`.
 pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    if winograd::applies(g) {
+        return winograd::input_grad(g, weight, dy);
+    }
     let (patch, positions) = (g.patch(), g.positions());
     par_build(
         g.batch * g.input_len(),
@@ -572,6 +590,9 @@ pub fn weight_and_bias_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> (Vec<f32>, V
 /// `Σₙ dy[n] · cols(x[n])ᵀ`, and with `bias` the row sums of `dy`. Chunks of
 /// [`WEIGHT_GRAD_CHUNK`] samples are summed apart, then added in order.
 fn weight_grad_with(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> (Vec<f32>, Vec<f32>) {
+    if winograd::applies(g) {
+        return (winograd::weight_grad(g, x, dy), bias_grad(g, dy, bias));
+    }
     let (patch, positions) = (g.patch(), g.positions());
     let db_len = if bias { g.out_channels } else { 0 };
     let partials: Vec<(Vec<f32>, Vec<f32>)> = x
@@ -615,6 +636,33 @@ fn weight_grad_with(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> (Vec<f32
     (transpose(&dw_t, [patch, g.out_channels]), db)
 }
 
+/// The bias's gradient (`dy` summed per output channel over the samples,
+/// in the weight gradient's fixed chunks), or nothing without `bias`.
+fn bias_grad(g: &Geometry, dy: &[f32], bias: bool) -> Vec<f32> {
+    if !bias {
+        return Vec::new();
+    }
+    let positions = g.positions();
+    let partials: Vec<Vec<f32>> = dy
+        .par_chunks((g.output_len() * WEIGHT_GRAD_CHUNK).max(1))
+        .map(|dy| {
+            let mut db = vec![0.0; g.out_channels];
+            for dy in dy.chunks(g.output_len().max(1)) {
+                for (total, row) in db.iter_mut().zip(dy.chunks(positions.max(1))) {
+                    *total += lane_sum(row);
+                }
+            }
+            db
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut db = partials.next().unwrap_or_else(|| vec![0.0; g.out_channels]);
+    for partial in partials {
+        add_into(&mut db, &partial);
+    }
+    db
+}
+
 /// The transpose of the row-major `[rows, cols]` matrix `values`.
 fn transpose(values: &[f32], [rows, cols]: [usize; 2]) -> Vec<f32> {
     (0..cols * rows)
@@ -623,7 +671,7 @@ fn transpose(values: &[f32], [rows, cols]: [usize; 2]) -> Vec<f32> {
 }
 
 /// `total += part`, value by value.
-fn add_into(total: &mut [f32], part: &[f32]) {
+pub(super) fn add_into(total: &mut [f32], part: &[f32]) {
     for (t, p) in total.iter_mut().zip(part) {
         *t += p;
     }

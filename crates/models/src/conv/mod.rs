@@ -1,8 +1,9 @@
 //! The models' 2-D convolutions: [`conv2d`] runs a Burn [`Conv2d`] layer
 //! (and [`conv2d_relu`] the layer followed by a ReLU), on flex (Burn's CPU
 //! backend) through our own im2col/col2im + gemm kernels for the forward
-//! pass *and every gradient*, with the bias and the ReLU folded in,
-//! elsewhere through Burn.
+//! pass *and every gradient*, with the bias and the ReLU folded in (3×3
+//! stride-1 layers with enough channels as Winograd's F(2×2, 3×3),
+//! [`winograd`]), elsewhere through Burn.
 //!
 //! Why: on flex a convolution's backward cost 3–4× its forward (Burn
 //! computes the input gradient as a transposed convolution and the weight
@@ -42,6 +43,8 @@ pub mod kernels;
 /// The first convolution of a network (one input channel), direct rather
 /// than through the gemm.
 pub mod stem;
+#[cfg(feature = "flex")]
+pub mod winograd;
 
 /// `conv.forward(x)`: on a flex device (with or without autodiff) through
 /// [`extension::GemmConv2dOps`] when the crate's `flex` feature is on,
@@ -232,6 +235,38 @@ mod tests {
             Conv2dConfig::new([3, 8], [3, 3]).with_padding(PaddingConfig2d::Same),
             [4, 3, 10, 9],
         );
+    }
+
+    /// Shapes the Winograd path takes ([`winograd::applies`]), with
+    /// and without padding, an odd output, with and without the ReLU.
+    #[test]
+    fn winograd_shapes_match_burn() {
+        for (config, input) in [
+            (Conv2dConfig::new([32, 8], [3, 3]), [3, 32, 9, 8]),
+            (
+                Conv2dConfig::new([16, 9], [3, 3]).with_padding(PaddingConfig2d::Same),
+                [2, 16, 17, 16],
+            ),
+        ] {
+            let [batch, channels, h, w] = input;
+            let geometry = kernels::Geometry {
+                batch,
+                in_channels: channels,
+                input: [h, w],
+                out_channels: config.channels[1],
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: match config.padding {
+                    PaddingConfig2d::Same => [(1, 1), (1, 1)],
+                    _ => [(0, 0), (0, 0)],
+                },
+                dilation: [1, 1],
+            };
+            assert!(winograd::applies(&geometry), "{geometry:?}");
+            for relu in [false, true] {
+                check_against_burn_with(config.clone(), input, relu);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,838 @@
+//! 3×3 convolutions of stride 1 as Winograd's minimal filtering F(2×2, 3×3)
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+//! 2016): the forward, the input gradient and the weight gradient, on the
+//! layouts of [`super::kernels`].
+//!
+//! Each 2×2 block of outputs (a *tile*) reads a 4×4 block of the padded
+//! input. In the transformed domain the 3×3 convolution of a tile is an
+//! elementwise product of 16 values, so the channel sums become 16 gemms
+//! per sample, `M[ξ] = U[ξ] · V[ξ]` (out × in channels times in channels ×
+//! tiles), with 2.25× fewer multiplications than im2col's one gemm:
+//!
+//! * forward: `V = Bᵀ d B` per input tile, `U = G g Gᵀ` per filter, `y = Aᵀ
+//!   M A` per output tile, then the bias and the ReLU of the [`Epilogue`];
+//! * input gradient: the forward of the output gradient with the filters
+//!   turned by 180° and their channels swapped ("full" correlation), whose
+//!   padding is `2 − p` where the convolution's is `p`;
+//! * weight gradient: the adjoint of the forward, `dW = Gᵀ (Σ_tiles (A dY
+//!   Aᵀ) ⊙ (Bᵀ d B)) G`: the sum over tiles is again 16 gemms, over the
+//!   same transformed input as the forward.
+//!
+//! Invariants:
+//! * **The convolution's values within float rounding** (the transforms
+//!   reorder the sums): tested against a direct convolution in `f64` for
+//!   odd and even sizes, every padding up to 2, and both gradients.
+//! * **Deterministic whatever the number of threads**: the forward and the
+//!   input gradient write disjoint samples; the weight gradient sums fixed
+//!   chunks of [`WEIGHT_GRAD_CHUNK`] samples, then the chunks in order (as
+//!   [`super::kernels`] does).
+//! * **Taken only where it is the same convolution** ([`applies`]): 3×3,
+//!   stride 1, dilation 1, padding at most 2 on every side, and enough
+//!   channels on both sides for the 16 gemms to pay for the transforms.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::kernels::{Epilogue, Geometry, Operand, WEIGHT_GRAD_CHUNK, add_into, matmul};
+use crate::buffers::par_build_uninit;
+use crate::relu::relu;
+
+/// Values of a transformed tile (4 × 4).
+const XI: usize = 16;
+
+/// Fewest channels, in and out, for which the transforms pay off: at one
+/// input channel (a network's first layer) the gemm has nothing to save.
+pub const MIN_CHANNELS: usize = 8;
+
+/// Below this many input channels, the outputs must be at least
+/// [`MIN_POSITIONS_WITH_FEW_CHANNELS`] for the transforms to pay off:
+/// `examples/op_profile` measured a 16→32 convolution at 14 × 14 slower
+/// this way (4.4 against 3.1 ms for the forward and both gradients) and a
+/// 16→16 one at 28 × 28 faster (5.1 against 6.4 ms); from 32 input channels
+/// every measured shape was faster.
+const FEW_CHANNELS: usize = 32;
+
+/// See [`FEW_CHANNELS`]: 16 × 16 outputs.
+const MIN_POSITIONS_WITH_FEW_CHANNELS: usize = 256;
+
+/// Whether the convolution `g` is one this module computes: 3×3, stride
+/// and dilation 1, padding at most 2, at least [`MIN_CHANNELS`] channels in
+/// and out (and, below [`FEW_CHANNELS`] input channels, at least 16 × 16
+/// outputs), and a non-empty output.
+pub fn applies(g: &Geometry) -> bool {
+    g.kernel == [3, 3]
+        && g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && g.padding.iter().all(|&(a, b)| a <= 2 && b <= 2)
+        && g.in_channels >= MIN_CHANNELS
+        && g.out_channels >= MIN_CHANNELS
+        && (g.in_channels >= FEW_CHANNELS || g.positions() >= MIN_POSITIONS_WITH_FEW_CHANNELS)
+        && g.is_valid()
+        && g.positions() > 0
+}
+
+/// Where a convolution's tiles lie: `tiles` 2×2 output blocks, each
+/// reading a 4×4 block of the input padded by the convolution's padding on
+/// the top and left (`before`) and by zeros to the tiles' reach.
+///
+/// The padded input is kept as four *parity planes* (even or odd rows ×
+/// even or odd columns), each `[tiles_h + 1, tiles_w + 1]`: a tile's four
+/// rows are then rows `a` and `a + 1` of two planes, and its four columns
+/// columns `b` and `b + 1`, so that every transform is a pass over whole
+/// planes. The transformed values are laid out the same way, one *slot*
+/// per plane position of the first `tiles_h` rows: the slot of each row's
+/// last column is not a tile (its values are computed and then ignored, and
+/// are zero in the output gradient, so they add nothing to the weight
+/// gradient). That costs the gemms `1 / tiles_w` more columns and saves
+/// every gather.
+#[derive(Clone, Copy)]
+struct Tiling {
+    tiles: [usize; 2],
+    before: [usize; 2],
+}
+
+impl Tiling {
+    fn new(g: &Geometry) -> Self {
+        Self {
+            tiles: g.output().map(|n| n.div_ceil(2)),
+            before: [g.padding[0].0, g.padding[1].0],
+        }
+    }
+
+    /// Columns of a parity plane: `tiles_w + 1`.
+    fn half(&self) -> usize {
+        self.tiles[1] + 1
+    }
+
+    /// Slots of the transformed values: `tiles_h × (tiles_w + 1)`.
+    fn slots(&self) -> usize {
+        self.tiles[0] * self.half()
+    }
+
+    /// Values of a parity plane, with one spare zero at the end (the
+    /// column after the last slot's).
+    fn plane_len(&self) -> usize {
+        (self.tiles[0] + 1) * self.half() + 1
+    }
+}
+
+/// The 16 transformed filters `U[ξ] = (G g Gᵀ)[ξ]`, each `[rows, cols]`
+/// row-major, where `weight(r, c)` is the 3×3 filter of gemm row `r` and
+/// column `c`.
+fn transform_filters(
+    rows: usize,
+    cols: usize,
+    weight: impl Fn(usize, usize) -> [f32; 9],
+) -> Vec<f32> {
+    let mut u = vec![0.0; XI * rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            let g = weight(r, c);
+            // G g: 4 × 3.
+            let mut gg = [[0.0f32; 3]; 4];
+            for j in 0..3 {
+                let (a, b, d) = (g[j], g[3 + j], g[6 + j]);
+                gg[0][j] = a;
+                gg[1][j] = 0.5 * (a + b + d);
+                gg[2][j] = 0.5 * (a - b + d);
+                gg[3][j] = d;
+            }
+            // (G g) Gᵀ: 4 × 4.
+            for (i, row) in gg.iter().enumerate() {
+                let [a, b, d] = *row;
+                let t = [a, 0.5 * (a + b + d), 0.5 * (a - b + d), d];
+                for (j, v) in t.into_iter().enumerate() {
+                    u[((i * 4 + j) * rows + r) * cols + c] = v;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// The scratch of one task: the four parity planes of an input channel and
+/// those of an output gradient channel, twelve rows of
+/// intermediate combinations, the transformed input `V[ξ][channel][slot]`
+/// and the 16 gemms' products `M[ξ][out][slot]` (or, for the weight
+/// gradient, the transformed output gradient `Z[ξ][out][slot]`).
+struct Scratch {
+    planes: [Vec<f32>; 4],
+    grad_planes: [Vec<f32>; 4],
+    rows: Vec<f32>,
+    v: Vec<f32>,
+    m: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(t: &Tiling, in_channels: usize, products: usize) -> Self {
+        Self {
+            planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
+            grad_planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
+            rows: vec![0.0; 12 * (t.slots() + 1)],
+            v: vec![0.0; XI * in_channels * t.slots()],
+            m: vec![0.0; XI * products * t.slots()],
+        }
+    }
+}
+
+/// Fills the parity planes (`half` columns each) from one `[h, w]` channel
+/// placed at `before` in a plane of `2 × rows` padded rows: padded row `r`
+/// goes, its even and odd columns apart, to row `r / 2` of planes `2 (r %
+/// 2)` and `2 (r % 2) + 1`.
+///
+/// Only the channel's own positions are written: every other one (the
+/// padding, the columns past the tiles' reach, the spare) is zero from
+/// [`Scratch::new`] and stays so, since every channel of every sample
+/// written into these planes has the same shape and place.
+#[inline(always)]
+fn fill_planes(
+    planes: &mut [Vec<f32>; 4],
+    half: usize,
+    rows: usize,
+    [top, left]: [usize; 2],
+    [h, w]: [usize; 2],
+    src: &[f32],
+) {
+    let cols = w.min((2 * half).saturating_sub(left));
+    for r in 0..h.min((2 * rows).saturating_sub(top)) {
+        let padded = top + r;
+        let (first, second) = planes.split_at_mut(2);
+        let (even, odd) = if padded % 2 == 0 { first } else { second }.split_at_mut(1);
+        let at = (padded / 2) * half + left / 2;
+        let row = &src[r * w..][..cols];
+        // Column left + k is even for even k when `left` is even.
+        if left % 2 == 0 {
+            deinterleave(row, &mut even[0][at..], &mut odd[0][at..]);
+        } else {
+            deinterleave(row, &mut odd[0][at..], &mut even[0][at + 1..]);
+        }
+    }
+}
+
+/// `first[i] = src[2i]`, `second[i] = src[2i + 1]`.
+#[inline(always)]
+fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) {
+    let pairs = src.len() / 2;
+    for ((a, b), pair) in first[..pairs]
+        .iter_mut()
+        .zip(&mut second[..pairs])
+        .zip(src.chunks_exact(2))
+    {
+        *a = pair[0];
+        *b = pair[1];
+    }
+    if src.len() % 2 == 1 {
+        first[pairs] = src[2 * pairs];
+    }
+}
+
+/// Defines `$name`, which runs `$body` (an `#[inline(always)]` function)
+/// compiled for AVX2 where the CPU has it, so that the transforms' loops
+/// use 8-lane vectors (the crate's baseline, SSE2, has 4). The same
+/// arithmetic either way, so the same values.
+macro_rules! wide {
+    ($name:ident => $body:ident ($($arg:ident: $ty:ty),* $(,)?)) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: the CPU has AVX2.
+                return unsafe { avx2($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+wide!(transform_input => transform_input_body(
+    t: &Tiling, input: [usize; 2], channels: usize, x: &[f32], s: &mut Scratch,
+));
+wide!(transform_output => transform_output_body(
+    t: &Tiling, out: [usize; 2], outputs: usize, m: &[f32], rows: &mut [f32],
+    epilogue: Epilogue, y: &mut [MaybeUninit<f32>],
+));
+wide!(transform_output_grad => transform_output_grad_body(
+    t: &Tiling, out: [usize; 2], outputs: usize, dy: &[f32], s: &mut Scratch,
+));
+
+/// `outputs[q][k] = f(inputs[·][k])[q]` for every `k` below the outputs'
+/// length: one pass over equally long rows, which the compiler vectorises.
+#[inline(always)]
+fn map_rows<const I: usize, const O: usize>(
+    inputs: [&[f32]; I],
+    outputs: [&mut [f32]; O],
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
+    let n = outputs.first().map_or(0, |o| o.len());
+    let inputs = inputs.map(|row| &row[..n]);
+    let mut outputs = outputs.map(|row| &mut row[..n]);
+    for k in 0..n {
+        let mut args = [0.0; I];
+        for (arg, row) in args.iter_mut().zip(&inputs) {
+            *arg = row[k];
+        }
+        let values = f(args);
+        for (row, value) in outputs.iter_mut().zip(values) {
+            row[k] = value;
+        }
+    }
+}
+
+/// `O` disjoint runs of `len` values of `values`, starting at `starts`
+/// (increasing, at least `len` apart).
+#[inline(always)]
+fn runs<const O: usize>(values: &mut [f32], starts: [usize; O], len: usize) -> [&mut [f32]; O] {
+    let mut rest = values;
+    let mut taken = 0;
+    starts.map(|start| {
+        let tail = std::mem::take(&mut rest);
+        let (run, after) = tail[start - taken..].split_at_mut(len);
+        rest = after;
+        taken = start + len;
+        run
+    })
+}
+
+/// The rows of `Bᵀ d` from the four rows `d` of a tile:
+/// `Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]` (and, on columns, `d B`).
+#[inline(always)]
+fn input_combination([d0, d1, d2, d3]: [f32; 4]) -> [f32; 4] {
+    [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+}
+
+/// `V[ξ][c][slot] = (Bᵀ d B)[ξ]` for every channel of one sample `x`
+/// (`[channels, h, w]`): the rows of `Bᵀ d` over whole parity planes (a
+/// tile's rows are rows `a` of the even-row and of the odd-row planes, then
+/// rows `a + 1` of both), then `· B` from them (a tile's columns are even
+/// column `b`, odd `b`, even `b + 1`, odd `b + 1`). Short passes of at most
+/// four rows in and out, which the compiler vectorises (one pass of 16
+/// does not).
+#[inline(always)]
+fn transform_input_body(
+    t: &Tiling,
+    input: [usize; 2],
+    channels: usize,
+    x: &[f32],
+    s: &mut Scratch,
+) {
+    let (half, slots) = (t.half(), t.slots());
+    let n = slots + 1;
+    let [h, w] = input;
+    let Scratch {
+        planes, rows, v, ..
+    } = s;
+    for c in 0..channels {
+        fill_planes(
+            planes,
+            half,
+            t.tiles[0] + 1,
+            t.before,
+            input,
+            &x[c * h * w..][..h * w],
+        );
+        for parity in 0..2 {
+            let (even_rows, odd_rows) = (&planes[parity], &planes[2 + parity]);
+            let d = [
+                &even_rows[..n],
+                &odd_rows[..n],
+                &even_rows[half..half + n],
+                &odd_rows[half..half + n],
+            ];
+            let out = &mut rows[parity * 4 * n..][..4 * n];
+            map_rows(d, runs(out, [0, n, 2 * n, 3 * n], n), input_combination);
+        }
+        for i in 0..4 {
+            let e = &rows[i * n..][..n];
+            let o = &rows[(4 + i) * n..][..n];
+            let starts = std::array::from_fn(|j| ((i * 4 + j) * channels + c) * slots);
+            map_rows(
+                [&e[..slots], &o[..slots], &e[1..], &o[1..]],
+                runs(v, starts, slots),
+                input_combination,
+            );
+        }
+    }
+}
+
+/// `y = Aᵀ m A` of every tile of `M[ξ][out][slot]`, with `Aᵀ = [1 1 1 0; 0
+/// 1 −1 −1]`, the bias added and the ReLU applied as `epilogue` asks, into
+/// one sample's `[outputs, oh, ow]` (tiles past an odd edge are cut).
+#[inline(always)]
+fn transform_output_body(
+    t: &Tiling,
+    [oh, ow]: [usize; 2],
+    outputs: usize,
+    m: &[f32],
+    rows: &mut [f32],
+    epilogue: Epilogue,
+    y: &mut [MaybeUninit<f32>],
+) {
+    let (half, slots) = (t.half(), t.slots());
+    let a_t = |[m0, m1, m2, m3]: [f32; 4]| [m0 + m1 + m2, m1 - m2 - m3];
+    let (r, ends) = rows.split_at_mut(8 * slots);
+    let [even0, odd0, even1, odd1] = runs(ends, [0, slots, 2 * slots, 3 * slots], slots);
+    for o in 0..outputs {
+        let bias = epilogue.bias.map_or(0.0, |b| b[o]);
+        // Aᵀ m: r[j] and r[4 + j] are column j of its two rows.
+        for j in 0..4 {
+            let m: [&[f32]; 4] =
+                std::array::from_fn(|i| &m[((i * 4 + j) * outputs + o) * slots..][..slots]);
+            map_rows(m, runs(r, [j * slots, (4 + j) * slots], slots), a_t);
+        }
+        // · A, the bias and the ReLU: each tile row's even and odd columns.
+        for (i, [even, odd]) in [[&mut *even0, &mut *odd0], [&mut *even1, &mut *odd1]]
+            .into_iter()
+            .enumerate()
+        {
+            let r: [&[f32]; 4] = std::array::from_fn(|j| &r[(4 * i + j) * slots..][..slots]);
+            map_rows(r, [even, odd], |columns| {
+                a_t(columns).map(|value| {
+                    let value = value + bias;
+                    if epilogue.relu { relu(value) } else { value }
+                })
+            });
+        }
+        for row in 0..oh {
+            let (a, i) = (row / 2, row % 2);
+            let (even, odd) = if i == 0 {
+                (&*even0, &*odd0)
+            } else {
+                (&*even1, &*odd1)
+            };
+            let (even, odd) = (
+                &even[a * half..][..ow.div_ceil(2)],
+                &odd[a * half..][..ow / 2],
+            );
+            interleave(even, odd, &mut y[(o * oh + row) * ow..][..ow]);
+        }
+    }
+}
+
+/// `out = even[0], odd[0], even[1], odd[1], …` (`even` one longer than
+/// `odd` when `out`'s length is odd).
+#[inline(always)]
+fn interleave(even: &[f32], odd: &[f32], out: &mut [MaybeUninit<f32>]) {
+    let pairs = odd.len();
+    for ((pair, &e), &o) in out[..2 * pairs].chunks_exact_mut(2).zip(even).zip(odd) {
+        pair[0] = MaybeUninit::new(e);
+        pair[1] = MaybeUninit::new(o);
+    }
+    if let (Some(last), Some(&e)) = (out.get_mut(2 * pairs), even.get(pairs)) {
+        *last = MaybeUninit::new(e);
+    }
+}
+
+/// The convolution of `x` with the transformed filters `u` (`U[ξ][out][in]`)
+/// over the geometry `g`, with the epilogue, as [`super::kernels::forward`].
+fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    let t = Tiling::new(g);
+    let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
+    let fill = |n: usize, y: &mut [MaybeUninit<f32>], s: &mut Scratch| {
+        let x = &x[n * g.input_len()..(n + 1) * g.input_len()];
+        transform_input(&t, g.input, cin, x, s);
+        for xi in 0..XI {
+            matmul(
+                [cout, count, cin],
+                &mut s.m[xi * cout * count..(xi + 1) * cout * count],
+                Operand::rows(&u[xi * cout * cin..(xi + 1) * cout * cin], cin),
+                Operand::rows(&s.v[xi * cin * count..(xi + 1) * cin * count], count),
+                false,
+            );
+        }
+        transform_output(&t, g.output(), cout, &s.m, &mut s.rows, epilogue, y);
+    };
+    // SAFETY: each chunk is one sample's output, `out_channels × oh × ow`
+    // values, and `transform_output` writes every one of them: the tiles
+    // cover every output row and column (2 × ceil(n / 2) ≥ n).
+    unsafe {
+        par_build_uninit(
+            g.batch * g.output_len(),
+            g.output_len(),
+            samples_per_task(g.batch),
+            || Scratch::new(&t, cin, cout),
+            fill,
+        )
+    }
+}
+
+/// Fewest samples a task of the forward takes: a quarter of an even share
+/// of the batch per thread. Each task builds its own [`Scratch`] (the
+/// transformed input and products of a sample, about 1 MiB for `simple_cnn`'s
+/// second convolution), so splitting the batch down to single samples
+/// cost more in allocating and zeroing those than it gained in balance.
+fn samples_per_task(batch: usize) -> usize {
+    batch.div_ceil(4 * rayon::current_num_threads()).max(1)
+}
+
+/// The forward of [`super::kernels::forward`] for a convolution that
+/// [`applies`].
+pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    debug_assert!(applies(g));
+    if let Some(bias) = epilogue.bias {
+        assert_eq!(bias.len(), g.out_channels, "one bias per output channel");
+    }
+    let cin = g.in_channels;
+    let u = transform_filters(g.out_channels, cin, |o, c| {
+        weight[(o * cin + c) * 9..][..9].try_into().expect("9 taps")
+    });
+    forward_transformed(g, x, &u, epilogue)
+}
+
+/// The "full" correlation whose forward is the input gradient of `g`: the
+/// output gradient as input, the convolution's channels swapped, padding
+/// `2 − p` on each side, so that its output is `g`'s input.
+fn transposed(g: &Geometry) -> Geometry {
+    Geometry {
+        in_channels: g.out_channels,
+        out_channels: g.in_channels,
+        input: g.output(),
+        padding: g.padding.map(|(a, b)| (2 - a, 2 - b)),
+        ..*g
+    }
+}
+
+/// The input gradient of [`super::kernels::input_grad`] for a convolution
+/// that [`applies`].
+pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    debug_assert!(applies(g));
+    let full = transposed(g);
+    debug_assert_eq!(full.output(), g.input);
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    // Row c, column o: filter (o, c) turned by 180°.
+    let u = transform_filters(cin, cout, |c, o| {
+        let f = &weight[(o * cin + c) * 9..][..9];
+        std::array::from_fn(|k| f[8 - k])
+    });
+    forward_transformed(&full, dy, &u, Epilogue::default())
+}
+
+/// `Z[ξ][out][slot] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of each tile of
+/// one sample's output gradient `dy` (`[outputs, oh, ow]`; zero past an odd
+/// edge and in the slots that are not tiles), with `A = (Aᵀ)ᵀ`, `Aᵀ = [1 1
+/// 1 0; 0 1 −1 −1]`: over its parity planes (a tile's `e` is even row `a`,
+/// columns even and odd `b`, and odd row `a`, the same columns).
+#[inline(always)]
+fn transform_output_grad_body(
+    t: &Tiling,
+    out: [usize; 2],
+    outputs: usize,
+    dy: &[f32],
+    s: &mut Scratch,
+) {
+    let slots = t.slots();
+    let [oh, ow] = out;
+    let Scratch {
+        grad_planes: planes,
+        m: z,
+        ..
+    } = s;
+    for o in 0..outputs {
+        fill_planes(
+            planes,
+            t.half(),
+            t.tiles[0],
+            [0, 0],
+            out,
+            &dy[o * oh * ow..][..oh * ow],
+        );
+        let e: [&[f32]; 4] = std::array::from_fn(|k| &planes[k][..slots]);
+        for i in 0..4 {
+            let starts = std::array::from_fn(|j| ((i * 4 + j) * outputs + o) * slots);
+            map_rows(e, runs(z, starts, slots), |[p0, q0, p1, q1]| {
+                // Row i of A e: e0, e0 + e1, e0 − e1, −e1; then · Aᵀ.
+                let (p, q) = match i {
+                    0 => (p0, q0),
+                    1 => (p0 + p1, q0 + q1),
+                    2 => (p0 - p1, q0 - q1),
+                    _ => (-p1, -q1),
+                };
+                [p, p + q, p - q, -q]
+            });
+        }
+    }
+}
+
+/// The weight gradient of [`super::kernels::weight_grad`] for a
+/// convolution that [`applies`]: `[out, in, 3, 3]`.
+pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    debug_assert!(applies(g));
+    let t = Tiling::new(g);
+    let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
+    let sums = XI * cout * cin;
+    let partials: Vec<Vec<f32>> = x
+        .par_chunks(g.input_len() * WEIGHT_GRAD_CHUNK)
+        .zip(dy.par_chunks(g.output_len() * WEIGHT_GRAD_CHUNK))
+        .map(|(x, dy)| {
+            let mut s = Scratch::new(&t, cin, cout);
+            let mut total = vec![0.0; sums];
+            for (n, (x, dy)) in x
+                .chunks(g.input_len())
+                .zip(dy.chunks(g.output_len()))
+                .enumerate()
+            {
+                transform_input(&t, g.input, cin, x, &mut s);
+                transform_output_grad(&t, g.output(), cout, dy, &mut s);
+                for xi in 0..XI {
+                    // S[ξ] (out × in) += Z[ξ] (out × slots) · V[ξ]ᵀ: gemm
+                    // packs V, the smaller of the two.
+                    matmul(
+                        [cout, cin, count],
+                        &mut total[xi * cout * cin..(xi + 1) * cout * cin],
+                        Operand::rows(&s.m[xi * cout * count..(xi + 1) * cout * count], count),
+                        Operand::transposed(&s.v[xi * cin * count..(xi + 1) * cin * count], count),
+                        n > 0,
+                    );
+                }
+            }
+            total
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut total = partials.next().unwrap_or_else(|| vec![0.0; sums]);
+    for partial in partials {
+        add_into(&mut total, &partial);
+    }
+    filters_from_transformed(&total, cout, cin)
+}
+
+/// `dW[o][c] = Gᵀ S[·][o][c] G` (3 × 3) from the summed transformed
+/// products `S[ξ][o][c]`, with `Gᵀ = [1 ½ ½ 0; 0 ½ −½
+/// 0; 0 ½ ½ 1]`.
+fn filters_from_transformed(s: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut dw = vec![0.0; rows * cols * 9];
+    let gt = |v: [f32; 4]| {
+        [
+            v[0] + 0.5 * (v[1] + v[2]),
+            0.5 * (v[1] - v[2]),
+            0.5 * (v[1] + v[2]) + v[3],
+        ]
+    };
+    for r in 0..rows {
+        for c in 0..cols {
+            let at = |i: usize, j: usize| s[((i * 4 + j) * rows + r) * cols + c];
+            // Gᵀ S: 3 × 4, column by column.
+            let cols4: [[f32; 3]; 4] =
+                std::array::from_fn(|j| gt([at(0, j), at(1, j), at(2, j), at(3, j)]));
+            for i in 0..3 {
+                let out = gt([cols4[0][i], cols4[1][i], cols4[2][i], cols4[3][i]]);
+                dw[(r * cols + c) * 9 + i * 3..][..3].copy_from_slice(&out);
+            }
+        }
+    }
+    dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::kernels;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    /// Every geometry the module takes, odd and even sizes, padding 0–2
+    /// (also uneven), a batch that leaves a short last chunk.
+    fn geometries() -> Vec<Geometry> {
+        let base = Geometry {
+            batch: 11,
+            in_channels: 32,
+            input: [7, 6],
+            out_channels: 9,
+            kernel: [3, 3],
+            stride: [1, 1],
+            padding: [(0, 0), (0, 0)],
+            dilation: [1, 1],
+        };
+        vec![
+            base,
+            Geometry {
+                padding: [(1, 1), (1, 1)],
+                ..base
+            },
+            Geometry {
+                padding: [(2, 2), (2, 2)],
+                input: [5, 8],
+                ..base
+            },
+            Geometry {
+                padding: [(0, 2), (1, 0)],
+                input: [6, 9],
+                in_channels: 33,
+                out_channels: 8,
+                ..base
+            },
+            Geometry {
+                input: [3, 3],
+                batch: 2,
+                ..base
+            },
+        ]
+    }
+
+    /// The convolution and both gradients computed in `f64`, directly.
+    fn direct(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32]) -> [Vec<f32>; 3] {
+        let [oh, ow] = g.output();
+        let [h, wd] = g.input;
+        let mut y = vec![0.0f64; g.batch * g.output_len()];
+        let mut dx = vec![0.0f64; x.len()];
+        let mut dw = vec![0.0f64; w.len()];
+        for n in 0..g.batch {
+            for o in 0..g.out_channels {
+                for r in 0..oh {
+                    for col in 0..ow {
+                        let yi = ((n * g.out_channels + o) * oh + r) * ow + col;
+                        for c in 0..g.in_channels {
+                            for i in 0..3 {
+                                for j in 0..3 {
+                                    let ih = (r + i) as isize - g.padding[0].0 as isize;
+                                    let iw = (col + j) as isize - g.padding[1].0 as isize;
+                                    if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.in_channels + c) * h + ih as usize) * wd
+                                        + iw as usize;
+                                    let wi = ((o * g.in_channels + c) * 3 + i) * 3 + j;
+                                    y[yi] += x[xi] as f64 * w[wi] as f64;
+                                    dx[xi] += dy[yi] as f64 * w[wi] as f64;
+                                    dw[wi] += dy[yi] as f64 * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        [y, dx, dw].map(|v| v.into_iter().map(|v| v as f32).collect())
+    }
+
+    fn assert_close(ours: &[f32], reference: &[f32], what: &str, g: &Geometry) {
+        assert_eq!(ours.len(), reference.len(), "{what} {g:?}");
+        for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{what}[{k}]: {a} vs {b}, {g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn applies_only_to_3x3_stride_1_with_enough_channels() {
+        let g = geometries()[1];
+        assert!(applies(&g));
+        assert!(!applies(&Geometry {
+            stride: [2, 2],
+            ..g
+        }));
+        assert!(!applies(&Geometry {
+            dilation: [1, 2],
+            ..g
+        }));
+        assert!(!applies(&Geometry {
+            kernel: [3, 5],
+            ..g
+        }));
+        assert!(!applies(&Geometry {
+            padding: [(3, 1), (1, 1)],
+            ..g
+        }));
+        assert!(!applies(&Geometry {
+            in_channels: 1,
+            ..g
+        }));
+        let few = Geometry {
+            in_channels: 16,
+            ..g
+        };
+        assert!(!applies(&few), "16 channels at 7 × 6");
+        assert!(applies(&Geometry {
+            input: [16, 16],
+            ..few
+        }));
+    }
+
+    #[test]
+    fn forward_and_gradients_equal_a_direct_convolution() {
+        for g in geometries() {
+            assert!(applies(&g), "{g:?}");
+            let x = values(g.batch * g.input_len(), 1);
+            let w = values(g.weight_len(), 2);
+            let dy = values(g.batch * g.output_len(), 3);
+            let [y, dx, dw] = direct(&g, &x, &w, &dy);
+            assert_close(&forward(&g, &x, &w, Epilogue::default()), &y, "y", &g);
+            assert_close(&input_grad(&g, &w, &dy), &dx, "dx", &g);
+            assert_close(&weight_grad(&g, &x, &dy), &dw, "dw", &g);
+        }
+    }
+
+    #[test]
+    fn the_epilogue_adds_the_bias_then_clamps_at_zero() {
+        let g = geometries()[3];
+        let x = values(g.batch * g.input_len(), 4);
+        let w = values(g.weight_len(), 5);
+        let bias = values(g.out_channels, 6);
+        let positions = g.positions();
+        let [y, _, _] = direct(&g, &x, &w, &vec![0.0; g.batch * g.output_len()]);
+        let reference: Vec<f32> = y
+            .into_iter()
+            .enumerate()
+            .map(|(k, y)| (y + bias[(k / positions) % g.out_channels]).max(0.0))
+            .collect();
+        let epilogue = Epilogue {
+            bias: Some(&bias),
+            relu: true,
+        };
+        assert_close(
+            &forward(&g, &x, &w, epilogue),
+            &reference,
+            "relu(y + b)",
+            &g,
+        );
+    }
+
+    #[test]
+    fn the_kernels_take_this_path_where_it_applies() {
+        let g = geometries()[0];
+        let x = values(g.batch * g.input_len(), 7);
+        let w = values(g.weight_len(), 8);
+        let dy = values(g.batch * g.output_len(), 9);
+        let epilogue = Epilogue::default();
+        assert_eq!(
+            kernels::forward(&g, &x, &w, epilogue),
+            forward(&g, &x, &w, epilogue)
+        );
+        assert_eq!(kernels::input_grad(&g, &w, &dy), input_grad(&g, &w, &dy));
+        assert_eq!(kernels::weight_grad(&g, &x, &dy), weight_grad(&g, &x, &dy));
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_number_of_threads() {
+        let g = Geometry {
+            batch: 21,
+            ..geometries()[1]
+        };
+        let x = values(g.batch * g.input_len(), 10);
+        let w = values(g.weight_len(), 11);
+        let dy = values(g.batch * g.output_len(), 12);
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    (
+                        forward(&g, &x, &w, Epilogue::default()),
+                        input_grad(&g, &w, &dy),
+                        weight_grad(&g, &x, &dy),
+                    )
+                })
+        };
+        assert!(run(1) == run(3), "bitwise equal on 1 and 3 threads");
+    }
+}
