@@ -41,6 +41,10 @@ use crate::relu::relu;
 /// Values of a transformed tile (4 × 4).
 const XI: usize = 16;
 
+/// The slots are counted in multiples of this: `gemm`'s `f32` vector width
+/// with AVX-512 (see [`Tiling::slots`]).
+const SLOT_MULTIPLE: usize = 16;
+
 /// Fewest channels, in and out, for which the transforms pay off: at one
 /// input channel (a network's first layer) the gemm has nothing to save.
 pub const MIN_CHANNELS: usize = 8;
@@ -105,15 +109,21 @@ impl Tiling {
         self.tiles[1] + 1
     }
 
-    /// Slots of the transformed values: `tiles_h × (tiles_w + 1)`.
+    /// Slots of the transformed values: `tiles_h × (tiles_w + 1)`, rounded
+    /// up to a whole number of 16-lane vectors. `gemm` then reads the
+    /// transformed input where it lies, where it copies it into its own
+    /// layout first when the count is not a multiple of its vector width
+    /// (`gemm-common`'s `do_prepack_lhs`). The extra slots are not tiles
+    /// either.
     fn slots(&self) -> usize {
-        self.tiles[0] * self.half()
+        (self.tiles[0] * self.half()).next_multiple_of(SLOT_MULTIPLE)
     }
 
-    /// Values of a parity plane, with one spare zero at the end (the
-    /// column after the last slot's).
+    /// Values of a parity plane: its rows, and zeros past them for the
+    /// reach of the last slots (a tile reads up to row `a + 1` and column
+    /// `b + 1` of a plane).
     fn plane_len(&self) -> usize {
-        (self.tiles[0] + 1) * self.half() + 1
+        self.half() + self.slots() + 1
     }
 }
 
