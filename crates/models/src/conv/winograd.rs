@@ -175,15 +175,37 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// A scratch for the tiling `t`. The two large buffers (`v` and `m`,
+    /// about 1 MiB for `simple_cnn`'s second convolution) come from this
+    /// thread's [`SPARE`] when it holds them: every value of them is
+    /// written before it is read (the input transform writes all of `v`,
+    /// a gemm or the output gradient's transform all of `m`), so they need
+    /// no zeroing, which cost a `memset` of them per task.
     fn new(t: &Tiling, in_channels: usize, products: usize) -> Self {
+        let [mut v, mut m] = SPARE.take();
+        v.resize(XI * in_channels * t.slots(), 0.0);
+        m.resize(XI * products * t.slots(), 0.0);
         Self {
             planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
             grad_planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
             rows: vec![0.0; 12 * (t.slots() + 1)],
-            v: vec![0.0; XI * in_channels * t.slots()],
-            m: vec![0.0; XI * products * t.slots()],
+            v,
+            m,
         }
     }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        SPARE.set([std::mem::take(&mut self.v), std::mem::take(&mut self.m)]);
+    }
+}
+
+thread_local! {
+    /// The large buffers of the last [`Scratch`] dropped on this thread,
+    /// for the next one (a task takes them; one that finds them taken
+    /// allocates its own).
+    static SPARE: std::cell::Cell<[Vec<f32>; 2]> = const { std::cell::Cell::new([Vec::new(), Vec::new()]) };
 }
 
 /// Fills the parity planes (`half` columns each) from one `[h, w]` channel
