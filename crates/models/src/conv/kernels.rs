@@ -38,89 +38,18 @@
 //!   bias's gradient is summed in the weight's fixed chunks
 //!   ([`weight_and_bias_grad`]).
 
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
 
-use crate::buffers::{assume_written, par_build, par_build_uninit};
+use crate::buffers::{par_build, par_build_uninit};
 use crate::relu::relu;
 
+use super::gemm::{Operand, add_into, matmul, matmul_overwrite};
+pub use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK};
 use super::winograd;
 
-/// Samples per partial weight gradient. Fixed, so that the order of the
-/// floating-point additions (and so the result) does not depend on the
-/// number of threads.
-pub const WEIGHT_GRAD_CHUNK: usize = 8;
-
-/// The shape of one convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    /// Samples in the batch.
-    pub batch: usize,
-    /// Input channels.
-    pub in_channels: usize,
-    /// Input `[height, width]`.
-    pub input: [usize; 2],
-    /// Output channels.
-    pub out_channels: usize,
-    /// Kernel `[height, width]`.
-    pub kernel: [usize; 2],
-    /// Stride `[vertical, horizontal]`.
-    pub stride: [usize; 2],
-    /// Padding `[(top, bottom), (left, right)]`.
-    pub padding: [(usize, usize); 2],
-    /// Dilation `[vertical, horizontal]`.
-    pub dilation: [usize; 2],
-}
-
 impl Geometry {
-    /// Output `[height, width]`.
-    pub fn output(&self) -> [usize; 2] {
-        std::array::from_fn(|d| {
-            let (begin, end) = self.padding[d];
-            let span = self.dilation[d] * (self.kernel[d] - 1) + 1;
-            (self.input[d] + begin + end - span) / self.stride[d] + 1
-        })
-    }
-
-    /// Whether the kernel (dilated) fits in the padded input.
-    pub fn is_valid(&self) -> bool {
-        (0..2).all(|d| {
-            let (begin, end) = self.padding[d];
-            self.kernel[d] > 0
-                && self.stride[d] > 0
-                && self.dilation[d] > 0
-                && self.input[d] + begin + end > self.dilation[d] * (self.kernel[d] - 1)
-        })
-    }
-
-    /// Rows of a sample's columns: `in_channels · kernel_h · kernel_w`.
-    pub fn patch(&self) -> usize {
-        self.in_channels * self.kernel[0] * self.kernel[1]
-    }
-
-    /// Columns of a sample's columns: `out_h · out_w`.
-    pub fn positions(&self) -> usize {
-        let [h, w] = self.output();
-        h * w
-    }
-
-    /// Values of one input sample.
-    pub fn input_len(&self) -> usize {
-        self.in_channels * self.input[0] * self.input[1]
-    }
-
-    /// Values of one output sample.
-    pub fn output_len(&self) -> usize {
-        self.out_channels * self.positions()
-    }
-
-    /// Values of the weight.
-    pub fn weight_len(&self) -> usize {
-        self.out_channels * self.patch()
-    }
-
     /// The input row that output row `oh` reads with kernel row `i`
     /// (negative or past the end: padding).
     fn input_row(&self, oh: usize, i: usize) -> isize {
@@ -348,127 +277,6 @@ fn scatter_row(g: &Geometry, j: usize, src: &[f32], dst: &mut [f32]) {
     }
 }
 
-/// A row-major matrix operand: its values and `(row, column)` strides (a
-/// transpose is the same values with the strides swapped).
-#[derive(Clone, Copy)]
-pub(super) struct Operand<'a> {
-    values: &'a [f32],
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> Operand<'a> {
-    pub(super) fn rows(values: &'a [f32], cols: usize) -> Self {
-        Self {
-            values,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    pub(super) fn transposed(values: &'a [f32], cols: usize) -> Self {
-        Self {
-            values,
-            row_stride: 1,
-            col_stride: cols,
-        }
-    }
-}
-
-/// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`, on this thread.
-pub(super) fn matmul(
-    dims: [usize; 3],
-    dst: &mut [f32],
-    lhs: Operand,
-    rhs: Operand,
-    accumulate: bool,
-) {
-    // SAFETY: `dst` is initialised, exclusively borrowed, `dst.len()` long.
-    unsafe { gemm_into(dims, dst.as_mut_ptr(), dst.len(), lhs, rhs, accumulate) }
-}
-
-/// `dst (m×n, row-major) = lhs (m×k) · rhs (k×n)` into a buffer of exactly
-/// `m × n` values that need not be initialised (gemm does not read its
-/// output here), on this thread; the written values.
-fn matmul_overwrite<'a>(
-    dims @ [m, n, _]: [usize; 3],
-    dst: &'a mut [MaybeUninit<f32>],
-    lhs: Operand,
-    rhs: Operand,
-) -> &'a mut [f32] {
-    assert_eq!(dst.len(), m * n, "an output of m × n values");
-    // SAFETY: `dst` is exclusively borrowed and `dst.len()` long;
-    // `MaybeUninit<f32>` has `f32`'s layout; without `accumulate` gemm
-    // writes every one of the m × n values and reads none of them, so they
-    // are all initialised afterwards.
-    unsafe {
-        gemm_into(dims, dst.as_mut_ptr().cast(), dst.len(), lhs, rhs, false);
-        assume_written(dst)
-    }
-}
-
-/// The gemm of [`matmul`] on a raw output.
-///
-/// # Safety
-///
-/// `dst` must be valid for writes of `dst_len` values, not aliased, and
-/// initialised when `accumulate` is set.
-unsafe fn gemm_into(
-    [m, n, k]: [usize; 3],
-    dst: *mut f32,
-    dst_len: usize,
-    lhs: Operand,
-    rhs: Operand,
-    accumulate: bool,
-) {
-    assert!(dst_len >= m * n);
-    let reach = |o: &Operand, rows: usize, cols: usize| {
-        rows == 0
-            || cols == 0
-            || (rows - 1) * o.row_stride + (cols - 1) * o.col_stride < o.values.len()
-    };
-    assert!(
-        reach(&lhs, m, k) && reach(&rhs, k, n),
-        "matmul operand out of bounds"
-    );
-    // SAFETY: the asserts above keep every index gemm reads (row·rs + col·cs
-    // below the given sizes) inside the slices, and the caller gives room
-    // for m×n values at strides (n, 1), readable when `accumulate` is set.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            n as isize,
-            accumulate,
-            lhs.values.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.values.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-}
-
-/// What the forward does to the gemm's product before handing it out: add
-/// a bias per output channel, clamp at zero (ReLU). The default is neither.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Epilogue<'a> {
-    /// One value per output channel, added to each of its outputs.
-    pub bias: Option<&'a [f32]>,
-    /// Whether the outputs are clamped at zero afterwards.
-    pub relu: bool,
-}
-
 /// The convolution, `[batch, out_channels, out_h, out_w]`, with the
 /// [`Epilogue`]'s bias and ReLU applied.
 ///
@@ -668,13 +476,6 @@ fn transpose(values: &[f32], [rows, cols]: [usize; 2]) -> Vec<f32> {
     (0..cols * rows)
         .map(|i| values[(i % rows) * cols + i / rows])
         .collect()
-}
-
-/// `total += part`, value by value.
-pub(super) fn add_into(total: &mut [f32], part: &[f32]) {
-    for (t, p) in total.iter_mut().zip(part) {
-        *t += p;
-    }
 }
 
 /// Lanes of [`lane_sum`]: one AVX-512 register of `f32`.

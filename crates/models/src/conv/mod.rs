@@ -39,6 +39,10 @@ use stem::conv2d_stem;
 #[cfg(feature = "flex")]
 pub mod extension;
 #[cfg(feature = "flex")]
+mod gemm;
+#[cfg(feature = "flex")]
+mod geometry;
+#[cfg(feature = "flex")]
 pub mod kernels;
 /// The first convolution of a network (one input channel), direct rather
 /// than through the gemm.

@@ -34,7 +34,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::kernels::{Epilogue, Geometry, Operand, WEIGHT_GRAD_CHUNK, add_into, matmul};
+use super::gemm::{Operand, add_into, matmul};
+use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK};
 use crate::buffers::par_build_uninit;
 use crate::relu::relu;
 

@@ -1,0 +1,128 @@
+//! One gemm on this thread over row-major operands given by their strides
+//! (the `gemm` crate, no threads of its own: the kernels spread samples
+//! over rayon's pool instead), shared by [`super::kernels`] and
+//! [`super::winograd`].
+
+use std::mem::MaybeUninit;
+
+use gemm::{Parallelism, gemm};
+
+use crate::buffers::assume_written;
+
+/// A row-major matrix operand: its values and `(row, column)` strides (a
+/// transpose is the same values with the strides swapped).
+#[derive(Clone, Copy)]
+pub(super) struct Operand<'a> {
+    values: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    pub(super) fn rows(values: &'a [f32], cols: usize) -> Self {
+        Self {
+            values,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    pub(super) fn transposed(values: &'a [f32], cols: usize) -> Self {
+        Self {
+            values,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+}
+
+/// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`, on this thread.
+pub(super) fn matmul(
+    dims: [usize; 3],
+    dst: &mut [f32],
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
+    // SAFETY: `dst` is initialised, exclusively borrowed, `dst.len()` long.
+    unsafe { gemm_into(dims, dst.as_mut_ptr(), dst.len(), lhs, rhs, accumulate) }
+}
+
+/// `dst (m×n, row-major) = lhs (m×k) · rhs (k×n)` into a buffer of exactly
+/// `m × n` values that need not be initialised (gemm does not read its
+/// output here), on this thread; the written values.
+pub(super) fn matmul_overwrite<'a>(
+    dims @ [m, n, _]: [usize; 3],
+    dst: &'a mut [MaybeUninit<f32>],
+    lhs: Operand,
+    rhs: Operand,
+) -> &'a mut [f32] {
+    assert_eq!(dst.len(), m * n, "an output of m × n values");
+    // SAFETY: `dst` is exclusively borrowed and `dst.len()` long;
+    // `MaybeUninit<f32>` has `f32`'s layout; without `accumulate` gemm
+    // writes every one of the m × n values and reads none of them, so they
+    // are all initialised afterwards.
+    unsafe {
+        gemm_into(dims, dst.as_mut_ptr().cast(), dst.len(), lhs, rhs, false);
+        assume_written(dst)
+    }
+}
+
+/// The gemm of [`matmul`] on a raw output.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `dst_len` values, not aliased, and
+/// initialised when `accumulate` is set.
+unsafe fn gemm_into(
+    [m, n, k]: [usize; 3],
+    dst: *mut f32,
+    dst_len: usize,
+    lhs: Operand,
+    rhs: Operand,
+    accumulate: bool,
+) {
+    assert!(dst_len >= m * n);
+    let reach = |o: &Operand, rows: usize, cols: usize| {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * o.row_stride + (cols - 1) * o.col_stride < o.values.len()
+    };
+    assert!(
+        reach(&lhs, m, k) && reach(&rhs, k, n),
+        "matmul operand out of bounds"
+    );
+    // SAFETY: the asserts above keep every index gemm reads (row·rs + col·cs
+    // below the given sizes) inside the slices, and the caller gives room
+    // for m×n values at strides (n, 1), readable when `accumulate` is set.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            accumulate,
+            lhs.values.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.values.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}
+
+/// `total += part`, value by value.
+pub(super) fn add_into(total: &mut [f32], part: &[f32]) {
+    for (t, p) in total.iter_mut().zip(part) {
+        *t += p;
+    }
+}
