@@ -111,10 +111,10 @@ impl Tiling {
     }
 
     /// Slots of the transformed values: `tiles_h × (tiles_w + 1)`, rounded
-    /// up to a whole number of 16-lane vectors. `gemm` then reads the
-    /// transformed input where it lies, where it copies it into its own
-    /// layout first when the count is not a multiple of its vector width
-    /// (`gemm-common`'s `do_prepack_lhs`). The extra slots are not tiles
+    /// up to a whole number of 16-lane vectors, so that `gemm` reads the
+    /// transformed input where it lies (it copies it into its own layout
+    /// first when the count is not a multiple of its vector width:
+    /// `gemm-common`'s `do_prepack_lhs`). The extra slots are not tiles
     /// either.
     fn slots(&self) -> usize {
         (self.tiles[0] * self.half()).next_multiple_of(SLOT_MULTIPLE)
@@ -163,8 +163,8 @@ fn transform_filters(
 }
 
 /// The scratch of one task: the four parity planes of an input channel and
-/// those of an output gradient channel, twelve rows of
-/// intermediate combinations, the transformed input `V[ξ][channel][slot]`
+/// those of an output gradient channel, twelve rows of intermediate
+/// combinations, the transformed input `V[ξ][channel][slot]`
 /// and the 16 gemms' products `M[ξ][out][slot]` (or, for the weight
 /// gradient, the transformed output gradient `Z[ξ][out][slot]`).
 struct Scratch {
