@@ -3,7 +3,7 @@
 //! backend) through our own im2col/col2im + gemm kernels for the forward
 //! pass *and every gradient*, with the bias and the ReLU folded in (3×3
 //! stride-1 layers with enough channels as Winograd's F(2×2, 3×3),
-//! [`winograd`]), elsewhere through Burn.
+//! `winograd`), elsewhere through Burn.
 //!
 //! Why: on flex a convolution's backward cost 3–4× its forward (Burn
 //! computes the input gradient as a transposed convolution and the weight

@@ -63,8 +63,8 @@ const MIN_POSITIONS_WITH_FEW_CHANNELS: usize = 256;
 
 /// Whether the convolution `g` is one this module computes: 3×3, stride
 /// and dilation 1, padding at most 2, at least [`MIN_CHANNELS`] channels in
-/// and out (and, below [`FEW_CHANNELS`] input channels, at least 16 × 16
-/// outputs), and a non-empty output.
+/// and out (and, below 32 input channels, at least 16 × 16 outputs: see
+/// `FEW_CHANNELS`), and a non-empty output.
 pub fn applies(g: &Geometry) -> bool {
     g.kernel == [3, 3]
         && g.stride == [1, 1]
