@@ -9,47 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use crate::common::{repo, text};
+use crate::common::{SubsetMlp, repo, text};
 
 /// An MLP on 400 training images in batches of 50 (8 steps an epoch), three
 /// epochs that always all run (no callback stops it early).
 fn config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("durability.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "durability"
-[model]
-kind = "mlp"
-hidden = [32]
-dropout = 0.3
-
-[data]
-kind = "fashion_mnist"
-dir = "{}"
-validation_split = 0.2
-limit_train = 500
-limit_test = 100
-
-[optimizer]
-lr = 3e-3
-
-[training]
-epochs = 3
-batch_size = 50
-seed = 5
-backend = "flex"
-
-[outputs]
-histogram_freq = 0
-plots = false
-progress = false
-{extra}"#,
-            repo().join("data/fashion-mnist-subset").display()
-        ),
-    )
-    .unwrap();
-    path
+    SubsetMlp {
+        name: "durability",
+        model: "hidden = [32]\ndropout = 0.3",
+        training: "epochs = 3\nseed = 5",
+        outputs: "histogram_freq = 0",
+        rest: &format!("[optimizer]\nlr = 3e-3\n\n{extra}"),
+    }
+    .write(dir)
 }
 
 fn train(config: &Path, run: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {

@@ -14,47 +14,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{assert_only_our_warnings, repo, subset, text};
+use crate::common::{SubsetMlp, assert_only_our_warnings, repo, text};
 
 /// An MLP without dropout (flex's and wgpu's random streams differ) on 400
 /// training images in batches of 50: 8 steps an epoch, 3 epochs.
 fn config(dir: &Path) -> PathBuf {
-    let path = dir.join("gpu.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "gpu"
-[model]
-kind = "mlp"
-hidden = [32]
-dropout = 0.0
-
-[data]
-kind = "fashion_mnist"
-dir = "{}"
-validation_split = 0.2
-limit_train = 500
-limit_test = 100
-
-[optimizer]
-lr = 3e-3
-
-[training]
-epochs = 3
-batch_size = 50
-seed = 5
-backend = "flex"
-
-[outputs]
-histogram_freq = 0
-plots = false
-progress = false
-"#,
-            subset().display()
-        ),
-    )
-    .unwrap();
-    path
+    SubsetMlp {
+        name: "gpu",
+        model: "hidden = [32]\ndropout = 0.0",
+        training: "epochs = 3\nseed = 5",
+        outputs: "histogram_freq = 0",
+        rest: "[optimizer]\nlr = 3e-3\n",
+    }
+    .write(dir)
 }
 
 fn train(config: &Path, run: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {

@@ -5,6 +5,7 @@
 //! resume that cannot continue the run exactly is refused without touching
 //! it.
 
+use crate::common::SubsetMlp;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -25,55 +26,20 @@ fn text(output: &Output) -> String {
 /// MLP with dropout, EarlyStopping and ReduceLROnPlateau, default workers
 /// (2): 400 training images in batches of 50, so 8 steps an epoch.
 fn config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("resume.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "resume"
-[model]
-kind = "mlp"
-hidden = [32]
-dropout = 0.3
-
-[data]
-kind = "fashion_mnist"
-dir = "{}"
-validation_split = 0.2
-limit_train = 500
-limit_test = 100
-
-[optimizer]
-lr = 3e-3
-
-[training]
-epochs = 6
-batch_size = 50
-seed = 11
-backend = "flex"
-
-[outputs]
-tensorboard = true
-histogram_freq = 0
-plots = false
-progress = false
-
-[[callbacks]]
-type = "EarlyStopping"
-monitor = "val_loss"
-patience = 2
-min_delta = 0.01
-
-[[callbacks]]
-type = "ReduceLROnPlateau"
-monitor = "val_loss"
-patience = 1
-factor = 0.5
-{extra}"#,
-            repo().join("data/fashion-mnist-subset").display()
+    SubsetMlp {
+        name: "resume",
+        model: "hidden = [32]\ndropout = 0.3",
+        training: "epochs = 6\nseed = 11",
+        outputs: "tensorboard = true\nhistogram_freq = 0",
+        rest: &format!(
+            "[optimizer]\nlr = 3e-3\n\n\
+             [[callbacks]]\ntype = \"EarlyStopping\"\nmonitor = \"val_loss\"\n\
+             patience = 2\nmin_delta = 0.01\n\n\
+             [[callbacks]]\ntype = \"ReduceLROnPlateau\"\nmonitor = \"val_loss\"\n\
+             patience = 1\nfactor = 0.5\n{extra}"
         ),
-    )
-    .unwrap();
-    path
+    }
+    .write(dir)
 }
 
 fn burnfit(args: &[&str], env: &[(&str, String)]) -> Output {

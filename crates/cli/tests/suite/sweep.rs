@@ -2,6 +2,7 @@
 //! with the sweep directory as the only store, locks, resumed trials,
 //! maximised metrics, and the refusals.
 
+use crate::common::SubsetMlp;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -28,34 +29,14 @@ fn burnfit(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// An MLP on 500 subset images, `extra` appended (TOML).
 fn config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("base.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"name = "sweep"
-[model]
-kind = "mlp"
-hidden = [16]
-[data]
-kind = "fashion_mnist"
-dir = "{}"
-validation_split = 0.2
-limit_train = 500
-limit_test = 100
-[training]
-epochs = 3
-batch_size = 50
-backend = "flex"
-[outputs]
-tensorboard = false
-plots = false
-progress = false
-{extra}"#,
-            repo().join("data/fashion-mnist-subset").display()
-        ),
-    )
-    .unwrap();
-    path
+    SubsetMlp {
+        name: "sweep",
+        model: "hidden = [16]",
+        training: "epochs = 3",
+        outputs: "tensorboard = false",
+        rest: extra,
+    }
+    .write(dir)
 }
 
 fn sweep(config: &Path, dir: &Path, extra: &[&str]) -> Output {

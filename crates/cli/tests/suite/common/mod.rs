@@ -69,6 +69,66 @@ pub fn assert_only_our_warnings(output: &Output) {
     );
 }
 
+/// A small MLP config on the committed subset, written to `DIR/NAME.toml`:
+/// 500 images (400 to train, 100 to validate) in batches of 50, so 8
+/// steps an epoch, on flex, without plots or progress bars. Each table
+/// gets the test's own keys after these: `model` after `kind = "mlp"`,
+/// `training` after the batch size and backend, `outputs` after plots and
+/// progress; `rest` (an `[optimizer]`, `[[callbacks]]`) ends the file.
+#[derive(Default)]
+pub struct SubsetMlp<'a> {
+    pub name: &'a str,
+    pub model: &'a str,
+    pub training: &'a str,
+    pub outputs: &'a str,
+    pub rest: &'a str,
+}
+
+impl SubsetMlp<'_> {
+    /// Writes the config into `dir`; its path.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("{}.toml", self.name));
+        let SubsetMlp {
+            name,
+            model,
+            training,
+            outputs,
+            rest,
+        } = self;
+        std::fs::write(
+            &path,
+            format!(
+                r#"name = "{name}"
+[model]
+kind = "mlp"
+{model}
+
+[data]
+kind = "fashion_mnist"
+dir = "{data}"
+validation_split = 0.2
+limit_train = 500
+limit_test = 100
+
+[training]
+batch_size = 50
+backend = "flex"
+{training}
+
+[outputs]
+plots = false
+progress = false
+{outputs}
+
+{rest}"#,
+                data = subset().display()
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
 /// A small but real config: MLP on 600 subset images.
 pub fn small_config(dir: &Path, model: &str, extra: &str) -> PathBuf {
     let path = dir.join("small.toml");
