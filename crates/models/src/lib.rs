@@ -26,6 +26,8 @@ pub mod norm;
 pub mod pool;
 #[cfg(feature = "flex")]
 mod relu;
+#[cfg(all(test, feature = "flex"))]
+mod test_values;
 
 pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};
 

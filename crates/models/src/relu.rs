@@ -85,12 +85,7 @@ pub(crate) fn relu_if<B: Backend>(tensor: FloatTensor<B>, relu: bool) -> FloatTe
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
-    }
+    use crate::test_values::values;
 
     #[test]
     fn relu_gate_passes_the_gradient_where_the_output_is_positive_or_nan() {

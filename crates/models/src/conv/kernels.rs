@@ -499,6 +499,7 @@ fn lane_sum(values: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::{assert_close, values};
 
     /// A direct (seven nested loops) convolution: the reference.
     fn direct_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
@@ -543,13 +544,6 @@ mod tests {
             }
         }
         taps
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        // A fixed, sign-changing sequence (no RNG needed).
-        (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
     }
 
     fn geometries() -> Vec<Geometry> {
@@ -624,16 +618,6 @@ mod tests {
                 ..base
             },
         ]
-    }
-
-    fn assert_close(ours: &[f32], reference: &[f32], what: &str, g: &Geometry) {
-        assert_eq!(ours.len(), reference.len(), "{what} {g:?}");
-        for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                "{what}[{k}]: {a} vs {b}, {g:?}"
-            );
-        }
     }
 
     #[test]

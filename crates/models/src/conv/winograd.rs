@@ -663,12 +663,7 @@ fn filters_from_transformed(s: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::conv::kernels;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
-    }
+    use crate::test_values::{assert_close, values};
 
     /// Every geometry the module takes, odd and even sizes, padding 0–2
     /// (also uneven), a batch that leaves a short last chunk.
@@ -743,16 +738,6 @@ mod tests {
             }
         }
         [y, dx, dw].map(|v| v.into_iter().map(|v| v as f32).collect())
-    }
-
-    fn assert_close(ours: &[f32], reference: &[f32], what: &str, g: &Geometry) {
-        assert_eq!(ours.len(), reference.len(), "{what} {g:?}");
-        for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                "{what}[{k}]: {a} vs {b}, {g:?}"
-            );
-        }
     }
 
     #[test]

@@ -1,0 +1,24 @@
+//! What the kernels' unit tests share: a fixed input sequence and a
+//! relative comparison.
+
+use std::fmt::Debug;
+
+/// `len` values in [-1, 1], a fixed, sign-changing sequence of `seed` (no
+/// random generator needed).
+pub(crate) fn values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
+}
+
+/// `ours` equals `reference` value by value within 1e-4 of the reference
+/// (at least 1); `what` and `context` name a failure.
+pub(crate) fn assert_close(ours: &[f32], reference: &[f32], what: &str, context: &impl Debug) {
+    assert_eq!(ours.len(), reference.len(), "{what} {context:?}");
+    for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{what}[{k}]: {a} vs {b}, {context:?}"
+        );
+    }
+}
