@@ -22,3 +22,13 @@ pub(crate) fn assert_close(ours: &[f32], reference: &[f32], what: &str, context:
         );
     }
 }
+
+/// `f` run on a rayon pool of `threads` threads (the kernels' results
+/// must not depend on how many there are).
+pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}

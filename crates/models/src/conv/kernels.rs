@@ -499,7 +499,7 @@ fn lane_sum(values: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_values::{assert_close, values};
+    use crate::test_values::{assert_close, on_threads, values};
 
     /// A direct (seven nested loops) convolution: the reference.
     fn direct_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
@@ -714,18 +714,14 @@ mod tests {
             relu: true,
         };
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    (
-                        forward(&g, &x, &w, epilogue),
-                        input_grad(&g, &w, &dy),
-                        weight_grad(&g, &x, &dy),
-                        weight_and_bias_grad(&g, &x, &dy),
-                    )
-                })
+            on_threads(threads, || {
+                (
+                    forward(&g, &x, &w, epilogue),
+                    input_grad(&g, &w, &dy),
+                    weight_grad(&g, &x, &dy),
+                    weight_and_bias_grad(&g, &x, &dy),
+                )
+            })
         };
         let one = run(1);
         assert!(one == run(3), "bitwise equal on 1 and 3 threads");

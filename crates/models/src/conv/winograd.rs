@@ -663,7 +663,7 @@ fn filters_from_transformed(s: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::conv::kernels;
-    use crate::test_values::{assert_close, values};
+    use crate::test_values::{assert_close, on_threads, values};
 
     /// Every geometry the module takes, odd and even sizes, padding 0–2
     /// (also uneven), a batch that leaves a short last chunk.
@@ -839,17 +839,13 @@ mod tests {
         let w = values(g.weight_len(), 11);
         let dy = values(g.batch * g.output_len(), 12);
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    (
-                        forward(&g, &x, &w, Epilogue::default()),
-                        input_grad(&g, &w, &dy),
-                        weight_grad(&g, &x, &dy),
-                    )
-                })
+            on_threads(threads, || {
+                (
+                    forward(&g, &x, &w, Epilogue::default()),
+                    input_grad(&g, &w, &dy),
+                    weight_grad(&g, &x, &dy),
+                )
+            })
         };
         assert!(run(1) == run(3), "bitwise equal on 1 and 3 threads");
     }

@@ -247,6 +247,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values::on_threads;
 
     fn geometry() -> NormGeometry {
         NormGeometry {
@@ -337,11 +338,7 @@ mod tests {
         let x = sample_values(g.len(), 5);
         let dy = sample_values(g.len(), 9);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let out = forward(&g, &x, &[1.5; 5], &[0.1; 5], 1e-5, false);
                 let grads = backward(&g, &x, &[1.5; 5], &out.mean, &out.variance, 1e-5, &dy);
                 (out, grads)
