@@ -186,6 +186,7 @@ pub struct ModelSnapshot {
     model: Box<dyn Any + Send>,
     clone: fn(&(dyn Any + Send)) -> Box<dyn Any + Send>,
     params: Option<ParamsFn>,
+    blend: Option<BlendFn>,
 }
 
 /// One parameter of a model, as [`ModelSnapshot::params`] lists it.
@@ -221,6 +222,14 @@ pub enum ParamRead {
 /// Lists the parameters of the model a snapshot holds.
 pub type ParamsFn = fn(&(dyn Any + Send), ParamRead) -> Vec<ParamInfo>;
 
+/// Mixes two models of one type, parameter by parameter: `(average,
+/// current, weight)` gives `average · (1 − weight) + current · weight`, or
+/// `None` when `current` is another type. What weight averaging
+/// ([`ExponentialMovingAverage`](crate::builtins::ExponentialMovingAverage),
+/// [`StochasticWeightAveraging`](crate::builtins::StochasticWeightAveraging))
+/// needs of a model.
+pub type BlendFn = fn(&(dyn Any + Send), &(dyn Any + Send), f64) -> Option<Box<dyn Any + Send>>;
+
 impl ModelSnapshot {
     /// Wraps a model of any clonable type.
     pub fn of<M: Clone + Send + 'static>(model: M) -> Self {
@@ -236,6 +245,7 @@ impl ModelSnapshot {
             model: Box::new(model),
             clone: clone::<M>,
             params: None,
+            blend: None,
         }
     }
 
@@ -252,6 +262,26 @@ impl ModelSnapshot {
         self.params.map(|list| list(self.model.as_ref(), read))
     }
 
+    /// Adds the way to mix two models of this type (the Burn glue adds it
+    /// to every snapshot it takes, so weight averaging works for any model).
+    pub fn with_blend(mut self, blend: BlendFn) -> Self {
+        self.blend = Some(blend);
+        self
+    }
+
+    /// `self · (1 − weight) + current · weight`, parameter by parameter,
+    /// as a snapshot that lists and blends as this one does. `None` when
+    /// this snapshot cannot blend, or `current` holds another type.
+    pub fn blend(&self, current: &ModelSnapshot, weight: f64) -> Option<ModelSnapshot> {
+        let mixed = (self.blend?)(self.model.as_ref(), current.model.as_ref(), weight)?;
+        Some(Self {
+            model: mixed,
+            clone: self.clone,
+            params: self.params,
+            blend: self.blend,
+        })
+    }
+
     /// The model, if it is an `M`.
     pub fn downcast_ref<M: 'static>(&self) -> Option<&M> {
         self.model.downcast_ref::<M>()
@@ -265,6 +295,7 @@ impl ModelSnapshot {
                 model,
                 clone: self.clone,
                 params: self.params,
+                blend: self.blend,
             }),
         }
     }
@@ -276,6 +307,7 @@ impl Clone for ModelSnapshot {
             model: (self.clone)(self.model.as_ref()),
             clone: self.clone,
             params: self.params,
+            blend: self.blend,
         }
     }
 }
@@ -328,12 +360,46 @@ impl std::fmt::Debug for TrainingSnapshot {
 /// ```
 pub struct Context<'a> {
     control: &'a mut dyn TrainingControl,
+    moving_average: Option<&'a mut Option<ModelSnapshot>>,
 }
 
 impl<'a> Context<'a> {
-    /// Wraps a [`TrainingControl`].
+    /// Wraps a [`TrainingControl`], for a callback outside a
+    /// [`CallbackList`](crate::CallbackList) (no shared moving average).
     pub fn new(control: &'a mut dyn TrainingControl) -> Self {
-        Self { control }
+        Self {
+            control,
+            moving_average: None,
+        }
+    }
+
+    /// Wraps a [`TrainingControl`] and the moving average the callbacks of
+    /// one list share (see [`Context::moving_average`]).
+    pub fn with_moving_average(
+        control: &'a mut dyn TrainingControl,
+        moving_average: &'a mut Option<ModelSnapshot>,
+    ) -> Self {
+        Self {
+            control,
+            moving_average: Some(moving_average),
+        }
+    }
+
+    /// The moving average of the model's weights, once a callback keeps one
+    /// (Keras keeps it in the optimizer, with `use_ema=True`):
+    /// [`ExponentialMovingAverage`](crate::builtins::ExponentialMovingAverage)
+    /// publishes it, [`SwapEmaWeights`](crate::builtins::SwapEmaWeights)
+    /// swaps it in. Shared by the callbacks of one list.
+    pub fn moving_average(&self) -> Option<&ModelSnapshot> {
+        self.moving_average.as_deref()?.as_ref()
+    }
+
+    /// Publishes the moving average for the callbacks after this one (and
+    /// every callback at later hooks). Without a list, a no-op.
+    pub fn set_moving_average(&mut self, average: ModelSnapshot) {
+        if let Some(slot) = self.moving_average.as_deref_mut() {
+            *slot = Some(average);
+        }
     }
 
     /// Asks training to stop after the current batch; the epoch-end and
@@ -376,6 +442,12 @@ impl<'a> Context<'a> {
     /// Replaces the model being trained (for example with earlier weights).
     pub fn set_model<M: Clone + Send + 'static>(&mut self, model: M) -> Result<()> {
         self.control.restore_model(ModelSnapshot::of(model))
+    }
+
+    /// A copy of the current model as it trains (gradient tracking
+    /// included), to be put back later with [`Context::restore_model`].
+    pub fn current_model(&self) -> ModelSnapshot {
+        self.control.current_model()
     }
 
     /// Takes a snapshot of the current model (cheap: parameters are shared).

@@ -35,8 +35,8 @@ pub mod writer;
 
 pub use callback::Callback;
 pub use context::{
-    Context, Message, ModelSnapshot, ParamInfo, ParamRead, ParamsFn, Progress, SaveContent,
-    TrainEnd, TrainingControl, TrainingSnapshot,
+    BlendFn, Context, Message, ModelSnapshot, ParamInfo, ParamRead, ParamsFn, Progress,
+    SaveContent, TrainEnd, TrainingControl, TrainingSnapshot,
 };
 pub use error::{CallbackError, Result};
 pub use gradients::{FixedGradients, GradientView};

@@ -21,6 +21,8 @@ pub type CallbackModels = BTreeMap<String, Vec<(String, ModelSnapshot)>>;
 #[derive(Default)]
 pub struct CallbackList {
     callbacks: Vec<Box<dyn Callback>>,
+    /// What [`Context::moving_average`] shows the callbacks.
+    moving_average: Option<ModelSnapshot>,
 }
 
 impl CallbackList {
@@ -113,7 +115,7 @@ impl CallbackList {
     /// logged and the next callback still runs.
     pub fn on_exception(&mut self, error: &str, ctl: &mut dyn TrainingControl) {
         for callback in self.callbacks.iter_mut() {
-            let mut ctx = Context::new(&mut *ctl);
+            let mut ctx = Context::with_moving_average(&mut *ctl, &mut self.moving_average);
             if let Err(e) = callback.on_exception(error, &mut ctx) {
                 log::warn!("{}: on_exception failed: {e}", callback.name());
             }
@@ -192,7 +194,7 @@ impl CallbackList {
         mut hook: impl FnMut(&mut dyn Callback, &mut Context) -> Result<()>,
     ) -> Result<()> {
         for callback in self.callbacks.iter_mut() {
-            let mut ctx = Context::new(&mut *ctl);
+            let mut ctx = Context::with_moving_average(&mut *ctl, &mut self.moving_average);
             hook(callback.as_mut(), &mut ctx)?;
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! [`blend`]: the one piece of arithmetic on whole models that weight
-//! averaging needs.
+//! averaging needs, and [`blend_snapshots`], the same for models behind a
+//! [`ModelSnapshot`](burnfit_core::ModelSnapshot).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -27,6 +28,19 @@ pub fn blend<M: Module>(average: M, current: &M, weight: f64) -> M {
         current: collect.tensors,
         weight,
     })
+}
+
+/// [`blend`] for two models of type `M` behind `dyn Any` (`None` when
+/// either is another type): the [`BlendFn`](burnfit_core::BlendFn) the
+/// engine attaches to its snapshots.
+pub fn blend_snapshots<M: Module + 'static>(
+    average: &(dyn Any + Send),
+    current: &(dyn Any + Send),
+    weight: f64,
+) -> Option<Box<dyn Any + Send>> {
+    let average = average.downcast_ref::<M>()?.clone();
+    let current = current.downcast_ref::<M>()?;
+    Some(Box::new(blend(average, current, weight)))
 }
 
 #[derive(Default)]

@@ -99,9 +99,12 @@ pub fn list_params<M: Module + 'static>(
         .unwrap_or_default()
 }
 
-/// A snapshot of `model` that can list its parameters.
+/// A snapshot of `model` that can list its parameters and blend with
+/// another of its type (for weight averaging).
 pub fn snapshot_of<M: Module + 'static>(model: M) -> ModelSnapshot {
-    ModelSnapshot::of(model).with_params(list_params::<M>)
+    ModelSnapshot::of(model)
+        .with_params(list_params::<M>)
+        .with_blend(crate::averaging::blend_snapshots::<M>)
 }
 
 /// Every float parameter of `model` as `(path, values)`, path segments joined

@@ -6,14 +6,13 @@ use crate::common;
 
 use std::sync::{Arc, Mutex};
 
-use burnfit_callbacks::averaging::{
-    EmaConfig, ExponentialMovingAverage, StochasticWeightAveraging,
-};
 use burnfit_callbacks::builtins::{
-    EarlyStopping, EarlyStoppingConfig, LearningRateFinder, LearningRateFinderConfig,
-    LearningRateScheduler, LearningRateSchedulerConfig, OnExceptionCheckpoint,
-    OnExceptionCheckpointConfig, ScheduleConfig, SpikeAction, SpikeDetection, SpikeDetectionConfig,
-    StochasticWeightAveragingConfig, Timer, TimerConfig, TimerDuration,
+    EarlyStopping, EarlyStoppingConfig, EmaConfig, ExponentialMovingAverage, LearningRateFinder,
+    LearningRateFinderConfig, LearningRateScheduler, LearningRateSchedulerConfig,
+    OnExceptionCheckpoint, OnExceptionCheckpointConfig, ScheduleConfig, SpikeAction,
+    SpikeDetection, SpikeDetectionConfig, StochasticWeightAveraging,
+    StochasticWeightAveragingConfig, SwapEmaWeights, SwapEmaWeightsConfig, Timer, TimerConfig,
+    TimerDuration,
 };
 use burnfit_callbacks::checkpoint_file::CheckpointFile;
 use burnfit_callbacks::{
@@ -214,12 +213,14 @@ fn keras_ema(steps: &[Vec<f32>], momentum: f64) -> Vec<f32> {
 #[test]
 fn ema_follows_keras_and_swap_puts_the_average_in_for_validation_only() {
     let dir = tempfile::tempdir().unwrap();
-    let ema = ExponentialMovingAverage::<Tiny>::new(EmaConfig {
+    let ema = ExponentialMovingAverage::new(EmaConfig {
         momentum: 0.8,
         overwrite_frequency: None,
     })
     .unwrap();
-    let swap = ema.swap(false);
+    let swap = SwapEmaWeights::new(SwapEmaWeightsConfig {
+        swap_on_epoch: false,
+    });
     let trace = WeightTrace::default();
     let callbacks = Callbacks::new()
         .with(ema)
@@ -248,7 +249,7 @@ fn ema_follows_keras_and_swap_puts_the_average_in_for_validation_only() {
 #[test]
 fn swa_averages_the_epochs_from_its_start_and_anneals_the_rate() {
     let dir = tempfile::tempdir().unwrap();
-    let swa = StochasticWeightAveraging::<Tiny>::new(StochasticWeightAveragingConfig {
+    let swa = StochasticWeightAveraging::new(StochasticWeightAveragingConfig {
         swa_lrs: 1e-3,
         swa_epoch_start: 2.0,
         annealing_epochs: 2,
@@ -438,12 +439,14 @@ fn stateful_callbacks(backups: &std::path::Path, trace: &WeightTrace, early: boo
             .with(early)
             .with(trace.clone());
     }
-    let ema = ExponentialMovingAverage::<Tiny>::new(EmaConfig {
+    let ema = ExponentialMovingAverage::new(EmaConfig {
         momentum: 0.7,
         overwrite_frequency: Some(5),
     })
     .unwrap();
-    let swap = ema.swap(true);
+    let swap = SwapEmaWeights::new(SwapEmaWeightsConfig {
+        swap_on_epoch: true,
+    });
     let schedule = LearningRateScheduler::new(LearningRateSchedulerConfig {
         schedule: ScheduleConfig::OneCycle {
             max_lr: 0.05,
@@ -455,7 +458,7 @@ fn stateful_callbacks(backups: &std::path::Path, trace: &WeightTrace, early: boo
         verbose: 0,
     })
     .unwrap();
-    let swa = StochasticWeightAveraging::<Tiny>::new(StochasticWeightAveragingConfig {
+    let swa = StochasticWeightAveraging::new(StochasticWeightAveragingConfig {
         swa_lrs: 1e-3,
         // A fraction: epoch int(4 × 0.2) = 0 on, so the average holds
         // epoch 0 when the run is interrupted in epoch 1.
@@ -599,7 +602,7 @@ fn swa_ends_with_averaged_weights_and_batch_norm_statistics_recomputed_for_them(
     let valid = DataLoaderBuilder::new(ImageBatcher)
         .batch_size(64)
         .build(subset(data.test, 64));
-    let swa = StochasticWeightAveraging::<Classifier>::new(StochasticWeightAveragingConfig {
+    let swa = StochasticWeightAveraging::new(StochasticWeightAveragingConfig {
         swa_lrs: 1e-3,
         swa_epoch_start: 1.0,
         annealing_epochs: 1,

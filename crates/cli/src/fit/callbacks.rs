@@ -5,11 +5,10 @@
 use std::path::Path;
 
 use burn::prelude::Module;
-use burnfit_callbacks::averaging::{EmaConfig, ExponentialMovingAverage, build_callback};
 use burnfit_callbacks::builtins::{
     BackupAndRestore, BackupAndRestoreConfig, CSVLogger, CallbackConfig, DeviceStatsMonitor,
-    ModelCheckpoint, ModelCheckpointConfig, ProgressLogger, ProgressLoggerConfig,
-    ThroughputMonitorConfig,
+    EmaConfig, ExponentialMovingAverage, ModelCheckpoint, ModelCheckpointConfig, ProgressLogger,
+    ProgressLoggerConfig, ThroughputMonitorConfig,
 };
 use burnfit_callbacks::engine::param_values_of;
 use burnfit_callbacks::tensorboard::{GradientNormMonitorConfig, TensorBoard};
@@ -105,17 +104,12 @@ pub fn build<M: Module + 'static>(
         delete_checkpoint: false,
         ..backup
     })?);
-    let ema = if config.optimizer.use_ema {
-        let ema = ExponentialMovingAverage::<M>::new(EmaConfig {
+    if config.optimizer.use_ema {
+        callbacks.push(ExponentialMovingAverage::new(EmaConfig {
             momentum: config.optimizer.ema_momentum,
             overwrite_frequency: config.optimizer.ema_overwrite_frequency,
-        })?;
-        let weights = ema.weights();
-        callbacks.push(ema);
-        Some(weights)
-    } else {
-        None
-    };
+        })?);
+    }
     for callback in &config.callbacks {
         let callback = match callback {
             CallbackConfig::BackupAndRestore(_) => continue,
@@ -144,7 +138,7 @@ pub fn build<M: Module + 'static>(
             }
             other => rebase_paths(other, &run.root)?,
         };
-        callbacks.push_boxed(build_callback::<M>(&callback, ema.as_ref())?);
+        callbacks.push_boxed(callback.build()?);
     }
     let outputs = &config.outputs;
     if outputs.checkpoint {

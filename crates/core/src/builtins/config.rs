@@ -12,13 +12,14 @@ use super::{
     LearningRateScheduler, LearningRateSchedulerConfig, ModelCheckpoint, ModelCheckpointConfig,
     ModelSummary, ModelSummaryConfig, OnExceptionCheckpoint, OnExceptionCheckpointConfig,
     ReduceLROnPlateau, ReduceLROnPlateauConfig, SpikeDetection, SpikeDetectionConfig,
-    TerminateOnNaN, TerminateOnNaNConfig, ThroughputMonitor, ThroughputMonitorConfig, Timer,
-    TimerConfig,
+    StochasticWeightAveraging, StochasticWeightAveragingConfig, SwapEmaWeights,
+    SwapEmaWeightsConfig, TerminateOnNaN, TerminateOnNaNConfig, ThroughputMonitor,
+    ThroughputMonitorConfig, Timer, TimerConfig,
 };
 #[cfg(feature = "trackers")]
 use super::{MLFlowLogger, MLFlowLoggerConfig, RemoteMonitor, RemoteMonitorConfig};
 use crate::callback::Callback;
-use crate::error::{CallbackError, Result};
+use crate::error::Result;
 #[cfg(feature = "tensorboard")]
 use crate::tensorboard::{GradientNormMonitor, GradientNormMonitorConfig, TensorBoardConfig};
 
@@ -49,6 +50,7 @@ build_via_new! {
     ThroughputMonitorConfig => ThroughputMonitor,
     DeviceStatsMonitorConfig => DeviceStatsMonitor,
     SpikeDetectionConfig => SpikeDetection,
+    StochasticWeightAveragingConfig => StochasticWeightAveraging,
     LearningRateFinderConfig => LearningRateFinder,
 }
 
@@ -72,90 +74,6 @@ impl BuildCallback for ModelSummaryConfig {
 impl BuildCallback for OnExceptionCheckpointConfig {
     fn build(&self) -> Result<Box<dyn Callback>> {
         Ok(Box::new(OnExceptionCheckpoint::new(self.clone())))
-    }
-}
-
-/// The parameters of Keras's `SwapEMAWeights` callback, which swaps the
-/// optimizer's moving averages into the model for validation (and, with
-/// `swap_on_epoch`, for the other epoch-end callbacks). Built by the Burn
-/// glue, which owns the averages (`burnfit_callbacks::averaging`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SwapEmaWeightsConfig {
-    /// Swap at `on_epoch_end` / `on_epoch_begin` too, so that callbacks
-    /// after this one (ModelCheckpoint) see the averaged weights.
-    pub swap_on_epoch: bool,
-}
-
-/// The parameters of Lightning's `StochasticWeightAveraging` callback.
-/// Built by the Burn glue (`burnfit_callbacks::averaging`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StochasticWeightAveragingConfig {
-    /// The rate annealed to once averaging starts.
-    pub swa_lrs: f64,
-    /// The first averaged epoch: an epoch number (0-based) or, between 0 and
-    /// 1, a fraction of the epochs (default 0.8).
-    #[serde(default = "default_swa_start")]
-    pub swa_epoch_start: f64,
-    /// Epochs over which the rate moves to `swa_lrs` (default 10).
-    #[serde(default = "default_annealing_epochs")]
-    pub annealing_epochs: usize,
-    /// `"cos"` (default) or `"linear"`.
-    #[serde(default = "default_annealing_strategy")]
-    pub annealing_strategy: String,
-}
-
-fn default_swa_start() -> f64 {
-    0.8
-}
-
-fn default_annealing_epochs() -> usize {
-    10
-}
-
-fn default_annealing_strategy() -> String {
-    "cos".into()
-}
-
-impl StochasticWeightAveragingConfig {
-    /// The first averaged epoch (0-based) of a run of `epochs` epochs.
-    pub fn start_epoch(&self, epochs: usize) -> usize {
-        if self.swa_epoch_start < 1.0 {
-            (epochs as f64 * self.swa_epoch_start) as usize
-        } else {
-            self.swa_epoch_start as usize
-        }
-    }
-
-    /// Checks the parameters (Lightning's rules).
-    pub fn validate(&self) -> Result<()> {
-        let invalid = |param, message: &str| CallbackError::InvalidParameter {
-            callback: "StochasticWeightAveraging",
-            param,
-            message: message.into(),
-        };
-        if !(self.swa_lrs > 0.0 && self.swa_lrs.is_finite()) {
-            return Err(invalid("swa_lrs", "must be a positive number"));
-        }
-        if !(self.swa_epoch_start > 0.0 && self.swa_epoch_start.is_finite())
-            || (self.swa_epoch_start >= 1.0 && self.swa_epoch_start.fract() != 0.0)
-        {
-            return Err(invalid(
-                "swa_epoch_start",
-                "must be an epoch number >= 1 or a fraction in (0, 1)",
-            ));
-        }
-        if self.annealing_epochs == 0 {
-            return Err(invalid("annealing_epochs", "must be at least 1"));
-        }
-        if !matches!(self.annealing_strategy.as_str(), "cos" | "linear") {
-            return Err(invalid(
-                "annealing_strategy",
-                "must be \"cos\" or \"linear\"",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -238,9 +156,9 @@ pub enum CallbackConfig {
     /// [`GradientNormMonitor`](crate::tensorboard::GradientNormMonitor).
     #[cfg(feature = "tensorboard")]
     GradientNormMonitor(GradientNormMonitorConfig),
-    /// Keras's `SwapEMAWeights` (built by the Burn glue).
+    /// [`SwapEmaWeights`] (Keras's `SwapEMAWeights`).
     SwapEMAWeights(SwapEmaWeightsConfig),
-    /// Lightning's `StochasticWeightAveraging` (built by the Burn glue).
+    /// [`StochasticWeightAveraging`] (Lightning's).
     StochasticWeightAveraging(StochasticWeightAveragingConfig),
     /// [`RemoteMonitor`] (feature `trackers`).
     #[cfg(feature = "trackers")]
@@ -305,10 +223,7 @@ impl CallbackConfig {
         }
     }
 
-    /// Validates the parameters and builds the callback. `SwapEMAWeights`
-    /// and `StochasticWeightAveraging` average model weights, which takes
-    /// the model's type: the Burn glue builds them
-    /// (`burnfit_callbacks::averaging`); here they are an error.
+    /// Validates the parameters and builds the callback.
     pub fn build(&self) -> Result<Box<dyn Callback>> {
         match self {
             CallbackConfig::EarlyStopping(c) => c.build(),
@@ -334,13 +249,8 @@ impl CallbackConfig {
             CallbackConfig::RemoteMonitor(c) => c.build(),
             #[cfg(feature = "trackers")]
             CallbackConfig::MLFlowLogger(c) => c.build(),
-            CallbackConfig::SwapEMAWeights(_) | CallbackConfig::StochasticWeightAveraging(_) => {
-                Err(CallbackError::Unsupported(format!(
-                    "{} averages model weights: build it with the Burn glue \
-                     (burnfit_callbacks::averaging), which knows the model type",
-                    self.type_name()
-                )))
-            }
+            CallbackConfig::SwapEMAWeights(c) => Ok(Box::new(SwapEmaWeights::new(c.clone()))),
+            CallbackConfig::StochasticWeightAveraging(c) => c.build(),
         }
     }
 }

@@ -1,14 +1,86 @@
 //! [`StochasticWeightAveraging`]: Lightning's `StochasticWeightAveraging`.
 
-use burn::module::Module;
-use burnfit_core::builtins::StochasticWeightAveragingConfig;
-use burnfit_core::{Callback, CallbackError, Context, Logs, ModelSnapshot, Result};
 use serde::{Deserialize, Serialize};
 
-use super::blend::blend;
-use crate::engine::snapshot_of;
+use crate::callback::Callback;
+use crate::context::{Context, ModelSnapshot};
+use crate::error::{CallbackError, Result};
+use crate::logs::Logs;
+
+use super::averaging::{blend, named};
 
 const NAME: &str = "StochasticWeightAveraging";
+
+/// The parameters of Lightning's `StochasticWeightAveraging` callback.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StochasticWeightAveragingConfig {
+    /// The rate annealed to once averaging starts.
+    pub swa_lrs: f64,
+    /// The first averaged epoch: an epoch number (0-based) or, between 0 and
+    /// 1, a fraction of the epochs (default 0.8).
+    #[serde(default = "default_swa_start")]
+    pub swa_epoch_start: f64,
+    /// Epochs over which the rate moves to `swa_lrs` (default 10).
+    #[serde(default = "default_annealing_epochs")]
+    pub annealing_epochs: usize,
+    /// `"cos"` (default) or `"linear"`.
+    #[serde(default = "default_annealing_strategy")]
+    pub annealing_strategy: String,
+}
+
+fn default_swa_start() -> f64 {
+    0.8
+}
+
+fn default_annealing_epochs() -> usize {
+    10
+}
+
+fn default_annealing_strategy() -> String {
+    "cos".into()
+}
+
+impl StochasticWeightAveragingConfig {
+    /// The first averaged epoch (0-based) of a run of `epochs` epochs.
+    pub fn start_epoch(&self, epochs: usize) -> usize {
+        if self.swa_epoch_start < 1.0 {
+            (epochs as f64 * self.swa_epoch_start) as usize
+        } else {
+            self.swa_epoch_start as usize
+        }
+    }
+
+    /// Checks the parameters (Lightning's rules).
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |param, message: &str| CallbackError::InvalidParameter {
+            callback: "StochasticWeightAveraging",
+            param,
+            message: message.into(),
+        };
+        if !(self.swa_lrs > 0.0 && self.swa_lrs.is_finite()) {
+            return Err(invalid("swa_lrs", "must be a positive number"));
+        }
+        if !(self.swa_epoch_start > 0.0 && self.swa_epoch_start.is_finite())
+            || (self.swa_epoch_start >= 1.0 && self.swa_epoch_start.fract() != 0.0)
+        {
+            return Err(invalid(
+                "swa_epoch_start",
+                "must be an epoch number >= 1 or a fraction in (0, 1)",
+            ));
+        }
+        if self.annealing_epochs == 0 {
+            return Err(invalid("annealing_epochs", "must be at least 1"));
+        }
+        if !matches!(self.annealing_strategy.as_str(), "cos" | "linear") {
+            return Err(invalid(
+                "annealing_strategy",
+                "must be \"cos\" or \"linear\"",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Stochastic weight averaging (Izmailov et al.), as Lightning's callback
 /// does it:
@@ -26,16 +98,17 @@ const NAME: &str = "StochasticWeightAveraging";
 ///   converges to the same statistics over an epoch).
 ///
 /// The average, the number of models in it and the starting rate are saved
-/// in backups.
-pub struct StochasticWeightAveraging<M: Module> {
+/// in backups. Works on any model whose snapshots can blend
+/// ([`ModelSnapshot::blend`]): every model the Burn glue trains.
+pub struct StochasticWeightAveraging {
     config: StochasticWeightAveragingConfig,
-    average: Option<M>,
+    average: Option<ModelSnapshot>,
     averaged: usize,
     /// The learning rate when averaging started.
     start_lr: Option<f64>,
 }
 
-impl<M: Module + 'static> StochasticWeightAveraging<M> {
+impl StochasticWeightAveraging {
     /// Checks the parameters and builds the callback.
     pub fn new(config: StochasticWeightAveragingConfig) -> Result<Self> {
         config.validate()?;
@@ -61,7 +134,7 @@ impl<M: Module + 'static> StochasticWeightAveraging<M> {
     }
 }
 
-impl<M: Module + 'static> Callback for StochasticWeightAveraging<M> {
+impl Callback for StochasticWeightAveraging {
     fn name(&self) -> String {
         NAME.into()
     }
@@ -90,13 +163,10 @@ impl<M: Module + 'static> Callback for StochasticWeightAveraging<M> {
         if epoch < self.config.start_epoch(ctx.progress().total_epochs) {
             return Ok(());
         }
-        let model = ctx.model::<M>().ok_or_else(|| CallbackError::Runtime {
-            callback: NAME,
-            message: "the model being trained is not of the averaged type".into(),
-        })?;
+        let model = ctx.current_model();
         self.average = Some(match self.average.take() {
             None => model,
-            Some(average) => blend(average, &model, 1.0 / (self.averaged + 1) as f64),
+            Some(average) => blend(NAME, &average, &model, 1.0 / (self.averaged + 1) as f64)?,
         });
         self.averaged += 1;
         Ok(())
@@ -117,19 +187,19 @@ impl<M: Module + 'static> Callback for StochasticWeightAveraging<M> {
             "{NAME}: the model gets the average of {} epochs' weights; updating BatchNorm statistics",
             self.averaged
         ));
-        ctx.set_model(average)?;
+        ctx.restore_model(&average)?;
         ctx.update_batch_norm()
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        burnfit_core::error::state_to_json(&SwaState {
+        crate::error::state_to_json(&SwaState {
             averaged: self.averaged,
             start_lr: self.start_lr.map(f64::to_bits),
         })
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let state: SwaState = burnfit_core::error::state_from_json(state)?;
+        let state: SwaState = crate::error::state_from_json(state)?;
         self.averaged = state.averaged;
         self.start_lr = state.start_lr.map(f64::from_bits);
         Ok(())
@@ -138,15 +208,12 @@ impl<M: Module + 'static> Callback for StochasticWeightAveraging<M> {
     fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
         self.average
             .clone()
-            .map(|m| vec![("average".to_string(), snapshot_of(m))])
+            .map(|m| vec![("average".to_string(), m)])
             .unwrap_or_default()
     }
 
     fn load_state_models(&mut self, models: Vec<(String, ModelSnapshot)>) -> Result<()> {
-        self.average = models
-            .into_iter()
-            .find(|(name, _)| name == "average")
-            .and_then(|(_, m)| m.downcast::<M>().ok());
+        self.average = named(models, "average");
         Ok(())
     }
 }

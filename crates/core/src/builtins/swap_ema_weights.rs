@@ -1,37 +1,53 @@
 //! [`SwapEmaWeights`]: Keras's `keras.callbacks.SwapEMAWeights`.
 
-use burn::module::Module;
-use burnfit_core::{Callback, CallbackError, Context, Logs, ModelSnapshot, Result};
 use serde::{Deserialize, Serialize};
 
-use super::ema::EmaWeights;
-use crate::engine::snapshot_of;
+use crate::callback::Callback;
+use crate::context::{Context, ModelSnapshot};
+use crate::error::{CallbackError, Result};
+use crate::logs::Logs;
+
+use super::averaging::named;
 
 const NAME: &str = "SwapEMAWeights";
 
-/// Puts the moving average of an
-/// [`ExponentialMovingAverage`](super::ExponentialMovingAverage) into the
-/// model for validation, and the trained weights back after it, as Keras's
+/// The parameters of Keras's `SwapEMAWeights` callback, which swaps the
+/// optimizer's moving averages into the model for validation (and, with
+/// `swap_on_epoch`, for the other epoch-end callbacks).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwapEmaWeightsConfig {
+    /// Swap at `on_epoch_end` / `on_epoch_begin` too, so that callbacks
+    /// after this one (ModelCheckpoint) see the averaged weights.
+    pub swap_on_epoch: bool,
+}
+
+/// Puts the moving average that an
+/// [`ExponentialMovingAverage`](super::ExponentialMovingAverage) in the
+/// same list keeps ([`Context::moving_average`]) into the model for
+/// validation, and the trained weights back after it, as Keras's
 /// `SwapEMAWeights` does; with `swap_on_epoch`, the average also stays in
 /// the model from this callback's `on_epoch_end` to the next
 /// `on_epoch_begin`, so callbacks after it (ModelCheckpoint) save the
 /// averaged weights.
 ///
+/// As Keras's needs an optimizer built with `use_ema=True`, this one fails
+/// at the first validation after a training step when no moving average
+/// has been published.
+///
 /// The trained weights it holds while the average is in the model are part
 /// of its state: a backup written at that moment resumes with them.
-pub struct SwapEmaWeights<M: Module> {
-    average: EmaWeights<M>,
+pub struct SwapEmaWeights {
     swap_on_epoch: bool,
     /// The trained weights, while the average is in the model.
-    stashed: Option<M>,
+    stashed: Option<ModelSnapshot>,
 }
 
-impl<M: Module + 'static> SwapEmaWeights<M> {
-    /// Swaps the average `average` in and out.
-    pub fn new(average: EmaWeights<M>, swap_on_epoch: bool) -> Self {
+impl SwapEmaWeights {
+    /// Builds the callback (nothing to check).
+    pub fn new(config: SwapEmaWeightsConfig) -> Self {
         Self {
-            average,
-            swap_on_epoch,
+            swap_on_epoch: config.swap_on_epoch,
             stashed: None,
         }
     }
@@ -40,27 +56,33 @@ impl<M: Module + 'static> SwapEmaWeights<M> {
         if self.stashed.is_some() {
             return Ok(());
         }
-        let Some(average) = self.average.lock().expect("ema lock").clone() else {
-            return Ok(()); // no step taken yet
+        let Some(average) = ctx.moving_average().cloned() else {
+            if ctx.progress().global_step == 0 {
+                return Ok(()); // no step taken yet
+            }
+            return Err(CallbackError::InvalidParameter {
+                callback: NAME,
+                param: "use_ema",
+                message: "needs the optimizer's moving average: add an ExponentialMovingAverage \
+                          to the callbacks (in the CLI, `use_ema = true` in [optimizer])"
+                    .into(),
+            });
         };
-        let trained = ctx.model::<M>().ok_or_else(|| CallbackError::Runtime {
-            callback: NAME,
-            message: "the model being trained is not of the averaged type".into(),
-        })?;
-        ctx.set_model(average)?;
+        let trained = ctx.current_model();
+        ctx.restore_model(&average)?;
         self.stashed = Some(trained);
         Ok(())
     }
 
     fn swap_out(&mut self, ctx: &mut Context) -> Result<()> {
         match self.stashed.take() {
-            Some(trained) => ctx.set_model(trained),
+            Some(trained) => ctx.restore_model(&trained),
             None => Ok(()),
         }
     }
 }
 
-impl<M: Module + 'static> Callback for SwapEmaWeights<M> {
+impl Callback for SwapEmaWeights {
     fn name(&self) -> String {
         NAME.into()
     }
@@ -102,28 +124,25 @@ impl<M: Module + 'static> Callback for SwapEmaWeights<M> {
     }
 
     fn state(&self) -> Result<Option<serde_json::Value>> {
-        burnfit_core::error::state_to_json(&SwapState {
+        crate::error::state_to_json(&SwapState {
             swapped: self.stashed.is_some(),
         })
     }
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
-        let _: SwapState = burnfit_core::error::state_from_json(state)?;
+        let _: SwapState = crate::error::state_from_json(state)?;
         Ok(())
     }
 
     fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
         self.stashed
             .clone()
-            .map(|m| vec![("trained".to_string(), snapshot_of(m))])
+            .map(|m| vec![("trained".to_string(), m)])
             .unwrap_or_default()
     }
 
     fn load_state_models(&mut self, models: Vec<(String, ModelSnapshot)>) -> Result<()> {
-        self.stashed = models
-            .into_iter()
-            .find(|(name, _)| name == "trained")
-            .and_then(|(_, m)| m.downcast::<M>().ok());
+        self.stashed = named(models, "trained");
         Ok(())
     }
 }

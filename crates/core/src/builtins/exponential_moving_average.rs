@@ -1,14 +1,14 @@
 //! [`ExponentialMovingAverage`]: Keras's optimizer option `use_ema`, as a
 //! callback.
 
-use std::sync::{Arc, Mutex};
-
-use burn::module::Module;
-use burnfit_core::{Callback, CallbackError, Context, Logs, ModelSnapshot, Result};
 use serde::{Deserialize, Serialize};
 
-use super::blend::blend;
-use crate::engine::snapshot_of;
+use crate::callback::Callback;
+use crate::context::{Context, ModelSnapshot};
+use crate::error::{CallbackError, Result};
+use crate::logs::Logs;
+
+use super::averaging::{blend, named};
 
 const NAME: &str = "ExponentialMovingAverage";
 
@@ -40,10 +40,6 @@ impl Default for EmaConfig {
     }
 }
 
-/// The averaged weights, shared by the averaging callback and
-/// [`SwapEmaWeights`](super::SwapEmaWeights).
-pub type EmaWeights<M> = Arc<Mutex<Option<M>>>;
-
 /// Keeps an exponential moving average of the model's weights, as Keras's
 /// optimizers do with `use_ema=True`:
 ///
@@ -54,16 +50,19 @@ pub type EmaWeights<M> = Arc<Mutex<Option<M>>>;
 /// * when training ends (not when it is interrupted), the model gets the
 ///   average (Keras's `finalize_variable_values`).
 ///
-/// Add [`SwapEmaWeights`](super::SwapEmaWeights) (built from
-/// [`ExponentialMovingAverage::swap`]) to validate, and checkpoint, with
-/// the average. The average is saved in backups, so a resumed run continues
-/// the same average.
-pub struct ExponentialMovingAverage<M: Module> {
+/// The average is published as the list's
+/// [`Context::moving_average`], where a [`SwapEmaWeights`](super::SwapEmaWeights)
+/// anywhere in the same list finds it to validate, and checkpoint, with
+/// it. It is saved in backups, so a resumed run continues the same average.
+///
+/// Works on any model whose snapshots can blend
+/// ([`ModelSnapshot::blend`]): every model the Burn glue trains.
+pub struct ExponentialMovingAverage {
     config: EmaConfig,
-    average: EmaWeights<M>,
+    average: Option<ModelSnapshot>,
 }
 
-impl<M: Module + 'static> ExponentialMovingAverage<M> {
+impl ExponentialMovingAverage {
     /// Checks the settings and builds the callback.
     pub fn new(config: EmaConfig) -> Result<Self> {
         if !(0.0..=1.0).contains(&config.momentum) {
@@ -82,31 +81,27 @@ impl<M: Module + 'static> ExponentialMovingAverage<M> {
         }
         Ok(Self {
             config,
-            average: Arc::default(),
+            average: None,
         })
     }
 
-    /// The shared average (`None` before the first step).
-    pub fn weights(&self) -> EmaWeights<M> {
-        self.average.clone()
-    }
-
-    /// A [`SwapEmaWeights`](super::SwapEmaWeights) over this average.
-    pub fn swap(&self, swap_on_epoch: bool) -> super::SwapEmaWeights<M> {
-        super::SwapEmaWeights::new(self.weights(), swap_on_epoch)
-    }
-
-    fn model(ctx: &Context) -> Result<M> {
-        ctx.model::<M>().ok_or_else(|| CallbackError::Runtime {
-            callback: NAME,
-            message: "the model being trained is not of the type this average was built for".into(),
-        })
+    /// The average so far (`None` before the first step).
+    pub fn average(&self) -> Option<&ModelSnapshot> {
+        self.average.as_ref()
     }
 }
 
-impl<M: Module + 'static> Callback for ExponentialMovingAverage<M> {
+impl Callback for ExponentialMovingAverage {
     fn name(&self) -> String {
         NAME.into()
+    }
+
+    fn on_train_begin(&mut self, ctx: &mut Context) -> Result<()> {
+        // A resumed run's average, for a SwapEMAWeights before the first step.
+        if let Some(average) = &self.average {
+            ctx.set_moving_average(average.clone());
+        }
+        Ok(())
     }
 
     fn on_train_batch_end(
@@ -115,20 +110,20 @@ impl<M: Module + 'static> Callback for ExponentialMovingAverage<M> {
         _logs: &mut Logs,
         ctx: &mut Context,
     ) -> Result<()> {
-        let model = Self::model(ctx)?;
-        let mut average = self.average.lock().expect("ema lock");
-        let updated = match average.take() {
+        let model = ctx.current_model();
+        let updated = match self.average.take() {
             None => model,
-            Some(previous) => blend(previous, &model, 1.0 - self.config.momentum),
+            Some(previous) => blend(NAME, &previous, &model, 1.0 - self.config.momentum)?,
         };
         let overwrite = self
             .config
             .overwrite_frequency
             .is_some_and(|n| ctx.progress().global_step.is_multiple_of(n as u64));
         if overwrite {
-            ctx.set_model(updated.clone())?;
+            ctx.restore_model(&updated)?;
         }
-        *average = Some(updated);
+        ctx.set_moving_average(updated.clone());
+        self.average = Some(updated);
         Ok(())
     }
 
@@ -136,26 +131,21 @@ impl<M: Module + 'static> Callback for ExponentialMovingAverage<M> {
         if ctx.train_end().is_some_and(|end| end.is_interrupted()) {
             return Ok(());
         }
-        if let Some(average) = self.average.lock().expect("ema lock").clone() {
-            ctx.set_model(average)?;
+        match &self.average {
+            Some(average) => ctx.restore_model(average),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
         self.average
-            .lock()
-            .expect("ema lock")
             .clone()
-            .map(|m| vec![("average".to_string(), snapshot_of(m))])
+            .map(|m| vec![("average".to_string(), m)])
             .unwrap_or_default()
     }
 
     fn load_state_models(&mut self, models: Vec<(String, ModelSnapshot)>) -> Result<()> {
-        *self.average.lock().expect("ema lock") = models
-            .into_iter()
-            .find(|(name, _)| name == "average")
-            .and_then(|(_, m)| m.downcast::<M>().ok());
+        self.average = named(models, "average");
         Ok(())
     }
 }
