@@ -22,6 +22,16 @@ pub(super) fn blend(
         })
 }
 
+/// `model` saved under `name`, for
+/// [`Callback::state_models`](crate::Callback::state_models) (nothing
+/// while there is none).
+pub(super) fn saved(name: &str, model: &Option<ModelSnapshot>) -> Vec<(String, ModelSnapshot)> {
+    model
+        .iter()
+        .map(|model| (name.to_string(), model.clone()))
+        .collect()
+}
+
 /// The model saved under `name` by
 /// [`Callback::state_models`](crate::Callback::state_models).
 pub(super) fn named(models: Vec<(String, ModelSnapshot)>, name: &str) -> Option<ModelSnapshot> {

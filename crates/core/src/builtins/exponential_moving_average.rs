@@ -8,7 +8,7 @@ use crate::context::{Context, ModelSnapshot};
 use crate::error::{CallbackError, Result};
 use crate::logs::Logs;
 
-use super::averaging::{blend, named};
+use super::averaging::{blend, named, saved};
 
 const NAME: &str = "ExponentialMovingAverage";
 
@@ -138,10 +138,7 @@ impl Callback for ExponentialMovingAverage {
     }
 
     fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
-        self.average
-            .clone()
-            .map(|m| vec![("average".to_string(), m)])
-            .unwrap_or_default()
+        saved("average", &self.average)
     }
 
     fn load_state_models(&mut self, models: Vec<(String, ModelSnapshot)>) -> Result<()> {

@@ -7,7 +7,7 @@ use crate::context::{Context, ModelSnapshot};
 use crate::error::{CallbackError, Result};
 use crate::logs::Logs;
 
-use super::averaging::{blend, named};
+use super::averaging::{blend, named, saved};
 
 const NAME: &str = "StochasticWeightAveraging";
 
@@ -206,10 +206,7 @@ impl Callback for StochasticWeightAveraging {
     }
 
     fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
-        self.average
-            .clone()
-            .map(|m| vec![("average".to_string(), m)])
-            .unwrap_or_default()
+        saved("average", &self.average)
     }
 
     fn load_state_models(&mut self, models: Vec<(String, ModelSnapshot)>) -> Result<()> {

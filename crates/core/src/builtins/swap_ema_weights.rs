@@ -7,7 +7,7 @@ use crate::context::{Context, ModelSnapshot};
 use crate::error::{CallbackError, Result};
 use crate::logs::Logs;
 
-use super::averaging::named;
+use super::averaging::{named, saved};
 
 const NAME: &str = "SwapEMAWeights";
 
@@ -135,10 +135,7 @@ impl Callback for SwapEmaWeights {
     }
 
     fn state_models(&self) -> Vec<(String, ModelSnapshot)> {
-        self.stashed
-            .clone()
-            .map(|m| vec![("trained".to_string(), m)])
-            .unwrap_or_default()
+        saved("trained", &self.stashed)
     }
 
     fn load_state_models(&mut self, models: Vec<(String, ModelSnapshot)>) -> Result<()> {
