@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use crate::common::{SubsetMlp, repo, text};
+use crate::common::{SubsetMlp, repo, tensors_of, text};
 
 /// An MLP on 400 training images in batches of 50 (8 steps an epoch), three
 /// epochs that always all run (no callback stops it early).
@@ -103,25 +103,6 @@ fn straight(flags: &'static [&'static str]) -> (String, Option<Vec<u8>>) {
     let weights = std::fs::read(run.join("checkpoints/final.bpk")).ok();
     runs.push((flags, history(&run), weights.clone()));
     (history(&run), weights)
-}
-
-/// A burnpack file's bytes without what differs between two processes
-/// saving the same weights: the parameters' random ids (`param_id`, a CBOR
-/// u64) and the checksum trailer over them.
-fn tensors_of(bpk: &[u8]) -> Vec<u8> {
-    let mut bytes = bpk.to_vec();
-    if let Some(at) = bytes.windows(8).rposition(|w| w == b"BFSUM001") {
-        bytes.truncate(at);
-    }
-    let key = b"param_id";
-    let mut i = 0;
-    while let Some(found) = bytes[i..].windows(key.len()).position(|w| w == key) {
-        let start = i + found + key.len();
-        let end = (start + 9).min(bytes.len());
-        bytes[start..end].fill(0);
-        i = end;
-    }
-    bytes
 }
 
 /// Keras's weight EMA: the final weights are written after the last epoch.

@@ -5,7 +5,7 @@
 //! resume that cannot continue the run exactly is refused without touching
 //! it.
 
-use crate::common::SubsetMlp;
+use crate::common::{SubsetMlp, tensors_of};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -546,4 +546,105 @@ fn the_cnn_with_its_convolution_kernels_resumes_exactly_after_a_kill() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(history(&killed), history(&straight));
     all_files_whole(&killed);
+}
+
+/// A batch-norm CNN on the subset with every weight average on: the
+/// optimizer's EMA, SwapEMAWeights swapping it in at each epoch end, SWA
+/// from the third epoch, and backups every 7 batches (40 an epoch); `DATA`
+/// stands for the subset's directory.
+const AVERAGED_CNN: &str = r#"name = "averaged"
+[model]
+kind = "cnn"
+channels = [8, 16]
+fc_size = 32
+
+[data]
+kind = "fashion_mnist"
+dir = "DATA"
+validation_split = 0.2
+limit_train = 1600
+limit_test = 200
+
+[optimizer]
+kind = "adam"
+lr = 2e-3
+use_ema = true
+ema_momentum = 0.9
+
+[training]
+epochs = 4
+batch_size = 32
+backend = "flex"
+seed = 7
+
+[outputs]
+plots = false
+progress = false
+
+[[callbacks]]
+type = "SwapEMAWeights"
+swap_on_epoch = true
+
+[[callbacks]]
+type = "StochasticWeightAveraging"
+swa_lrs = 1e-3
+swa_epoch_start = 2
+annealing_epochs = 1
+
+[[callbacks]]
+type = "BackupAndRestore"
+backup_dir = "backup"
+save_freq = 7
+"#;
+
+/// The averages live in the callbacks' state (the EMA, SWA's running mean
+/// and its count, the weights SwapEMAWeights holds while the average is
+/// in): killed in the middle of the fourth epoch, after SWA has averaged
+/// one, on one device and on two, a resumed run writes the uninterrupted
+/// run's history and the same final (averaged) weights.
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
+fn weight_averages_resume_exactly_after_a_kill_mid_epoch_on_a_batch_norm_cnn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("averaged.toml");
+    let data = repo().join("data/fashion-mnist-subset");
+    let toml = AVERAGED_CNN.replace("DATA", data.to_str().unwrap());
+    std::fs::write(&config, toml).unwrap();
+    let final_weights = |run: &Path| {
+        tensors_of(&std::fs::read(run.join("checkpoints/final.bpk")).expect("final.bpk"))
+    };
+    for devices in ["1", "2"] {
+        let flags = ["--devices", devices];
+        let straight = tmp.path().join(format!("straight-{devices}"));
+        let out = train(&config, &straight, &flags, &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        let killed = tmp.path().join(format!("killed-{devices}"));
+        let out = train(
+            &config,
+            &killed,
+            &flags,
+            // After the backup of batch 133 (every 7th), not an epoch end's.
+            &[
+                ("BURNFIT_ABORT_AT_STEP", "137".to_string()),
+                ("BURNFIT_ABORT_AFTER_BACKUP", "133".to_string()),
+            ],
+        );
+        assert!(!out.status.success(), "the kill happened: {}", text(&out));
+        let mut again = flags.to_vec();
+        again.push("--resume");
+        let out = train(&config, &killed, &again, &[]);
+        let printed = text(&out);
+        assert!(out.status.success(), "{printed}");
+        assert!(printed.contains("Resuming from"), "{printed}");
+        assert!(printed.contains("backup-000000000133"), "{printed}");
+        assert_eq!(history(&killed), history(&straight), "{devices} device(s)");
+        assert!(
+            final_weights(&killed) == final_weights(&straight),
+            "{devices} device(s): other final weights"
+        );
+        all_files_whole(&killed);
+    }
 }

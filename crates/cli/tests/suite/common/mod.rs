@@ -201,3 +201,22 @@ pub fn tensorboard_dump(python: &Path, dir: &Path) -> serde_json::Value {
     assert!(dump.status.success(), "tb_dump failed: {}", text(&dump));
     serde_json::from_slice(&dump.stdout).unwrap()
 }
+
+/// A burnpack file's bytes without what differs between two processes
+/// saving the same weights: the parameters' random ids (`param_id`, a CBOR
+/// u64) and the checksum trailer over them.
+pub fn tensors_of(bpk: &[u8]) -> Vec<u8> {
+    let mut bytes = bpk.to_vec();
+    if let Some(at) = bytes.windows(8).rposition(|w| w == b"BFSUM001") {
+        bytes.truncate(at);
+    }
+    let key = b"param_id";
+    let mut i = 0;
+    while let Some(found) = bytes[i..].windows(key.len()).position(|w| w == key) {
+        let start = i + found + key.len();
+        let end = (start + 9).min(bytes.len());
+        bytes[start..end].fill(0);
+        i = end;
+    }
+    bytes
+}
