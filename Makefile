@@ -50,6 +50,8 @@ lint:
 	python3 scripts/check-module-cycles.py
 	cargo clippy --workspace --all-targets --features $(TEST_FEATURES) -- -D warnings
 	cargo clippy -p burnfit-cli --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p burnfit-core -p burnfit-callbacks \
+		--features burnfit-core/testing,burnfit-core/trackers,burnfit-callbacks/testing,burnfit-callbacks/trackers
 
 bench:
 	cargo run --release -p burnfit-cli -- bench
