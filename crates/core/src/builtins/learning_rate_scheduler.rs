@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::pyrepr::float_repr;
+use super::python::float_repr;
 use crate::callback::Callback;
 use crate::context::Context;
 use crate::error::{CallbackError, Result};

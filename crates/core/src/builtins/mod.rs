@@ -18,8 +18,7 @@ mod model_checkpoint;
 mod model_summary;
 mod on_exception_checkpoint;
 mod progress_logger;
-mod pyfmt;
-mod pyrepr;
+mod python;
 mod reduce_lr_on_plateau;
 #[cfg(feature = "trackers")]
 mod remote_monitor;

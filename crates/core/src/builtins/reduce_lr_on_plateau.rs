@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::pyrepr::float_repr;
+use super::python::float_repr;
 use crate::callback::Callback;
 use crate::context::Context;
 use crate::error::{CallbackError, Result};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::pyrepr::float_repr;
+use super::python::float_repr;
 use super::tracker::{self, Body, FailureSink, Http, Sender};
 use crate::callback::Callback;
 use crate::context::Context;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::pyfmt::{TemplateError, Value, format_template, format_value, has_placeholders};
+use super::super::python::{TemplateError, Value, format_template, format_value, has_placeholders};
 use super::{ModelCheckpointConfig, NAME};
 use crate::error::{CallbackError, Result};
 use crate::logs::Logs;

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use super::pyrepr::{exponent_suffix, float_repr};
+use super::exponent_suffix;
+use super::repr::float_repr;
 
 /// A value substituted into a template: Keras formats `{epoch}` and
 /// `{batch}` as Python ints and every log value as a Python float.

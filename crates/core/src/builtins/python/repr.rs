@@ -14,12 +14,7 @@
 //!   `2.5e-10`, `1.7976931348623157e+308`);
 //! * `nan`, `inf`, `-inf`, and `-0.0` for negative zero.
 
-/// Python's exponent (after the `e`): a sign and at least two digits
-/// (`-05`, `+16`, `+308`). `repr` and `str.format`'s `e` both write it.
-pub(super) fn exponent_suffix(exponent: i32) -> String {
-    let sign = if exponent < 0 { '-' } else { '+' };
-    format!("{sign}{:02}", exponent.unsigned_abs())
-}
+use super::exponent_suffix;
 
 /// Formats `x` exactly as Python's `repr(x)` does for a `float`.
 pub fn float_repr(x: f64) -> String {
