@@ -16,7 +16,10 @@ use burn::train::{
     ClassificationOutput, InferenceStep, Learner, LearningResult, SupervisedTraining, TrainOutput,
     TrainStep,
 };
-use burnfit_callbacks::builtins::{BackupAndRestore, BackupAndRestoreConfig, BackupFrequency};
+use burnfit_callbacks::builtins::{
+    BackupAndRestore, BackupAndRestoreConfig, BackupFrequency, StochasticWeightAveraging,
+    StochasticWeightAveragingConfig,
+};
 use burnfit_callbacks::engine::{FitOutcome, SilentRenderer};
 use burnfit_callbacks::{Callback, Callbacks, Context, Logs, Result, WithCallbacks};
 use common::{Batch, Tiny};
@@ -30,7 +33,7 @@ enum Drop {
     Burns,
 }
 
-/// `Tiny` behind a batch norm and a dropout.
+/// `Tiny` behind a dropout and a batch norm.
 #[derive(Module, Debug)]
 struct Net {
     norm: BatchNorm,
@@ -51,12 +54,13 @@ impl Net {
 
     fn classify(&self, batch: Batch) -> ClassificationOutput {
         rendezvous::meet();
-        let x = self.norm.forward(batch.x);
+        // The dropout first: its masks shape the running statistics.
         let x = if self.burns_dropout {
-            self.dropout.forward(x)
+            self.dropout.forward(batch.x)
         } else {
-            burnfit_models::nets::host_dropout::dropout(&self.dropout, x)
+            burnfit_models::nets::host_dropout::dropout(&self.dropout, batch.x)
         };
+        let x = self.norm.forward(x);
         self.tiny.classify(Batch { x, y: batch.y })
     }
 
@@ -440,4 +444,48 @@ fn a_restored_snapshot_brings_back_the_running_statistics_it_was_taken_with() {
     // And after a sync (what `valid()` does): no update of the last step
     // left waiting to overwrite them.
     assert_eq!(result.model.valid().values(), taken, "after a sync");
+}
+
+/// Seeds Burn's generator at train end, before the callbacks after it.
+struct SeedBurnsGeneratorAtTrainEnd(u64);
+
+impl Callback for SeedBurnsGeneratorAtTrainEnd {
+    fn on_train_end(&mut self, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+        common::device().autodiff().seed(self.0);
+        Ok(())
+    }
+}
+
+/// SWA's BatchNorm pass runs the model in training mode, dropout included.
+/// In a seeded run its masks come from the run's seed and step, whichever
+/// dropout the model uses: not from the state the steps left Burn's
+/// process-wide generator in, which after steps on several devices is the
+/// seed of whichever worker seeded it last. Here that state is set on
+/// purpose, to two values; the final statistics do not change.
+#[test]
+fn a_batch_norm_pass_draws_from_the_runs_seed_not_from_where_the_workers_left_burns_generator() {
+    let _one = rendezvous::USER.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    rendezvous::arm(false);
+    for drop in [Drop::Burnfit, Drop::Burns] {
+        let run = |burns_state: u64| {
+            let swa = StochasticWeightAveraging::new(StochasticWeightAveragingConfig {
+                swa_lrs: 1e-3,
+                swa_epoch_start: 1.0,
+                annealing_epochs: 1,
+                annealing_strategy: "cos".into(),
+            })
+            .unwrap();
+            let callbacks = Callbacks::new()
+                .deterministic(5)
+                .devices(two_devices())
+                .with(SeedBurnsGeneratorAtTrainEnd(burns_state))
+                .with(swa);
+            let dir = tempfile::tempdir().unwrap();
+            let (result, outcome) = train(dir.path(), drop, 2, common::items(32, 3), 4, callbacks);
+            assert!(outcome.error.is_none(), "{:?}", outcome.error);
+            result.model.values()
+        };
+        assert_eq!(run(1), run(2));
+    }
 }

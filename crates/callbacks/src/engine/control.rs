@@ -12,6 +12,7 @@ use burnfit_core::{
 
 use super::backup;
 use super::capture::TrainingRecords;
+use super::multi_device::mix;
 use super::params::{detached, snapshot_of, sync_running_states};
 use super::state::LoopState;
 use super::weights::encode_module_record;
@@ -20,6 +21,10 @@ use super::weights::encode_module_record;
 pub(crate) struct LoopControl<'a, M: LearnerModel> {
     pub state: &'a mut LoopState<M>,
 }
+
+/// Salt of the BatchNorm pass's random stream, so that it differs from
+/// every training step's.
+const BATCH_NORM_PASS_SALT: u64 = 0xB47C_4A0E_5EED;
 
 impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
     fn request_stop(&mut self, reason: String) {
@@ -165,14 +170,29 @@ impl<M: LearnerModel> TrainingControl for LoopControl<'_, M> {
         // BatchNorm's running statistics in place; the gradients are
         // dropped, so no weight changes.
         let model = self.state.learner.model();
-        for item in loader.iter() {
-            let item = item.map_err(|e| CallbackError::Runtime {
-                callback: "update_batch_norm",
-                message: e.to_string(),
-            })?;
-            drop(TrainStep::step(&model, item));
+        // Its dropout masks change the statistics. A seeded run draws them
+        // from a stream of the pass's own, (seed, step), and reseeds Burn's
+        // generator with it (for models that draw from that one): never
+        // from where the training steps left Burn's process-wide generator,
+        // which after a step on several devices is wherever the worker
+        // that seeded it last left it.
+        let stream = self
+            .state
+            .seed
+            .map(|seed| mix(seed, BATCH_NORM_PASS_SALT ^ self.state.progress.global_step));
+        if let (Some(seed), Some(device)) = (stream, model.devices().first()) {
+            device.seed(seed);
         }
-        Ok(())
+        burnfit_core::random::with_stream(stream, || {
+            for item in loader.iter() {
+                let item = item.map_err(|e| CallbackError::Runtime {
+                    callback: "update_batch_norm",
+                    message: e.to_string(),
+                })?;
+                drop(TrainStep::step(&model, item));
+            }
+            Ok(())
+        })
     }
 
     fn request_backup(&mut self, path: &Path) -> Result<()> {

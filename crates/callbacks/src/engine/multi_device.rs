@@ -31,7 +31,11 @@
 //!   Burn's generator moved; if it did, the workers keep taking turns for
 //!   the whole run (reproducible, not parallel) and a warning says why.
 //!   The gradients are combined in device order, so the reduction's order
-//!   is fixed.
+//!   is fixed. After steps at once, Burn's generator is left wherever the
+//!   worker that seeded it last left it, so the coordinator never draws
+//!   from it as it stands: a pass outside the steps (SWA's BatchNorm pass,
+//!   `update_batch_norm`) draws from a stream and a reseeding of its own,
+//!   from the seed and the step.
 //! * **A worker's panic is a training error naming the device**, and the
 //!   coordinator stops before the optimizer step: nothing is updated or
 //!   written from a half step, and the backups already written stay.

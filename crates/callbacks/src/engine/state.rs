@@ -62,6 +62,9 @@ pub(crate) struct LoopState<M: LearnerModel> {
     /// The training data on the learner's device, for a pass that only
     /// updates BatchNorm statistics.
     pub train_loader: Option<TrainLoader<M>>,
+    /// The run's seed ([`Callbacks::deterministic`](super::Callbacks::deterministic)),
+    /// for the random draws of passes outside the training steps.
+    pub seed: Option<u64>,
     /// A backup a callback asked for, written once the hook has run on
     /// every callback.
     pub pending_backup: Option<PathBuf>,

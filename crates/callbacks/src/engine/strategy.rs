@@ -188,6 +188,7 @@ where
                 callback_models: Default::default(),
                 skip_step: None,
                 train_loader: Some(dataloader_train.to_device(&device)),
+                seed: engine.seed,
                 pending_backup: None,
                 pending_removals: Vec::new(),
                 writer: BackgroundWriter::new(),
