@@ -489,3 +489,34 @@ fn a_batch_norm_pass_draws_from_the_runs_seed_not_from_where_the_workers_left_bu
         assert_eq!(run(1), run(2));
     }
 }
+
+/// Burn folds the threads' running statistics in a `HashMap`'s order,
+/// which changes from run to run: with three devices the sums, and so the
+/// statistics, changed with it. The engine folds them in device order.
+#[test]
+fn three_devices_give_the_same_running_statistics_every_run() {
+    let _one = rendezvous::USER.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    rendezvous::arm(false);
+    let run = || {
+        let callbacks = Callbacks::new()
+            .deterministic(7)
+            .devices(vec![common::device(); 3]);
+        let dir = tempfile::tempdir().unwrap();
+        // Batches of 6: 2 items a device, 6 steps an epoch.
+        let (result, outcome) = train(
+            dir.path(),
+            Drop::Burnfit,
+            2,
+            common::items(36, 3),
+            6,
+            callbacks,
+        );
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        result.model.values()
+    };
+    let first = run();
+    for _ in 0..3 {
+        assert_eq!(run(), first);
+    }
+}

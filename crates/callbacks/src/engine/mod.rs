@@ -15,6 +15,7 @@
 //! | `strategy` | [`CallbackStrategy`]: resume, then the epochs in order, then the end |
 //! | `train_epoch` | one epoch's training steps |
 //! | `multi_device` | a step on several devices: worker threads, gradients combined |
+//! | `running_states` | the devices' BatchNorm statistics, folded in device order |
 //! | `accumulation` | the gradients of an unfinished accumulation window |
 //! | `gradients` | what the gradient hooks read of a step's gradients |
 //! | `valid_epoch` | one epoch's validation batches |
@@ -41,6 +42,7 @@ mod multi_device;
 mod outcome;
 mod panic;
 mod params;
+mod running_states;
 mod silent;
 mod state;
 mod strategy;

@@ -46,11 +46,12 @@
 //!   (Ctrl-C) while a step runs waits [`INTERRUPT_GRACE`] for it, then
 //!   leaves it: training stops at the last finished batch. A worker left
 //!   behind is not joined.
-//! * **BatchNorm statistics** are Burn's `RunningState`s, which keep one
-//!   value per thread and average them: with one thread per device, the
-//!   running statistics are the mean over the devices. The coordinator
-//!   folds them before each step ([`sync_running_states`]), so each worker
-//!   reads the same synced value whatever the order in which they run.
+//! * **BatchNorm statistics are the mean over the devices, in device
+//!   order.** Each worker updates running states of its own copy, and the
+//!   coordinator folds their values into the learner's in device order
+//!   ([`running_states`]): Burn's own fold sums in a `HashMap`'s order,
+//!   which differs from run to run with three devices or more. Each worker
+//!   reads the same folded value whatever the order in which they run.
 
 use std::cell::Cell;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -66,6 +67,7 @@ use burn::train::{LearnerModel, TrainOutput, TrainStep};
 use super::batch_loss::BatchLoss;
 use super::panic::panic_message;
 use super::params::sync_running_states;
+use super::running_states;
 
 /// How the gradients of the devices are combined into one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,9 +95,10 @@ struct Job<M: LearnerModel> {
     probe: bool,
 }
 
-/// One device's result: its output and whether it drew from Burn's
-/// generator, or the panic message.
-type Answer<M> = (usize, Result<Option<(Output<M>, bool)>, String>);
+/// One device's result: its output, whether it drew from Burn's
+/// generator and its copy of the model with the step's running statistics
+/// ([`running_states::synced`]), or the panic message.
+type Answer<M> = (usize, Result<Option<(Output<M>, bool, M)>, String>);
 
 /// How the workers of a run are scheduled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +247,7 @@ where
         self.turn.pass(0);
         for (index, (item, jobs)) in items.into_iter().zip(&self.jobs).enumerate() {
             let job = Job {
-                model: model.clone(),
+                model: running_states::with_own_running_states(model),
                 item,
                 seed: seed.map(|s| mix(s, index as u64)),
                 in_turn: schedule != Schedule::AtOnce,
@@ -258,13 +261,15 @@ where
         // Every worker answered, even after one failed: an answer left in
         // the channel would be taken for the next step's.
         let mut outputs = Vec::new();
+        let mut copies = Vec::new();
         let mut drew = false;
         let mut failure: Option<String> = None;
         for (index, answer) in answers {
             match answer {
-                Ok(Some((output, drew_here))) => {
+                Ok(Some((output, drew_here, copy))) => {
                     drew |= drew_here;
                     outputs.push((index, output));
+                    copies.push((index, copy));
                 }
                 Ok(None) => {}
                 Err(message) => {
@@ -293,6 +298,9 @@ where
             });
         }
         outputs.sort_by_key(|(index, _)| *index);
+        copies.sort_by_key(|(index, _)| *index);
+        let copies: Vec<M> = copies.into_iter().map(|(_, copy)| copy).collect();
+        running_states::fold_in_device_order(model, &copies, &self.devices[0]);
         Ok(outputs)
     }
 
@@ -353,7 +361,12 @@ where
 /// A worker's step: fork the model to `device`, run the step there with the
 /// device and this thread's random stream seeded, bring the gradients to
 /// `main`, and (when probing) tell whether Burn's generator was drawn from.
-fn work<M>(job: Job<M>, index: usize, device: &Device, main: &Device) -> Option<(Output<M>, bool)>
+fn work<M>(
+    job: Job<M>,
+    index: usize,
+    device: &Device,
+    main: &Device,
+) -> Option<(Output<M>, bool, M)>
 where
     M: LearnerModel,
     <M as TrainStep>::Output: BatchLoss,
@@ -385,7 +398,7 @@ where
             (true, Some(seed)) => burn_generator_moved(device, seed),
             _ => false,
         };
-        Some((output, drew))
+        Some((output, drew, running_states::synced(&model)))
     })
 }
 
