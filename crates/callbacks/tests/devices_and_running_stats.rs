@@ -180,9 +180,22 @@ fn train(
     epochs: usize,
     items: Vec<common::Item>,
     batch: usize,
-    mut callbacks: Callbacks,
+    callbacks: Callbacks,
 ) -> (LearningResult<Net>, FitOutcome) {
     let device = common::device().autodiff();
+    train_on(device, dir, drop, epochs, items, batch, callbacks)
+}
+
+/// [`train`] with the model built on `device` (an autodiff device).
+fn train_on(
+    device: Device,
+    dir: &std::path::Path,
+    drop: Drop,
+    epochs: usize,
+    items: Vec<common::Item>,
+    batch: usize,
+    mut callbacks: Callbacks,
+) -> (LearningResult<Net>, FitOutcome) {
     let lr = callbacks.lr_scheduler(1e-2);
     let outcome = callbacks.outcome();
     let result = SupervisedTraining::new(
@@ -518,5 +531,37 @@ fn three_devices_give_the_same_running_statistics_every_run() {
     let first = run();
     for _ in 0..3 {
         assert_eq!(run(), first);
+    }
+}
+
+/// A batch norm built on a gradient-checkpointing device trains on several
+/// of them: each worker's copy, and the folded statistics, keep the model's
+/// strategy (Burn refuses to mix two strategies in one operation).
+#[test]
+fn a_batch_norm_model_built_for_gradient_checkpointing_trains_on_three_devices() {
+    let _one = rendezvous::USER.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    rendezvous::arm(false);
+    let run = |device: Device| {
+        let callbacks = Callbacks::new()
+            .deterministic(7)
+            .devices(vec![device.clone(); 3]);
+        let dir = tempfile::tempdir().unwrap();
+        let (result, outcome) = train_on(
+            device,
+            dir.path(),
+            Drop::Burnfit,
+            2,
+            common::items(36, 3),
+            6,
+            callbacks,
+        );
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        result.model.values()
+    };
+    let plain = run(common::device().autodiff());
+    let checkpointed = run(common::device().autodiff().gradient_checkpointing());
+    for (a, b) in plain.iter().zip(&checkpointed) {
+        assert!((a - b).abs() <= 1e-5, "{plain:?} vs {checkpointed:?}");
     }
 }

@@ -21,19 +21,75 @@
 //!   order for more.
 //! * **Only running states change**: parameters, trainable or frozen, are
 //!   left as they are.
+//! * **The copies keep the model's gradient-checkpointing strategy**, and
+//!   so do the folded statistics (tested with the devices:
+//!   `gradient_checkpointing_holds_on_two_devices`,
+//!   `a_batch_norm_model_built_for_gradient_checkpointing_trains_on_three_devices`).
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, GradientCheckpointingStrategy, Tensor};
 
 use super::params::detached;
 
 /// A copy of `model` whose running states are its own (new ones, with the
-/// model's synced values): updating them leaves `model`'s untouched.
+/// model's synced values): updating them leaves `model`'s untouched. The
+/// copy is built on Burn's default autodiff device; its tensors get the
+/// gradient-checkpointing strategy of the model's trainable parameters
+/// back (a tensor keeps the strategy it was made with, and tensors of two
+/// strategies cannot meet in one operation).
 pub(crate) fn with_own_running_states<M: Module>(model: &M) -> M {
-    detached(model)
+    let copy = detached(model);
+    match checkpointing_of(model) {
+        Some(strategy) => copy.map(&mut WithStrategy(strategy)),
+        None => copy,
+    }
+}
+
+/// The gradient-checkpointing strategy of `model`'s first trainable
+/// parameter, if it has one.
+fn checkpointing_of<M: Module>(model: &M) -> Option<GradientCheckpointingStrategy> {
+    struct First(Option<GradientCheckpointingStrategy>);
+    impl ModuleVisitor for First {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.0.is_none() {
+                let value = param.val();
+                if value.is_require_grad() {
+                    self.0 = value.gradient_checkpointing_strategy();
+                }
+            }
+        }
+    }
+    let mut first = First(None);
+    model.visit(&mut first);
+    first.0
+}
+
+/// Gives every autodiff tensor of a module one gradient-checkpointing
+/// strategy.
+struct WithStrategy(GradientCheckpointingStrategy);
+
+impl WithStrategy {
+    fn apply<const D: usize>(&self, tensor: Tensor<D>) -> Tensor<D> {
+        if !tensor.is_autodiff() || tensor.gradient_checkpointing_strategy() == Some(self.0) {
+            return tensor;
+        }
+        let require_grad = tensor.is_require_grad();
+        let tensor = tensor.with_gradient_checkpointing_strategy(self.0);
+        if require_grad {
+            tensor.require_grad()
+        } else {
+            tensor
+        }
+    }
+}
+
+impl ModuleMapper for WithStrategy {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| self.apply(tensor))
+    }
 }
 
 /// `model` (a copy from [`with_own_running_states`], after a step on this
@@ -64,6 +120,7 @@ pub(crate) fn fold_in_device_order<M: Module>(model: &M, copies: &[M], main: &De
     let _ = model.clone().map(&mut Fold {
         values,
         main: main.clone().without_autodiff(),
+        strategy: checkpointing_of(model).map(WithStrategy),
     });
 }
 
@@ -109,6 +166,8 @@ struct Fold {
     /// Per device, in order: its running states' values by id.
     values: Vec<HashMap<ParamId, Box<dyn Any>>>,
     main: Device,
+    /// The model's checkpointing strategy, for the folded values.
+    strategy: Option<WithStrategy>,
 }
 
 impl ModuleMapper for Fold {
@@ -130,10 +189,15 @@ impl ModuleMapper for Fold {
             });
             count += 1;
         }
-        match sum {
-            Some(sum) => Param::initialized(param.id, Tensor::from_inner(sum.div_scalar(count))),
-            None => param,
-        }
+        let Some(sum) = sum else {
+            return param;
+        };
+        let mean = Tensor::from_inner(sum.div_scalar(count));
+        let mean = match &self.strategy {
+            Some(strategy) => strategy.apply(mean),
+            None => mean,
+        };
+        Param::initialized(param.id, mean)
     }
 }
 

@@ -625,6 +625,32 @@ fn gradient_checkpointing_under_callbacks_checkpoints_and_trains_the_same() {
     }
 }
 
+/// The same on two devices: each worker trains a copy of the model that
+/// keeps its parameters' checkpointing strategy (and so can take the
+/// batches of its checkpointing device).
+#[test]
+fn gradient_checkpointing_holds_on_two_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpointing = common::device().autodiff().gradient_checkpointing();
+    let on_two = |device: burn::tensor::Device| {
+        common::train_on(
+            device.clone(),
+            dir.path(),
+            2,
+            8,
+            4,
+            Callbacks::new().devices(vec![device.clone(), device]),
+            |t| t,
+        )
+    };
+    let plain = on_two(common::device().autodiff());
+    let checkpointed = on_two(checkpointing);
+    let (a, b) = (weights(&plain.model), weights(&checkpointed.model));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-6, "{a:?} vs {b:?}");
+    }
+}
+
 /// Two workers on the CPU device.
 fn two_devices() -> Vec<burn::tensor::Device> {
     vec![common::device(), common::device()]
