@@ -503,34 +503,37 @@ fn a_batch_norm_pass_draws_from_the_runs_seed_not_from_where_the_workers_left_bu
     }
 }
 
+/// A seeded run of a [`Net`] built on `device` and trained on three of
+/// it, in batches of 6 (2 items a device, 6 steps an epoch): its values.
+fn seeded_on_three(device: Device) -> Vec<f32> {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    rendezvous::arm(false);
+    let callbacks = Callbacks::new()
+        .deterministic(7)
+        .devices(vec![device.clone(); 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let (result, outcome) = train_on(
+        device,
+        dir.path(),
+        Drop::Burnfit,
+        2,
+        common::items(36, 3),
+        6,
+        callbacks,
+    );
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+    result.model.values()
+}
+
 /// Burn folds the threads' running statistics in a `HashMap`'s order,
 /// which changes from run to run: with three devices the sums, and so the
 /// statistics, changed with it. The engine folds them in device order.
 #[test]
 fn three_devices_give_the_same_running_statistics_every_run() {
     let _one = rendezvous::USER.lock().unwrap_or_else(|e| e.into_inner());
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    rendezvous::arm(false);
-    let run = || {
-        let callbacks = Callbacks::new()
-            .deterministic(7)
-            .devices(vec![common::device(); 3]);
-        let dir = tempfile::tempdir().unwrap();
-        // Batches of 6: 2 items a device, 6 steps an epoch.
-        let (result, outcome) = train(
-            dir.path(),
-            Drop::Burnfit,
-            2,
-            common::items(36, 3),
-            6,
-            callbacks,
-        );
-        assert!(outcome.error.is_none(), "{:?}", outcome.error);
-        result.model.values()
-    };
-    let first = run();
+    let first = seeded_on_three(common::device().autodiff());
     for _ in 0..3 {
-        assert_eq!(run(), first);
+        assert_eq!(seeded_on_three(common::device().autodiff()), first);
     }
 }
 
@@ -540,27 +543,8 @@ fn three_devices_give_the_same_running_statistics_every_run() {
 #[test]
 fn a_batch_norm_model_built_for_gradient_checkpointing_trains_on_three_devices() {
     let _one = rendezvous::USER.lock().unwrap_or_else(|e| e.into_inner());
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    rendezvous::arm(false);
-    let run = |device: Device| {
-        let callbacks = Callbacks::new()
-            .deterministic(7)
-            .devices(vec![device.clone(); 3]);
-        let dir = tempfile::tempdir().unwrap();
-        let (result, outcome) = train_on(
-            device,
-            dir.path(),
-            Drop::Burnfit,
-            2,
-            common::items(36, 3),
-            6,
-            callbacks,
-        );
-        assert!(outcome.error.is_none(), "{:?}", outcome.error);
-        result.model.values()
-    };
-    let plain = run(common::device().autodiff());
-    let checkpointed = run(common::device().autodiff().gradient_checkpointing());
+    let plain = seeded_on_three(common::device().autodiff());
+    let checkpointed = seeded_on_three(common::device().autodiff().gradient_checkpointing());
     for (a, b) in plain.iter().zip(&checkpointed) {
         assert!((a - b).abs() <= 1e-5, "{plain:?} vs {checkpointed:?}");
     }
