@@ -245,9 +245,12 @@ where
         };
         sync_running_states(model);
         self.turn.pass(0);
-        for (index, (item, jobs)) in items.into_iter().zip(&self.jobs).enumerate() {
+        let copies = running_states::with_own_running_states(model, self.jobs.len());
+        for (index, ((item, jobs), copy)) in
+            items.into_iter().zip(&self.jobs).zip(copies).enumerate()
+        {
             let job = Job {
-                model: running_states::with_own_running_states(model),
+                model: copy,
                 item,
                 seed: seed.map(|s| mix(s, index as u64)),
                 in_turn: schedule != Schedule::AtOnce,

@@ -34,18 +34,24 @@ use burn::tensor::{Device, GradientCheckpointingStrategy, Tensor};
 
 use super::params::detached;
 
-/// A copy of `model` whose running states are its own (new ones, with the
-/// model's synced values): updating them leaves `model`'s untouched. The
-/// copy is built on Burn's default autodiff device; its tensors get the
-/// gradient-checkpointing strategy of the model's trainable parameters
-/// back (a tensor keeps the strategy it was made with, and tensors of two
-/// strategies cannot meet in one operation).
-pub(crate) fn with_own_running_states<M: Module>(model: &M) -> M {
-    let copy = detached(model);
-    match checkpointing_of(model) {
-        Some(strategy) => copy.map(&mut WithStrategy(strategy)),
-        None => copy,
-    }
+/// `count` copies of `model` (one per device), each with running states of
+/// its own (new ones, with the model's synced values): updating them leaves
+/// `model`'s untouched. A copy is built on Burn's default autodiff device;
+/// its tensors get the gradient-checkpointing strategy of the model's
+/// trainable parameters back, looked up once (a tensor keeps the strategy
+/// it was made with, and tensors of two strategies cannot meet in one
+/// operation).
+pub(crate) fn with_own_running_states<M: Module>(model: &M, count: usize) -> Vec<M> {
+    let strategy = checkpointing_of(model);
+    (0..count)
+        .map(|_| {
+            let copy = detached(model);
+            match strategy {
+                Some(strategy) => copy.map(&mut WithStrategy(strategy)),
+                None => copy,
+            }
+        })
+        .collect()
 }
 
 /// The gradient-checkpointing strategy of `model`'s first trainable
@@ -253,7 +259,7 @@ mod tests {
         seeds
             .iter()
             .map(|&seed| {
-                let copy = with_own_running_states(net);
+                let copy = with_own_running_states(net, 1).remove(0);
                 std::thread::scope(|s| s.spawn(|| (train_on(&copy, seed), synced(&copy)).1).join())
                     .unwrap()
             })
@@ -264,7 +270,7 @@ mod tests {
     fn the_fold_is_the_mean_in_device_order_of_the_devices_that_ran() {
         // Two devices: what Burn's own fold of two threads' updates gives.
         let net = net();
-        let burns = with_own_running_states(&net);
+        let burns = with_own_running_states(&net, 1).remove(0);
         std::thread::scope(|s| {
             s.spawn(|| train_on(&burns, 1));
             s.spawn(|| train_on(&burns, 2));
