@@ -94,6 +94,45 @@ pub trait GemmConv2dOps: Backend {
         burns_weight_bias_backward::<Self>(x, weight, output_grad, options)
     }
 
+    /// The gradients of `x` and of `weight` from the output's gradient, in
+    /// one call, so that a backend can share work between them.
+    fn gemm_conv2d_x_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let dx = Self::gemm_conv2d_x_backward(
+            x.clone(),
+            weight.clone(),
+            output_grad.clone(),
+            options.clone(),
+        );
+        (
+            dx,
+            Self::gemm_conv2d_weight_backward(x, weight, output_grad, options),
+        )
+    }
+
+    /// The gradients of `x`, of `weight` and of the bias from the output's
+    /// gradient, in one call, so that a backend can share work between
+    /// them.
+    fn gemm_conv2d_x_weight_bias_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let dx = Self::gemm_conv2d_x_backward(
+            x.clone(),
+            weight.clone(),
+            output_grad.clone(),
+            options.clone(),
+        );
+        let (dw, db) = Self::gemm_conv2d_weight_bias_backward(x, weight, output_grad, options);
+        (dx, dw, db)
+    }
+
     /// The gradient through a ReLU from its output: `relu_backward`.
     fn gemm_relu_backward(
         output: FloatTensor<Self>,
@@ -222,6 +261,48 @@ impl GemmConv2dOps for Flex {
         )
     }
 
+    fn gemm_conv2d_x_weight_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, FlexTensor) {
+        if let Some(g) = shared_gradients_geometry(&x, &weight, &output_grad, &options) {
+            let [dx, dw, _] = flex_shared_gradients(&g, x, weight, output_grad, false);
+            return (dx, dw);
+        }
+        let dx = Self::gemm_conv2d_x_backward(
+            x.clone(),
+            weight.clone(),
+            output_grad.clone(),
+            options.clone(),
+        );
+        (
+            dx,
+            Self::gemm_conv2d_weight_backward(x, weight, output_grad, options),
+        )
+    }
+
+    fn gemm_conv2d_x_weight_bias_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        if let Some(g) = shared_gradients_geometry(&x, &weight, &output_grad, &options) {
+            let [dx, dw, db] = flex_shared_gradients(&g, x, weight, output_grad, true);
+            return (dx, dw, db);
+        }
+        let dx = Self::gemm_conv2d_x_backward(
+            x.clone(),
+            weight.clone(),
+            output_grad.clone(),
+            options.clone(),
+        );
+        let (dw, db) = Self::gemm_conv2d_weight_bias_backward(x, weight, output_grad, options);
+        (dx, dw, db)
+    }
+
     fn gemm_relu_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
         crate::relu::flex_relu_backward(output, output_grad)
     }
@@ -263,6 +344,42 @@ impl GemmConv2dOps for Flex {
     }
 }
 
+/// The geometry of a convolution whose gradients the kernels compute
+/// together, sharing work ([`kernels::shares_gradient_work`]).
+fn shared_gradients_geometry(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    output_grad: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    flex_geometry(x, weight, options)
+        .filter(|g| output_grad.dtype() == DType::F32 && kernels::shares_gradient_work(g))
+}
+
+/// The gradients of `x`, of `weight` and (with `bias`; else an empty
+/// tensor) of the bias from [`kernels::gradients`], for the geometry `g` of
+/// [`shared_gradients_geometry`].
+fn flex_shared_gradients(
+    g: &Geometry,
+    x: FlexTensor,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    bias: bool,
+) -> [FlexTensor; 3] {
+    let (x, weight, output_grad) = (contiguous(x), contiguous(weight), contiguous(output_grad));
+    let (dx, dw, db) =
+        kernels::gradients(g, values(&x), values(&weight), values(&output_grad), bias);
+    let db_len = db.len();
+    [
+        flex_tensor(dx, [g.batch, g.in_channels, g.input[0], g.input[1]]),
+        flex_tensor(
+            dw,
+            [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
+        ),
+        flex_tensor(db, [db_len]),
+    ]
+}
+
 /// What the backward of a convolution node needs: the checkpointed input
 /// and weight, the options, and the output when a ReLU was folded in (the
 /// gradient passes where it is positive).
@@ -296,28 +413,45 @@ impl<B: Backend + GemmConv2dOps, const N: usize> Backward<B, N> for GemmConv2dBa
         }
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.x);
         let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.weight);
-        if let Some(node) = &ops.parents[0] {
-            let dx = B::gemm_conv2d_x_backward(
-                x.clone(),
-                weight.clone(),
-                grad.clone(),
-                state.options.clone(),
-            );
-            grads.register::<B>(node.id, dx);
-        }
-        match (&ops.parents[1], ops.parents.get(2)) {
-            (weight_node, Some(Some(bias_node))) => {
-                let (dw, db) = B::gemm_conv2d_weight_bias_backward(x, weight, grad, state.options);
-                grads.register::<B>(bias_node.id, db);
-                if let Some(node) = weight_node {
-                    grads.register::<B>(node.id, dw);
-                }
+        let options = state.options;
+        let nodes = [0, 1, 2].map(|k| ops.parents.get(k).and_then(|node| node.as_ref()));
+        let computed = match nodes {
+            [Some(_), Some(_), Some(_)] => {
+                let (dx, dw, db) = B::gemm_conv2d_x_weight_bias_backward(x, weight, grad, options);
+                [Some(dx), Some(dw), Some(db)]
             }
-            (Some(node), _) => grads.register::<B>(
-                node.id,
-                B::gemm_conv2d_weight_backward(x, weight, grad, state.options),
-            ),
-            (None, _) => {}
+            [Some(_), Some(_), None] => {
+                let (dx, dw) = B::gemm_conv2d_x_weight_backward(x, weight, grad, options);
+                [Some(dx), Some(dw), None]
+            }
+            [want_x, want_weight, want_bias] => {
+                let dx = want_x.map(|_| {
+                    B::gemm_conv2d_x_backward(
+                        x.clone(),
+                        weight.clone(),
+                        grad.clone(),
+                        options.clone(),
+                    )
+                });
+                let (dw, db) = match (want_weight, want_bias) {
+                    (_, Some(_)) => {
+                        let (dw, db) =
+                            B::gemm_conv2d_weight_bias_backward(x, weight, grad, options);
+                        (Some(dw), Some(db))
+                    }
+                    (Some(_), None) => (
+                        Some(B::gemm_conv2d_weight_backward(x, weight, grad, options)),
+                        None,
+                    ),
+                    (None, None) => (None, None),
+                };
+                [dx, dw, db]
+            }
+        };
+        for (node, grad) in nodes.into_iter().zip(computed) {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }

@@ -395,6 +395,33 @@ pub fn weight_and_bias_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> (Vec<f32>, V
     weight_grad_with(g, x, dy, true)
 }
 
+/// Whether [`gradients`] computes the input's and the weight's gradients
+/// together, sharing work, rather than as [`input_grad`] and
+/// [`weight_grad`] do apart.
+pub fn shares_gradient_work(g: &Geometry) -> bool {
+    winograd::applies(g)
+}
+
+/// The gradients of the input, of the weight and (with `bias`, else empty)
+/// of the bias, as [`input_grad`] and [`weight_and_bias_grad`] give them.
+/// Where the convolution takes Winograd's path, the input's and the
+/// weight's come from one pass over the samples, which transforms each
+/// sample's output gradient once for both.
+pub fn gradients(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    bias: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    if winograd::applies(g) {
+        let (dx, dw) = winograd::gradients(g, x, weight, dy);
+        return (dx, dw, bias_grad(g, dy, bias));
+    }
+    let (dw, db) = weight_grad_with(g, x, dy, bias);
+    (input_grad(g, weight, dy), dw, db)
+}
+
 /// `Σₙ dy[n] · cols(x[n])ᵀ`, and with `bias` the row sums of `dy`. Chunks of
 /// [`WEIGHT_GRAD_CHUNK`] samples are summed apart, then added in order.
 fn weight_grad_with(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> (Vec<f32>, Vec<f32>) {

@@ -11,19 +11,24 @@
 //!
 //! * forward: `V = Bᵀ d B` per input tile, `U = G g Gᵀ` per filter, `y = Aᵀ
 //!   M A` per output tile, then the bias and the ReLU of the [`Epilogue`];
-//! * input gradient: the forward of the output gradient with the filters
-//!   turned by 180° and their channels swapped ("full" correlation), whose
-//!   padding is `2 − p` where the convolution's is `p`;
+//! * input gradient: the adjoint of the forward on the forward's own
+//!   tiles, `dx = Σ_tiles B (U[ξ]ᵀ (A dY Aᵀ)[ξ]) Bᵀ`, each tile's 4 × 4
+//!   result added into the block of the padded input it was read from
+//!   ([`scatter_input_grad`]);
 //! * weight gradient: the adjoint of the forward, `dW = Gᵀ (Σ_tiles (A dY
 //!   Aᵀ) ⊙ (Bᵀ d B)) G`: the sum over tiles is again 16 gemms, over the
-//!   same transformed input as the forward.
+//!   same transformed input as the forward;
+//! * both gradients at once ([`gradients`], what a training step's backward
+//!   calls): the output gradient's transform `A dY Aᵀ` is made once per
+//!   sample for the two.
 //!
 //! Invariants:
 //! * **The convolution's values within float rounding** (the transforms
 //!   reorder the sums): tested against a direct convolution in `f64` for
 //!   odd and even sizes, every padding up to 2, and both gradients.
 //! * **Deterministic whatever the number of threads**: the forward and the
-//!   input gradient write disjoint samples; the weight gradient sums fixed
+//!   input gradient write disjoint samples (the overlapping tiles of one
+//!   sample are added in a fixed order); the weight gradient sums fixed
 //!   chunks of [`WEIGHT_GRAD_CHUNK`] samples, then the chunks in order (as
 //!   [`super::kernels`] does).
 //! * **Taken only where it is the same convolution** ([`applies`]): 3×3,
@@ -120,6 +125,12 @@ impl Tiling {
         (self.tiles[0] * self.half()).next_multiple_of(SLOT_MULTIPLE)
     }
 
+    /// Values of a row of [`Scratch::margined_rows`]: a plane's positions
+    /// and a row of zeros (`half` values) on either side.
+    fn margined_row(&self) -> usize {
+        self.half() + self.slots() + 1 + self.half()
+    }
+
     /// Values of a parity plane: its rows, and zeros past them for the
     /// reach of the last slots (a tile reads up to row `a + 1` and column
     /// `b + 1` of a plane).
@@ -164,13 +175,17 @@ fn transform_filters(
 
 /// The scratch of one task: the four parity planes of an input channel and
 /// those of an output gradient channel, twelve rows of intermediate
-/// combinations, the transformed input `V[ξ][channel][slot]`
+/// combinations (and, for the input gradient, eight with zero margins,
+/// see [`Tiling::margined_row`], and four planes of its own: the input's
+/// and the output gradient's must stay zero where no channel writes), the transformed input `V[ξ][channel][slot]`
 /// and the 16 gemms' products `M[ξ][out][slot]` (or, for the weight
 /// gradient, the transformed output gradient `Z[ξ][out][slot]`).
 struct Scratch {
     planes: [Vec<f32>; 4],
     grad_planes: [Vec<f32>; 4],
     rows: Vec<f32>,
+    margined_rows: Vec<f32>,
+    input_grad_planes: [Vec<f32>; 4],
     v: Vec<f32>,
     m: Vec<f32>,
 }
@@ -190,6 +205,8 @@ impl Scratch {
             planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
             grad_planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
             rows: vec![0.0; 12 * (t.slots() + 1)],
+            margined_rows: vec![0.0; 8 * t.margined_row()],
+            input_grad_planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
             v,
             m,
         }
@@ -290,6 +307,10 @@ wide!(transform_output => transform_output_body(
 ));
 wide!(transform_output_grad => transform_output_grad_body(
     t: &Tiling, out: [usize; 2], outputs: usize, dy: &[f32], s: &mut Scratch,
+));
+wide!(scatter_input_grad => scatter_input_grad_body(
+    t: &Tiling, input: [usize; 2], channels: usize, s: &mut Scratch,
+    dx: &mut [MaybeUninit<f32>],
 ));
 
 /// `outputs[q][k] = f(inputs[·][k])[q]` for every `k` below the outputs'
@@ -515,32 +536,222 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> V
     forward_transformed(g, x, &u, epilogue)
 }
 
-/// The "full" correlation whose forward is the input gradient of `g`: the
-/// output gradient as input, the convolution's channels swapped, padding
-/// `2 − p` on each side, so that its output is `g`'s input.
-fn transposed(g: &Geometry) -> Geometry {
-    Geometry {
-        in_channels: g.out_channels,
-        out_channels: g.in_channels,
-        input: g.output(),
-        padding: g.padding.map(|(a, b)| (2 - a, 2 - b)),
-        ..*g
+/// The input gradient of [`super::kernels::input_grad`] for a convolution
+/// that [`applies`]: the adjoint of the forward, sample by sample. The
+/// output gradient's tiles are transformed as the weight gradient's are (`Z
+/// = A dY Aᵀ`, zero in the slots that are not tiles), the 16 gemms take them
+/// back through the filters (`dV[ξ] = U[ξ]ᵀ Z[ξ]`), and
+/// [`scatter_input_grad`] adds each tile's `B dV Bᵀ` into the 4 × 4 block
+/// of the padded input it was read from.
+///
+/// The forward's own tiling, so no transform of the padded output gradient
+/// over the output channels (the "full" correlation's way) and fewer
+/// slots where the convolution pads less than 2.
+pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    debug_assert!(applies(g));
+    let t = Tiling::new(g);
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    let u = filters_for_input_grad(g, weight);
+    let fill = |n: usize, dx: &mut [MaybeUninit<f32>], s: &mut Scratch| {
+        let dy = &dy[n * g.output_len()..(n + 1) * g.output_len()];
+        transform_output_grad(&t, g.output(), cout, dy, s);
+        input_grad_from_transformed(g, &t, &u, s, dx);
+    };
+    // SAFETY: each chunk is one sample's input gradient, `in_channels × h ×
+    // w` values, and `input_grad_from_transformed` writes every one of them.
+    unsafe {
+        par_build_uninit(
+            g.batch * g.input_len(),
+            g.input_len(),
+            samples_per_task(g.batch),
+            || Scratch::new(&t, cin, cout),
+            fill,
+        )
     }
 }
 
-/// The input gradient of [`super::kernels::input_grad`] for a convolution
-/// that [`applies`].
-pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+/// `U[ξ]ᵀ` for [`input_grad_from_transformed`]: row c, column o is filter
+/// (o, c) transformed, so that gemm reads it in rows.
+fn filters_for_input_grad(g: &Geometry, weight: &[f32]) -> Vec<f32> {
+    let cin = g.in_channels;
+    transform_filters(cin, g.out_channels, |c, o| {
+        weight[(o * cin + c) * 9..][..9].try_into().expect("9 taps")
+    })
+}
+
+/// One sample's input gradient `dx` (every value written) from its
+/// transformed output gradient `Z` in `s.m`: `dV[ξ] = U[ξ]ᵀ Z[ξ]` into
+/// `s.v` (whatever was there), then [`scatter_input_grad`].
+fn input_grad_from_transformed(
+    g: &Geometry,
+    t: &Tiling,
+    u: &[f32],
+    s: &mut Scratch,
+    dx: &mut [MaybeUninit<f32>],
+) {
+    let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
+    for xi in 0..XI {
+        matmul(
+            [cin, count, cout],
+            &mut s.v[xi * cin * count..(xi + 1) * cin * count],
+            Operand::rows(&u[xi * cin * cout..(xi + 1) * cin * cout], cout),
+            Operand::rows(&s.m[xi * cout * count..(xi + 1) * cout * count], count),
+            false,
+        );
+    }
+    scatter_input_grad(t, g.input, cin, s, dx);
+}
+
+/// The input and weight gradients of a convolution that [`applies`] in one
+/// pass over the samples: each sample's output gradient is transformed once
+/// for both (`Z`), its input for the weight's (`V`), whose buffer then
+/// takes the input gradient's `dV`. The same values as [`input_grad`] and
+/// [`weight_grad`], bit for bit: the same operations on each sample, and the
+/// weight gradient summed in the same chunks, in the same order.
+pub fn gradients(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     debug_assert!(applies(g));
-    let full = transposed(g);
-    debug_assert_eq!(full.output(), g.input);
+    let t = Tiling::new(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
-    // Row c, column o: filter (o, c) turned by 180°.
-    let u = transform_filters(cin, cout, |c, o| {
-        let f = &weight[(o * cin + c) * 9..][..9];
-        std::array::from_fn(|k| f[8 - k])
-    });
-    forward_transformed(&full, dy, &u, Epilogue::default())
+    let u = filters_for_input_grad(g, weight);
+    let len = g.batch * g.input_len();
+    let mut dx: Vec<f32> = Vec::with_capacity(len);
+    let partials: Vec<Vec<f32>> = dx.spare_capacity_mut()[..len]
+        .par_chunks_mut(g.input_len() * WEIGHT_GRAD_CHUNK)
+        .zip(x.par_chunks(g.input_len() * WEIGHT_GRAD_CHUNK))
+        .zip(dy.par_chunks(g.output_len() * WEIGHT_GRAD_CHUNK))
+        .map(|((dx, x), dy)| {
+            let mut s = Scratch::new(&t, cin, cout);
+            let mut total = vec![0.0; XI * cout * cin];
+            for (n, ((dx, x), dy)) in dx
+                .chunks_mut(g.input_len())
+                .zip(x.chunks(g.input_len()))
+                .zip(dy.chunks(g.output_len()))
+                .enumerate()
+            {
+                add_weight_grad_of_sample(g, &t, x, dy, &mut s, &mut total, n > 0);
+                input_grad_from_transformed(g, &t, &u, &mut s, dx);
+            }
+            total
+        })
+        .collect();
+    // SAFETY: the chunks above cover `dx[..len]` (one per chunk of samples,
+    // as `x`'s), and `input_grad_from_transformed` wrote every value of each
+    // sample's.
+    unsafe { dx.set_len(len) };
+    (dx, weight_grad_from_partials(g, partials))
+}
+
+/// The adjoint of [`input_combination`]: the gradients of `d0..d3` from
+/// those of its four outputs, `B v` with `B = (Bᵀ)ᵀ`.
+#[inline(always)]
+fn input_combination_adjoint([v0, v1, v2, v3]: [f32; 4]) -> [f32; 4] {
+    [v0, v1 - v2 + v3, v1 + v2 - v0, -v3]
+}
+
+/// The adjoint of [`transform_input_body`]: one sample's input gradient
+/// `dx` (`[channels, h, w]`, every value written) from `dV[ξ][c][slot]` in
+/// `s.v`, which is zero in the slots that are not tiles. Per channel, the
+/// columns' `· Bᵀ` (a tile's columns `b` and `b + 1` of the two column
+/// parities, so each parity row takes slot `k` and slot `k − 1`), then the
+/// rows' `B ·` into the four parity planes (rows `a` and `a + 1`: plane
+/// positions `k` and `k − half`), then the channel's own positions out of
+/// the planes. The overlapping tiles' sums are formed in this fixed order
+/// whatever the thread, and each plane position is written, not added to,
+/// so the planes need no zeroing.
+#[inline(always)]
+fn scatter_input_grad_body(
+    t: &Tiling,
+    input: [usize; 2],
+    channels: usize,
+    s: &mut Scratch,
+    dx: &mut [MaybeUninit<f32>],
+) {
+    let (half, slots) = (t.half(), t.slots());
+    let n = slots + 1;
+    let [h, w] = input;
+    let [top, left] = t.before;
+    let width = t.margined_row();
+    let Scratch {
+        input_grad_planes: planes,
+        margined_rows: rows,
+        v,
+        ..
+    } = s;
+    for c in 0..channels {
+        // `· Bᵀ` on the columns: row i of each column parity (rows[i] even,
+        // rows[4 + i] odd), over plane positions 0..=slots.
+        for i in 0..4 {
+            let dv: [&[f32]; 4] =
+                std::array::from_fn(|j| &v[((i * 4 + j) * channels + c) * slots..][..slots]);
+            let [even, odd] = runs(rows, [i * width + half, (4 + i) * width + half], n);
+            let [first, last] = [0, slots - 1].map(|k| input_combination_adjoint(dv.map(|r| r[k])));
+            even[0] = first[0];
+            odd[0] = first[1];
+            even[slots] = last[2];
+            odd[slots] = last[3];
+            map_rows(
+                [
+                    dv[0],
+                    dv[1],
+                    dv[2],
+                    dv[3],
+                    &dv[0][1..],
+                    &dv[1][1..],
+                    &dv[2][1..],
+                    &dv[3][1..],
+                ],
+                [&mut even[1..slots], &mut odd[1..slots]],
+                |[b0, b1, b2, b3, a0, a1, a2, a3]| {
+                    let here = input_combination_adjoint([a0, a1, a2, a3]);
+                    let before = input_combination_adjoint([b0, b1, b2, b3]);
+                    [here[0] + before[2], here[1] + before[3]]
+                },
+            );
+        }
+        // `B ·` on the rows: plane position k takes row a's part from
+        // position k and row a + 1's from position k − half, which the
+        // rows' zero margins turn into one pass over every position.
+        for parity in 0..2 {
+            let d: [&[f32]; 4] =
+                std::array::from_fn(|i| &rows[(parity * 4 + i) * width..][..width]);
+            let (first, second) = planes.split_at_mut(2);
+            map_rows(
+                [
+                    &d[0][half..],
+                    &d[1][half..],
+                    &d[2][half..],
+                    &d[3][half..],
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3],
+                ],
+                [
+                    &mut first[parity][..half + n],
+                    &mut second[parity][..half + n],
+                ],
+                |[a0, a1, a2, a3, b0, b1, b2, b3]| {
+                    let here = input_combination_adjoint([a0, a1, a2, a3]);
+                    let before = input_combination_adjoint([b0, b1, b2, b3]);
+                    [here[0] + before[2], here[1] + before[3]]
+                },
+            );
+        }
+        // The channel's own positions, rows apart by parity, columns
+        // interleaved (the inverse of `fill_planes`).
+        for r in 0..h {
+            let padded = top + r;
+            let (even, odd) = (&planes[2 * (padded % 2)], &planes[2 * (padded % 2) + 1]);
+            let at = (padded / 2) * half + left / 2;
+            let row = &mut dx[(c * h + r) * w..][..w];
+            let (first, second) = if left % 2 == 0 {
+                (&even[at..], &odd[at..])
+            } else {
+                (&odd[at..], &even[at + 1..])
+            };
+            interleave(&first[..w.div_ceil(2)], &second[..w / 2], row);
+        }
+    }
 }
 
 /// `Z[ξ][out][slot] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of each tile of
@@ -594,38 +805,61 @@ fn transform_output_grad_body(
 pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     debug_assert!(applies(g));
     let t = Tiling::new(g);
-    let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
-    let sums = XI * cout * cin;
+    let (cin, cout) = (g.in_channels, g.out_channels);
     let partials: Vec<Vec<f32>> = x
         .par_chunks(g.input_len() * WEIGHT_GRAD_CHUNK)
         .zip(dy.par_chunks(g.output_len() * WEIGHT_GRAD_CHUNK))
         .map(|(x, dy)| {
             let mut s = Scratch::new(&t, cin, cout);
-            let mut total = vec![0.0; sums];
+            let mut total = vec![0.0; XI * cout * cin];
             for (n, (x, dy)) in x
                 .chunks(g.input_len())
                 .zip(dy.chunks(g.output_len()))
                 .enumerate()
             {
-                transform_input(&t, g.input, cin, x, &mut s);
-                transform_output_grad(&t, g.output(), cout, dy, &mut s);
-                for xi in 0..XI {
-                    // S[ξ] (out × in) += Z[ξ] (out × slots) · V[ξ]ᵀ: gemm
-                    // packs V, the smaller of the two.
-                    matmul(
-                        [cout, cin, count],
-                        &mut total[xi * cout * cin..(xi + 1) * cout * cin],
-                        Operand::rows(&s.m[xi * cout * count..(xi + 1) * cout * count], count),
-                        Operand::transposed(&s.v[xi * cin * count..(xi + 1) * cin * count], count),
-                        n > 0,
-                    );
-                }
+                add_weight_grad_of_sample(g, &t, x, dy, &mut s, &mut total, n > 0);
             }
             total
         })
         .collect();
+    weight_grad_from_partials(g, partials)
+}
+
+/// One sample's part of the weight gradient, `S[ξ] (out × in) += Z[ξ]
+/// (out × slots) · V[ξ]ᵀ`, into `total` (overwritten unless `accumulate`),
+/// leaving the sample's `V` in `s.v` and `Z` in `s.m`.
+fn add_weight_grad_of_sample(
+    g: &Geometry,
+    t: &Tiling,
+    x: &[f32],
+    dy: &[f32],
+    s: &mut Scratch,
+    total: &mut [f32],
+    accumulate: bool,
+) {
+    let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
+    transform_input(t, g.input, cin, x, s);
+    transform_output_grad(t, g.output(), cout, dy, s);
+    for xi in 0..XI {
+        // gemm packs V, the smaller of the two.
+        matmul(
+            [cout, cin, count],
+            &mut total[xi * cout * cin..(xi + 1) * cout * cin],
+            Operand::rows(&s.m[xi * cout * count..(xi + 1) * cout * count], count),
+            Operand::transposed(&s.v[xi * cin * count..(xi + 1) * cin * count], count),
+            accumulate,
+        );
+    }
+}
+
+/// The weight gradient `[out, in, 3, 3]` from the chunks' sums of
+/// transformed products, added in chunk order.
+fn weight_grad_from_partials(g: &Geometry, partials: Vec<Vec<f32>>) -> Vec<f32> {
+    let (cin, cout) = (g.in_channels, g.out_channels);
     let mut partials = partials.into_iter();
-    let mut total = partials.next().unwrap_or_else(|| vec![0.0; sums]);
+    let mut total = partials
+        .next()
+        .unwrap_or_else(|| vec![0.0; XI * cout * cin]);
     for partial in partials {
         add_into(&mut total, &partial);
     }
@@ -786,6 +1020,10 @@ mod tests {
             assert_close(&forward(&g, &x, &w, Epilogue::default()), &y, "y", &g);
             assert_close(&input_grad(&g, &w, &dy), &dx, "dx", &g);
             assert_close(&weight_grad(&g, &x, &dy), &dw, "dw", &g);
+            assert!(
+                gradients(&g, &x, &w, &dy) == (input_grad(&g, &w, &dy), weight_grad(&g, &x, &dy)),
+                "both gradients in one pass, bit for bit as apart: {g:?}"
+            );
         }
     }
 
@@ -844,6 +1082,7 @@ mod tests {
                     forward(&g, &x, &w, Epilogue::default()),
                     input_grad(&g, &w, &dy),
                     weight_grad(&g, &x, &dy),
+                    gradients(&g, &x, &w, &dy),
                 )
             })
         };
