@@ -29,7 +29,9 @@
 
 use rayon::prelude::*;
 
-use crate::buffers::par_build;
+use std::mem::MaybeUninit;
+
+use crate::buffers::par_build_uninit;
 
 /// The shape of one batch normalisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,15 +72,28 @@ impl NormGeometry {
     }
 
     /// A tensor-sized vector built sample by sample in parallel: `f(n,
-    /// out_n)` writes the values of sample `n`.
-    fn per_sample(&self, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
-        par_build(
-            self.len(),
-            self.channels * self.spatial,
-            1,
-            || (),
-            |n, sample, _| f(n, sample),
-        )
+    /// out_n)` gets sample `n`'s values uninitialised and must write every
+    /// one of them (both callers write each channel's run value by value),
+    /// which saves zeroing the whole output first (a `memset` that `perf`
+    /// put at 2–3% of a `cnn` step).
+    ///
+    /// # Safety
+    ///
+    /// `f` must initialise every element of its `out_n`.
+    unsafe fn per_sample(
+        &self,
+        f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+    ) -> Vec<f32> {
+        // SAFETY: the caller's `f` writes every value of each sample.
+        unsafe {
+            par_build_uninit(
+                self.len(),
+                self.channels * self.spatial,
+                1,
+                || (),
+                |n, sample, _| f(n, sample),
+            )
+        }
     }
 }
 
@@ -173,14 +188,18 @@ pub fn forward(
     let shift: Vec<f32> = (0..g.channels)
         .map(|c| beta[c] - mean[c] * scale[c])
         .collect();
-    let output = g.per_sample(|n, sample| {
-        for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
-            for (o, &v) in out.iter_mut().zip(g.run(x, n, c)) {
-                let y = v * scale[c] + shift[c];
-                *o = if relu { crate::relu::relu(y) } else { y };
+    // SAFETY: each sample is `channels` runs of `spatial` values, and each
+    // run's every value is written from the input's run of that length.
+    let output = unsafe {
+        g.per_sample(|n, sample| {
+            for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
+                for (o, &v) in out.iter_mut().zip(g.run(x, n, c)) {
+                    let y = v * scale[c] + shift[c];
+                    o.write(if relu { crate::relu::relu(y) } else { y });
+                }
             }
-        }
-    });
+        })
+    };
     Normalized {
         output,
         mean,
@@ -229,14 +248,17 @@ pub fn backward(
             (k as f32, a as f32, b as f32)
         })
         .collect();
-    let x_grad = g.per_sample(|n, sample| {
-        for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
-            let (k, a, b) = coefficients[c];
-            for ((o, &v), &d) in out.iter_mut().zip(g.run(x, n, c)).zip(g.run(dy, n, c)) {
-                *o = k * d + a * v + b;
+    // SAFETY: as in `forward`, every value of each run is written.
+    let x_grad = unsafe {
+        g.per_sample(|n, sample| {
+            for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
+                let (k, a, b) = coefficients[c];
+                for ((o, &v), &d) in out.iter_mut().zip(g.run(x, n, c)).zip(g.run(dy, n, c)) {
+                    o.write(k * d + a * v + b);
+                }
             }
-        }
-    });
+        })
+    };
     NormGrads {
         x: x_grad,
         gamma: sums.iter().map(|&(dgamma, _)| dgamma as f32).collect(),
