@@ -10,7 +10,10 @@
 //!   on every core ([`crate::relu::relu_gate`]): no pass of one core over the
 //!   whole output remains for either.
 //! * **Autodiff** records one node whose backward calls the inner backend's
-//!   gradient ops, as Burn's own `conv2d` node does (checkpointed inputs);
+//!   gradient ops, as Burn's own `conv2d` node does (checkpointed inputs),
+//!   asking for the input's and the weight's (and the bias's) in one call
+//!   when it needs both, so that flex's Winograd path shares the output
+//!   gradient's transform between them;
 //!   with a ReLU folded in it keeps the output, as Burn's `relu` node keeps
 //!   its input, to gate the gradient.
 //! * Every other backend is never called: [`super::conv2d`] only takes this
@@ -102,16 +105,7 @@ pub trait GemmConv2dOps: Backend {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let dx = Self::gemm_conv2d_x_backward(
-            x.clone(),
-            weight.clone(),
-            output_grad.clone(),
-            options.clone(),
-        );
-        (
-            dx,
-            Self::gemm_conv2d_weight_backward(x, weight, output_grad, options),
-        )
+        x_weight_apart::<Self>(x, weight, output_grad, options)
     }
 
     /// The gradients of `x`, of `weight` and of the bias from the output's
@@ -123,14 +117,7 @@ pub trait GemmConv2dOps: Backend {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let dx = Self::gemm_conv2d_x_backward(
-            x.clone(),
-            weight.clone(),
-            output_grad.clone(),
-            options.clone(),
-        );
-        let (dw, db) = Self::gemm_conv2d_weight_bias_backward(x, weight, output_grad, options);
-        (dx, dw, db)
+        x_weight_bias_apart::<Self>(x, weight, output_grad, options)
     }
 
     /// The gradient through a ReLU from its output: `relu_backward`.
@@ -140,6 +127,44 @@ pub trait GemmConv2dOps: Backend {
     ) -> FloatTensor<Self> {
         Self::relu_backward(output, output_grad)
     }
+}
+
+/// [`GemmConv2dOps::gemm_conv2d_x_weight_backward`] from the two gradient
+/// ops, one after the other.
+fn x_weight_apart<B: GemmConv2dOps>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let dx = B::gemm_conv2d_x_backward(
+        x.clone(),
+        weight.clone(),
+        output_grad.clone(),
+        options.clone(),
+    );
+    (
+        dx,
+        B::gemm_conv2d_weight_backward(x, weight, output_grad, options),
+    )
+}
+
+/// [`GemmConv2dOps::gemm_conv2d_x_weight_bias_backward`] from the input's
+/// gradient op and the weight's and bias's, one after the other.
+fn x_weight_bias_apart<B: GemmConv2dOps>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let dx = B::gemm_conv2d_x_backward(
+        x.clone(),
+        weight.clone(),
+        output_grad.clone(),
+        options.clone(),
+    );
+    let (dw, db) = B::gemm_conv2d_weight_bias_backward(x, weight, output_grad, options);
+    (dx, dw, db)
 }
 
 /// Burn's gradients of a convolution's weight and bias on `B`: its
@@ -271,16 +296,7 @@ impl GemmConv2dOps for Flex {
             let [dx, dw, _] = flex_shared_gradients(&g, x, weight, output_grad, false);
             return (dx, dw);
         }
-        let dx = Self::gemm_conv2d_x_backward(
-            x.clone(),
-            weight.clone(),
-            output_grad.clone(),
-            options.clone(),
-        );
-        (
-            dx,
-            Self::gemm_conv2d_weight_backward(x, weight, output_grad, options),
-        )
+        x_weight_apart::<Self>(x, weight, output_grad, options)
     }
 
     fn gemm_conv2d_x_weight_bias_backward(
@@ -293,14 +309,7 @@ impl GemmConv2dOps for Flex {
             let [dx, dw, db] = flex_shared_gradients(&g, x, weight, output_grad, true);
             return (dx, dw, db);
         }
-        let dx = Self::gemm_conv2d_x_backward(
-            x.clone(),
-            weight.clone(),
-            output_grad.clone(),
-            options.clone(),
-        );
-        let (dw, db) = Self::gemm_conv2d_weight_bias_backward(x, weight, output_grad, options);
-        (dx, dw, db)
+        x_weight_bias_apart::<Self>(x, weight, output_grad, options)
     }
 
     fn gemm_relu_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
