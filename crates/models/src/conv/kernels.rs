@@ -414,7 +414,7 @@ pub fn gradients(
     dy: &[f32],
     bias: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    if winograd::applies(g) {
+    if shares_gradient_work(g) {
         let (dx, dw) = winograd::gradients(g, x, weight, dy);
         return (dx, dw, bias_grad(g, dy, bias));
     }
