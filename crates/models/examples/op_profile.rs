@@ -14,7 +14,8 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNormConfig, DropoutConfig, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burnfit_models::conv::conv2d;
+use burnfit_models::conv::{conv2d, conv2d_relu};
+use burnfit_models::conv_pool::conv2d_relu_max_pool2d;
 use burnfit_models::nets::cnn::ConvBlock;
 use burnfit_models::nets::host_dropout::dropout as host_dropout;
 use burnfit_models::nets::{Cnn, CnnConfig, SimpleCnn, SimpleCnnConfig, classification_output};
@@ -257,11 +258,40 @@ fn main() {
             host_dropout(&dropout, x)
         });
     }
+    fused_conv_relu_pool(batch, &device);
     for (inputs, outputs) in [(9216, 128), (3136, 128), (1568, 128)] {
         let fc = LinearConfig::new(inputs, outputs).init(&device);
         let x = Tensor::<2>::random([batch, inputs], Distribution::Default, &device);
         layer_row(&format!("linear {inputs}->{outputs}"), repeats, &x, |x| {
             fc.forward(x)
         });
+    }
+}
+
+/// `simple_cnn`'s second convolution, its ReLU and its pooling, apart and
+/// fused ([`conv2d_relu_max_pool2d`]), in interleaved rounds: each round's
+/// fused/apart time, forward and forward + backward.
+fn fused_conv_relu_pool(batch: usize, device: &Device) {
+    let conv = Conv2dConfig::new([32, 64], [3, 3]).init(device);
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    let x = Tensor::<4>::random([batch, 32, 26, 26], Distribution::Default, device);
+    let apart = |x: Tensor<4>| max_pool2d(&pool, conv2d_relu(&conv, x));
+    let fused = |x: Tensor<4>| conv2d_relu_max_pool2d(&conv, &pool, x);
+    let forward = |layer: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        time_ms(3, || {
+            let _: f32 = layer(x.clone()).sum().into_scalar();
+        })
+    };
+    let both = |layer: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        time_ms(3, || {
+            let _ = layer(x.clone().require_grad()).sum().backward();
+        })
+    };
+    for round in 1..=4 {
+        let (fa, ff) = (forward(&apart), forward(&fused));
+        let (ba, bf) = (both(&apart), both(&fused));
+        println!(
+            "| conv 32->64 @26 + relu + pool, round {round}: apart / fused | {fa:.2} / {ff:.2} | {ba:.2} / {bf:.2} | |"
+        );
     }
 }

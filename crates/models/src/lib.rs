@@ -17,6 +17,7 @@ pub mod adam;
 #[cfg(feature = "flex")]
 mod buffers;
 pub mod conv;
+pub mod conv_pool;
 pub mod data;
 #[cfg(feature = "flex")]
 mod flex_values;

@@ -188,7 +188,7 @@ fn burns_weight_bias_backward<B: Backend>(
 
 /// The kernels' geometry for flex tensors `x` and `weight`, when they can
 /// run it: `f32`, one group, a kernel that fits the padded input.
-fn flex_geometry(
+pub(crate) fn flex_geometry(
     x: &FlexTensor,
     weight: &FlexTensor,
     options: &ConvOptions<2>,
@@ -422,45 +422,55 @@ impl<B: Backend + GemmConv2dOps, const N: usize> Backward<B, N> for GemmConv2dBa
         }
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.x);
         let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.weight);
-        let options = state.options;
-        let nodes = [0, 1, 2].map(|k| ops.parents.get(k).and_then(|node| node.as_ref()));
-        let computed = match nodes {
-            [Some(_), Some(_), Some(_)] => {
-                let (dx, dw, db) = B::gemm_conv2d_x_weight_bias_backward(x, weight, grad, options);
-                [Some(dx), Some(dw), Some(db)]
-            }
-            [Some(_), Some(_), None] => {
-                let (dx, dw) = B::gemm_conv2d_x_weight_backward(x, weight, grad, options);
-                [Some(dx), Some(dw), None]
-            }
-            [want_x, want_weight, want_bias] => {
-                let dx = want_x.map(|_| {
-                    B::gemm_conv2d_x_backward(
-                        x.clone(),
-                        weight.clone(),
-                        grad.clone(),
-                        options.clone(),
-                    )
-                });
-                let (dw, db) = match (want_weight, want_bias) {
-                    (_, Some(_)) => {
-                        let (dw, db) =
-                            B::gemm_conv2d_weight_bias_backward(x, weight, grad, options);
-                        (Some(dw), Some(db))
-                    }
-                    (Some(_), None) => (
-                        Some(B::gemm_conv2d_weight_backward(x, weight, grad, options)),
-                        None,
-                    ),
-                    (None, None) => (None, None),
-                };
-                [dx, dw, db]
-            }
-        };
-        for (node, grad) in nodes.into_iter().zip(computed) {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<B>(node.id, grad);
-            }
+        let parents =
+            std::array::from_fn(|k| ops.parents.get(k).and_then(|p| p.as_ref().map(|n| n.id)));
+        register_gradients::<B>(parents, x, weight, grad, state.options, grads);
+    }
+}
+
+/// Registers the gradients of a convolution's tracked parents (the
+/// input's, the weight's and the bias's nodes, `None` for one that is not
+/// tracked or absent), from the gradient of its output (after any
+/// activation folded in), asking the backend for those it needs together
+/// in one call.
+pub(crate) fn register_gradients<B: Backend + GemmConv2dOps>(
+    parents: [Option<NodeId>; 3],
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+    grads: &mut Gradients,
+) {
+    let computed = match parents {
+        [Some(_), Some(_), Some(_)] => {
+            let (dx, dw, db) = B::gemm_conv2d_x_weight_bias_backward(x, weight, grad, options);
+            [Some(dx), Some(dw), Some(db)]
+        }
+        [Some(_), Some(_), None] => {
+            let (dx, dw) = B::gemm_conv2d_x_weight_backward(x, weight, grad, options);
+            [Some(dx), Some(dw), None]
+        }
+        [want_x, want_weight, want_bias] => {
+            let dx = want_x.map(|_| {
+                B::gemm_conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone())
+            });
+            let (dw, db) = match (want_weight, want_bias) {
+                (_, Some(_)) => {
+                    let (dw, db) = B::gemm_conv2d_weight_bias_backward(x, weight, grad, options);
+                    (Some(dw), Some(db))
+                }
+                (Some(_), None) => (
+                    Some(B::gemm_conv2d_weight_backward(x, weight, grad, options)),
+                    None,
+                ),
+                (None, None) => (None, None),
+            };
+            [dx, dw, db]
+        }
+    };
+    for (node, grad) in parents.into_iter().zip(computed) {
+        if let (Some(node), Some(grad)) = (node, grad) {
+            grads.register::<B>(node, grad);
         }
     }
 }

@@ -305,6 +305,10 @@ wide!(transform_output => transform_output_body(
     t: &Tiling, out: [usize; 2], outputs: usize, m: &[f32], rows: &mut [f32],
     epilogue: Epilogue, y: &mut [MaybeUninit<f32>],
 ));
+wide!(transform_output_pooled => transform_output_pooled_body(
+    t: &Tiling, out: [usize; 2], outputs: usize, m: &[f32], rows: &mut [f32],
+    epilogue: Epilogue, sample: PooledSample<'_>,
+));
 wide!(transform_output_grad => transform_output_grad_body(
     t: &Tiling, out: [usize; 2], outputs: usize, dy: &[f32], s: &mut Scratch,
 ));
@@ -425,44 +429,118 @@ fn transform_output_body(
     epilogue: Epilogue,
     y: &mut [MaybeUninit<f32>],
 ) {
-    let (half, slots) = (t.half(), t.slots());
-    let a_t = |[m0, m1, m2, m3]: [f32; 4]| [m0 + m1 + m2, m1 - m2 - m3];
-    let (r, ends) = rows.split_at_mut(8 * slots);
-    let [even0, odd0, even1, odd1] = runs(ends, [0, slots, 2 * slots, 3 * slots], slots);
+    let half = t.half();
     for o in 0..outputs {
-        let bias = epilogue.bias.map_or(0.0, |b| b[o]);
-        // Aᵀ m: r[j] and r[4 + j] are column j of its two rows.
-        for j in 0..4 {
-            let m: [&[f32]; 4] =
-                std::array::from_fn(|i| &m[((i * 4 + j) * outputs + o) * slots..][..slots]);
-            map_rows(m, runs(r, [j * slots, (4 + j) * slots], slots), a_t);
-        }
-        // · A, the bias and the ReLU: each tile row's even and odd columns.
-        for (i, [even, odd]) in [[&mut *even0, &mut *odd0], [&mut *even1, &mut *odd1]]
-            .into_iter()
-            .enumerate()
-        {
-            let r: [&[f32]; 4] = std::array::from_fn(|j| &r[(4 * i + j) * slots..][..slots]);
-            map_rows(r, [even, odd], |columns| {
-                a_t(columns).map(|value| {
-                    let value = value + bias;
-                    if epilogue.relu { relu(value) } else { value }
-                })
-            });
-        }
+        let [even0, odd0, even1, odd1] = output_tiles(t, outputs, o, m, rows, epilogue);
         for row in 0..oh {
             let (a, i) = (row / 2, row % 2);
-            let (even, odd) = if i == 0 {
-                (&*even0, &*odd0)
-            } else {
-                (&*even1, &*odd1)
-            };
+            let (even, odd) = if i == 0 { (even0, odd0) } else { (even1, odd1) };
             let (even, odd) = (
                 &even[a * half..][..ow.div_ceil(2)],
                 &odd[a * half..][..ow / 2],
             );
             interleave(even, odd, &mut y[(o * oh + row) * ow..][..ow]);
         }
+    }
+}
+
+/// The four outputs of every tile of output channel `o`, `Aᵀ m A` of
+/// `M[ξ][o][slot]` with the epilogue applied, computed in `rows` (eight
+/// rows of intermediate combinations, then these four): the tile row 0's
+/// even and odd columns, then row 1's, each indexed by slot.
+#[inline(always)]
+fn output_tiles<'r>(
+    t: &Tiling,
+    outputs: usize,
+    o: usize,
+    m: &[f32],
+    rows: &'r mut [f32],
+    epilogue: Epilogue,
+) -> [&'r [f32]; 4] {
+    let slots = t.slots();
+    let a_t = |[m0, m1, m2, m3]: [f32; 4]| [m0 + m1 + m2, m1 - m2 - m3];
+    let bias = epilogue.bias.map_or(0.0, |b| b[o]);
+    let (r, ends) = rows.split_at_mut(8 * slots);
+    let [even0, odd0, even1, odd1] = runs(ends, [0, slots, 2 * slots, 3 * slots], slots);
+    // Aᵀ m: r[j] and r[4 + j] are column j of its two rows.
+    for j in 0..4 {
+        let m: [&[f32]; 4] =
+            std::array::from_fn(|i| &m[((i * 4 + j) * outputs + o) * slots..][..slots]);
+        map_rows(m, runs(r, [j * slots, (4 + j) * slots], slots), a_t);
+    }
+    // · A, the bias and the ReLU: each tile row's even and odd columns.
+    for (i, [even, odd]) in [[&mut *even0, &mut *odd0], [&mut *even1, &mut *odd1]]
+        .into_iter()
+        .enumerate()
+    {
+        let r: [&[f32]; 4] = std::array::from_fn(|j| &r[(4 * i + j) * slots..][..slots]);
+        map_rows(r, [even, odd], |columns| {
+            a_t(columns).map(|value| {
+                let value = value + bias;
+                if epilogue.relu { relu(value) } else { value }
+            })
+        });
+    }
+    [even0, odd0, even1, odd1].map(|run| &*run)
+}
+
+/// Where [`transform_output_pooled`] writes one sample's pooled values and
+/// the position of each one's maximum in its window.
+struct PooledSample<'a> {
+    pooled: &'a mut [MaybeUninit<f32>],
+    codes: &'a mut [u8],
+}
+
+/// [`transform_output_body`] followed by a 2 × 2 max pooling of stride 2,
+/// whose windows are the tiles: one sample's `[outputs, oh / 2, ow / 2]`
+/// maxima into `pooled`, and into `codes` where each one is in its window
+/// (row-major, 0–3). The first largest value is taken, a NaN winning, as
+/// [`crate::pool`]'s kernels choose; a tile cut by an odd edge is no
+/// window and is dropped, as the pooling drops it.
+#[inline(always)]
+fn transform_output_pooled_body(
+    t: &Tiling,
+    [oh, ow]: [usize; 2],
+    outputs: usize,
+    m: &[f32],
+    rows: &mut [f32],
+    epilogue: Epilogue,
+    PooledSample { pooled, codes }: PooledSample<'_>,
+) {
+    let half = t.half();
+    let [ph, pw] = [oh / 2, ow / 2];
+    for o in 0..outputs {
+        let tiles = output_tiles(t, outputs, o, m, rows, epilogue);
+        for a in 0..ph {
+            let at = (o * ph + a) * pw;
+            pool_windows(
+                tiles.map(|run| &run[a * half..][..pw]),
+                &mut pooled[at..][..pw],
+                &mut codes[at..][..pw],
+            );
+        }
+    }
+}
+
+/// The maximum of each window `k`, `[top_left[k], top_right[k],
+/// bottom_left[k], bottom_right[k]]` (`values`), into `pooled[k]` and its
+/// position in `codes[k]`: the first largest, a NaN winning. Selects, not
+/// branches (which the data would mispredict half the time), so that the
+/// loop vectorises.
+#[inline(always)]
+fn pool_windows(values: [&[f32]; 4], pooled: &mut [MaybeUninit<f32>], codes: &mut [u8]) {
+    let n = pooled.len();
+    let [v0, v1, v2, v3] = values.map(|run| &run[..n]);
+    let codes = &mut codes[..n];
+    for k in 0..n {
+        let (mut max, mut code) = (v0[k], 0u8);
+        for (value, position) in [(v1[k], 1u8), (v2[k], 2), (v3[k], 3)] {
+            let wins = value > max || value.is_nan();
+            max = if wins { value } else { max };
+            code = if wins { position } else { code };
+        }
+        pooled[k] = MaybeUninit::new(max);
+        codes[k] = code;
     }
 }
 
@@ -484,19 +562,9 @@ fn interleave(even: &[f32], odd: &[f32], out: &mut [MaybeUninit<f32>]) {
 /// over the geometry `g`, with the epilogue, as [`super::kernels::forward`].
 fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], epilogue: Epilogue) -> Vec<f32> {
     let t = Tiling::new(g);
-    let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
+    let (cin, cout) = (g.in_channels, g.out_channels);
     let fill = |n: usize, y: &mut [MaybeUninit<f32>], s: &mut Scratch| {
-        let x = &x[n * g.input_len()..(n + 1) * g.input_len()];
-        transform_input(&t, g.input, cin, x, s);
-        for xi in 0..XI {
-            matmul(
-                [cout, count, cin],
-                &mut s.m[xi * cout * count..(xi + 1) * cout * count],
-                Operand::rows(&u[xi * cout * cin..(xi + 1) * cout * cin], cin),
-                Operand::rows(&s.v[xi * cin * count..(xi + 1) * cin * count], count),
-                false,
-            );
-        }
+        products(g, &t, u, &x[n * g.input_len()..(n + 1) * g.input_len()], s);
         transform_output(&t, g.output(), cout, &s.m, &mut s.rows, epilogue, y);
     };
     // SAFETY: each chunk is one sample's output, `out_channels × oh × ow`
@@ -513,6 +581,22 @@ fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], epilogue: Epilogue) -
     }
 }
 
+/// The 16 gemms' products `M[ξ] = U[ξ] · V[ξ]` of one sample `x` into
+/// `s.m`, with `V` its transformed input (into `s.v`).
+fn products(g: &Geometry, t: &Tiling, u: &[f32], x: &[f32], s: &mut Scratch) {
+    let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
+    transform_input(t, g.input, cin, x, s);
+    for xi in 0..XI {
+        matmul(
+            [cout, count, cin],
+            &mut s.m[xi * cout * count..(xi + 1) * cout * count],
+            Operand::rows(&u[xi * cout * cin..(xi + 1) * cout * cin], cin),
+            Operand::rows(&s.v[xi * cin * count..(xi + 1) * cin * count], count),
+            false,
+        );
+    }
+}
+
 /// Fewest samples a task of the forward takes: a quarter of an even share
 /// of the batch per thread. Each task builds its own [`Scratch`] (the
 /// transformed input and products of a sample, about 1 MiB for `simple_cnn`'s
@@ -525,15 +609,70 @@ fn samples_per_task(batch: usize) -> usize {
 /// The forward of [`super::kernels::forward`] for a convolution that
 /// [`applies`].
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
+    forward_transformed(g, x, &filters_for_forward(g, weight, epilogue), epilogue)
+}
+
+/// `U[ξ]` for the forward (row o, column c is filter (o, c) transformed),
+/// once the convolution is checked to be one this module takes.
+fn filters_for_forward(g: &Geometry, weight: &[f32], epilogue: Epilogue) -> Vec<f32> {
     debug_assert!(applies(g));
     if let Some(bias) = epilogue.bias {
         assert_eq!(bias.len(), g.out_channels, "one bias per output channel");
     }
     let cin = g.in_channels;
-    let u = transform_filters(g.out_channels, cin, |o, c| {
+    transform_filters(g.out_channels, cin, |o, c| {
         weight[(o * cin + c) * 9..][..9].try_into().expect("9 taps")
-    });
-    forward_transformed(g, x, &u, epilogue)
+    })
+}
+
+/// [`forward`] followed by a 2 × 2 max pooling of stride 2, in one pass:
+/// the pooling's windows are Winograd's output tiles, so each tile's four
+/// outputs are pooled as they are formed and the convolution's output is
+/// never written. Returns the pooled `[batch, out_channels, oh / 2, ow /
+/// 2]` and, per pooled value, where its maximum is in its window
+/// (row-major, 0–3): the values and codes [`crate::pool`]'s
+/// `forward_with_codes` gives for the convolution's output, bit for bit.
+pub fn forward_pooled(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    epilogue: Epilogue,
+) -> (Vec<f32>, Vec<u8>) {
+    let u = filters_for_forward(g, weight, epilogue);
+    let t = Tiling::new(g);
+    let [oh, ow] = g.output();
+    let sample = g.out_channels * (oh / 2) * (ow / 2);
+    let len = g.batch * sample;
+    let mut pooled: Vec<f32> = Vec::with_capacity(len);
+    let mut codes = vec![0u8; len];
+    if len > 0 {
+        pooled.spare_capacity_mut()[..len]
+            .par_chunks_mut(sample)
+            .zip(codes.par_chunks_mut(sample))
+            .enumerate()
+            .with_min_len(samples_per_task(g.batch))
+            .for_each_init(
+                || Scratch::new(&t, g.in_channels, g.out_channels),
+                |s, (n, (pooled, codes))| {
+                    products(g, &t, &u, &x[n * g.input_len()..][..g.input_len()], s);
+                    let (m, rows) = (&s.m, &mut s.rows);
+                    transform_output_pooled(
+                        &t,
+                        [oh, ow],
+                        g.out_channels,
+                        m,
+                        rows,
+                        epilogue,
+                        PooledSample { pooled, codes },
+                    );
+                },
+            );
+    }
+    // SAFETY: the chunks above cover `pooled[..len]`, one per sample, and
+    // `transform_output_pooled` writes every value of a sample's
+    // `out_channels × (oh / 2) × (ow / 2)`.
+    unsafe { pooled.set_len(len) };
+    (pooled, codes)
 }
 
 /// The input gradient of [`super::kernels::input_grad`] for a convolution

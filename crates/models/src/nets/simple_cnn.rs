@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::host_dropout::dropout;
 use super::{ModelConfigError, check};
 use crate::conv::conv2d_relu;
-use crate::pool::max_pool2d;
+use crate::conv_pool::conv2d_relu_max_pool2d;
 
 /// Configuration of a [`SimpleCnn`].
 ///
@@ -143,8 +143,8 @@ impl SimpleCnn {
     /// Logits for images `[batch, channels, height, width]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = conv2d_relu(&self.conv1, images);
-        let x = conv2d_relu(&self.conv2, x);
-        let x = dropout(&self.conv_dropout, max_pool2d(&self.pool, x));
+        let x = conv2d_relu_max_pool2d(&self.conv2, &self.pool, x);
+        let x = dropout(&self.conv_dropout, x);
         let [batch, c, h, w] = x.dims();
         let x = x.reshape([batch, c * h * w]);
         let x = dropout(

@@ -171,14 +171,29 @@ impl PoolGeometry {
 
     /// Writes one plane's output gradient `dy` at each window's maximum in
     /// `dx`, which comes zeroed; `offsets` are [`Self::code_offsets`].
-    fn route_plane(&self, codes: &[u8], dy: &[f32], dx: &mut [f32], offsets: &[usize]) {
+    /// With `relu_output` (the pooled values of a ReLU's output), only
+    /// where that is positive or NaN: the ReLU's gradient, gated on the way.
+    fn route_plane(
+        &self,
+        codes: &[u8],
+        dy: &[f32],
+        relu_output: Option<&[f32]>,
+        dx: &mut [f32],
+        offsets: &[usize],
+    ) {
         let [wh, ww] = self.window;
         let out_w = self.output()[1];
         let rows = codes.chunks_exact(out_w).zip(dy.chunks_exact(out_w));
         for (oh, (codes, dy)) in rows.enumerate() {
             let band = oh * wh * self.input[1];
             for (ow, (&code, &grad)) in codes.iter().zip(dy).enumerate() {
-                dx[band + ow * ww + offsets[usize::from(code)]] = grad;
+                let passes = relu_output.is_none_or(|y| {
+                    let y = y[oh * out_w + ow];
+                    y.is_nan() || y > 0.0
+                });
+                if passes {
+                    dx[band + ow * ww + offsets[usize::from(code)]] = grad;
+                }
             }
         }
     }
@@ -243,6 +258,37 @@ pub fn forward_with_codes(g: &PoolGeometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
 ///
 /// Panics if `codes` or `output_grad` does not hold `planes` output planes.
 pub fn backward(g: &PoolGeometry, codes: &[u8], output_grad: &[f32]) -> Vec<f32> {
+    routed(g, codes, output_grad, None)
+}
+
+/// The gradient of a ReLU's input from the gradient of its pooled output
+/// (`relu(y)` then this pooling, whose output is `relu_output`): as
+/// [`backward`], where the pooled value is positive or NaN (flex's
+/// `relu_backward`), and zero elsewhere. The same values as [`backward`]
+/// followed by the ReLU's gradient, since the maximum of a window of a
+/// ReLU's output is where the gradient would be gated.
+///
+/// # Panics
+///
+/// Panics if `codes`, `relu_output` or `output_grad` does not hold
+/// `planes` output planes.
+pub fn backward_through_relu(
+    g: &PoolGeometry,
+    codes: &[u8],
+    relu_output: &[f32],
+    output_grad: &[f32],
+) -> Vec<f32> {
+    assert_eq!(relu_output.len(), codes.len(), "pooled output length");
+    routed(g, codes, output_grad, Some(relu_output))
+}
+
+/// [`backward`], gated by `relu_output` when there is one.
+fn routed(
+    g: &PoolGeometry,
+    codes: &[u8],
+    output_grad: &[f32],
+    relu_output: Option<&[f32]>,
+) -> Vec<f32> {
     let len = g.planes * g.output_plane();
     assert_eq!(codes.len(), len, "codes length");
     assert_eq!(output_grad.len(), len, "output gradient length");
@@ -254,7 +300,8 @@ pub fn backward(g: &PoolGeometry, codes: &[u8], output_grad: &[f32]) -> Vec<f32>
         || (),
         |p, dx, ()| {
             let span = p * plane..(p + 1) * plane;
-            g.route_plane(&codes[span.clone()], &output_grad[span], dx, &offsets)
+            let gate = relu_output.map(|y| &y[span.clone()]);
+            g.route_plane(&codes[span.clone()], &output_grad[span], gate, dx, &offsets)
         },
     )
 }
