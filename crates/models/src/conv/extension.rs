@@ -170,7 +170,7 @@ fn x_weight_bias_apart<B: GemmConv2dOps>(
 /// Burn's gradients of a convolution's weight and bias on `B`: its
 /// `conv2d_weight_backward`, and the output gradient summed over all but
 /// the channels.
-fn burns_weight_bias_backward<B: Backend>(
+pub(crate) fn burns_weight_bias_backward<B: Backend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     output_grad: FloatTensor<B>,
@@ -355,7 +355,7 @@ impl GemmConv2dOps for Flex {
 
 /// The geometry of a convolution whose gradients the kernels compute
 /// together, sharing work ([`kernels::shares_gradient_work`]).
-fn shared_gradients_geometry(
+pub(crate) fn shared_gradients_geometry(
     x: &FlexTensor,
     weight: &FlexTensor,
     output_grad: &FlexTensor,

@@ -86,3 +86,31 @@ pub struct Epilogue<'a> {
     /// Whether the outputs are clamped at zero afterwards.
     pub relu: bool,
 }
+
+/// Adds each output channel's sum of one sample's output gradient `dy`
+/// (`[out_channels, oh, ow]`) into `db`: the bias gradient's share of the
+/// sample, summed as [`lane_sum`] does, so that every path that forms it
+/// gets the same bits.
+pub(super) fn add_bias_grad_of_sample(g: &Geometry, dy: &[f32], db: &mut [f32]) {
+    for (total, row) in db.iter_mut().zip(dy.chunks(g.positions().max(1))) {
+        *total += lane_sum(row);
+    }
+}
+
+/// Lanes of [`lane_sum`]: one AVX-512 register of `f32`.
+const LANES: usize = 16;
+
+/// The sum of `values`, in a fixed order that vectorises: [`LANES`] running
+/// sums over the values' positions modulo [`LANES`], then those sums and
+/// the tail added in order. (A plain `iter().sum()` must add one value at a
+/// time, each waiting on the last.)
+pub(super) fn lane_sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += v;
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}

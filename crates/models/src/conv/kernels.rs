@@ -46,6 +46,7 @@ use crate::buffers::{par_build, par_build_uninit};
 use crate::relu::relu;
 
 use super::gemm::{Operand, add_into, matmul, matmul_overwrite};
+use super::geometry::add_bias_grad_of_sample;
 pub use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK};
 use super::winograd;
 
@@ -415,8 +416,7 @@ pub fn gradients(
     bias: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     if shares_gradient_work(g) {
-        let (dx, dw) = winograd::gradients(g, x, weight, dy);
-        return (dx, dw, bias_grad(g, dy, bias));
+        return winograd::gradients(g, x, weight, winograd::OutputGrad::Dense(dy), bias);
     }
     let (dw, db) = weight_grad_with(g, x, dy, bias);
     (input_grad(g, weight, dy), dw, db)
@@ -453,8 +453,8 @@ fn weight_grad_with(g: &Geometry, x: &[f32], dy: &[f32], bias: bool) -> (Vec<f32
                     Operand::transposed(dy, positions),
                     n > 0,
                 );
-                for (total, row) in db.iter_mut().zip(dy.chunks(positions.max(1))) {
-                    *total += lane_sum(row);
+                if bias {
+                    add_bias_grad_of_sample(g, dy, &mut db);
                 }
             }
             (dw_t, db)
@@ -477,15 +477,12 @@ fn bias_grad(g: &Geometry, dy: &[f32], bias: bool) -> Vec<f32> {
     if !bias {
         return Vec::new();
     }
-    let positions = g.positions();
     let partials: Vec<Vec<f32>> = dy
         .par_chunks((g.output_len() * WEIGHT_GRAD_CHUNK).max(1))
         .map(|dy| {
             let mut db = vec![0.0; g.out_channels];
             for dy in dy.chunks(g.output_len().max(1)) {
-                for (total, row) in db.iter_mut().zip(dy.chunks(positions.max(1))) {
-                    *total += lane_sum(row);
-                }
+                add_bias_grad_of_sample(g, dy, &mut db);
             }
             db
         })
@@ -503,24 +500,6 @@ fn transpose(values: &[f32], [rows, cols]: [usize; 2]) -> Vec<f32> {
     (0..cols * rows)
         .map(|i| values[(i % rows) * cols + i / rows])
         .collect()
-}
-
-/// Lanes of [`lane_sum`]: one AVX-512 register of `f32`.
-const LANES: usize = 16;
-
-/// The sum of `values`, in a fixed order that vectorises: [`LANES`] running
-/// sums over the values' positions modulo [`LANES`], then those sums and
-/// the tail added in order. (A plain `iter().sum()` must add one value at a
-/// time, each waiting on the last.)
-fn lane_sum(values: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let mut chunks = values.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += v;
-        }
-    }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::gemm::{Operand, add_into, matmul};
-use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK};
+use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK, add_bias_grad_of_sample};
 use crate::buffers::par_build_uninit;
 use crate::relu::relu;
 
@@ -741,43 +741,120 @@ fn input_grad_from_transformed(
     scatter_input_grad(t, g.input, cin, s, dx);
 }
 
-/// The input and weight gradients of a convolution that [`applies`] in one
-/// pass over the samples: each sample's output gradient is transformed once
-/// for both (`Z`), its input for the weight's (`V`), whose buffer then
-/// takes the input gradient's `dV`. The same values as [`input_grad`] and
-/// [`weight_grad`], bit for bit: the same operations on each sample, and the
-/// weight gradient summed in the same chunks, in the same order.
-pub fn gradients(g: &Geometry, x: &[f32], weight: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// The output gradient of a convolution, as [`gradients`] reads it.
+#[derive(Clone, Copy, Debug)]
+pub enum OutputGrad<'a> {
+    /// The gradient of every output, `[batch, out_channels, oh, ow]`.
+    Dense(&'a [f32]),
+    /// The gradient of the convolution's ReLU followed by a 2 × 2 max
+    /// pooling of stride 2 (as [`forward_pooled`] computes them), per pooled
+    /// value (`[batch, out_channels, oh / 2, ow / 2]` each): its gradient,
+    /// the pooled value (where it is not positive, nor NaN, the ReLU passes
+    /// nothing) and the position of its maximum in its window (row-major,
+    /// 0–3). Each sample's dense gradient is formed from them as the
+    /// pooling's and the ReLU's gradients would form it, one sample at a
+    /// time, so it is never written out for the whole batch.
+    ThroughReluPool {
+        /// The pooled output's gradient.
+        grad: &'a [f32],
+        /// The pooled output.
+        pooled: &'a [f32],
+        /// Where each window's maximum is.
+        codes: &'a [u8],
+    },
+}
+
+impl OutputGrad<'_> {
+    /// Sample `n`'s dense output gradient: a slice of it, or formed in
+    /// `dense` (every value written).
+    fn sample<'s>(&'s self, g: &Geometry, n: usize, dense: &'s mut Vec<f32>) -> &'s [f32] {
+        let len = g.output_len();
+        match *self {
+            Self::Dense(dy) => &dy[n * len..][..len],
+            Self::ThroughReluPool {
+                grad,
+                pooled,
+                codes,
+            } => {
+                let [oh, ow] = g.output();
+                let (ph, pw) = (oh / 2, ow / 2);
+                dense.clear();
+                dense.resize(len, 0.0);
+                let mut k = n * g.out_channels * ph * pw;
+                for plane in dense.chunks_exact_mut(oh * ow) {
+                    for a in 0..ph {
+                        for b in 0..pw {
+                            let value = pooled[k];
+                            if value.is_nan() || value > 0.0 {
+                                let code = usize::from(codes[k]);
+                                plane[(2 * a + code / 2) * ow + 2 * b + code % 2] = grad[k];
+                            }
+                            k += 1;
+                        }
+                    }
+                }
+                dense
+            }
+        }
+    }
+}
+
+/// The input, weight and (with `bias`, else empty) bias gradients of a
+/// convolution that [`applies`] in one pass over the samples: each
+/// sample's output gradient is transformed once for both (`Z`), its input
+/// for the weight's (`V`), whose buffer then takes the input gradient's
+/// `dV`. The same values as [`input_grad`] and [`weight_grad`] (and the
+/// bias's as [`super::kernels`] sums it), bit for bit: the same operations
+/// on each sample, and the weight and bias gradients summed in the same
+/// chunks, in the same order.
+pub fn gradients(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    dy: OutputGrad,
+    bias: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     debug_assert!(applies(g));
     let t = Tiling::new(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
     let u = filters_for_input_grad(g, weight);
     let len = g.batch * g.input_len();
     let mut dx: Vec<f32> = Vec::with_capacity(len);
-    let partials: Vec<Vec<f32>> = dx.spare_capacity_mut()[..len]
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx.spare_capacity_mut()[..len]
         .par_chunks_mut(g.input_len() * WEIGHT_GRAD_CHUNK)
         .zip(x.par_chunks(g.input_len() * WEIGHT_GRAD_CHUNK))
-        .zip(dy.par_chunks(g.output_len() * WEIGHT_GRAD_CHUNK))
-        .map(|((dx, x), dy)| {
+        .enumerate()
+        .map(|(chunk, (dx, x))| {
             let mut s = Scratch::new(&t, cin, cout);
             let mut total = vec![0.0; XI * cout * cin];
-            for (n, ((dx, x), dy)) in dx
+            let mut db = vec![0.0; if bias { cout } else { 0 }];
+            let mut dense = Vec::new();
+            for (k, (dx, x)) in dx
                 .chunks_mut(g.input_len())
                 .zip(x.chunks(g.input_len()))
-                .zip(dy.chunks(g.output_len()))
                 .enumerate()
             {
-                add_weight_grad_of_sample(g, &t, x, dy, &mut s, &mut total, n > 0);
+                let dy = dy.sample(g, chunk * WEIGHT_GRAD_CHUNK + k, &mut dense);
+                add_weight_grad_of_sample(g, &t, x, dy, &mut s, &mut total, k > 0);
+                add_bias_grad_of_sample(g, dy, &mut db);
                 input_grad_from_transformed(g, &t, &u, &mut s, dx);
             }
-            total
+            (total, db)
         })
         .collect();
     // SAFETY: the chunks above cover `dx[..len]` (one per chunk of samples,
     // as `x`'s), and `input_grad_from_transformed` wrote every value of each
     // sample's.
     unsafe { dx.set_len(len) };
-    (dx, weight_grad_from_partials(g, partials))
+    let (weights, biases): (Vec<_>, Vec<_>) = partials.into_iter().unzip();
+    let mut biases = biases.into_iter();
+    let mut db = biases
+        .next()
+        .unwrap_or_else(|| vec![0.0; if bias { cout } else { 0 }]);
+    for partial in biases {
+        add_into(&mut db, &partial);
+    }
+    (dx, weight_grad_from_partials(g, weights), db)
 }
 
 /// The adjoint of [`input_combination`]: the gradients of `d0..d3` from
@@ -1160,8 +1237,18 @@ mod tests {
             assert_close(&input_grad(&g, &w, &dy), &dx, "dx", &g);
             assert_close(&weight_grad(&g, &x, &dy), &dw, "dw", &g);
             assert!(
-                gradients(&g, &x, &w, &dy) == (input_grad(&g, &w, &dy), weight_grad(&g, &x, &dy)),
+                gradients(&g, &x, &w, OutputGrad::Dense(&dy), false)
+                    == (
+                        input_grad(&g, &w, &dy),
+                        weight_grad(&g, &x, &dy),
+                        Vec::new()
+                    ),
                 "both gradients in one pass, bit for bit as apart: {g:?}"
+            );
+            let (_, db) = kernels::weight_and_bias_grad(&g, &x, &dy);
+            assert!(
+                gradients(&g, &x, &w, OutputGrad::Dense(&dy), true).2 == db,
+                "the bias's in the same pass, bit for bit as apart: {g:?}"
             );
         }
     }
@@ -1221,7 +1308,7 @@ mod tests {
                     forward(&g, &x, &w, Epilogue::default()),
                     input_grad(&g, &w, &dy),
                     weight_grad(&g, &x, &dy),
-                    gradients(&g, &x, &w, &dy),
+                    gradients(&g, &x, &w, OutputGrad::Dense(&dy), true),
                 )
             })
         };

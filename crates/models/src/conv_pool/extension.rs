@@ -29,9 +29,12 @@ use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, IntDType, Shape, TensorData};
 
-use crate::conv::extension::{GemmConv2dOps, flex_geometry, register_gradients};
+use crate::conv::extension::{
+    GemmConv2dOps, burns_weight_bias_backward, flex_geometry, register_gradients,
+    shared_gradients_geometry,
+};
 use crate::conv::kernels::Epilogue;
-use crate::conv::winograd;
+use crate::conv::winograd::{self, OutputGrad};
 use crate::flex_values::{contiguous, flex_tensor, values};
 use crate::pool::extension::WindowMaxPool2dOps;
 use crate::pool::kernels::{self as pool_kernels, PoolGeometry};
@@ -65,6 +68,24 @@ pub trait ConvReluPoolOps: Backend {
         let pooled =
             Self::max_pool2d_with_indices(y, WINDOW, WINDOW, [0, 0], [1, 1], false, IntDType::I64);
         (pooled.output, pooled.indices)
+    }
+
+    /// The gradients of the input, the weight and the bias from the pooled
+    /// output's gradient, with the pooled output and the codes of
+    /// [`Self::conv2d_bias_relu_max_pool2d_with_codes`].
+    fn conv2d_bias_relu_max_pool2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pooled: FloatTensor<Self>,
+        codes: IntTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let conv_output = conv_output(&x.shape(), &weight.shape(), &options);
+        let grad = Self::relu_max_pool2d_backward(pooled, codes, output_grad, conv_output);
+        let dx = Self::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+        let (dw, db) = burns_weight_bias_backward::<Self>(x, weight, grad, options);
+        (dx, dw, db)
     }
 
     /// The gradient of the convolution's output (`conv_output` its `[h,
@@ -142,6 +163,44 @@ impl ConvReluPoolOps for Flex {
         )
     }
 
+    fn conv2d_bias_relu_max_pool2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        pooled: FlexTensor,
+        codes: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let ours = codes.dtype() == DType::U8
+            && pooled.dtype() == DType::F32
+            && pooled.shape() == output_grad.shape();
+        let geometry =
+            shared_gradients_geometry(&x, &weight, &output_grad, &options).filter(|_| ours);
+        let Some(g) = geometry else {
+            let conv_output = conv_output(&x.shape(), &weight.shape(), &options);
+            let grad = Self::relu_max_pool2d_backward(pooled, codes, output_grad, conv_output);
+            return <Self as GemmConv2dOps>::gemm_conv2d_x_weight_bias_backward(
+                x, weight, grad, options,
+            );
+        };
+        let [x, weight, pooled, output_grad] = [x, weight, pooled, output_grad].map(contiguous);
+        let codes = codes.to_contiguous();
+        let through = OutputGrad::ThroughReluPool {
+            grad: values(&output_grad),
+            pooled: values(&pooled),
+            codes: codes.as_slice::<u8>().expect("contiguous u8 codes"),
+        };
+        let (dx, dw, db) = winograd::gradients(&g, values(&x), values(&weight), through, true);
+        (
+            flex_tensor(dx, [g.batch, g.in_channels, g.input[0], g.input[1]]),
+            flex_tensor(
+                dw,
+                [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
+            ),
+            flex_tensor(db, [g.out_channels]),
+        )
+    }
+
     fn relu_max_pool2d_backward(
         pooled: FlexTensor,
         codes: FlexTensor,
@@ -202,10 +261,26 @@ impl<B: Backend + ConvReluPoolOps + GemmConv2dOps> Backward<B, 3> for ConvReluPo
     ) {
         let grad = grads.consume::<B>(&ops.node);
         let state = ops.state;
-        let grad = B::relu_max_pool2d_backward(state.pooled, state.codes, grad, state.conv_output);
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.x);
         let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(state.weight);
         let parents = ops.parents.each_ref().map(|p| p.as_ref().map(|n| n.id));
+        if let [Some(x_node), Some(weight_node), Some(bias_node)] = parents {
+            // Every gradient: the backend forms them from the pooled
+            // gradient in one pass.
+            let (dx, dw, db) = B::conv2d_bias_relu_max_pool2d_backward(
+                x,
+                weight,
+                state.pooled,
+                state.codes,
+                grad,
+                state.options,
+            );
+            for (node, grad) in [(x_node, dx), (weight_node, dw), (bias_node, db)] {
+                grads.register::<B>(node, grad);
+            }
+            return;
+        }
+        let grad = B::relu_max_pool2d_backward(state.pooled, state.codes, grad, state.conv_output);
         register_gradients::<B>(parents, x, weight, grad, state.options, grads);
     }
 }
