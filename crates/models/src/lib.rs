@@ -21,6 +21,7 @@ pub mod conv_pool;
 pub mod data;
 #[cfg(feature = "flex")]
 mod flex_values;
+pub mod linear;
 pub mod metrics;
 pub mod nets;
 pub mod norm;

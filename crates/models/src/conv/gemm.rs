@@ -12,14 +12,14 @@ use crate::buffers::assume_written;
 /// A row-major matrix operand: its values and `(row, column)` strides (a
 /// transpose is the same values with the strides swapped).
 #[derive(Clone, Copy)]
-pub(super) struct Operand<'a> {
+pub(crate) struct Operand<'a> {
     values: &'a [f32],
     row_stride: usize,
     col_stride: usize,
 }
 
 impl<'a> Operand<'a> {
-    pub(super) fn rows(values: &'a [f32], cols: usize) -> Self {
+    pub(crate) fn rows(values: &'a [f32], cols: usize) -> Self {
         Self {
             values,
             row_stride: cols,
@@ -27,7 +27,7 @@ impl<'a> Operand<'a> {
         }
     }
 
-    pub(super) fn transposed(values: &'a [f32], cols: usize) -> Self {
+    pub(crate) fn transposed(values: &'a [f32], cols: usize) -> Self {
         Self {
             values,
             row_stride: 1,
@@ -44,8 +44,11 @@ pub(super) fn matmul(
     rhs: Operand,
     accumulate: bool,
 ) {
-    // SAFETY: `dst` is initialised, exclusively borrowed, `dst.len()` long.
-    unsafe { gemm_into(dims, dst.as_mut_ptr(), dst.len(), lhs, rhs, accumulate) }
+    let n = dims[1];
+    assert!(dst.len() >= dims[0] * n, "an output of m × n values");
+    // SAFETY: `dst` is initialised, exclusively borrowed, at least m × n
+    // values long.
+    unsafe { gemm_into(dims, dst.as_mut_ptr(), n, lhs, rhs, accumulate) }
 }
 
 /// `dst (m×n, row-major) = lhs (m×k) · rhs (k×n)` into a buffer of exactly
@@ -63,26 +66,46 @@ pub(super) fn matmul_overwrite<'a>(
     // writes every one of the m × n values and reads none of them, so they
     // are all initialised afterwards.
     unsafe {
-        gemm_into(dims, dst.as_mut_ptr().cast(), dst.len(), lhs, rhs, false);
+        gemm_into(dims, dst.as_mut_ptr().cast(), n, lhs, rhs, false);
         assume_written(dst)
     }
 }
 
-/// The gemm of [`matmul`] on a raw output.
+/// `dst (m×n at row stride dst_row_stride) = lhs (m×k) · rhs (k×n)`, on
+/// this thread: a block of a larger row-major output (gemm does not read
+/// its output here, so it need not be initialised).
 ///
 /// # Safety
 ///
-/// `dst` must be valid for writes of `dst_len` values, not aliased, and
-/// initialised when `accumulate` is set.
+/// `dst` must be valid for writes of row `r < m`, column `c < n` at
+/// `r · dst_row_stride + c`, with no other thread reading or writing
+/// those values during the call.
+pub(crate) unsafe fn matmul_overwrite_strided(
+    dims: [usize; 3],
+    dst: *mut f32,
+    dst_row_stride: usize,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    // SAFETY: as the caller promises.
+    unsafe { gemm_into(dims, dst, dst_row_stride, lhs, rhs, false) }
+}
+
+/// The gemm of [`matmul`] on a raw output of row stride `dst_row_stride`.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of row `r < m`, column `c < n` at `r ·
+/// dst_row_stride + c`, not aliased, and initialised there when
+/// `accumulate` is set.
 unsafe fn gemm_into(
     [m, n, k]: [usize; 3],
     dst: *mut f32,
-    dst_len: usize,
+    dst_row_stride: usize,
     lhs: Operand,
     rhs: Operand,
     accumulate: bool,
 ) {
-    assert!(dst_len >= m * n);
     let reach = |o: &Operand, rows: usize, cols: usize| {
         rows == 0
             || cols == 0
@@ -94,7 +117,8 @@ unsafe fn gemm_into(
     );
     // SAFETY: the asserts above keep every index gemm reads (row·rs + col·cs
     // below the given sizes) inside the slices, and the caller gives room
-    // for m×n values at strides (n, 1), readable when `accumulate` is set.
+    // for m×n values at strides (dst_row_stride, 1), readable when
+    // `accumulate` is set.
     unsafe {
         gemm(
             m,
@@ -102,7 +126,7 @@ unsafe fn gemm_into(
             k,
             dst,
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.values.as_ptr(),
             lhs.col_stride as isize,

@@ -39,7 +39,7 @@ use stem::conv2d_stem;
 #[cfg(feature = "flex")]
 pub mod extension;
 #[cfg(feature = "flex")]
-mod gemm;
+pub(crate) mod gemm;
 #[cfg(feature = "flex")]
 mod geometry;
 #[cfg(feature = "flex")]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::host_dropout::dropout;
 use super::{ModelConfigError, check};
 use crate::conv::conv2d;
+use crate::linear::{linear, linear_relu};
 use crate::norm::batch_norm_relu;
 use crate::pool::max_pool2d;
 
@@ -201,8 +202,8 @@ impl Cnn {
         let x = self.block2.forward(self.block1.forward(images));
         let [batch, c, h, w] = x.dims();
         let x = x.reshape([batch, c * h * w]);
-        let x = dropout(&self.dropout, self.activation.forward(self.fc1.forward(x)));
-        self.fc2.forward(x)
+        let x = dropout(&self.dropout, linear_relu(&self.fc1, x));
+        linear(&self.fc2, x)
     }
 }
 

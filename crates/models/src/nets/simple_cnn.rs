@@ -15,6 +15,7 @@ use super::host_dropout::dropout;
 use super::{ModelConfigError, check};
 use crate::conv::conv2d_relu;
 use crate::conv_pool::conv2d_relu_max_pool2d;
+use crate::linear::{linear, linear_relu};
 
 /// Configuration of a [`SimpleCnn`].
 ///
@@ -147,11 +148,8 @@ impl SimpleCnn {
         let x = dropout(&self.conv_dropout, x);
         let [batch, c, h, w] = x.dims();
         let x = x.reshape([batch, c * h * w]);
-        let x = dropout(
-            &self.fc_dropout,
-            self.activation.forward(self.fc1.forward(x)),
-        );
-        self.fc2.forward(x)
+        let x = dropout(&self.fc_dropout, linear_relu(&self.fc1, x));
+        linear(&self.fc2, x)
     }
 }
 
