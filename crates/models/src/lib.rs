@@ -5,6 +5,10 @@
 //!   datasets and batchers for image classification and table regression.
 //! - [`conv`]: the networks' 2-D convolution: on flex, our im2col/col2im + gemm
 //!   kernels for the forward pass and both gradients; elsewhere Burn's.
+//! - [`conv_pool`]: a convolution, its ReLU and a 2 × 2 max pooling as one
+//!   operation on flex (Winograd's output tiles pooled as they are formed).
+//! - [`linear`]: the networks' dense layers: on flex, our own gemm blocks on
+//!   every core for the forward pass and every gradient; elsewhere Burn's.
 //! - [`adam`]: Burn's Adam with each parameter's update fused into one
 //!   multi-threaded pass on flex, bit-identical to Burn's.
 //! - [`nets`]: an MLP, a CNN and a small ResNet for 28x28 images, an MLP
