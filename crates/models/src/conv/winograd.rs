@@ -20,7 +20,11 @@
 //!   same transformed input as the forward;
 //! * both gradients at once ([`gradients`], what a training step's backward
 //!   calls): the output gradient's transform `A dY Aᵀ` is made once per
-//!   sample for the two.
+//!   sample for the two, and the bias gradient is summed in the same pass;
+//! * the forward followed by a 2 × 2 max pooling ([`forward_pooled`]): the
+//!   pooling's windows are the output tiles, so each is pooled as it is
+//!   formed, and [`gradients`] takes the pooled gradient back
+//!   ([`OutputGrad::ThroughReluPool`]) one sample at a time.
 //!
 //! Invariants:
 //! * **The convolution's values within float rounding** (the transforms

@@ -27,7 +27,7 @@ use burn::nn::pool::MaxPool2d;
 use burn::prelude::*;
 
 use crate::conv::conv2d_relu;
-use crate::pool::{max_pool2d, windows_do_not_overlap};
+use crate::pool::max_pool2d;
 
 #[cfg(feature = "flex")]
 pub mod extension;
@@ -62,8 +62,9 @@ pub fn conv2d_relu_max_pool2d(conv: &Conv2d, pool: &MaxPool2d, x: Tensor<4>) -> 
 
 /// Whether [`conv2d_relu_max_pool2d`] may take the fused path for these
 /// layers: a bias, and a 2 × 2 pooling of stride 2.
+#[cfg(feature = "flex")]
 fn fuses(conv: &Conv2d, pool: &MaxPool2d) -> bool {
-    conv.bias.is_some() && windows_do_not_overlap(pool) && pool.kernel_size == [2, 2]
+    conv.bias.is_some() && crate::pool::windows_do_not_overlap(pool) && pool.kernel_size == [2, 2]
 }
 
 #[cfg(feature = "flex")]
