@@ -2,7 +2,8 @@
 # Step times of two burnfit binaries side by side: ROUNDS rounds, each
 # running `burnfit bench` (plain Burn rows, flex) with the first binary and
 # then the second, so drift in the machine's speed hits both alike. Prints
-# the median step time of each binary per network and their ratio.
+# the median step time of each binary per network, the ratio of the
+# medians, and the range of the ratios taken within each round.
 #
 #   scripts/compare-builds.sh OLD_BINARY NEW_BINARY [ROUNDS] [MODELS]
 set -euo pipefail
@@ -25,9 +26,11 @@ for which in ("old", "new"):
         for rec in json.load(open(f"{tmp}/{which}-{r}.json")):
             if rec["variant"] == "plain":
                 times.setdefault(rec["model"], {}).setdefault(which, []).append(rec["step_ms"])
-print("| network | old (ms/step) | new (ms/step) | old / new |")
-print("| --- | ---: | ---: | ---: |")
+print("| network | old (ms/step) | new (ms/step) | old / new | per round |")
+print("| --- | ---: | ---: | ---: | ---: |")
 for model, t in times.items():
     old, new = statistics.median(t["old"]), statistics.median(t["new"])
-    print(f"| {model} | {old:.1f} | {new:.1f} | {old / new:.2f}x |")
+    rounds = [o / n for o, n in zip(t["old"], t["new"])]
+    print(f"| {model} | {old:.1f} | {new:.1f} | {old / new:.2f}x "
+          f"| {min(rounds):.2f}-{max(rounds):.2f}x |")
 PY
