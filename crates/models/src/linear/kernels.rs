@@ -18,11 +18,12 @@ use rayon::prelude::*;
 use crate::conv::gemm::{Operand, matmul_overwrite_strided};
 use crate::relu::relu;
 
-/// Columns (or rows) of the output per block: one gemm call, one rayon
-/// task. Fixed, so that a value's sum does not depend on the threads;
-/// `simple_cnn`'s `fc1` (9216 → 128) gets 2 blocks in the forward and 9 in
-/// each gradient.
-const BLOCK: usize = 1024;
+/// Columns (or rows) of the output per block in the gradients: one gemm
+/// call, one rayon task. Fixed, so that a value's sum does not depend on
+/// the threads; `simple_cnn`'s `fc1` (9216 → 128) gets 36 blocks in each
+/// gradient, the MLP's first layer (784 → 256) 4 in its weight gradient,
+/// so that both run on every core (at 1,024 the MLP's ran on one).
+const BLOCK: usize = 256;
 
 /// Columns of the forward's output per block: its `d_out` is small (128 in
 /// the networks here) and each block reads the whole input, so fewer,

@@ -119,7 +119,7 @@ mod tests {
             .unwrap_or_else(|e| e.into_inner());
         let device = Device::flex().autodiff();
         // Blocks of every kind: a short last one in each gemm (d_in 2100 is
-        // 2 × 1024 + 52; d_out 150 is 2 × 64 + 22), and one-block layers.
+        // 8 × 256 + 52; d_out 150 is 2 × 64 + 22), and one-block layers.
         for (batch, d_in, d_out, bias) in
             [(5, 2100, 150, true), (3, 7, 4, false), (64, 96, 10, true)]
         {

@@ -106,7 +106,9 @@ pub struct Mlp {
     pub output: Linear,
     /// Dropout after each hidden layer.
     pub dropout: Dropout,
-    /// Activation after each hidden layer.
+    /// Activation after each hidden layer. The forward applies it folded
+    /// into the layer ([`crate::linear::linear_relu`]); the field stays so
+    /// that the module and its records keep their shape.
     pub activation: Relu,
     /// Number of inputs expected.
     pub input_size: usize,
@@ -131,13 +133,7 @@ impl Mlp {
             "MLP expects {} inputs per item, got {width}",
             self.input_size
         );
-        dense_forward(
-            &self.hidden,
-            &self.activation,
-            &self.dropout,
-            &self.output,
-            input,
-        )
+        dense_forward(&self.hidden, &self.dropout, &self.output, input)
     }
 }
 

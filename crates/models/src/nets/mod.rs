@@ -99,19 +99,19 @@ pub(crate) fn dense_layers(
     (layers, width)
 }
 
-/// `hidden` layers, each followed by ReLU and dropout, then `output`.
+/// `hidden` layers, each followed by ReLU and dropout, then `output`; the
+/// layers (and the ReLUs, folded into them) through [`crate::linear`].
 pub(crate) fn dense_forward(
     hidden: &[burn::nn::Linear],
-    activation: &burn::nn::Relu,
     dropout: &burn::nn::Dropout,
     output: &burn::nn::Linear,
     input: Tensor<2>,
 ) -> Tensor<2> {
     let mut x = input;
     for layer in hidden {
-        x = host_dropout::dropout(dropout, activation.forward(layer.forward(x)));
+        x = host_dropout::dropout(dropout, crate::linear::linear_relu(layer, x));
     }
-    output.forward(x)
+    crate::linear::linear(output, x)
 }
 
 /// Cross-entropy loss of `logits` `[batch, classes]` against `targets` `[batch]`,

@@ -117,7 +117,9 @@ pub struct MlpRegressor {
     pub output: Linear,
     /// Dropout after each hidden layer.
     pub dropout: Dropout,
-    /// Activation after each hidden layer.
+    /// Activation after each hidden layer. The forward applies it folded
+    /// into the layer ([`crate::linear::linear_relu`]); the field stays so
+    /// that the module and its records keep their shape.
     pub activation: Relu,
     /// The loss.
     pub loss: MseLoss,
@@ -126,13 +128,7 @@ pub struct MlpRegressor {
 impl MlpRegressor {
     /// Predictions `[batch, output_size]` for features `[batch, input_size]`.
     pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        dense_forward(
-            &self.hidden,
-            &self.activation,
-            &self.dropout,
-            &self.output,
-            features,
-        )
+        dense_forward(&self.hidden, &self.dropout, &self.output, features)
     }
 
     /// Predictions and mean squared error for a batch.
