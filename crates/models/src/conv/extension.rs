@@ -278,10 +278,7 @@ impl GemmConv2dOps for Flex {
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
         let (dw, db) = kernels::weight_and_bias_grad(&g, values(&x), values(&output_grad));
         (
-            flex_tensor(
-                dw,
-                [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
-            ),
+            flex_tensor(dw, g.weight_shape()),
             flex_tensor(db, [g.out_channels]),
         )
     }
@@ -330,7 +327,7 @@ impl GemmConv2dOps for Flex {
         let (weight, output_grad) = (contiguous(weight), contiguous(output_grad));
         flex_tensor(
             kernels::input_grad(&g, values(&weight), values(&output_grad)),
-            [g.batch, g.in_channels, g.input[0], g.input[1]],
+            g.input_shape(),
         )
     }
 
@@ -348,7 +345,7 @@ impl GemmConv2dOps for Flex {
         let (x, output_grad) = (contiguous(x), contiguous(output_grad));
         flex_tensor(
             kernels::weight_grad(&g, values(&x), values(&output_grad)),
-            [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
+            g.weight_shape(),
         )
     }
 }
@@ -380,11 +377,8 @@ fn flex_shared_gradients(
         kernels::gradients(g, values(&x), values(&weight), values(&output_grad), bias);
     let db_len = db.len();
     [
-        flex_tensor(dx, [g.batch, g.in_channels, g.input[0], g.input[1]]),
-        flex_tensor(
-            dw,
-            [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
-        ),
+        flex_tensor(dx, g.input_shape()),
+        flex_tensor(dw, g.weight_shape()),
         flex_tensor(db, [db_len]),
     ]
 }

@@ -75,6 +75,23 @@ impl Geometry {
     pub fn weight_len(&self) -> usize {
         self.out_channels * self.patch()
     }
+
+    /// The input's shape, `[batch, in_channels, height, width]` (that of
+    /// its gradient).
+    pub fn input_shape(&self) -> [usize; 4] {
+        [self.batch, self.in_channels, self.input[0], self.input[1]]
+    }
+
+    /// The weight's shape, `[out_channels, in_channels, kh, kw]` (that of
+    /// its gradient).
+    pub fn weight_shape(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_channels,
+            self.kernel[0],
+            self.kernel[1],
+        ]
+    }
 }
 
 /// What the forward does to the gemm's product before handing it out: add

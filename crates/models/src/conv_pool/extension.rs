@@ -192,11 +192,8 @@ impl ConvReluPoolOps for Flex {
         };
         let (dx, dw, db) = winograd::gradients(&g, values(&x), values(&weight), through, true);
         (
-            flex_tensor(dx, [g.batch, g.in_channels, g.input[0], g.input[1]]),
-            flex_tensor(
-                dw,
-                [g.out_channels, g.in_channels, g.kernel[0], g.kernel[1]],
-            ),
+            flex_tensor(dx, g.input_shape()),
+            flex_tensor(dw, g.weight_shape()),
             flex_tensor(db, [g.out_channels]),
         )
     }
