@@ -17,13 +17,16 @@ use rayon::prelude::*;
 
 use crate::flex_values::{contiguous, flex_tensor, values};
 
+/// Whether flex's ReLU keeps `value` (and passes its gradient): positive or
+/// NaN.
+#[inline(always)]
+pub(crate) fn passes(value: f32) -> bool {
+    value.is_nan() || value > 0.0
+}
+
 /// Flex's ReLU: the value when it is positive or NaN, otherwise 0.
 pub(crate) fn relu(value: f32) -> f32 {
-    if value.is_nan() || value > 0.0 {
-        value
-    } else {
-        0.0
-    }
+    if passes(value) { value } else { 0.0 }
 }
 
 /// Values per task of [`relu_gate`]: enough work to be worth a task.
@@ -42,7 +45,7 @@ pub(crate) fn relu_gate(y: &[f32], dy: &mut [f32]) {
         .zip(y.par_chunks(GATE_CHUNK))
         .for_each(|(dy, y)| {
             for (d, &y) in dy.iter_mut().zip(y) {
-                *d = if y.is_nan() || y > 0.0 { *d } else { 0.0 };
+                *d = if passes(y) { *d } else { 0.0 };
             }
         });
 }

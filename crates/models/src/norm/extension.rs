@@ -40,25 +40,55 @@ pub trait ChannelBatchNormOps: Backend {
         (output, mean, variance)
     }
 
-    /// The gradient through a ReLU from its output: `relu_backward`.
-    fn channel_relu_backward(
-        output: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        Self::relu_backward(output, output_grad)
-    }
-
-    /// Burn's `batch_norm_train_backward`: the gradients of `x`, γ and β.
+    /// Burn's `batch_norm_train_backward`: the gradients of `x`, γ and β;
+    /// when the forward folded a ReLU in (`relu`), from the gradient through
+    /// that ReLU (β is only read then).
+    #[allow(clippy::too_many_arguments)]
     fn channel_batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         variance: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
         output_grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        burns_batch_norm_train_backward::<Self>(x, gamma, mean, variance, epsilon, output_grad)
+        let relu_beta = relu.then_some(beta);
+        burns_backward_through_relu::<Self>(
+            x,
+            gamma,
+            mean,
+            variance,
+            epsilon,
+            relu_beta,
+            output_grad,
+        )
     }
+}
+
+/// The default backward, on Burn's ops: the gradient through the ReLU
+/// when there was one (the ReLU of Burn's `batch_norm_train` output
+/// recomputed from `x`, as that forward formed it), then Burn's
+/// `batch_norm_train_backward`.
+fn burns_backward_through_relu<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    relu_beta: Option<FloatTensor<B>>,
+    output_grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let output_grad = match relu_beta {
+        Some(beta) => {
+            let (output, _, _) =
+                burns_batch_norm_train::<B>(x.clone(), gamma.clone(), beta, epsilon);
+            B::relu_backward(B::relu(output), output_grad)
+        }
+        None => output_grad,
+    };
+    burns_batch_norm_train_backward::<B>(x, gamma, mean, variance, epsilon, output_grad)
 }
 
 /// Burn's `batch_norm_train` on `B`, as a tuple.
@@ -131,33 +161,39 @@ impl ChannelBatchNormOps for Flex {
         )
     }
 
-    fn channel_relu_backward(output: FlexTensor, output_grad: FlexTensor) -> FlexTensor {
-        crate::relu::flex_relu_backward(output, output_grad)
-    }
-
     fn channel_batch_norm_train_backward(
         x: FlexTensor,
         gamma: FlexTensor,
+        beta: FlexTensor,
         mean: FlexTensor,
         variance: FlexTensor,
         epsilon: f64,
+        relu: bool,
         output_grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let geometry =
-            flex_geometry(&x).filter(|_| all_f32(&[&gamma, &mean, &variance, &output_grad]));
+        let relu_beta = relu.then_some(beta);
+        // The forward took the kernels for exactly these inputs (an `f32`
+        // x of rank 3 or more, `f32` γ and β), so the ReLU's gate is
+        // recomputed here as the kernels formed the output.
+        let geometry = flex_geometry(&x).filter(|_| {
+            all_f32(&[&gamma, &mean, &variance, &output_grad])
+                && relu_beta.as_ref().is_none_or(|beta| all_f32(&[beta]))
+        });
         let Some(g) = geometry else {
-            return burns_batch_norm_train_backward::<Self>(
+            return burns_backward_through_relu::<Self>(
                 x,
                 gamma,
                 mean,
                 variance,
                 epsilon,
+                relu_beta,
                 output_grad,
             );
         };
         let shape = x.shape();
         let [x, gamma, mean, variance, output_grad] =
             [x, gamma, mean, variance, output_grad].map(contiguous);
+        let relu_beta = relu_beta.map(contiguous);
         let grads = kernels::backward(
             &g,
             values(&x),
@@ -165,6 +201,7 @@ impl ChannelBatchNormOps for Flex {
             values(&mean),
             values(&variance),
             epsilon,
+            relu_beta.as_ref().map(values),
             values(&output_grad),
         );
         let channels = Shape::new([g.channels]);
@@ -181,15 +218,17 @@ impl ChannelBatchNormOps for Flex {
 struct ChannelBatchNormBackward;
 
 impl<B: Backend + ChannelBatchNormOps> Backward<B, 3> for ChannelBatchNormBackward {
-    /// The checkpointed input and γ, the batch statistics, ε, and the output
-    /// when a ReLU was folded in (the gradient passes where it is positive).
+    /// The checkpointed input and γ, β, the batch statistics, ε, and
+    /// whether a ReLU was folded in (the backward recomputes where it
+    /// passed, from β among the rest).
     type State = (
         NodeId,
         NodeId,
         B::FloatTensorPrimitive,
         B::FloatTensorPrimitive,
+        B::FloatTensorPrimitive,
         f64,
-        Option<B::FloatTensorPrimitive>,
+        bool,
     );
 
     fn backward(
@@ -199,15 +238,13 @@ impl<B: Backend + ChannelBatchNormOps> Backward<B, 3> for ChannelBatchNormBackwa
         checkpointer: &mut Checkpointer,
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
-        let mut grad = grads.consume::<B>(&ops.node);
-        let (x_state, gamma_state, mean, variance, epsilon, relu_output) = ops.state;
-        if let Some(output) = relu_output {
-            grad = B::channel_relu_backward(output, grad);
-        }
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, beta, mean, variance, epsilon, relu) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
-        let (x_grad, gamma_grad, beta_grad) =
-            B::channel_batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+        let (x_grad, gamma_grad, beta_grad) = B::channel_batch_norm_train_backward(
+            x, gamma, beta, mean, variance, epsilon, relu, grad,
+        );
         for (node, grad) in [
             (node_x, x_grad),
             (node_gamma, gamma_grad),
@@ -238,6 +275,7 @@ impl<B: Backend + ChannelBatchNormOps, C: CheckpointStrategy> ChannelBatchNormOp
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
+                let beta_state = beta.clone().into_primitive();
                 let (output, mean, variance) = B::channel_batch_norm_train(
                     x.into_primitive(),
                     gamma.into_primitive(),
@@ -248,10 +286,11 @@ impl<B: Backend + ChannelBatchNormOps, C: CheckpointStrategy> ChannelBatchNormOp
                 let state = (
                     x_state,
                     gamma_state,
+                    beta_state,
                     mean.clone(),
                     variance.clone(),
                     epsilon,
-                    relu.then(|| output.clone()),
+                    relu,
                 );
                 (
                     prep.finish(state, output),

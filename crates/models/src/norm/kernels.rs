@@ -152,6 +152,33 @@ fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The normalisation as `y = x · scale_c + shift_c` per channel, formed
+/// once from γ, β and the statistics: the forward's output, and what the
+/// backward recomputes to find where a folded ReLU passed the gradient
+/// (the same arithmetic on the same values, so the same bits).
+struct Affine {
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+impl Affine {
+    fn new(gamma: &[f32], beta: &[f32], mean: &[f32], inv_std: &[f64]) -> Self {
+        let scale: Vec<f32> = (0..gamma.len())
+            .map(|c| (gamma[c] as f64 * inv_std[c]) as f32)
+            .collect();
+        let shift = (0..gamma.len())
+            .map(|c| beta[c] - mean[c] * scale[c])
+            .collect();
+        Self { scale, shift }
+    }
+
+    /// One value's normalised output, before any ReLU.
+    #[inline(always)]
+    fn apply(value: f32, scale: f32, shift: f32) -> f32 {
+        value * scale + shift
+    }
+}
+
 /// Normalises `x` with its own per-channel statistics, then clamps the
 /// result at zero when `relu` is set (a ReLU folded in: [`crate::relu`]).
 ///
@@ -180,21 +207,15 @@ pub fn forward(
         (mean, (squares / count) as f32)
     });
     let (mean, variance): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
-    let inv_std = inverse_std(&variance, epsilon);
-    // y = x · scale + shift, per channel.
-    let scale: Vec<f32> = (0..g.channels)
-        .map(|c| (gamma[c] as f64 * inv_std[c]) as f32)
-        .collect();
-    let shift: Vec<f32> = (0..g.channels)
-        .map(|c| beta[c] - mean[c] * scale[c])
-        .collect();
+    let affine = Affine::new(gamma, beta, &mean, &inverse_std(&variance, epsilon));
     // SAFETY: each sample is `channels` runs of `spatial` values, and each
     // run's every value is written from the input's run of that length.
     let output = unsafe {
         g.per_sample(|n, sample| {
             for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
+                let (scale, shift) = (affine.scale[c], affine.shift[c]);
                 for (o, &v) in out.iter_mut().zip(g.run(x, n, c)) {
-                    let y = v * scale[c] + shift[c];
+                    let y = Affine::apply(v, scale, shift);
                     o.write(if relu { crate::relu::relu(y) } else { y });
                 }
             }
@@ -210,9 +231,16 @@ pub fn forward(
 /// The gradients of [`forward`] from the output's gradient `dy`, given the
 /// statistics it returned.
 ///
+/// `relu_beta` is the forward's β when it folded a ReLU in: `dy` then
+/// passes only where that output was positive or NaN, which is
+/// recomputed from `x` as the forward formed it (the same bits), rather
+/// than gated in a pass of its own over the kept output (two streams of
+/// the tensor fewer, and no output kept for the backward).
+///
 /// # Panics
 ///
 /// Panics if a slice does not match `g`, or the batch is empty.
+#[allow(clippy::too_many_arguments)]
 pub fn backward(
     g: &NormGeometry,
     x: &[f32],
@@ -220,19 +248,54 @@ pub fn backward(
     mean: &[f32],
     variance: &[f32],
     epsilon: f64,
+    relu_beta: Option<&[f32]>,
     dy: &[f32],
 ) -> NormGrads {
     assert!(x.len() == g.len() && dy.len() == g.len(), "input lengths");
     assert!(gamma.len() == g.channels && mean.len() == g.channels && variance.len() == g.channels);
     assert!(g.count() > 0, "batch norm of an empty batch");
-    let count = g.count() as f64;
     let inv_std = inverse_std(variance, epsilon);
+    match relu_beta {
+        None => backward_gated::<false>(g, x, gamma, mean, &inv_std, None, dy),
+        Some(beta) => {
+            assert_eq!(beta.len(), g.channels, "one β per channel");
+            let affine = Affine::new(gamma, beta, mean, &inv_std);
+            backward_gated::<true>(g, x, gamma, mean, &inv_std, Some(&affine), dy)
+        }
+    }
+}
+
+/// [`backward`], with `dy` gated by the ReLU the forward's `affine` output
+/// went through when `RELU` (a constant, so the loops without a ReLU carry
+/// no test).
+fn backward_gated<const RELU: bool>(
+    g: &NormGeometry,
+    x: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    inv_std: &[f64],
+    affine: Option<&Affine>,
+    dy: &[f32],
+) -> NormGrads {
+    let count = g.count() as f64;
+    // Channel c's gradient at input value v: dy where the ReLU passed.
+    let gate = |c: usize| {
+        let (scale, shift) = affine.map_or((0.0, 0.0), |a| (a.scale[c], a.shift[c]));
+        move |v: f32, d: f32| {
+            if !RELU || crate::relu::passes(Affine::apply(v, scale, shift)) {
+                d
+            } else {
+                0.0
+            }
+        }
+    };
     let sums = g.per_channel(|c| {
         let (mut beta, mut centred) = (0.0f64, 0.0f64);
+        let gate = gate(c);
         for n in 0..g.batch {
             let (run, grad) = (g.run(x, n, c), g.run(dy, n, c));
-            beta += lane_sum(grad, grad, |d, _| d);
-            centred += lane_sum(run, grad, |v, d| d * (v - mean[c]));
+            beta += lane_sum(run, grad, gate);
+            centred += lane_sum(run, grad, |v, d| gate(v, d) * (v - mean[c]));
         }
         // dγ = Σ dy · x̂ = inv_std · Σ dy · (x − mean).
         (centred * inv_std[c], beta)
@@ -253,8 +316,9 @@ pub fn backward(
         g.per_sample(|n, sample| {
             for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
                 let (k, a, b) = coefficients[c];
+                let gate = gate(c);
                 for ((o, &v), &d) in out.iter_mut().zip(g.run(x, n, c)).zip(g.run(dy, n, c)) {
-                    o.write(k * d + a * v + b);
+                    o.write(k * gate(v, d) + a * v + b);
                 }
             }
         })
@@ -319,7 +383,7 @@ mod tests {
                 .sum()
         };
         let out = forward(&g, &x, &gamma, &beta, 1e-3, false);
-        let grads = backward(&g, &x, &gamma, &out.mean, &out.variance, 1e-3, &dy);
+        let grads = backward(&g, &x, &gamma, &out.mean, &out.variance, 1e-3, None, &dy);
         let h = 1e-2;
         let numeric = |f: &dyn Fn(f32) -> f64| (f(h) - f(-h)) / (2.0 * h as f64);
         for i in [0, 5, 13, 23] {
@@ -351,6 +415,31 @@ mod tests {
     }
 
     #[test]
+    fn a_folded_relu_gates_the_gradient_as_a_pass_over_the_kept_output_would() {
+        // Half the outputs below zero, so the gate has work on both sides.
+        let g = NormGeometry {
+            batch: 5,
+            channels: 3,
+            spatial: 37,
+        };
+        let x = sample_values(g.len(), 13);
+        let (gamma, beta) = ([0.8, -1.1, 1.7], [0.05, -0.3, 0.4]);
+        let dy = sample_values(g.len(), 17);
+        let out = forward(&g, &x, &gamma, &beta, 1e-5, true);
+        let blocked = out.output.iter().filter(|&&y| y == 0.0).count();
+        assert!(
+            blocked > g.len() / 4 && blocked < 3 * g.len() / 4,
+            "{blocked} zeros"
+        );
+        let mut gated = dy.clone();
+        crate::relu::relu_gate(&out.output, &mut gated);
+        let (mean, variance) = (&out.mean, &out.variance);
+        let folded = backward(&g, &x, &gamma, mean, variance, 1e-5, Some(&beta), &dy);
+        let apart = backward(&g, &x, &gamma, mean, variance, 1e-5, None, &gated);
+        assert!(folded == apart, "bit for bit the gradients of the gated dy");
+    }
+
+    #[test]
     fn results_do_not_depend_on_the_number_of_threads() {
         let g = NormGeometry {
             batch: 16,
@@ -362,7 +451,7 @@ mod tests {
         let run = |threads: usize| {
             on_threads(threads, || {
                 let out = forward(&g, &x, &[1.5; 5], &[0.1; 5], 1e-5, false);
-                let grads = backward(&g, &x, &[1.5; 5], &out.mean, &out.variance, 1e-5, &dy);
+                let grads = backward(&g, &x, &[1.5; 5], &out.mean, &out.variance, 1e-5, None, &dy);
                 (out, grads)
             })
         };
