@@ -5,7 +5,10 @@
 //!   Burn's own `batch_norm_train` (and its backward) for anything else.
 //! * **Autodiff** records one node with the input and γ checkpointed and the
 //!   batch statistics kept, as Burn's own `batch_norm_train` node does; the
-//!   statistics come back untracked (they feed the running averages).
+//!   statistics come back untracked (they feed the running averages). With
+//!   a ReLU folded in, the node keeps β rather than the output: the
+//!   backward recomputes where the ReLU passed from `x`, as the forward
+//!   formed it ([`kernels::backward`]).
 //! * Every other backend is never called: [`super::batch_norm`] only takes
 //!   this path on flex devices.
 
