@@ -17,7 +17,11 @@
 //!   more snapshots in memory;
 //! * the first error is reported by the next call, by [`BackgroundWriter::flush`]
 //!   (which the loop calls before `on_train_end`, so callbacks there see
-//!   every file), and dropping the writer waits for the queue to drain.
+//!   every file), and dropping the writer waits for the queue to drain;
+//! * a write that fails while an earlier failure is still unreported (a full
+//!   disk fails the snapshots queued behind the first too) is only a warning:
+//!   the run ends on the first, and its user reads one error, not one per
+//!   snapshot that happened to be in the queue.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -142,7 +146,7 @@ fn work(jobs: Receiver<Job>, error: Arc<Mutex<Option<CallbackError>>>) {
                     let mut slot = error.lock().expect("writer error lock");
                     match &*slot {
                         None => *slot = Some(e),
-                        Some(_) => log::error!("checkpoint writer: {e}"),
+                        Some(_) => log::warn!("checkpoint writer: {e} (after an earlier failure)"),
                     }
                 }
             }
@@ -209,6 +213,69 @@ mod tests {
             .write(&dir.path().join("c.bin"), bytes(b"c"))
             .unwrap();
         writer.flush().unwrap();
+    }
+
+    /// Captures the records the writer logs, for the test below.
+    mod captured {
+        use std::sync::Mutex;
+
+        pub static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+
+        struct Capture;
+
+        impl log::Log for Capture {
+            fn enabled(&self, _: &log::Metadata) -> bool {
+                true
+            }
+            fn log(&self, record: &log::Record) {
+                let line = record.args().to_string();
+                RECORDS.lock().unwrap().push((record.level(), line));
+            }
+            fn flush(&self) {}
+        }
+
+        pub fn install() {
+            static CAPTURE: Capture = Capture;
+            let _ = log::set_logger(&CAPTURE);
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    }
+
+    #[test]
+    fn a_failure_behind_an_unreported_one_is_a_warning_not_a_second_error() {
+        captured::install();
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = BackgroundWriter::new();
+        let (first, second) = (dir.path().join("first.bin"), dir.path().join("second.bin"));
+        // The first write fails only once the second is queued, so the
+        // writer thread runs the second with the first error still pending.
+        let (queued, wait) = sync_channel::<()>(1);
+        let first_fails: Encode = Box::new(move || {
+            let _ = wait.recv();
+            Err("disk full".into())
+        });
+        writer.write(&first, first_fails).unwrap();
+        writer
+            .write(&second, Box::new(|| Err("disk full".into())))
+            .unwrap();
+        queued.send(()).unwrap();
+        let error = writer.flush().unwrap_err().to_string();
+        assert!(error.contains("first.bin"), "{error}");
+        writer.flush().unwrap();
+        let records = captured::RECORDS.lock().unwrap();
+        let about = |path: &Path| -> Vec<log::Level> {
+            let name = path.display().to_string();
+            records
+                .iter()
+                .filter(|(_, line)| line.contains(&name))
+                .map(|(level, _)| *level)
+                .collect()
+        };
+        assert!(
+            about(&first).is_empty(),
+            "returned, not logged: {records:?}"
+        );
+        assert_eq!(about(&second), [log::Level::Warn], "{records:?}");
     }
 
     #[test]
