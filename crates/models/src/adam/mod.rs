@@ -10,7 +10,10 @@
 //! Invariants:
 //! * **The same numbers as Burn's `Adam`, bit for bit**: the same
 //!   operations in the same order and roundings ([`kernels`], and the tests
-//!   below against Burn's optimizer).
+//!   below against Burn's optimizer). The one exception is a moment Burn
+//!   would leave subnormal, which is stored as zero (flush-to-zero, as
+//!   TensorFlow does) because operating on it stalls the CPU; the
+//!   parameters stay Burn's ([`kernels`] says why).
 //! * **The same state and records.** The per-parameter state is Burn's
 //!   [`AdamState`], so optimizer records (and burnfit's backups) written
 //!   with either optimizer load into the other.
