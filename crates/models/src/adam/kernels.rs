@@ -129,12 +129,11 @@ fn update_chunk(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], s: &Ad
 }
 
 /// `x`, or a zero of its sign where `x` is subnormal (below
-/// `f32::MIN_POSITIVE` in magnitude, not zero). Decided on the bits, so a
-/// subnormal `x` costs no arithmetic on it.
+/// `f32::MIN_POSITIVE` in magnitude; a zero is its own flush). Decided on
+/// the bits, so a subnormal `x` costs no arithmetic on it.
 #[inline(always)]
 fn flush_subnormal(x: f32) -> f32 {
-    let magnitude = x.to_bits() & 0x7fff_ffff;
-    if magnitude != 0 && magnitude < f32::MIN_POSITIVE.to_bits() {
+    if x.to_bits() & 0x7fff_ffff < f32::MIN_POSITIVE.to_bits() {
         f32::from_bits(x.to_bits() & 0x8000_0000)
     } else {
         x
