@@ -17,7 +17,7 @@
 //! good (0.9 times a few subnormal units rounds back to them), and every
 //! operation on a subnormal is a microcode assist, tens of times slower. In
 //! the flagship `cnn` half of `m₁`'s values were stuck there by its third
-//! epoch, and those epochs ran 15–20% slower (docs/benchmarks.md §6, item
+//! epoch, and those epochs took 18–23% longer (docs/benchmarks.md §6, item
 //! 23). The parameters stay Burn's: the step a subnormal moment would make
 //! is at most about 4·10⁻³⁰·lr (with ε′ ≥ 3·10⁻⁹), under half a unit of
 //! any parameter larger than about 10⁻²²·lr in magnitude, and `0·β₁ + g·(1−β₁)`
