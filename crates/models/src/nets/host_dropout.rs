@@ -18,6 +18,8 @@
 //!
 //! The layer stays Burn's [`Dropout`] module, so records are unchanged.
 
+use std::mem::MaybeUninit;
+
 use burn::nn::Dropout;
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
@@ -77,26 +79,40 @@ const MASK_CHUNK: usize = 1 << 14;
 /// each half with `keep`'s share of 2³².
 fn mask(len: usize, keep: f64, scale: f32, seed: u64) -> Vec<f32> {
     let threshold = (keep * 4_294_967_296.0).min(u32::MAX as f64) as u32;
-    let fill = |chunk: usize, out: &mut [f32]| {
+    let value = |half: u32| if half < threshold { scale } else { 0.0 };
+    // Every value of `out` written, two per draw (a last odd one from the
+    // low half of one more draw).
+    let fill = |chunk: usize, out: &mut [MaybeUninit<f32>]| {
         let chunk_seed = seed ^ (chunk as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut rng = SmallRng::seed_from_u64(chunk_seed);
-        for pair in out.chunks_mut(2) {
+        let mut pairs = out.chunks_exact_mut(2);
+        for pair in &mut pairs {
             let draw = rng.next_u64();
-            for (value, half) in pair.iter_mut().zip([draw as u32, (draw >> 32) as u32]) {
-                *value = if half < threshold { scale } else { 0.0 };
-            }
+            pair[0].write(value(draw as u32));
+            pair[1].write(value((draw >> 32) as u32));
+        }
+        if let [last] = pairs.into_remainder() {
+            last.write(value(rng.next_u64() as u32));
         }
     };
     #[cfg(feature = "flex")]
     {
-        crate::buffers::par_build(len, MASK_CHUNK, 1, || (), |i, out, ()| fill(i, out))
+        // SAFETY: `fill` writes every value of its chunk.
+        unsafe {
+            crate::buffers::par_build_uninit(len, MASK_CHUNK, 1, || (), |i, out, ()| fill(i, out))
+        }
     }
     #[cfg(not(feature = "flex"))]
     {
-        let mut values = vec![0.0; len];
-        for (i, out) in values.chunks_mut(MASK_CHUNK).enumerate() {
+        let mut values = Vec::with_capacity(len);
+        for (i, out) in values.spare_capacity_mut()[..len]
+            .chunks_mut(MASK_CHUNK)
+            .enumerate()
+        {
             fill(i, out);
         }
+        // SAFETY: the chunks cover `values[..len]`, and `fill` wrote every value of each.
+        unsafe { values.set_len(len) };
         values
     }
 }
