@@ -24,7 +24,9 @@
 //! * the forward followed by a 2 × 2 max pooling ([`forward_pooled`]): the
 //!   pooling's windows are the output tiles, so each is pooled as it is
 //!   formed, and [`gradients`] takes the pooled gradient back
-//!   ([`OutputGrad::ThroughReluPool`]) one sample at a time.
+//!   ([`OutputGrad::ThroughReluPool`]) one sample at a time, its weight
+//!   gradient summed over the windows' maxima alone
+//!   (`conv::window_weight_grad`), not by the 16 gemms.
 //!
 //! Invariants:
 //! * **The convolution's values within float rounding** (the transforms
@@ -45,6 +47,7 @@ use rayon::prelude::*;
 
 use super::gemm::{Operand, add_into, matmul};
 use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK, add_bias_grad_of_sample};
+use super::window_weight_grad::{self, WindowScratch};
 use crate::buffers::par_build_uninit;
 use crate::relu::relu;
 
@@ -811,6 +814,13 @@ impl OutputGrad<'_> {
 /// bias's as [`super::kernels`] sums it), bit for bit: the same operations
 /// on each sample, and the weight and bias gradients summed in the same
 /// chunks, in the same order.
+///
+/// Through the pooling ([`OutputGrad::ThroughReluPool`]) the weight
+/// gradient is instead summed directly over the windows' maxima that have
+/// a gradient (`conv::window_weight_grad`; the same chunks, in the same order),
+/// which is within float rounding of [`weight_grad`] of the dense
+/// gradient; the input and bias gradients stay bit for bit those of the
+/// dense gradient.
 pub fn gradients(
     g: &Geometry,
     x: &[f32],
@@ -824,13 +834,22 @@ pub fn gradients(
     let u = filters_for_input_grad(g, weight);
     let len = g.batch * g.input_len();
     let mut dx: Vec<f32> = Vec::with_capacity(len);
+    // Through the pooling, the weight gradient is summed over the windows
+    // directly ([`window_weight_grad`]), in a sum of its own layout.
+    let windows = matches!(dy, OutputGrad::ThroughReluPool { .. });
+    let sum_len = if windows {
+        window_weight_grad::sum_len(g)
+    } else {
+        XI * cout * cin
+    };
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx.spare_capacity_mut()[..len]
         .par_chunks_mut(g.input_len() * WEIGHT_GRAD_CHUNK)
         .zip(x.par_chunks(g.input_len() * WEIGHT_GRAD_CHUNK))
         .enumerate()
         .map(|(chunk, (dx, x))| {
             let mut s = Scratch::new(&t, cin, cout);
-            let mut total = vec![0.0; XI * cout * cin];
+            let mut ws = windows.then(|| WindowScratch::new(g));
+            let mut total = vec![0.0; sum_len];
             let mut db = vec![0.0; if bias { cout } else { 0 }];
             let mut dense = Vec::new();
             for (k, (dx, x)) in dx
@@ -838,9 +857,17 @@ pub fn gradients(
                 .zip(x.chunks(g.input_len()))
                 .enumerate()
             {
-                let dy = dy.sample(g, chunk * WEIGHT_GRAD_CHUNK + k, &mut dense);
-                add_weight_grad_of_sample(g, &t, x, dy, &mut s, &mut total, k > 0);
-                add_bias_grad_of_sample(g, dy, &mut db);
+                let n = chunk * WEIGHT_GRAD_CHUNK + k;
+                let dense = dy.sample(g, n, &mut dense);
+                if let Some(ws) = &mut ws {
+                    transform_output_grad(&t, g.output(), cout, dense, &mut s);
+                    window_weight_grad::add_weight_grad_of_sample(
+                        g, x, &dy, n, dense, ws, &mut total,
+                    );
+                } else {
+                    add_weight_grad_of_sample(g, &t, x, dense, &mut s, &mut total, k > 0);
+                }
+                add_bias_grad_of_sample(g, dense, &mut db);
                 input_grad_from_transformed(g, &t, &u, &mut s, dx);
             }
             (total, db)
@@ -858,7 +885,12 @@ pub fn gradients(
     for partial in biases {
         add_into(&mut db, &partial);
     }
-    (dx, weight_grad_from_partials(g, weights), db)
+    let dw = if windows {
+        window_weight_grad::weight_grad_from_partials(g, weights)
+    } else {
+        weight_grad_from_partials(g, weights)
+    };
+    (dx, dw, db)
 }
 
 /// The adjoint of [`input_combination`]: the gradients of `d0..d3` from
@@ -1194,6 +1226,98 @@ mod tests {
         [y, dx, dw].map(|v| v.into_iter().map(|v| v as f32).collect())
     }
 
+    /// A gradient through a ReLU and a 2 × 2 pooling of `g`'s output, as
+    /// [`OutputGrad::ThroughReluPool`] takes it: per pooled value a gradient
+    /// (every fifth zero, as a dropout leaves them), the pooled value (about
+    /// half of them not positive: the ReLU passed nothing there) and the
+    /// position of its maximum; and the dense output gradient they make.
+    fn through_relu_pool(g: &Geometry, seed: u32) -> [Vec<f32>; 3] {
+        let [oh, ow] = g.output();
+        let (ph, pw) = (oh / 2, ow / 2);
+        let len = g.batch * g.out_channels * ph * pw;
+        let mut grad = values(len, seed);
+        grad.iter_mut().step_by(5).for_each(|v| *v = 0.0);
+        let pooled = values(len, seed + 1);
+        let mut dense = vec![0.0; g.batch * g.output_len()];
+        for (k, (&gradient, &value)) in grad.iter().zip(&pooled).enumerate() {
+            let (plane, a, b) = (k / (ph * pw), k / pw % ph, k % pw);
+            let code = code_of(k);
+            if value > 0.0 {
+                dense[(plane * oh + 2 * a + code / 2) * ow + 2 * b + code % 2] = gradient;
+            }
+        }
+        [grad, pooled, dense]
+    }
+
+    /// The position in its window [`through_relu_pool`] gives pooled value
+    /// `k`'s maximum.
+    fn code_of(k: usize) -> usize {
+        (k * 7 + k / 3) % 4
+    }
+
+    /// The codes of `len` pooled values ([`code_of`]).
+    fn codes(len: usize) -> Vec<u8> {
+        (0..len).map(|k| code_of(k) as u8).collect()
+    }
+
+    #[test]
+    fn through_the_pooling_the_gradients_equal_a_direct_convolution() {
+        for g in geometries() {
+            let x = values(g.batch * g.input_len(), 1);
+            let w = values(g.weight_len(), 2);
+            let [grad, pooled, dense] = through_relu_pool(&g, 3);
+            let codes = codes(grad.len());
+            let through = OutputGrad::ThroughReluPool {
+                grad: &grad,
+                pooled: &pooled,
+                codes: &codes,
+            };
+            let (dx, dw, db) = gradients(&g, &x, &w, through, true);
+            let [_, direct_dx, direct_dw] = direct(&g, &x, &w, &dense);
+            assert_close(&dw, &direct_dw, "dw", &g);
+            assert_close(&dx, &direct_dx, "dx", &g);
+            let (dense_dx, _, dense_db) = gradients(&g, &x, &w, OutputGrad::Dense(&dense), true);
+            assert!(
+                dx == dense_dx && db == dense_db,
+                "the input and bias gradients bit for bit as from the dense gradient: {g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn through_the_pooling_an_input_that_is_not_finite_gives_the_direct_convolutions_nans() {
+        let g = geometries()[1];
+        let mut x = values(g.batch * g.input_len(), 4);
+        // Sample 3, channel 5: an infinity, and a NaN in another channel.
+        x[3 * g.input_len() + 5 * g.input[0] * g.input[1] + 8] = f32::INFINITY;
+        x[3 * g.input_len() + 9 * g.input[0] * g.input[1] + 20] = f32::NAN;
+        let w = values(g.weight_len(), 5);
+        let [grad, pooled, dense] = through_relu_pool(&g, 6);
+        let codes = codes(grad.len());
+        let through = OutputGrad::ThroughReluPool {
+            grad: &grad,
+            pooled: &pooled,
+            codes: &codes,
+        };
+        let (_, dw, _) = gradients(&g, &x, &w, through, false);
+        let [_, _, direct_dw] = direct(&g, &x, &w, &dense);
+        let not_finite = direct_dw.iter().filter(|v| !v.is_finite()).count();
+        assert!(not_finite > 0, "the direct sum has NaNs (0 × ∞)");
+        for (k, (ours, direct)) in dw.iter().zip(&direct_dw).enumerate() {
+            if direct.is_finite() {
+                assert!(
+                    (ours - direct).abs() <= 1e-4 * direct.abs().max(1.0),
+                    "dw[{k}]"
+                );
+            } else {
+                assert!(
+                    ours.to_bits() == direct.to_bits() || (ours.is_nan() && direct.is_nan()),
+                    "dw[{k}]: {ours} where the direct sum has {direct}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn applies_only_to_3x3_stride_1_with_enough_channels() {
         let g = geometries()[1];
@@ -1306,6 +1430,13 @@ mod tests {
         let x = values(g.batch * g.input_len(), 10);
         let w = values(g.weight_len(), 11);
         let dy = values(g.batch * g.output_len(), 12);
+        let [grad, pooled, _] = through_relu_pool(&g, 13);
+        let codes = codes(grad.len());
+        let through = OutputGrad::ThroughReluPool {
+            grad: &grad,
+            pooled: &pooled,
+            codes: &codes,
+        };
         let run = |threads: usize| {
             on_threads(threads, || {
                 (
@@ -1313,6 +1444,7 @@ mod tests {
                     input_grad(&g, &w, &dy),
                     weight_grad(&g, &x, &dy),
                     gradients(&g, &x, &w, OutputGrad::Dense(&dy), true),
+                    gradients(&g, &x, &w, through, true),
                 )
             })
         };

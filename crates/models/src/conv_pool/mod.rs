@@ -12,10 +12,13 @@
 //!
 //! Invariants:
 //! * **The same numbers as the three layers apart** ([`crate::conv::conv2d_relu`]
-//!   then [`crate::pool::max_pool2d`]), forward and every gradient, bit for
-//!   bit: the same products, the same maximum chosen (the first, a NaN
-//!   winning), the same gradient routed (tests below). So a run's history
-//!   does not depend on which path a layer took.
+//!   then [`crate::pool::max_pool2d`]): the output and the input and bias
+//!   gradients bit for bit (the same products, the same maximum chosen, the
+//!   first, a NaN winning, the same gradient routed); the weight gradient
+//!   within float rounding, as it is summed over the windows' maxima alone
+//!   (`conv::window_weight_grad`) rather than by Winograd's gemms over
+//!   every tile (tests below). The path a layer takes is fixed by its
+//!   configuration and backend, so a run and its resumption take the same.
 //! * **Records are unchanged**: the layers stay Burn's [`Conv2d`] and
 //!   [`MaxPool2d`].
 //! * **Other cases are the layers apart**: another backend, a pooling that
@@ -121,6 +124,26 @@ mod tests {
         ]
     }
 
+    /// `ours` within `tolerance` of `reference`, relative to its largest
+    /// value (at least 1).
+    fn assert_within_rounding(
+        ours: &[f32],
+        reference: &[f32],
+        tolerance: f32,
+        what: &str,
+        shape: [usize; 4],
+    ) {
+        let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let diff = ours
+            .iter()
+            .zip(reference)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            ours.len() == reference.len() && diff <= tolerance * scale,
+            "{what}: {diff} from the reference's, {shape:?}"
+        );
+    }
+
     #[derive(Clone, Copy)]
     enum Way {
         Fused,
@@ -137,7 +160,7 @@ mod tests {
     }
 
     #[test]
-    fn fused_equals_the_layers_apart_bit_for_bit_and_burns_within_rounding() {
+    fn fused_equals_the_layers_apart_and_burns_bit_for_bit_or_within_rounding() {
         let _rng = crate::TEST_RNG_LOCK
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -160,16 +183,14 @@ mod tests {
                 .iter()
                 .enumerate()
             {
-                assert!(fused[k] == apart[k], "{what} bit for bit, {shape:?}");
-                let scale = burn[k].iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                let diff = fused[k]
-                    .iter()
-                    .zip(&burn[k])
-                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-                assert!(
-                    diff <= 1e-4 * scale,
-                    "{what}: {diff} from Burn's, {shape:?}"
-                );
+                // The weight gradient is summed over the windows apart from
+                // the layers' (see the module doc), where Winograd applies.
+                if *what == "weight grad" && channels[0] >= 8 {
+                    assert_within_rounding(&fused[k], &apart[k], 1e-5, what, shape);
+                } else {
+                    assert!(fused[k] == apart[k], "{what} bit for bit, {shape:?}");
+                }
+                assert_within_rounding(&fused[k], &burn[k], 1e-4, what, shape);
             }
         }
     }
@@ -197,7 +218,10 @@ mod tests {
         let apart = run(&conv, &pool, &x, Way::Apart);
         let zeros = fused[0].iter().filter(|&&v| v == 0.0).count();
         assert!(zeros > 0, "some windows are all cut by the ReLU");
-        assert!(fused == apart);
+        for k in [0, 1, 3] {
+            assert!(fused[k] == apart[k], "output and input and bias gradients");
+        }
+        assert_within_rounding(&fused[2], &apart[2], 1e-5, "weight grad", [2, 32, 10, 10]);
     }
 
     #[test]
