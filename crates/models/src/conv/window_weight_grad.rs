@@ -1,5 +1,5 @@
 //! The weight gradient of a 3×3, stride-1 convolution whose output went
-//! through a ReLU and a 2 × 2 max pooling ([`OutputGrad::ThroughReluPool`],
+//! through a ReLU and a 2 × 2 max pooling ([`ThroughPool`],
 //! `simple_cnn`'s second convolution), summed directly over the positions
 //! that have a gradient.
 //!
@@ -30,7 +30,6 @@
 //!   between runs on one.
 
 use super::geometry::Geometry;
-use super::winograd::OutputGrad;
 
 /// Channels per run of a tap in the channels-last copy: the copy's channel
 /// count is padded up to a multiple of this, with zeros.
@@ -38,6 +37,20 @@ const CHANNEL_BLOCK: usize = 16;
 
 /// Taps of a 3 × 3 filter.
 const TAPS: usize = 9;
+
+/// An output gradient through a ReLU and a 2 × 2 pooling of stride 2, per
+/// pooled value of the batch (`[batch, out_channels, oh / 2, ow / 2]`
+/// each), as `winograd::OutputGrad::ThroughReluPool` holds it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ThroughPool<'a> {
+    /// The pooled output's gradient.
+    pub grad: &'a [f32],
+    /// The pooled output (the ReLU passed nothing where it is not positive,
+    /// nor NaN).
+    pub pooled: &'a [f32],
+    /// Where each window's maximum is (row-major, 0–3).
+    pub codes: &'a [u8],
+}
 
 /// One task's buffers: the sample's padded input, channels last, and the
 /// positions and gradients of one output channel's windows.
@@ -81,26 +94,22 @@ pub(super) fn sum_len(g: &Geometry) -> usize {
 
 /// Adds sample `n`'s weight gradient into `sum` (`[out][3 × 3][padded
 /// in]`, see [`sum_len`]), from its input `x` (`[in, h, w]`) and the
-/// output gradient `dy`: through the pooling, `dense` being the sample's
-/// dense gradient ([`OutputGrad`] forms it), read only when `x` has a value
-/// that is not finite.
+/// output gradient `dy`, `dense` being the sample's dense output gradient
+/// (read only when `x` has a value that is not finite).
 pub(super) fn add_weight_grad_of_sample(
     g: &Geometry,
     x: &[f32],
-    dy: &OutputGrad,
+    dy: ThroughPool,
     n: usize,
     dense: &[f32],
     s: &mut WindowScratch,
     sum: &mut [f32],
 ) {
-    let OutputGrad::ThroughReluPool {
+    let ThroughPool {
         grad,
         pooled,
         codes,
-    } = *dy
-    else {
-        panic!("the windows' weight gradient is for a gradient through the pooling");
-    };
+    } = dy;
     fill_channels_last(g, x, &mut s.channels_last);
     // An or over every value, not an early exit, so that it vectorises.
     let finite = !x.iter().fold(false, |any, v| any | !v.is_finite());

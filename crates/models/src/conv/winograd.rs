@@ -47,7 +47,7 @@ use rayon::prelude::*;
 
 use super::gemm::{Operand, add_into, matmul};
 use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK, add_bias_grad_of_sample};
-use super::window_weight_grad::{self, WindowScratch};
+use super::window_weight_grad::{self, ThroughPool, WindowScratch};
 use crate::buffers::par_build_uninit;
 use crate::relu::relu;
 
@@ -836,8 +836,19 @@ pub fn gradients(
     let mut dx: Vec<f32> = Vec::with_capacity(len);
     // Through the pooling, the weight gradient is summed over the windows
     // directly ([`window_weight_grad`]), in a sum of its own layout.
-    let windows = matches!(dy, OutputGrad::ThroughReluPool { .. });
-    let sum_len = if windows {
+    let windows = match dy {
+        OutputGrad::Dense(_) => None,
+        OutputGrad::ThroughReluPool {
+            grad,
+            pooled,
+            codes,
+        } => Some(ThroughPool {
+            grad,
+            pooled,
+            codes,
+        }),
+    };
+    let sum_len = if windows.is_some() {
         window_weight_grad::sum_len(g)
     } else {
         XI * cout * cin
@@ -848,7 +859,7 @@ pub fn gradients(
         .enumerate()
         .map(|(chunk, (dx, x))| {
             let mut s = Scratch::new(&t, cin, cout);
-            let mut ws = windows.then(|| WindowScratch::new(g));
+            let mut ws = windows.map(|through| (through, WindowScratch::new(g)));
             let mut total = vec![0.0; sum_len];
             let mut db = vec![0.0; if bias { cout } else { 0 }];
             let mut dense = Vec::new();
@@ -859,10 +870,10 @@ pub fn gradients(
             {
                 let n = chunk * WEIGHT_GRAD_CHUNK + k;
                 let dense = dy.sample(g, n, &mut dense);
-                if let Some(ws) = &mut ws {
+                if let Some((through, ws)) = &mut ws {
                     transform_output_grad(&t, g.output(), cout, dense, &mut s);
                     window_weight_grad::add_weight_grad_of_sample(
-                        g, x, &dy, n, dense, ws, &mut total,
+                        g, x, *through, n, dense, ws, &mut total,
                     );
                 } else {
                     add_weight_grad_of_sample(g, &t, x, dense, &mut s, &mut total, k > 0);
@@ -885,7 +896,7 @@ pub fn gradients(
     for partial in biases {
         add_into(&mut db, &partial);
     }
-    let dw = if windows {
+    let dw = if windows.is_some() {
         window_weight_grad::weight_grad_from_partials(g, weights)
     } else {
         weight_grad_from_partials(g, weights)
