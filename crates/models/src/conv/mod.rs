@@ -48,8 +48,6 @@ pub mod kernels;
 /// than through the gemm.
 pub mod stem;
 #[cfg(feature = "flex")]
-mod window_input_grad;
-#[cfg(feature = "flex")]
 mod window_weight_grad;
 #[cfg(feature = "flex")]
 pub mod winograd;

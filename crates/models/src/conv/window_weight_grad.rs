@@ -33,10 +33,10 @@ use super::geometry::Geometry;
 
 /// Channels per run of a tap in the channels-last copy: the copy's channel
 /// count is padded up to a multiple of this, with zeros.
-pub(super) const CHANNEL_BLOCK: usize = 16;
+const CHANNEL_BLOCK: usize = 16;
 
 /// Taps of a 3 × 3 filter.
-pub(super) const TAPS: usize = 9;
+const TAPS: usize = 9;
 
 /// An output gradient through a ReLU and a 2 × 2 pooling of stride 2, per
 /// pooled value of the batch (`[batch, out_channels, oh / 2, ow / 2]`
@@ -76,13 +76,13 @@ impl WindowScratch {
 }
 
 /// The input's height and width with the padding.
-pub(super) fn padded_input(g: &Geometry) -> [usize; 2] {
+fn padded_input(g: &Geometry) -> [usize; 2] {
     let [(top, bottom), (left, right)] = g.padding;
     [g.input[0] + top + bottom, g.input[1] + left + right]
 }
 
 /// The input channels, padded up to a multiple of [`CHANNEL_BLOCK`].
-pub(super) fn padded_channels(g: &Geometry) -> usize {
+fn padded_channels(g: &Geometry) -> usize {
     g.in_channels.next_multiple_of(CHANNEL_BLOCK)
 }
 

@@ -24,10 +24,9 @@
 //! * the forward followed by a 2 × 2 max pooling ([`forward_pooled`]): the
 //!   pooling's windows are the output tiles, so each is pooled as it is
 //!   formed, and [`gradients`] takes the pooled gradient back
-//!   ([`OutputGrad::ThroughReluPool`]) one sample at a time, its input and
-//!   weight gradients summed over the windows' maxima alone
-//!   (`conv::window_input_grad`, `conv::window_weight_grad`), not by the
-//!   16 gemms.
+//!   ([`OutputGrad::ThroughReluPool`]) one sample at a time, its weight
+//!   gradient summed over the windows' maxima alone
+//!   (`conv::window_weight_grad`), not by the 16 gemms.
 //!
 //! Invariants:
 //! * **The convolution's values within float rounding** (the transforms
@@ -48,7 +47,6 @@ use rayon::prelude::*;
 
 use super::gemm::{Operand, add_into, matmul};
 use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK, add_bias_grad_of_sample};
-use super::window_input_grad::{self, InputGradScratch};
 use super::window_weight_grad::{self, ThroughPool, WindowScratch};
 use crate::buffers::par_build_uninit;
 use crate::relu::relu;
@@ -817,12 +815,11 @@ impl OutputGrad<'_> {
 /// on each sample, and the weight and bias gradients summed in the same
 /// chunks, in the same order.
 ///
-/// Through the pooling ([`OutputGrad::ThroughReluPool`]) the weight and
-/// input gradients are instead summed directly over the windows' maxima
-/// that have a gradient (`conv::window_weight_grad`, in the same chunks
-/// and order; `conv::window_input_grad`, unless a weight is not finite),
-/// which is within float rounding of [`weight_grad`] and [`input_grad`] of
-/// the dense gradient; the bias gradient stays bit for bit that of the
+/// Through the pooling ([`OutputGrad::ThroughReluPool`]) the weight
+/// gradient is instead summed directly over the windows' maxima that have
+/// a gradient (`conv::window_weight_grad`; the same chunks, in the same order),
+/// which is within float rounding of [`weight_grad`] of the dense
+/// gradient; the input and bias gradients stay bit for bit those of the
 /// dense gradient.
 pub fn gradients(
     g: &Geometry,
@@ -834,12 +831,11 @@ pub fn gradients(
     debug_assert!(applies(g));
     let t = Tiling::new(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
+    let u = filters_for_input_grad(g, weight);
     let len = g.batch * g.input_len();
     let mut dx: Vec<f32> = Vec::with_capacity(len);
     // Through the pooling, the weight gradient is summed over the windows
-    // directly ([`window_weight_grad`]), in a sum of its own layout, and so
-    // is the input gradient ([`window_input_grad`]) unless a weight is not
-    // finite.
+    // directly ([`window_weight_grad`]), in a sum of its own layout.
     let windows = match dy {
         OutputGrad::Dense(_) => None,
         OutputGrad::ThroughReluPool {
@@ -851,14 +847,6 @@ pub fn gradients(
             pooled,
             codes,
         }),
-    };
-    let gathered = windows
-        .filter(|_| window_input_grad::filters_are_finite(weight))
-        .map(|through| (through, window_input_grad::channels_last_filters(g, weight)));
-    let u = if gathered.is_some() {
-        Vec::new()
-    } else {
-        filters_for_input_grad(g, weight)
     };
     let sum_len = if windows.is_some() {
         window_weight_grad::sum_len(g)
@@ -874,7 +862,6 @@ pub fn gradients(
             let mut ws = windows.map(|through| (through, WindowScratch::new(g)));
             let mut total = vec![0.0; sum_len];
             let mut db = vec![0.0; if bias { cout } else { 0 }];
-            let mut is = gathered.as_ref().map(|_| InputGradScratch::new(g));
             let mut dense = Vec::new();
             for (k, (dx, x)) in dx
                 .chunks_mut(g.input_len())
@@ -884,9 +871,7 @@ pub fn gradients(
                 let n = chunk * WEIGHT_GRAD_CHUNK + k;
                 let dense = dy.sample(g, n, &mut dense);
                 if let Some((through, ws)) = &mut ws {
-                    if gathered.is_none() {
-                        transform_output_grad(&t, g.output(), cout, dense, &mut s);
-                    }
+                    transform_output_grad(&t, g.output(), cout, dense, &mut s);
                     window_weight_grad::add_weight_grad_of_sample(
                         g, x, *through, n, dense, ws, &mut total,
                     );
@@ -894,18 +879,13 @@ pub fn gradients(
                     add_weight_grad_of_sample(g, &t, x, dense, &mut s, &mut total, k > 0);
                 }
                 add_bias_grad_of_sample(g, dense, &mut db);
-                if let (Some((through, filters)), Some(is)) = (&gathered, &mut is) {
-                    window_input_grad::input_grad_of_sample(g, filters, *through, n, is, dx);
-                } else {
-                    input_grad_from_transformed(g, &t, &u, &mut s, dx);
-                }
+                input_grad_from_transformed(g, &t, &u, &mut s, dx);
             }
             (total, db)
         })
         .collect();
     // SAFETY: the chunks above cover `dx[..len]` (one per chunk of samples,
-    // as `x`'s), and `input_grad_from_transformed` or
-    // `window_input_grad::input_grad_of_sample` wrote every value of each
+    // as `x`'s), and `input_grad_from_transformed` wrote every value of each
     // sample's.
     unsafe { dx.set_len(len) };
     let (weights, biases): (Vec<_>, Vec<_>) = partials.into_iter().unzip();
@@ -1307,38 +1287,22 @@ mod tests {
             let [_, direct_dx, direct_dw] = direct(&g, &x, &w, &dense);
             assert_close(&dw, &direct_dw, "dw", &g);
             assert_close(&dx, &direct_dx, "dx", &g);
-            let (_, _, dense_db) = gradients(&g, &x, &w, OutputGrad::Dense(&dense), true);
+            let (dense_dx, _, dense_db) = gradients(&g, &x, &w, OutputGrad::Dense(&dense), true);
             assert!(
-                db == dense_db,
-                "the bias gradient bit for bit as from the dense gradient: {g:?}"
+                dx == dense_dx && db == dense_db,
+                "the input and bias gradients bit for bit as from the dense gradient: {g:?}"
             );
         }
     }
 
-    /// `ours` equals `direct` within rounding where it is finite, and is
-    /// the same infinity or a NaN where it is not, which it must be
-    /// somewhere.
-    fn assert_same_non_finite(ours: &[f32], direct: &[f32], what: &str) {
-        let not_finite = direct.iter().filter(|v| !v.is_finite()).count();
-        assert!(not_finite > 0, "the direct {what} has NaNs (0 × ∞)");
-        for (k, (ours, direct)) in ours.iter().zip(direct).enumerate() {
-            if direct.is_finite() {
-                assert!(
-                    (ours - direct).abs() <= 1e-4 * direct.abs().max(1.0),
-                    "{what}[{k}]"
-                );
-            } else {
-                assert!(
-                    ours.to_bits() == direct.to_bits() || (ours.is_nan() && direct.is_nan()),
-                    "{what}[{k}]: {ours} where the direct sum has {direct}"
-                );
-            }
-        }
-    }
-
     #[test]
-    fn through_the_pooling_values_that_are_not_finite_give_the_direct_convolutions_nans() {
+    fn through_the_pooling_an_input_that_is_not_finite_gives_the_direct_convolutions_nans() {
         let g = geometries()[1];
+        let mut x = values(g.batch * g.input_len(), 4);
+        // Sample 3, channel 5: an infinity, and a NaN in another channel.
+        x[3 * g.input_len() + 5 * g.input[0] * g.input[1] + 8] = f32::INFINITY;
+        x[3 * g.input_len() + 9 * g.input[0] * g.input[1] + 20] = f32::NAN;
+        let w = values(g.weight_len(), 5);
         let [grad, pooled, dense] = through_relu_pool(&g, 6);
         let codes = codes(grad.len());
         let through = OutputGrad::ThroughReluPool {
@@ -1346,20 +1310,23 @@ mod tests {
             pooled: &pooled,
             codes: &codes,
         };
-        // An infinity and a NaN in the input (sample 3, channels 5 and 9):
-        // the weight gradient's.
-        let mut x = values(g.batch * g.input_len(), 4);
-        x[3 * g.input_len() + 5 * g.input[0] * g.input[1] + 8] = f32::INFINITY;
-        x[3 * g.input_len() + 9 * g.input[0] * g.input[1] + 20] = f32::NAN;
-        let w = values(g.weight_len(), 5);
         let (_, dw, _) = gradients(&g, &x, &w, through, false);
-        assert_same_non_finite(&dw, &direct(&g, &x, &w, &dense)[2], "dw");
-        // An infinity in a weight: the input gradient's.
-        let x = values(g.batch * g.input_len(), 4);
-        let mut w = w;
-        w[4 * g.in_channels * 9 + 7 * 9 + 4] = f32::INFINITY;
-        let (dx, _, _) = gradients(&g, &x, &w, through, false);
-        assert_same_non_finite(&dx, &direct(&g, &x, &w, &dense)[1], "dx");
+        let [_, _, direct_dw] = direct(&g, &x, &w, &dense);
+        let not_finite = direct_dw.iter().filter(|v| !v.is_finite()).count();
+        assert!(not_finite > 0, "the direct sum has NaNs (0 × ∞)");
+        for (k, (ours, direct)) in dw.iter().zip(&direct_dw).enumerate() {
+            if direct.is_finite() {
+                assert!(
+                    (ours - direct).abs() <= 1e-4 * direct.abs().max(1.0),
+                    "dw[{k}]"
+                );
+            } else {
+                assert!(
+                    ours.to_bits() == direct.to_bits() || (ours.is_nan() && direct.is_nan()),
+                    "dw[{k}]: {ours} where the direct sum has {direct}"
+                );
+            }
+        }
     }
 
     #[test]
