@@ -23,6 +23,28 @@ pub(crate) fn assert_close(ours: &[f32], reference: &[f32], what: &str, context:
     }
 }
 
+/// `ours` equals `reference` within `tolerance` of the reference's largest
+/// value (at least 1), for sums taken in another order, where the small
+/// values carry the rounding of the large; `what` and `context` name a
+/// failure.
+pub(crate) fn assert_within_rounding(
+    ours: &[f32],
+    reference: &[f32],
+    tolerance: f32,
+    what: &str,
+    context: &impl Debug,
+) {
+    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let diff = ours
+        .iter()
+        .zip(reference)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        ours.len() == reference.len() && diff <= tolerance * scale,
+        "{what} differs by {diff} from the reference's, {context:?}"
+    );
+}
+
 /// `f` run on a rayon pool of `threads` threads (the kernels' results
 /// must not depend on how many there are).
 pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {

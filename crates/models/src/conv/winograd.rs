@@ -1237,38 +1237,55 @@ mod tests {
         [y, dx, dw].map(|v| v.into_iter().map(|v| v as f32).collect())
     }
 
-    /// A gradient through a ReLU and a 2 × 2 pooling of `g`'s output, as
-    /// [`OutputGrad::ThroughReluPool`] takes it: per pooled value a gradient
-    /// (every fifth zero, as a dropout leaves them), the pooled value (about
-    /// half of them not positive: the ReLU passed nothing there) and the
-    /// position of its maximum; and the dense output gradient they make.
-    fn through_relu_pool(g: &Geometry, seed: u32) -> [Vec<f32>; 3] {
-        let [oh, ow] = g.output();
-        let (ph, pw) = (oh / 2, ow / 2);
-        let len = g.batch * g.out_channels * ph * pw;
-        let mut grad = values(len, seed);
-        grad.iter_mut().step_by(5).for_each(|v| *v = 0.0);
-        let pooled = values(len, seed + 1);
-        let mut dense = vec![0.0; g.batch * g.output_len()];
-        for (k, (&gradient, &value)) in grad.iter().zip(&pooled).enumerate() {
-            let (plane, a, b) = (k / (ph * pw), k / pw % ph, k % pw);
-            let code = code_of(k);
-            if value > 0.0 {
-                dense[(plane * oh + 2 * a + code / 2) * ow + 2 * b + code % 2] = gradient;
+    /// A gradient through a ReLU and a 2 × 2 pooling of a convolution's
+    /// output, as [`OutputGrad::ThroughReluPool`] takes it, and the dense
+    /// output gradient it makes.
+    struct ThroughReluPool {
+        /// Per pooled value; every fifth zero, as a dropout leaves them.
+        grad: Vec<f32>,
+        /// About half of them not positive: the ReLU passed nothing there.
+        pooled: Vec<f32>,
+        /// The position of each one's maximum in its window.
+        codes: Vec<u8>,
+        /// The output gradient they make, `[batch, out, oh, ow]`.
+        dense: Vec<f32>,
+    }
+
+    impl ThroughReluPool {
+        /// One for `g`'s output, from the value sequence `seed`.
+        fn new(g: &Geometry, seed: u32) -> Self {
+            let [oh, ow] = g.output();
+            let (ph, pw) = (oh / 2, ow / 2);
+            let len = g.batch * g.out_channels * ph * pw;
+            let mut grad = values(len, seed);
+            grad.iter_mut().step_by(5).for_each(|v| *v = 0.0);
+            let pooled = values(len, seed + 1);
+            let codes: Vec<u8> = (0..len).map(|k| ((k * 7 + k / 3) % 4) as u8).collect();
+            let mut dense = vec![0.0; g.batch * g.output_len()];
+            for (k, ((&gradient, &value), &code)) in
+                grad.iter().zip(&pooled).zip(&codes).enumerate()
+            {
+                let (plane, a, b, code) = (k / (ph * pw), k / pw % ph, k % pw, usize::from(code));
+                if value > 0.0 {
+                    dense[(plane * oh + 2 * a + code / 2) * ow + 2 * b + code % 2] = gradient;
+                }
+            }
+            Self {
+                grad,
+                pooled,
+                codes,
+                dense,
             }
         }
-        [grad, pooled, dense]
-    }
 
-    /// The position in its window [`through_relu_pool`] gives pooled value
-    /// `k`'s maximum.
-    fn code_of(k: usize) -> usize {
-        (k * 7 + k / 3) % 4
-    }
-
-    /// The codes of `len` pooled values ([`code_of`]).
-    fn codes(len: usize) -> Vec<u8> {
-        (0..len).map(|k| code_of(k) as u8).collect()
+        /// As [`gradients`] takes it.
+        fn output_grad(&self) -> OutputGrad<'_> {
+            OutputGrad::ThroughReluPool {
+                grad: &self.grad,
+                pooled: &self.pooled,
+                codes: &self.codes,
+            }
+        }
     }
 
     #[test]
@@ -1276,18 +1293,13 @@ mod tests {
         for g in geometries() {
             let x = values(g.batch * g.input_len(), 1);
             let w = values(g.weight_len(), 2);
-            let [grad, pooled, dense] = through_relu_pool(&g, 3);
-            let codes = codes(grad.len());
-            let through = OutputGrad::ThroughReluPool {
-                grad: &grad,
-                pooled: &pooled,
-                codes: &codes,
-            };
-            let (dx, dw, db) = gradients(&g, &x, &w, through, true);
-            let [_, direct_dx, direct_dw] = direct(&g, &x, &w, &dense);
+            let through = ThroughReluPool::new(&g, 3);
+            let dense = &through.dense;
+            let (dx, dw, db) = gradients(&g, &x, &w, through.output_grad(), true);
+            let [_, direct_dx, direct_dw] = direct(&g, &x, &w, dense);
             assert_close(&dw, &direct_dw, "dw", &g);
             assert_close(&dx, &direct_dx, "dx", &g);
-            let (dense_dx, _, dense_db) = gradients(&g, &x, &w, OutputGrad::Dense(&dense), true);
+            let (dense_dx, _, dense_db) = gradients(&g, &x, &w, OutputGrad::Dense(dense), true);
             assert!(
                 dx == dense_dx && db == dense_db,
                 "the input and bias gradients bit for bit as from the dense gradient: {g:?}"
@@ -1303,15 +1315,9 @@ mod tests {
         x[3 * g.input_len() + 5 * g.input[0] * g.input[1] + 8] = f32::INFINITY;
         x[3 * g.input_len() + 9 * g.input[0] * g.input[1] + 20] = f32::NAN;
         let w = values(g.weight_len(), 5);
-        let [grad, pooled, dense] = through_relu_pool(&g, 6);
-        let codes = codes(grad.len());
-        let through = OutputGrad::ThroughReluPool {
-            grad: &grad,
-            pooled: &pooled,
-            codes: &codes,
-        };
-        let (_, dw, _) = gradients(&g, &x, &w, through, false);
-        let [_, _, direct_dw] = direct(&g, &x, &w, &dense);
+        let through = ThroughReluPool::new(&g, 6);
+        let (_, dw, _) = gradients(&g, &x, &w, through.output_grad(), false);
+        let [_, _, direct_dw] = direct(&g, &x, &w, &through.dense);
         let not_finite = direct_dw.iter().filter(|v| !v.is_finite()).count();
         assert!(not_finite > 0, "the direct sum has NaNs (0 × ∞)");
         for (k, (ours, direct)) in dw.iter().zip(&direct_dw).enumerate() {
@@ -1441,13 +1447,7 @@ mod tests {
         let x = values(g.batch * g.input_len(), 10);
         let w = values(g.weight_len(), 11);
         let dy = values(g.batch * g.output_len(), 12);
-        let [grad, pooled, _] = through_relu_pool(&g, 13);
-        let codes = codes(grad.len());
-        let through = OutputGrad::ThroughReluPool {
-            grad: &grad,
-            pooled: &pooled,
-            codes: &codes,
-        };
+        let through = ThroughReluPool::new(&g, 13);
         let run = |threads: usize| {
             on_threads(threads, || {
                 (
@@ -1455,7 +1455,7 @@ mod tests {
                     input_grad(&g, &w, &dy),
                     weight_grad(&g, &x, &dy),
                     gradients(&g, &x, &w, OutputGrad::Dense(&dy), true),
-                    gradients(&g, &x, &w, through, true),
+                    gradients(&g, &x, &w, through.output_grad(), true),
                 )
             })
         };

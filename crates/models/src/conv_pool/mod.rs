@@ -89,6 +89,7 @@ fn fused(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+    use crate::test_values::assert_within_rounding;
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::pool::MaxPool2dConfig;
@@ -122,26 +123,6 @@ mod tests {
             values(conv.weight.val().grad(&grads).unwrap()),
             values(bias.val().grad(&grads).unwrap()),
         ]
-    }
-
-    /// `ours` within `tolerance` of `reference`, relative to its largest
-    /// value (at least 1).
-    fn assert_within_rounding(
-        ours: &[f32],
-        reference: &[f32],
-        tolerance: f32,
-        what: &str,
-        shape: [usize; 4],
-    ) {
-        let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let diff = ours
-            .iter()
-            .zip(reference)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            ours.len() == reference.len() && diff <= tolerance * scale,
-            "{what}: {diff} from the reference's, {shape:?}"
-        );
     }
 
     #[derive(Clone, Copy)]
@@ -186,11 +167,11 @@ mod tests {
                 // The weight gradient is summed over the windows apart from
                 // the layers' (see the module doc), where Winograd applies.
                 if *what == "weight grad" && channels[0] >= 8 {
-                    assert_within_rounding(&fused[k], &apart[k], 1e-5, what, shape);
+                    assert_within_rounding(&fused[k], &apart[k], 1e-5, what, &shape);
                 } else {
                     assert!(fused[k] == apart[k], "{what} bit for bit, {shape:?}");
                 }
-                assert_within_rounding(&fused[k], &burn[k], 1e-4, what, shape);
+                assert_within_rounding(&fused[k], &burn[k], 1e-4, what, &shape);
             }
         }
     }
@@ -221,7 +202,7 @@ mod tests {
         for k in [0, 1, 3] {
             assert!(fused[k] == apart[k], "output and input and bias gradients");
         }
-        assert_within_rounding(&fused[2], &apart[2], 1e-5, "weight grad", [2, 32, 10, 10]);
+        assert_within_rounding(&fused[2], &apart[2], 1e-5, "weight grad", &[2, 32, 10, 10]);
     }
 
     #[test]

@@ -78,6 +78,7 @@ fn gemm_linear(layer: &Linear, x: Tensor<2>, relu: bool) -> Tensor<2> {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+    use crate::test_values::assert_within_rounding;
     use burn::nn::LinearConfig;
     use burn::tensor::{Distribution, TensorData};
 
@@ -134,15 +135,9 @@ mod tests {
                 let ours = run(&layer, &x, relu, true);
                 let burns = run(&layer, &x, relu, false);
                 for (k, (a, b)) in ours.iter().zip(&burns).enumerate() {
-                    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                    let diff = a
-                        .iter()
-                        .zip(b)
-                        .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
-                    assert!(
-                        diff <= 1e-5 * scale,
-                        "value {k} of [y, dx, dw, db] differs by {diff}: {batch}x{d_in}->{d_out} relu {relu}"
-                    );
+                    let what = format!("value {k} of [y, dx, dw, db]");
+                    let context = format!("{batch}x{d_in}->{d_out} relu {relu}");
+                    assert_within_rounding(a, b, 1e-5, &what, &context);
                 }
             }
         }
