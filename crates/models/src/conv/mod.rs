@@ -48,6 +48,8 @@ pub mod kernels;
 /// than through the gemm.
 pub mod stem;
 #[cfg(feature = "flex")]
+mod transpose;
+#[cfg(feature = "flex")]
 mod window_weight_grad;
 #[cfg(feature = "flex")]
 pub mod winograd;

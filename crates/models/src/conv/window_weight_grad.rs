@@ -30,6 +30,7 @@
 //!   between runs on one.
 
 use super::geometry::Geometry;
+use super::transpose::transpose;
 
 /// Channels per run of a tap in the channels-last copy: the copy's channel
 /// count is padded up to a multiple of this, with zeros.
@@ -161,87 +162,7 @@ fn fill_channels_last(g: &Geometry, x: &[f32], channels_last: &mut [f32]) {
     let channels = g.in_channels;
     for r in 0..h {
         let row = &mut channels_last[((top + r) * wide + left) * column..][..w * column];
-        let x = &x[r * w..];
-        // 8 × 8 blocks transposed in registers where the CPU has AVX (one
-        // load and one store per 8 values rather than one per value), the
-        // rest one value at a time.
-        let mut blocked = [0, 0];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx") {
-            blocked = [channels / 8 * 8, w / 8 * 8];
-            for ch0 in (0..blocked[0]).step_by(8) {
-                for col0 in (0..blocked[1]).step_by(8) {
-                    assert!((ch0 + 7) * h * w + col0 + 8 <= x.len());
-                    assert!((col0 + 7) * column + ch0 + 8 <= row.len());
-                    // SAFETY: the CPU has AVX, and the 8 runs of 8 values
-                    // read and written are in bounds (checked above).
-                    unsafe {
-                        transpose_8x8(
-                            x.as_ptr().add(ch0 * h * w + col0),
-                            h * w,
-                            row.as_mut_ptr().add(col0 * column + ch0),
-                            column,
-                        )
-                    };
-                }
-            }
-        }
-        for ch in 0..channels {
-            let first = if ch < blocked[0] { blocked[1] } else { 0 };
-            for col in first..w {
-                row[col * column + ch] = x[ch * h * w + col];
-            }
-        }
-    }
-}
-
-/// `to[j · to_stride + i] = from[i · from_stride + j]` for `i, j < 8`.
-///
-/// # Safety
-///
-/// The CPU has AVX; the 8 runs of 8 values read and the 8 written are in
-/// bounds.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx")]
-unsafe fn transpose_8x8(from: *const f32, from_stride: usize, to: *mut f32, to_stride: usize) {
-    use std::arch::x86_64::*;
-    // SAFETY: the caller's bounds.
-    let r: [__m256; 8] =
-        std::array::from_fn(|i| unsafe { _mm256_loadu_ps(from.add(i * from_stride)) });
-    // Pairs of rows interleaved, then pairs of pairs, then the halves.
-    let t = [
-        _mm256_unpacklo_ps(r[0], r[1]),
-        _mm256_unpackhi_ps(r[0], r[1]),
-        _mm256_unpacklo_ps(r[2], r[3]),
-        _mm256_unpackhi_ps(r[2], r[3]),
-        _mm256_unpacklo_ps(r[4], r[5]),
-        _mm256_unpackhi_ps(r[4], r[5]),
-        _mm256_unpacklo_ps(r[6], r[7]),
-        _mm256_unpackhi_ps(r[6], r[7]),
-    ];
-    let u = [
-        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
-        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
-        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
-        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
-        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
-        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
-        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
-        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
-    ];
-    let columns = [
-        _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
-        _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
-        _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
-        _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
-        _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
-        _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
-        _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
-        _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
-    ];
-    for (j, column) in columns.into_iter().enumerate() {
-        // SAFETY: the caller's bounds.
-        unsafe { _mm256_storeu_ps(to.add(j * to_stride), column) };
+        transpose(&x[r * w..], h * w, [channels, w], row, column);
     }
 }
 
