@@ -47,6 +47,7 @@ use rayon::prelude::*;
 
 use super::gemm::{Operand, add_into, matmul};
 use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK, add_bias_grad_of_sample};
+use super::transpose::transpose;
 use super::window_weight_grad::{self, ThroughPool, WindowScratch};
 use crate::buffers::par_build_uninit;
 use crate::relu::relu;
@@ -195,6 +196,9 @@ struct Scratch {
     input_grad_planes: [Vec<f32>; 4],
     v: Vec<f32>,
     m: Vec<f32>,
+    /// One `V[ξ]ᵀ` (`slots × in`), for the weight gradient's gemms (sized
+    /// there).
+    v_transposed: Vec<f32>,
 }
 
 impl Scratch {
@@ -216,6 +220,7 @@ impl Scratch {
             input_grad_planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
             v,
             m,
+            v_transposed: Vec::new(),
         }
     }
 }
@@ -1103,13 +1108,19 @@ fn add_weight_grad_of_sample(
     let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
     transform_input(t, g.input, cin, x, s);
     transform_output_grad(t, g.output(), cout, dy, s);
+    s.v_transposed.resize(count * cin, 0.0);
     for xi in 0..XI {
-        // gemm packs V, the smaller of the two.
+        // Both operands are summed along their rows (the slots), which gemm
+        // would repack one value at a time for one of them: `V[ξ]ᵀ` is
+        // copied into `slots × in` first, 8 × 8 blocks at a time. Only the
+        // layout changes, not the sums' order.
+        let v = &s.v[xi * cin * count..(xi + 1) * cin * count];
+        transpose(v, count, [cin, count], &mut s.v_transposed, cin);
         matmul(
             [cout, cin, count],
             &mut total[xi * cout * cin..(xi + 1) * cout * cin],
             Operand::rows(&s.m[xi * cout * count..(xi + 1) * cout * count], count),
-            Operand::transposed(&s.v[xi * cin * count..(xi + 1) * cin * count], count),
+            Operand::rows(&s.v_transposed, cin),
             accumulate,
         );
     }
