@@ -29,7 +29,6 @@ pub mod linear;
 pub mod metrics;
 pub mod nets;
 pub mod norm;
-pub mod norm_pool;
 pub mod pool;
 #[cfg(feature = "flex")]
 mod relu;

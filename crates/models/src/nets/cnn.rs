@@ -14,7 +14,7 @@ use super::{ModelConfigError, check};
 use crate::conv::conv2d;
 use crate::linear::{linear, linear_relu};
 use crate::norm::batch_norm_relu;
-use crate::norm_pool::batch_norm_relu_max_pool2d;
+use crate::pool::max_pool2d;
 
 /// Configuration of a [`Cnn`].
 ///
@@ -171,8 +171,8 @@ impl ConvBlock {
     /// `[batch, in, h, w]` to `[batch, out, h / 2, w / 2]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = batch_norm_relu(&self.bn1, conv2d(&self.conv1, x));
-        let x = batch_norm_relu_max_pool2d(&self.bn2, &self.pool, conv2d(&self.conv2, x));
-        dropout(&self.dropout, x)
+        let x = batch_norm_relu(&self.bn2, conv2d(&self.conv2, x));
+        dropout(&self.dropout, max_pool2d(&self.pool, x))
     }
 }
 

@@ -74,7 +74,7 @@ pub trait ChannelBatchNormOps: Backend {
 /// when there was one (the ReLU of Burn's `batch_norm_train` output
 /// recomputed from `x`, as that forward formed it), then Burn's
 /// `batch_norm_train_backward`.
-pub(crate) fn burns_backward_through_relu<B: Backend>(
+fn burns_backward_through_relu<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
     mean: FloatTensor<B>,
@@ -95,7 +95,7 @@ pub(crate) fn burns_backward_through_relu<B: Backend>(
 }
 
 /// Burn's `batch_norm_train` on `B`, as a tuple.
-pub(crate) fn burns_batch_norm_train<B: Backend>(
+fn burns_batch_norm_train<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
     beta: FloatTensor<B>,
@@ -120,7 +120,7 @@ fn burns_batch_norm_train_backward<B: Backend>(
 
 /// The kernels' geometry for a flex input `x`, when they can run it: `f32`,
 /// rank 3 or more, a non-empty batch.
-pub(crate) fn flex_geometry(x: &FlexTensor) -> Option<NormGeometry> {
+fn flex_geometry(x: &FlexTensor) -> Option<NormGeometry> {
     let shape = x.shape();
     if x.dtype() != DType::F32 || shape.num_dims() < 3 {
         return None;
@@ -135,7 +135,7 @@ pub(crate) fn flex_geometry(x: &FlexTensor) -> Option<NormGeometry> {
 
 /// Whether every tensor is `f32` (γ, β and the statistics could be another
 /// float type than the input in principle).
-pub(crate) fn all_f32(tensors: &[&FlexTensor]) -> bool {
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 

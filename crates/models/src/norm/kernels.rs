@@ -61,7 +61,7 @@ impl NormGeometry {
     }
 
     /// Channel `c`'s run of values in sample `n`.
-    pub(crate) fn run<'a>(&self, values: &'a [f32], n: usize, c: usize) -> &'a [f32] {
+    fn run<'a>(&self, values: &'a [f32], n: usize, c: usize) -> &'a [f32] {
         let start = (n * self.channels + c) * self.spatial;
         &values[start..start + self.spatial]
     }
@@ -145,7 +145,7 @@ pub struct NormGrads {
 }
 
 /// `1 / √(variance + ε)` per channel.
-pub(crate) fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f64> {
+fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f64> {
     variance
         .iter()
         .map(|&v| 1.0 / (v as f64 + epsilon).sqrt())
@@ -156,13 +156,13 @@ pub(crate) fn inverse_std(variance: &[f32], epsilon: f64) -> Vec<f64> {
 /// once from γ, β and the statistics: the forward's output, and what the
 /// backward recomputes to find where a folded ReLU passed the gradient
 /// (the same arithmetic on the same values, so the same bits).
-pub(crate) struct Affine {
+struct Affine {
     scale: Vec<f32>,
     shift: Vec<f32>,
 }
 
 impl Affine {
-    pub(crate) fn new(gamma: &[f32], beta: &[f32], mean: &[f32], inv_std: &[f64]) -> Self {
+    fn new(gamma: &[f32], beta: &[f32], mean: &[f32], inv_std: &[f64]) -> Self {
         let scale: Vec<f32> = (0..gamma.len())
             .map(|c| (gamma[c] as f64 * inv_std[c]) as f32)
             .collect();
@@ -177,40 +177,6 @@ impl Affine {
     fn apply(value: f32, scale: f32, shift: f32) -> f32 {
         value * scale + shift
     }
-
-    /// Channel `c`'s outputs for its input values `run` into `out` (every
-    /// value written), clamped at zero when `relu`.
-    #[inline(always)]
-    pub(crate) fn write_run(
-        &self,
-        c: usize,
-        run: &[f32],
-        relu: bool,
-        out: &mut [MaybeUninit<f32>],
-    ) {
-        let (scale, shift) = (self.scale[c], self.shift[c]);
-        for (o, &v) in out.iter_mut().zip(run) {
-            let y = Self::apply(v, scale, shift);
-            o.write(if relu { crate::relu::relu(y) } else { y });
-        }
-    }
-}
-
-/// The batch statistics of `x` per channel: its mean and biased variance
-/// (two passes, the second over the values less the mean), summed as the
-/// module doc says.
-pub(crate) fn statistics(g: &NormGeometry, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let count = g.count() as f64;
-    let stats = g.per_channel(|c| {
-        let runs = || (0..g.batch).map(|n| g.run(x, n, c));
-        let sum: f64 = runs().map(|run| lane_sum(run, run, |v, _| v)).sum();
-        let mean = (sum / count) as f32;
-        let squares: f64 = runs()
-            .map(|run| lane_sum(run, run, |v, _| (v - mean) * (v - mean)))
-            .sum();
-        (mean, (squares / count) as f32)
-    });
-    stats.into_iter().unzip()
 }
 
 /// Normalises `x` with its own per-channel statistics, then clamps the
@@ -230,14 +196,28 @@ pub fn forward(
     assert_eq!(x.len(), g.len(), "input length");
     assert!(gamma.len() == g.channels && beta.len() == g.channels);
     assert!(g.count() > 0, "batch norm of an empty batch");
-    let (mean, variance) = statistics(g, x);
+    let count = g.count() as f64;
+    let stats = g.per_channel(|c| {
+        let runs = || (0..g.batch).map(|n| g.run(x, n, c));
+        let sum: f64 = runs().map(|run| lane_sum(run, run, |v, _| v)).sum();
+        let mean = (sum / count) as f32;
+        let squares: f64 = runs()
+            .map(|run| lane_sum(run, run, |v, _| (v - mean) * (v - mean)))
+            .sum();
+        (mean, (squares / count) as f32)
+    });
+    let (mean, variance): (Vec<f32>, Vec<f32>) = stats.into_iter().unzip();
     let affine = Affine::new(gamma, beta, &mean, &inverse_std(&variance, epsilon));
     // SAFETY: each sample is `channels` runs of `spatial` values, and each
     // run's every value is written from the input's run of that length.
     let output = unsafe {
         g.per_sample(|n, sample| {
             for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
-                affine.write_run(c, g.run(x, n, c), relu, out);
+                let (scale, shift) = (affine.scale[c], affine.shift[c]);
+                for (o, &v) in out.iter_mut().zip(g.run(x, n, c)) {
+                    let y = Affine::apply(v, scale, shift);
+                    o.write(if relu { crate::relu::relu(y) } else { y });
+                }
             }
         })
     };
@@ -285,43 +265,17 @@ pub fn backward(
     }
 }
 
-/// Where [`backward_gated`] reads the output gradient: channel `c`'s run
-/// of `spatial` values in sample `n`, from the gradient itself or formed
-/// in `scratch` (which the caller keeps between calls on one thread).
-pub(crate) trait GradRuns: Sync {
-    /// The run of sample `n`, channel `c`.
-    fn run<'a>(
-        &'a self,
-        g: &NormGeometry,
-        n: usize,
-        c: usize,
-        scratch: &'a mut Vec<f32>,
-    ) -> &'a [f32];
-}
-
-impl GradRuns for [f32] {
-    fn run<'a>(
-        &'a self,
-        g: &NormGeometry,
-        n: usize,
-        c: usize,
-        _scratch: &'a mut Vec<f32>,
-    ) -> &'a [f32] {
-        g.run(self, n, c)
-    }
-}
-
 /// [`backward`], with `dy` gated by the ReLU the forward's `affine` output
 /// went through when `RELU` (a constant, so the loops without a ReLU carry
 /// no test).
-pub(crate) fn backward_gated<const RELU: bool>(
+fn backward_gated<const RELU: bool>(
     g: &NormGeometry,
     x: &[f32],
     gamma: &[f32],
     mean: &[f32],
     inv_std: &[f64],
     affine: Option<&Affine>,
-    dy: &(impl GradRuns + ?Sized),
+    dy: &[f32],
 ) -> NormGrads {
     let count = g.count() as f64;
     // Channel c's gradient at input value v: dy where the ReLU passed.
@@ -338,9 +292,8 @@ pub(crate) fn backward_gated<const RELU: bool>(
     let sums = g.per_channel(|c| {
         let (mut beta, mut centred) = (0.0f64, 0.0f64);
         let gate = gate(c);
-        let mut scratch = Vec::new();
         for n in 0..g.batch {
-            let (run, grad) = (g.run(x, n, c), dy.run(g, n, c, &mut scratch));
+            let (run, grad) = (g.run(x, n, c), g.run(dy, n, c));
             beta += lane_sum(run, grad, gate);
             centred += lane_sum(run, grad, |v, d| gate(v, d) * (v - mean[c]));
         }
@@ -361,12 +314,10 @@ pub(crate) fn backward_gated<const RELU: bool>(
     // SAFETY: as in `forward`, every value of each run is written.
     let x_grad = unsafe {
         g.per_sample(|n, sample| {
-            let mut scratch = Vec::new();
             for (c, out) in sample.chunks_mut(g.spatial).enumerate() {
                 let (k, a, b) = coefficients[c];
                 let gate = gate(c);
-                let grad = dy.run(g, n, c, &mut scratch);
-                for ((o, &v), &d) in out.iter_mut().zip(g.run(x, n, c)).zip(grad) {
+                for ((o, &v), &d) in out.iter_mut().zip(g.run(x, n, c)).zip(g.run(dy, n, c)) {
                     o.write(k * gate(v, d) + a * v + b);
                 }
             }

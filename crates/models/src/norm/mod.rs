@@ -78,7 +78,7 @@ pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D
 /// Whether [`batch_norm`] runs `x` through the kernels: in training, on flex
 /// with autodiff, rank 3 or more.
 #[cfg(feature = "flex")]
-pub(crate) fn runs_kernels<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
+fn runs_kernels<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
     D >= 3
         && bn.training.is_enabled()
         && x.device().is_autodiff()
@@ -100,27 +100,14 @@ fn channel_batch_norm_train<const D: usize>(bn: &BatchNorm, x: Tensor<D>, relu: 
         bn.epsilon,
         relu,
     );
-    update_running_statistics(
-        bn,
+    let (mean, variance) = (
         Tensor::<1>::from_dispatch(mean),
         Tensor::<1>::from_dispatch(variance),
-        &device,
     );
-    Tensor::<D>::from_dispatch(output)
-}
-
-/// Blends a batch's statistics into `bn`'s running ones, by Burn's rule
-/// (`running = (1 − momentum) · running + momentum · batch`), on `device`.
-#[cfg(feature = "flex")]
-pub(crate) fn update_running_statistics(
-    bn: &BatchNorm,
-    mean: Tensor<1>,
-    variance: Tensor<1>,
-    device: &Device,
-) {
+    // Burn's rule: running = (1 − momentum) · running + momentum · batch.
     let blend = |running: Tensor<1>, batch: Tensor<1>| {
         running
-            .to_device(device)
+            .to_device(&device)
             .mul_scalar(1.0 - bn.momentum)
             .add(batch.detach().mul_scalar(bn.momentum))
             .detach()
@@ -129,6 +116,7 @@ pub(crate) fn update_running_statistics(
         .update(blend(bn.running_mean.value_sync(), mean));
     bn.running_var
         .update(blend(bn.running_var.value_sync(), variance));
+    Tensor::<D>::from_dispatch(output)
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -111,13 +111,7 @@ impl PoolGeometry {
     /// Pools one plane into `out` and writes, for each window, the
     /// position of its maximum in `codes` ([`forward_with_codes`]);
     /// `offsets` are [`Self::code_offsets`].
-    pub(crate) fn choose_plane(
-        &self,
-        plane: &[f32],
-        out: &mut [f32],
-        codes: &mut [u8],
-        offsets: &[usize],
-    ) {
+    fn choose_plane(&self, plane: &[f32], out: &mut [f32], codes: &mut [u8], offsets: &[usize]) {
         if self.window == [2, 2] {
             return self.choose_plane_2x2(plane, out, codes);
         }
@@ -168,7 +162,7 @@ impl PoolGeometry {
 
     /// Each code's offset from its window's first value in a plane:
     /// `row · width + column`.
-    pub(crate) fn code_offsets(&self) -> Vec<usize> {
+    fn code_offsets(&self) -> Vec<usize> {
         let [wh, ww] = self.window;
         (0..wh * ww)
             .map(|k| (k / ww) * self.input[1] + k % ww)
@@ -179,7 +173,7 @@ impl PoolGeometry {
     /// `dx`, which comes zeroed; `offsets` are [`Self::code_offsets`].
     /// With `relu_output` (the pooled values of a ReLU's output), only
     /// where that is positive or NaN: the ReLU's gradient, gated on the way.
-    pub(crate) fn route_plane(
+    fn route_plane(
         &self,
         codes: &[u8],
         dy: &[f32],
