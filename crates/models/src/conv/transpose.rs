@@ -1,6 +1,7 @@
 //! A matrix of `f32` transposed from one strided layout into another,
-//! 8 × 8 blocks at a time in registers where the CPU has AVX (for
-//! `window_weight_grad`'s channels-last copy of a sample).
+//! 8 × 8 blocks at a time in registers where the CPU has AVX: for
+//! `window_weight_grad`'s channels-last copy of a sample, and for the
+//! `V[ξ]ᵀ` that `winograd`'s weight gradient hands to gemm.
 //!
 //! Invariant: **only values are moved**, none computed, so the blocks and
 //! the value-by-value rest give the same bits (tested below for sizes
