@@ -1,11 +1,14 @@
 //! [`BatchLoss`]: reading a training step's loss for the batch-level logs.
 
-use burn::train::{ClassificationOutput, RegressionOutput};
+use burn::train::{
+    ClassificationOutput, MultiLabelClassificationOutput, RegressionOutput, SequenceOutput,
+};
 
 /// Gives the loss of one training step as a number, for the `loss` entry of
 /// batch logs (TerminateOnNaN, per-batch TensorBoard scalars, progress bars).
 ///
-/// Implemented for Burn's `ClassificationOutput` and `RegressionOutput`;
+/// Implemented for each of Burn's step outputs (`ClassificationOutput`,
+/// `MultiLabelClassificationOutput`, `RegressionOutput`, `SequenceOutput`);
 /// implement it for your own training output type. Reading the value waits
 /// for the device, so the engine only calls it when a callback asks for
 /// batch logs.
@@ -64,6 +67,44 @@ impl BatchLoss for RegressionOutput {
         RegressionOutput {
             output: self.output.to_device(device),
             loss: self.loss.to_device(device),
+            targets: self.targets.to_device(device),
+        }
+    }
+}
+
+impl BatchLoss for MultiLabelClassificationOutput {
+    fn batch_loss(&self) -> Option<f64> {
+        Some(self.loss.clone().into_scalar::<f32>() as f64)
+    }
+
+    fn batch_size(&self) -> Option<usize> {
+        self.targets.dims().first().copied()
+    }
+
+    fn to_device(self, device: &burn::tensor::Device) -> Self {
+        MultiLabelClassificationOutput {
+            output: self.output.to_device(device),
+            loss: self.loss.to_device(device),
+            targets: self.targets.to_device(device),
+        }
+    }
+}
+
+/// A batch's items are its sequences (`targets` is `[batch, seq_len]`).
+impl BatchLoss for SequenceOutput {
+    fn batch_loss(&self) -> Option<f64> {
+        Some(self.loss.clone().into_scalar::<f32>() as f64)
+    }
+
+    fn batch_size(&self) -> Option<usize> {
+        self.targets.dims().first().copied()
+    }
+
+    fn to_device(self, device: &burn::tensor::Device) -> Self {
+        SequenceOutput {
+            loss: self.loss.to_device(device),
+            logits: self.logits.to_device(device),
+            predictions: self.predictions.map(|p| p.to_device(device)),
             targets: self.targets.to_device(device),
         }
     }

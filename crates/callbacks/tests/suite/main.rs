@@ -9,3 +9,4 @@ mod common;
 
 mod beyond_keras;
 mod engine;
+mod output_types;
