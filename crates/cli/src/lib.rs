@@ -253,6 +253,21 @@ fn validate(
 
 /// The name this binary was run by (`burnfit`, or a task's own binary),
 /// for the commands that messages suggest.
+/// The command line, with the help naming this program (a `Task`'s own
+/// binary is not `burnfit`).
+fn parse_arguments() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    // clap keeps a command's name for the process (once, at start-up).
+    let program: &'static str = Box::leak(program().into_boxed_str());
+    let mut command = Cli::command();
+    if program != "burnfit" {
+        command = command.name(program).bin_name(program).about(format!(
+            "Train {program}'s model from a TOML config, with burnfit's Keras-style callbacks."
+        ));
+    }
+    Cli::from_arg_matches(&command.try_get_matches()?)
+}
+
 pub(crate) fn program() -> String {
     std::env::args_os()
         .next()
@@ -305,7 +320,7 @@ pub fn run(task: impl Runnable) -> ExitCode {
     logging::init();
     log::debug!("glibc keeps freed memory between steps: {kept}");
     quiet_caught_panics();
-    let cli = match Cli::try_parse() {
+    let cli = match parse_arguments() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };

@@ -15,8 +15,10 @@ pub fn is_remote(entry: &str) -> bool {
 #[cfg_attr(feature = "remote", allow(dead_code))]
 pub fn without_feature(what: &str) -> CliError {
     CliError::usage(format!(
-        "{what}: this burnfit was built without the `remote` feature; build it with \
-         `cargo build --release -p burnfit-cli --features remote`"
+        "{what}: this {} was built without the `remote` feature; build it with that \
+         feature (burnfit: `cargo build -p burnfit-cli -p burnfit-workspace-hack --features \
+         burnfit-cli/remote`, the build `make test` makes)",
+        crate::program()
     ))
 }
 

@@ -170,7 +170,8 @@ fn check_changes(run: &RunDir, config: &Config, force: bool) -> CliResult<Vec<Ch
         .join("; ");
     Err(CliError::usage(format!(
         "--resume: the config differs from the run's ({listed}); resume with the run's own \
-         config: burnfit train {} --run-dir {} --resume{}",
+         config: {} train {} --run-dir {} --resume{}",
+        crate::program(),
         run.config().display(),
         run.root.display(),
         if all_forcible {

@@ -94,7 +94,7 @@ impl Task for Waves {
     fn predict(&self, job: Predict<'_, Self>) -> CliResult<()> {
         let text = std::fs::read_to_string(job.input)
             .map_err(|e| CliError::usage(format!("{}: {e}", job.input.display())))?;
-        let waves = WaveDataset::parse(&text)
+        let waves = WaveDataset::parse(&text, job.data_config.length)
             .map_err(|e| CliError::usage(format!("{}: {e}", job.input.display())))?;
         let model = job.load(job.model_config.init(job.device))?;
         let mut index = 0;

@@ -150,9 +150,9 @@ impl WaveDataset {
         Self { waves }
     }
 
-    /// Waves read from text, one per line as comma-separated samples (the
-    /// label is unknown: 0).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Waves read from text, one per line as `length` comma-separated
+    /// samples (the network's input length; the label is unknown: 0).
+    pub fn parse(text: &str, length: usize) -> Result<Self, String> {
         let waves = text
             .lines()
             .enumerate()
@@ -163,6 +163,13 @@ impl WaveDataset {
                     .map(|v| v.trim().parse::<f32>())
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("line {}: {e}", i + 1))?;
+                if samples.len() != length {
+                    return Err(format!(
+                        "line {}: {} samples, but the model reads waves of {length} ([data] length)",
+                        i + 1,
+                        samples.len()
+                    ));
+                }
                 Ok(Wave { samples, label: 0 })
             })
             .collect::<Result<Vec<_>, String>>()?;

@@ -116,6 +116,24 @@ fn its_own_model_trains_evaluates_and_predicts() {
         let class = line.split('\t').nth(2).unwrap();
         assert!(names.contains(&class), "{line}");
     }
+
+    // A wave shorter than the model reads is refused, naming its line.
+    std::fs::write(&input, format!("{}\n1,2,3\n", square.join(","))).unwrap();
+    let out = own_model(&["predict", path(&run), path(&input)], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("line 2: 3 samples"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no prediction printed");
+}
+
+#[test]
+fn its_help_and_messages_name_its_own_binary() {
+    let out = own_model(&["--help"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: own-model"), "{help}");
+    assert!(help.contains("own-model's model"), "{help}");
 }
 
 /// A straight run, then runs stopped by SIGINT and by a kill after a batch
