@@ -80,14 +80,9 @@ impl Manifest {
             .map(|p| space::parse_param(p))
             .collect::<CliResult<_>>()?;
         let trials = space::trials(&space, args.random, args.seed)?;
-        // Every trial's config must pass the checks now, not in the middle
-        // of the sweep.
-        for (index, trial) in trials.iter().enumerate() {
-            let mut sets = args.run.sets.clone();
-            sets.extend(self::sets(trial));
-            Config::load(config_path, &sets)
-                .map_err(|e| CliError::usage(format!("trial {index}: {}", e.message())))?;
-        }
+        // Every trial must pass train's checks now, not in the middle of
+        // the sweep, and before the sweep directory is written.
+        super::check::trials(args, config_path, &trials)?;
         Ok(Self {
             version: 1,
             config_path: config_path.to_path_buf(),

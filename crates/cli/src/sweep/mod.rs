@@ -6,11 +6,13 @@
 //! | module | job |
 //! | --- | --- |
 //! | `space` | the `--param` specs, the grid or the random draws |
+//! | `check` | every planned trial checked as `train` would, before anything is written |
 //! | `manifest` | `sweep.json`: the planned sweep, checked on every later use |
 //! | `trial` | one trial: lock, resume, pruning against completed trials |
 //! | `jobs` | `--jobs N`: child processes, one line per trial event |
 //! | `leaderboard` | `--collect`: every trial's status, the ranking |
 
+mod check;
 mod jobs;
 mod leaderboard;
 mod manifest;

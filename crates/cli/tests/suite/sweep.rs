@@ -54,6 +54,17 @@ fn sweep(config: &Path, dir: &Path, extra: &[&str]) -> Output {
     burnfit(&args, &[])
 }
 
+/// Asserts that `out` is one `error:` line, exit code 2, holding `words`.
+fn one_line(out: &Output, words: &[&str]) {
+    let printed = text(out);
+    assert_eq!(out.status.code(), Some(2), "{printed}");
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    assert!(printed.starts_with("error: "), "{printed}");
+    for word in words {
+        assert!(printed.contains(word), "`{word}` in {printed}");
+    }
+}
+
 fn leaderboard(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("leaderboard.csv")).unwrap()
 }
@@ -252,15 +263,6 @@ fn sweep_mistakes_get_one_error_line() {
     let out = sweep(&config, &dir, &["--plan"]);
     assert!(out.status.success(), "{}", text(&out));
     let d = dir.to_str().unwrap();
-    let one_line = |out: &Output, words: &[&str]| {
-        let printed = text(out);
-        assert_eq!(out.status.code(), Some(2), "{printed}");
-        assert_eq!(printed.lines().count(), 1, "{printed}");
-        assert!(printed.starts_with("error: "), "{printed}");
-        for word in words {
-            assert!(printed.contains(word), "`{word}` in {printed}");
-        }
-    };
     one_line(
         &burnfit(&["sweep", "--sweep-dir", d, "--trial", "4"], &[]),
         &["--trial 4", "4 trials, numbered 0 to 3"],
@@ -325,4 +327,80 @@ fn sweep_mistakes_get_one_error_line() {
         .output()
         .unwrap();
     one_line(&out, &["SLURM_ARRAY_TASK_ID"]);
+}
+
+#[test]
+fn mistakes_are_refused_before_the_sweep_writes_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let dir = tmp.path().join("s");
+    let run = |params: &str, extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            config.to_str().unwrap(),
+            "--param",
+            params,
+            "--sweep-dir",
+            dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        burnfit(&args, &[])
+    };
+    // A flag every trial gets: refused as `train` refuses it, nothing
+    // stored, so the corrected command runs the sweep.
+    for plan in [&[][..], &["--plan"]] {
+        let out = run(
+            "optimizer.lr=[1e-3]",
+            &[&["--epochs", "0"][..], plan].concat(),
+        );
+        one_line(&out, &["--epochs must be at least 1"]);
+        assert!(!dir.exists(), "{}", text(&out));
+    }
+    // A value of one trial: refused before trial 0 trains, naming the trial.
+    for plan in [&[][..], &["--plan"]] {
+        let out = run("training.batch_size=[50, 5000]", plan);
+        one_line(
+            &out,
+            &[
+                "trial 1 (training.batch_size=5000)",
+                "larger than the training set",
+            ],
+        );
+        assert!(!dir.exists(), "{}", text(&out));
+    }
+    // Data that is not there: refused with the flag to pass, which then works.
+    let missing = tmp.path().join("missing.toml");
+    let subset = crate::common::subset();
+    let subset = subset.to_str().unwrap();
+    std::fs::write(
+        &missing,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(subset, "/nonexistent/fashion-mnist"),
+    )
+    .unwrap();
+    let planned = |config: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            config.to_str().unwrap(),
+            "--param",
+            "optimizer.lr=[1e-3]",
+        ];
+        args.extend_from_slice(&["--sweep-dir", dir.to_str().unwrap(), "--plan"]);
+        args.extend_from_slice(extra);
+        burnfit(&args, &[])
+    };
+    one_line(&planned(&missing, &[]), &["--data"]);
+    assert!(!dir.exists());
+    let out = planned(&missing, &["--data", subset]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let out = run("optimizer.lr=[1e-3]", &["--epochs", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("trial 0: finished 1 epochs"),
+        "{}",
+        text(&out)
+    );
 }
