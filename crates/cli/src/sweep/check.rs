@@ -35,12 +35,15 @@ struct Checks {
 
 impl Checks {
     /// One trial: its config and flags as `train` resolves them, the
-    /// config's own checks, the backend asked for, and the data.
+    /// config's own checks, the backend asked for (where the trials run
+    /// here), and the data.
     fn trial(&mut self, args: &SweepArgs, path: &Path, trial: &TrialParams) -> CliResult<()> {
         let config = resolve(args, path, trial)?;
         train::check_config(path, &config)?;
+        // Planned trials run elsewhere, on devices this machine may lack.
         let choice = args.run.backend.unwrap_or(config.training.backend);
-        if choice != BackendChoice::Auto && !self.backends.contains(&choice) {
+        let here = !args.plan && choice != BackendChoice::Auto;
+        if here && !self.backends.contains(&choice) {
             backend::choose(choice, config.describe().convolutional)?;
             self.backends.push(choice);
         }
