@@ -70,4 +70,8 @@ pub struct FitOutcome {
     /// What the engine could not do as asked, for the caller to show (also
     /// logged at `warn` level): for example devices that take turns.
     pub warnings: Vec<String>,
+    /// How long the training loop ran in this process: from the train-begin
+    /// hooks to the train-end hooks, not counting the latter (a tracker's
+    /// last uploads, a final file). `None` until the loop ended.
+    pub training_time: Option<std::time::Duration>,
 }

@@ -341,6 +341,7 @@ where
             at.global_step
         );
     }
+    let loop_start = std::time::Instant::now();
     dispatch(session, |callbacks, ctl| callbacks.on_train_begin(ctl))?;
     let mut last_logs = Logs::new();
     for epoch in first_epoch..num_epochs {
@@ -380,6 +381,7 @@ where
     // before training returns.
     let state = &mut session.state;
     state.writer.flush()?;
+    outcome.update(|o| o.training_time = Some(loop_start.elapsed()));
     state.train_end = Some(if state.interrupted() {
         let reason = state
             .interrupter

@@ -835,3 +835,29 @@ fn on_two_devices_the_same_seed_draws_the_same_dropout_and_trains_the_same_weigh
     assert_eq!(noisy_weights(7), first);
     assert_ne!(noisy_weights(8), first, "the seed matters");
 }
+
+/// Takes `0.3 s` in `on_train_end`, as a tracker's last uploads may.
+struct SlowTrainEnd;
+
+impl Callback for SlowTrainEnd {
+    fn on_train_end(&mut self, _logs: &Logs, _ctx: &mut Context) -> Result<()> {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_training_time_leaves_out_the_train_end_hooks_closing_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let callbacks = Callbacks::new().with(SlowTrainEnd);
+    let outcome = callbacks.outcome();
+    let start = std::time::Instant::now();
+    common::train(dir.path(), 2, 16, 4, callbacks, |t| t);
+    let whole = start.elapsed();
+    let loop_time = outcome.get().training_time.expect("the loop ended");
+    assert!(
+        loop_time + std::time::Duration::from_millis(300) <= whole,
+        "loop {loop_time:?}, launch {whole:?}"
+    );
+    assert_eq!(outcome.get().epochs.len(), 2, "it trained");
+}

@@ -153,8 +153,12 @@ where
         optimizer::optimizer(&config.optimizer),
         lr,
     ));
-    let wall = start.elapsed().as_secs_f64();
     let outcome = outcome.get();
+    // The loop's own time: a tracker's closing uploads are not training.
+    let wall = outcome
+        .training_time
+        .unwrap_or_else(|| start.elapsed())
+        .as_secs_f64();
 
     if let Some(error) = &outcome.error {
         return Err(training_error(error, config, run));
