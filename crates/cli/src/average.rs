@@ -7,6 +7,8 @@
 //! template and the epoch's row of `history.csv`, its rank from the
 //! monitored value in that row. Only trainable parameters are averaged;
 //! buffers (batch norm's running statistics) are the best checkpoint's.
+//! Every chosen file's checksum is checked, as `eval` checks it, before
+//! any is loaded: a damaged one is refused by name and nothing is written.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,7 @@ use burnfit_callbacks::monitor::Monitor;
 use crate::backend;
 use crate::config::{BackendChoice, Config};
 use crate::error::{CliError, CliResult};
+use crate::eval::{Unusable, check_weights};
 use crate::report::History;
 use crate::run_dir::RunDir;
 
@@ -52,6 +55,7 @@ pub fn average_command(
         )));
     }
     let chosen = &ranked[..top_k];
+    verify(chosen, &checkpoint)?;
     let convolutional = config.describe().convolutional;
     let device = backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.device;
     let paths: Vec<PathBuf> = chosen.iter().map(|k| k.path.clone()).collect();
@@ -68,6 +72,38 @@ pub fn average_command(
         out.display(),
         listed.join(", ")
     );
+    Ok(())
+}
+
+/// Checks every chosen checkpoint's checksum before any is loaded, as
+/// `eval` checks a run's weights: a damaged file is reported by name and
+/// nothing is averaged or written. The files are the run's ModelCheckpoint's,
+/// which always end with a checksum: one without is truncated.
+fn verify(chosen: &[Kept], checkpoint: &ModelCheckpointConfig) -> CliResult<()> {
+    for (rank, kept) in chosen.iter().enumerate() {
+        let path = kept.path.display();
+        let why = match check_weights(&kept.path, true) {
+            Ok(()) => continue,
+            Err(Unusable::Damaged(why)) => why,
+            Err(Unusable::Unreadable(e)) => {
+                return Err(CliError::usage(format!(
+                    "{path}: cannot read this kept checkpoint ({e}); nothing was averaged"
+                )));
+            }
+        };
+        let above = if rank == 0 {
+            String::new()
+        } else {
+            format!(", or average only those ranked above it (--top-k {rank})")
+        };
+        return Err(CliError::usage(format!(
+            "{path}: {why} (epoch {}, {} {}); average loads no damaged checkpoint: restore it \
+             from a copy, or move it aside to average the other kept checkpoints{above}",
+            kept.epoch + 1,
+            checkpoint.monitor,
+            kept.score
+        )));
+    }
     Ok(())
 }
 

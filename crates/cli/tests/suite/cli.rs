@@ -473,6 +473,86 @@ fn eval_and_predict_handle_read_only_runs_foreign_paths_and_wrong_images() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// `predict` uses the run's best checkpoint, as `eval` does by default: a
+/// damaged one is refused by name, never passed over for last.bpk
+/// silently. Only a run without best.bpk predicts with last.bpk, and says
+/// so. No advice names a flag predict does not have.
+#[test]
+fn predict_refuses_a_damaged_best_checkpoint_and_names_any_other_it_uses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
+    let run = tmp.path().join("run");
+    let out = train_for(config.to_str().unwrap(), "flex", 1, &run);
+    assert!(out.status.success(), "{}", text(&out));
+    let images = subset().join("t10k-images-idx3-ubyte.gz");
+    let predict = || {
+        burnfit(&[
+            "predict",
+            run.to_str().unwrap(),
+            images.to_str().unwrap(),
+            "--limit",
+            "3",
+        ])
+    };
+    let whole = predict();
+    assert!(whole.status.success(), "{}", text(&whole));
+    assert_eq!(String::from_utf8_lossy(&whole.stdout).lines().count(), 3);
+    assert!(!text(&whole).contains("warning"), "{}", text(&whole));
+
+    let best = run.join("checkpoints/best.bpk");
+    let last = run.join("checkpoints/last.bpk");
+    let last_bytes = std::fs::read(&last).unwrap();
+    let damage = |path: &std::path::Path| {
+        let mut bytes = std::fs::read(path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x55;
+        std::fs::write(path, &bytes).unwrap();
+        bytes
+    };
+    let no_flags = |out: &Output| assert!(!text(out).contains("--"), "{}", text(out));
+
+    // A damaged best.bpk: refused, whether or not last.bpk is whole.
+    let damaged_best = damage(&best);
+    let out = predict();
+    assert_one_error(&out, &["best.bpk", "checksum mismatch"]);
+    no_flags(&out);
+    damage(&last);
+    let out = predict();
+    assert_one_error(&out, &["best.bpk", "checksum mismatch"]);
+    no_flags(&out);
+    assert_eq!(
+        std::fs::read(&best).unwrap(),
+        damaged_best,
+        "left as it was"
+    );
+
+    // Without best.bpk (moved aside, as the error says): last.bpk, with a
+    // warning naming both. One epoch: the same weights, the same lines.
+    std::fs::write(&last, &last_bytes).unwrap();
+    std::fs::rename(&best, tmp.path().join("best.bpk")).unwrap();
+    let out = predict();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(out.stdout, whole.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one warning, got:\n{stderr}");
+    assert!(lines[0].starts_with("warning: "), "{stderr}");
+    assert!(
+        lines[0].contains("best.bpk") && lines[0].contains("last.bpk"),
+        "{stderr}"
+    );
+
+    // Without best.bpk and with last.bpk damaged, or missing too.
+    damage(&last);
+    let out = predict();
+    assert_one_error(&out, &["last.bpk", "checksum mismatch"]);
+    no_flags(&out);
+    std::fs::remove_file(&last).unwrap();
+    let out = predict();
+    assert_one_error(&out, &["best.bpk", "last.bpk"]);
+    no_flags(&out);
+}
+
 #[test]
 fn bench_prints_the_device_scaling_table() {
     let out = burnfit(&[
