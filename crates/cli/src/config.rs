@@ -500,6 +500,7 @@ impl Config {
         let bad = |key: &str, message: String| {
             CliError::usage(format!("{}: {key}: {message}", origin.of(key)))
         };
+        self.check_name(&bad)?;
         self.check_training(&bad)?;
         self.check_knobs(&bad)?;
         self.check_optimizer(&bad)?;
@@ -508,6 +509,29 @@ impl Config {
         }
         self.check_metric_names(&bad)?;
         self.check_callbacks(&bad)
+    }
+
+    /// `name`: one directory name under `runs/`, nothing that climbs out of
+    /// it or nests.
+    fn check_name(&self, bad: &Bad<'_>) -> Result<(), CliError> {
+        let Some(name) = &self.name else {
+            return Ok(());
+        };
+        let plain = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '\\'])
+            && !name.chars().any(char::is_control);
+        if plain {
+            return Ok(());
+        }
+        Err(bad(
+            "name",
+            format!(
+                "{name:?} must be a plain directory name (the run goes to runs/NAME-TIMESTAMP/): \
+                 no `/`, not empty, not `.` or `..`; use --run-dir to choose the directory itself"
+            ),
+        ))
     }
 
     /// `[training]`: counts and the step timeout.

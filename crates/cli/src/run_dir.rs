@@ -17,7 +17,8 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// `runs/<name>-<timestamp>/`, or `explicit` when given.
+    /// `runs/<name>-<timestamp>/` (with `-2`, `-3`, … after it when a run
+    /// of the same second already has that name), or `explicit` when given.
     pub fn choose(name: &str, explicit: Option<&Path>) -> PathBuf {
         match explicit {
             Some(path) => path.to_path_buf(),
@@ -26,7 +27,7 @@ impl RunDir {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                PathBuf::from("runs").join(format!("{name}-{}", timestamp(now)))
+                unused_name(Path::new("runs"), name, now)
             }
         }
     }
@@ -584,9 +585,12 @@ pub struct Summary {
     pub best_value: Option<f64>,
     /// The 0-based epoch of the best value.
     pub best_epoch: Option<usize>,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds of this process's training loop: its epochs with
+    /// their validation and callbacks, not the start-up nor the train-end
+    /// hooks' closing work (a tracker's last uploads).
     pub wall_time_s: f64,
-    /// Training samples per second (training time only, validation excluded).
+    /// Training samples per second of `wall_time_s` (its validation
+    /// included).
     pub train_samples_per_s: f64,
     /// Optimizer steps.
     pub global_step: u64,
@@ -601,6 +605,17 @@ pub struct Summary {
     /// Every `--resume` of the run, with the changes `--force` accepted.
     #[serde(default)]
     pub resumes: Vec<ResumeRecord>,
+}
+
+/// `runs/<name>-<timestamp of now>`, or the first of `-2`, `-3`, … after
+/// it that nothing in `runs` has.
+fn unused_name(runs: &Path, name: &str, now: u64) -> PathBuf {
+    let base = format!("{name}-{}", timestamp(now));
+    std::iter::once(base.clone())
+        .chain((2..).map(|k| format!("{base}-{k}")))
+        .map(|candidate| runs.join(candidate))
+        .find(|path| !path.exists())
+        .expect("an unused name")
 }
 
 fn timestamp(secs: u64) -> String {
@@ -623,6 +638,24 @@ fn timestamp(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn runs_of_one_second_get_names_of_their_own() {
+        let runs = tempfile::tempdir().unwrap();
+        let now = 1_795_541_542;
+        let first = super::unused_name(runs.path(), "mlp", now);
+        assert_eq!(first, runs.path().join("mlp-20261124-173222"));
+        std::fs::create_dir(&first).unwrap();
+        let second = super::unused_name(runs.path(), "mlp", now);
+        assert_eq!(second, runs.path().join("mlp-20261124-173222-2"));
+        std::fs::create_dir(&second).unwrap();
+        let third = super::unused_name(runs.path(), "mlp", now);
+        assert_eq!(third, runs.path().join("mlp-20261124-173222-3"));
+        assert_eq!(
+            super::unused_name(runs.path(), "mlp", now + 1),
+            runs.path().join("mlp-20261124-173223")
+        );
+    }
+
     #[test]
     fn timestamp_is_utc_civil_time() {
         assert_eq!(super::timestamp(0), "19700101-000000");
