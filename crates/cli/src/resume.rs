@@ -153,7 +153,11 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
 /// is free or forced.
 fn check_changes(run: &RunDir, config: &Config, force: bool) -> CliResult<Vec<Change>> {
     let old = run.read_config()?;
-    let changes = differences(&old, config)?;
+    let data_key = config.describe().data_path_key.map(|k| format!("data.{k}"));
+    let changes: Vec<Change> = differences(&old, config)?
+        .into_iter()
+        .filter(|c| Some(&c.key) != data_key.as_ref() || !c.is_the_same_path())
+        .collect();
     let refused: Vec<&Change> = changes
         .iter()
         .filter(|c| !FREE.contains(&c.key.as_str()))
@@ -221,6 +225,23 @@ pub struct Change {
     pub old: Option<String>,
     /// Its value now.
     pub new: Option<String>,
+}
+
+impl Change {
+    /// Whether the two values name one path: a run made before data paths
+    /// were stored absolute holds the path relative to its working
+    /// directory, which is this one's when it resolves to the new value.
+    fn is_the_same_path(&self) -> bool {
+        let path = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|text| toml::from_str::<toml::Table>(&format!("v = {text}")).ok())
+                .and_then(|t| t.get("v")?.as_str().map(std::path::PathBuf::from))
+        };
+        match (path(&self.old), path(&self.new)) {
+            (Some(old), Some(new)) => std::path::absolute(old).is_ok_and(|old| old == new),
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Display for Change {

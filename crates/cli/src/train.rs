@@ -192,8 +192,38 @@ fn smoke_run(config: &mut Config) {
 }
 
 /// The config with its `--set` overrides and `--data` (which replaces the
-/// directory or file `[data]` names).
+/// directory or file `[data]` names), that directory or file made absolute
+/// (a relative one is read from the working directory): the run's
+/// `config.toml` then finds the data for `eval`, `predict` and `--resume`
+/// from any directory.
 pub fn load_config(args: &TrainArgs) -> CliResult<Config> {
+    let config = with_data_flag(args)?;
+    let Some(key) = config.describe().data_path_key else {
+        return Ok(config);
+    };
+    let table = toml::Value::try_from(&config.data).ok();
+    let relative = table
+        .as_ref()
+        .and_then(|t| t.get(key))
+        .and_then(toml::Value::as_str)
+        .map(Path::new)
+        .filter(|p| p.is_relative() && !p.as_os_str().is_empty());
+    let Some(absolute) = relative.and_then(|p| std::path::absolute(p).ok()) else {
+        return Ok(config);
+    };
+    let Some(absolute) = absolute.to_str() else {
+        return Ok(config);
+    };
+    let mut sets = args.run.sets.clone();
+    sets.push(format!(
+        "data.{key}={}",
+        toml::Value::String(absolute.to_string())
+    ));
+    Config::load(&args.config, &sets)
+}
+
+/// The config with its `--set` overrides and `--data`.
+fn with_data_flag(args: &TrainArgs) -> CliResult<Config> {
     let config = Config::load(&args.config, &args.run.sets)?;
     let Some(data) = &args.run.data else {
         return Ok(config);
