@@ -253,6 +253,32 @@ fn validate(
 
 /// The name this binary was run by (`burnfit`, or a task's own binary),
 /// for the commands that messages suggest.
+/// clap's several-line message about the command line (the error, its
+/// details and tips, the usage, a pointer to --help) as one `error:` line.
+fn one_line_usage_error(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut out = lines
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .to_string();
+    let mut tips = Vec::new();
+    for line in lines {
+        if let Some(usage) = line.strip_prefix("Usage: ") {
+            out.push_str(&format!("; usage: {usage} (more with --help)"));
+            break;
+        } else if let Some(tip) = line.strip_prefix("tip: ") {
+            tips.push(tip);
+        } else {
+            out.push_str(&format!(" {line}"));
+        }
+    }
+    if !tips.is_empty() {
+        let at = out.find("; usage:").unwrap_or(out.len());
+        out.insert_str(at, &format!(" ({})", tips.join("; ")));
+    }
+    out
+}
+
 /// The command line, with the help naming this program (a `Task`'s own
 /// binary is not `burnfit`).
 fn parse_arguments() -> Result<Cli, clap::Error> {
@@ -322,10 +348,14 @@ pub fn run(task: impl Runnable) -> ExitCode {
     quiet_caught_panics();
     let cli = match parse_arguments() {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            eprintln!("{}", one_line_usage_error(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+            // --help, --version.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     let lists = cli.command.only_lists();

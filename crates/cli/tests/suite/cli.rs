@@ -1,5 +1,6 @@
 //! End-to-end tests of the `burnfit` binary on the committed Fashion-MNIST subset.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::common::{
@@ -206,6 +207,21 @@ fn bad_configs_give_one_clear_line_and_exit_code_2() {
             "checkpoint monitor that does not exist",
             format!("{good}\n[outputs]\ncheckpoint_monitor = \"val_acc\"\n"),
             vec!["outputs.checkpoint_monitor", "val_acc", "val_accuracy"],
+        ),
+        (
+            "a run name that climbs out of runs/",
+            good.replace("name = \"small\"", "name = \"../escape\""),
+            vec!["name", "plain directory name", "--run-dir"],
+        ),
+        (
+            "a run name that nests",
+            good.replace("name = \"small\"", "name = \"a/b\""),
+            vec!["name", "plain directory name"],
+        ),
+        (
+            "an empty run name",
+            good.replace("name = \"small\"", "name = \"\""),
+            vec!["name", "not empty"],
         ),
     ];
     for (name, text_config, expected) in cases {
@@ -1023,4 +1039,59 @@ fn bench_prints_overhead_stall_and_memory_tables() {
     let (per_step_us, overhead_percent) = (full[3], full[5]);
     assert!(per_step_us > 0.0 && overhead_percent > 0.0, "{full:?}");
     assert!(printed.contains("auto picks flex") || printed.contains("auto picks wgpu"));
+}
+
+#[test]
+fn a_run_trained_on_a_relative_data_path_is_evaluated_from_any_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let absolute = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
+    // The committed subset named relative to the repository, where the
+    // training runs.
+    let relative = std::fs::read_to_string(&absolute)
+        .unwrap()
+        .replace(&subset().display().to_string(), "data/fashion-mnist-subset");
+    assert!(relative.contains("dir = \"data/fashion-mnist-subset\""));
+    let config = tmp.path().join("relative.toml");
+    std::fs::write(&config, relative).unwrap();
+    let run = tmp.path().join("run");
+    let out = train_for(config.to_str().unwrap(), "flex", 1, &run);
+    assert!(out.status.success(), "{}", text(&out));
+    let stored = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let stored: toml::Table = toml::from_str(&stored).unwrap();
+    let dir = stored["data"]["dir"].as_str().unwrap();
+    assert!(Path::new(dir).is_absolute(), "{dir}");
+    assert_eq!(
+        std::fs::canonicalize(dir).unwrap(),
+        std::fs::canonicalize(subset()).unwrap()
+    );
+
+    // From another directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(["eval", run.to_str().unwrap()])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(run.join("test_metrics_best.json").is_file());
+}
+
+#[test]
+fn command_line_mistakes_are_one_error_line_with_the_usage() {
+    for (args, words) in [
+        (
+            &["train", "--epochs", "-1", "x.toml"][..],
+            &["'-1'", "use '-- -1'", "usage: burnfit train"][..],
+        ),
+        (
+            &["train", "--foo", "x.toml"],
+            &["'--foo'", "usage: burnfit train"],
+        ),
+        (&["eval"], &["<RUN_DIR>", "usage: burnfit eval <RUN_DIR>"]),
+        (&["trian"], &["'trian'", "'train'", "--help"]),
+    ] {
+        assert_one_error(&burnfit(args), words);
+    }
+    let help = burnfit(&["train", "--help"]);
+    assert!(help.status.success());
+    assert!(text(&help).lines().count() > 5, "help stays whole");
 }
