@@ -328,6 +328,20 @@ mod tests {
     }
 
     #[test]
+    fn a_relative_data_path_is_the_absolute_one_it_resolves_to_here() {
+        let text = |p: &str| Some(toml::Value::String(p.into()).to_string());
+        let here = std::env::current_dir().unwrap();
+        let change = |old: &str, new: &std::path::Path| Change {
+            key: "data.dir".into(),
+            old: text(old),
+            new: text(new.to_str().unwrap()),
+        };
+        assert!(change("data/x", &here.join("data/x")).is_the_same_path());
+        assert!(!change("data/x", &here.join("data/y")).is_the_same_path());
+        assert!(!change("data/x", std::path::Path::new("/elsewhere/data/x")).is_the_same_path());
+    }
+
+    #[test]
     fn differences_name_every_changed_key() {
         let old = config(
             "[optimizer]\nlr = 1e-3\n[[callbacks]]\ntype = \"EarlyStopping\"\npatience = 2\n",
