@@ -57,7 +57,8 @@ pub fn average_command(
     let chosen = &ranked[..top_k];
     verify(chosen, &checkpoint)?;
     let convolutional = config.describe().convolutional;
-    let device = backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.device;
+    let device =
+        backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.started();
     let paths: Vec<PathBuf> = chosen.iter().map(|k| k.path.clone()).collect();
     let bytes = crate::task::current().average(&config, &paths, &device)?;
     let out = run.averaged_checkpoint();

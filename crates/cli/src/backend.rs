@@ -22,6 +22,20 @@ pub struct ChosenBackend {
     pub reason: String,
 }
 
+impl ChosenBackend {
+    /// The device with its runtime started now, the drivers' own stderr
+    /// lines silenced as for [`wgpu_adapters`]: wgpu starts on the first
+    /// tensor otherwise, and they would be printed then (`error:
+    /// XDG_RUNTIME_DIR is invalid…` on a headless machine). Nothing to start
+    /// on the CPU.
+    pub fn started(self) -> Device {
+        if self.name == "wgpu" {
+            without_driver_noise(|| burn_name(&self.device));
+        }
+        self.device
+    }
+}
+
 /// A wgpu adapter as the system reports it.
 #[derive(Clone, Debug)]
 pub struct Adapter {

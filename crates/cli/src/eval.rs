@@ -124,7 +124,8 @@ pub fn evaluate(
     let path = checkpoint_path(&run, which)?;
     let task = crate::task::current();
     let convolutional = config.describe().convolutional;
-    let device = backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.device;
+    let device =
+        backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.started();
     task.evaluate(&config, &path, &device, which)
 }
 
@@ -159,7 +160,7 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     let weights = predict_weights(&run)?;
     let task = crate::task::current();
     let convolutional = config.describe().convolutional;
-    let device = backend::choose(config.training.backend, convolutional)?.device;
+    let device = backend::choose(config.training.backend, convolutional)?.started();
     task.predict(PredictJob {
         config: &config,
         run: &run,

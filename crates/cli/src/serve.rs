@@ -55,7 +55,7 @@ pub fn serve_command(args: &ServeArgs) -> CliResult<()> {
         backend.name, backend.reason
     );
     let _ = std::io::stdout().flush();
-    RemoteServer::new([backend.device.clone()])
+    RemoteServer::new([backend.started()])
         .serve(WebSocketTransport::from_listener(listener))
         .map_err(|e| CliError::failed(format!("serve: {e}")))
 }

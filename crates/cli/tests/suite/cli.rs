@@ -105,6 +105,30 @@ fn train_on_wgpu_for_one_epoch() {
     assert_eq!(summary["epochs_run"], 1);
     assert_eq!(summary["backend"], "wgpu");
     assert!(run.join("checkpoints/best.bpk").is_file());
+
+    // eval and predict start wgpu with the drivers' own lines silenced, as
+    // train does, in a headless machine's environment.
+    let images = subset().join("t10k-images-idx3-ubyte.gz");
+    for args in [
+        vec!["eval", run.to_str().unwrap(), "--backend", "wgpu"],
+        vec![
+            "predict",
+            run.to_str().unwrap(),
+            images.to_str().unwrap(),
+            "--limit",
+            "3",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+            .args(&args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("WAYLAND_DISPLAY", "wayland-0")
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        assert_only_our_warnings(&out);
+    }
 }
 
 /// Each bad input gives one `error:` line with the expected words and exit code 2.
