@@ -116,13 +116,24 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
     let run = RunDir {
         root: root.to_path_buf(),
     };
+    // Too few epochs is refused first: --force cannot help it.
+    let ended = run.read_ended();
+    let progress = match (&ended, &backup) {
+        (None, Some(backup)) => {
+            let progress =
+                BackupProgress::read(backup).map_err(|e| CliError::usage(e.to_string()))?;
+            check_epochs(&run, config, &progress)?;
+            Some(progress)
+        }
+        _ => None,
+    };
     let changes = check_changes(&run, config, force)?;
     let forced_changes: Vec<String> = changes
         .iter()
         .filter(|c| FORCIBLE.contains(&c.key.as_str()))
         .map(|c| c.to_string())
         .collect();
-    if let Some(summary) = run.read_ended() {
+    if let Some(summary) = ended {
         // Training ended; only its end files are missing.
         return Ok(ResumePlan {
             backup: backup.unwrap_or_default(),
@@ -131,7 +142,7 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
             kind: ResumeKind::EndFiles(Box::new(summary)),
         });
     }
-    let Some(backup) = backup else {
+    let (Some(backup), Some(progress)) = (backup, progress) else {
         return Ok(ResumePlan {
             backup: PathBuf::new(),
             progress: progress_at(0, 0),
@@ -139,8 +150,6 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
             kind: ResumeKind::Restart,
         });
     };
-    let progress = BackupProgress::read(&backup).map_err(|e| CliError::usage(e.to_string()))?;
-    check_epochs(&run, config, &progress)?;
     Ok(ResumePlan {
         backup,
         progress,

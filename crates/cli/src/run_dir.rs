@@ -67,6 +67,12 @@ impl RunDir {
     /// process: a second `burnfit` on the same directory is refused until
     /// this one exits (however it exits: the lock is the operating system's).
     pub fn create_locked(root: PathBuf) -> CliResult<(Self, RunLock)> {
+        if root.exists() && !root.is_dir() {
+            return Err(CliError::usage(format!(
+                "{}: a file, not a directory: choose another --run-dir (the file is left as it is)",
+                root.display()
+            )));
+        }
         for sub in ["", "checkpoints", "plots"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| {

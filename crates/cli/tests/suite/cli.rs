@@ -428,6 +428,13 @@ fn a_folder_that_is_not_a_run_is_never_written_to() {
         "my own numbers\n"
     );
     assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+
+    // A file where the run directory would go.
+    let file = tmp.path().join("notes.txt");
+    std::fs::write(&file, "my notes\n").unwrap();
+    let out = train_for(config.to_str().unwrap(), "flex", 1, &file);
+    assert_one_error(&out, &["notes.txt", "a file, not a directory", "--run-dir"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "my notes\n");
 }
 
 #[test]

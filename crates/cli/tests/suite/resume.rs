@@ -364,6 +364,9 @@ fn a_resume_that_cannot_continue_the_run_exactly_is_refused_and_changes_nothing(
     refused(&["--set", "optimizer.kind=\"sgd\""], "optimizer.kind");
     // Two epochs ended before the kill: two more epochs cannot continue it.
     refused(&["--epochs", "2", "--force"], "already completed 2 epochs");
+    // Without --force too: the refusal does not send the user to --force.
+    refused(&["--epochs", "2"], "already completed 2 epochs");
+    refused(&["--epochs", "1"], "already completed 2 epochs");
 
     // --force accepts a new rate, and the run records it.
     let out = train(
