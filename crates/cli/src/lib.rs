@@ -125,14 +125,15 @@ enum Command {
         #[arg(long, value_enum)]
         backend: Option<BackendChoice>,
     },
-    /// Predict the class (or value) of inputs with a run's best checkpoint.
+    /// Predict the class (or value) of inputs with a run's best checkpoint
+    /// (its last one where it kept no best).
     Predict {
         /// The run directory.
         run_dir: PathBuf,
         /// An IDX image file (predicts each image) or a CSV table (predicts each row).
         input: PathBuf,
-        /// Predict at most this many items.
-        #[arg(long)]
+        /// Predict at most this many items (at least 1).
+        #[arg(long, value_parser = at_least_one)]
         limit: Option<usize>,
     },
     /// Check a config (and its data) as `train` would, without training.
@@ -253,6 +254,14 @@ fn validate(
 
 /// The name this binary was run by (`burnfit`, or a task's own binary),
 /// for the commands that messages suggest.
+/// A count of at least 1, for clap.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a count of at least 1, got {text:?}")),
+    }
+}
+
 /// clap's several-line message about the command line (the error, its
 /// details and tips, the usage, a pointer to --help) as one `error:` line.
 fn one_line_usage_error(message: &str) -> String {

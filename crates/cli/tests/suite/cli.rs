@@ -1119,6 +1119,10 @@ fn command_line_mistakes_are_one_error_line_with_the_usage() {
         ),
         (&["eval"], &["<RUN_DIR>", "usage: burnfit eval <RUN_DIR>"]),
         (&["trian"], &["'trian'", "'train'", "--help"]),
+        (
+            &["predict", "run", "x.idx", "--limit", "0"],
+            &["--limit", "at least 1"],
+        ),
     ] {
         assert_one_error(&burnfit(args), words);
     }
