@@ -277,6 +277,8 @@ fn one_line_usage_error(message: &str) -> String {
             break;
         } else if let Some(tip) = line.strip_prefix("tip: ") {
             tips.push(tip);
+        } else if line.starts_with("For more information") {
+            continue;
         } else {
             out.push_str(&format!(" {line}"));
         }
@@ -284,6 +286,9 @@ fn one_line_usage_error(message: &str) -> String {
     if !tips.is_empty() {
         let at = out.find("; usage:").unwrap_or(out.len());
         out.insert_str(at, &format!(" ({})", tips.join("; ")));
+    }
+    if !out.ends_with("(more with --help)") {
+        out.push_str(" (more with --help)");
     }
     out
 }
