@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use burnfit_callbacks::builtins::{
-    LearningRateFinder, LearningRateFinderConfig, LrFinderResult, SUGGESTION_RULE,
+    LearningRateFinder, LearningRateFinderConfig, LrFinderResult, SKIP_BEGIN, SUGGESTION_RULE,
 };
 use plotters::prelude::*;
 
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
-use crate::report::plot_error;
+use crate::report::{count, plot_error};
 use crate::run_dir::RunDir;
 use crate::train;
 use crate::{RunFlags, TrainArgs};
@@ -40,8 +40,12 @@ pub struct LrFindArgs {
 
 /// The files `lr-find` writes in its run directory.
 pub struct LrFindFiles {
-    /// `lr_find.csv`: step, rate, smoothed and raw loss.
+    /// `lr_find.csv`: step, rate, smoothed and raw loss; a plain CSV table
+    /// (a header and one row a step).
     pub table: PathBuf,
+    /// `lr_find.json`: the suggested rate (`null` when there is none), the
+    /// rule that chose it, the steps run and whether the loss diverged.
+    pub suggestion: PathBuf,
     /// `plots/lr_find.png` and `.svg`.
     pub plots: Vec<PathBuf>,
 }
@@ -90,8 +94,11 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     let run = &started.run;
     println!("burnfit: run directory {}", run.root.display());
     println!(
-        "burnfit: learning-rate range test, {} steps from {:e} to {:e} ({} backend)",
-        args.steps, args.min_lr, args.max_lr, setup.backend.name
+        "burnfit: learning-rate range test, {} from {:e} to {:e} ({} backend)",
+        count(args.steps, "step"),
+        args.min_lr,
+        args.max_lr,
+        setup.backend.name
     );
     match train::train(&mut setup, run, data)? {
         train::Ended::Finished(_) => {}
@@ -109,8 +116,8 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         .ok_or_else(|| CliError::failed("lr-find: training ended before the range test ran"))?;
     let files = write_outputs(&run.root, &result)?;
     println!(
-        "burnfit: {} steps run{}",
-        result.lrs.len(),
+        "burnfit: {} run{}",
+        count(result.lrs.len(), "step"),
         if result.diverged {
             format!(
                 ", stopped when the loss diverged at lr {:.3e}",
@@ -121,6 +128,10 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         }
     );
     println!("burnfit: loss by learning rate: {}", files.table.display());
+    println!(
+        "burnfit: the suggestion, as JSON: {}",
+        files.suggestion.display()
+    );
     for plot in &files.plots {
         println!("burnfit: plot {}", plot.display());
     }
@@ -134,15 +145,21 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
             );
             Ok(())
         }
-        None => Err(CliError::failed(format!(
-            "lr-find: no suggestion: only {} steps ran before the loss diverged; lower --min-lr \
+        None if result.diverged => Err(CliError::failed(format!(
+            "lr-find: no suggestion: only {} ran before the loss diverged; lower --min-lr \
              or --max-lr, or raise --steps",
-            result.lrs.len()
+            count(result.lrs.len(), "step")
+        ))),
+        None => Err(CliError::failed(format!(
+            "lr-find: no suggestion from the {} run: the rule leaves out the first \
+             {SKIP_BEGIN} steps and needs the smoothed loss to fall for at least 2 steps after \
+             them; raise --steps (or --max-lr, if the loss did not fall)",
+            count(result.lrs.len(), "step")
         ))),
     }
 }
 
-/// Writes `lr_find.csv` and the plots under `root`.
+/// Writes `lr_find.csv`, `lr_find.json` and the plots under `root`.
 pub fn write_outputs(root: &Path, result: &LrFinderResult) -> CliResult<LrFindFiles> {
     let table = root.join("lr_find.csv");
     let mut text = String::from("step,learning_rate,loss_smoothed,loss\n");
@@ -155,10 +172,21 @@ pub fn write_outputs(root: &Path, result: &LrFinderResult) -> CliResult<LrFindFi
     {
         text.push_str(&format!("{i},{lr:e},{smoothed},{raw}\n"));
     }
-    if let Some(lr) = result.suggestion {
-        text.push_str(&format!("# suggestion,{lr:e}\n"));
-    }
     burnfit_callbacks::atomic::write_atomic(&table, text.as_bytes())?;
+    // The suggestion beside the table, not in it: a comment line would be a
+    // data row to an ordinary CSV reader.
+    let suggestion = root.join("lr_find.json");
+    let json = serde_json::json!({
+        "suggested_lr": result.suggestion,
+        "rule": SUGGESTION_RULE,
+        "steps_run": result.lrs.len(),
+        "diverged": result.diverged,
+        "table": "lr_find.csv",
+    });
+    burnfit_callbacks::atomic::write_atomic(
+        &suggestion,
+        &serde_json::to_vec_pretty(&json).expect("json"),
+    )?;
     let dir = root.join("plots");
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", dir.display())))?;
@@ -170,7 +198,11 @@ pub fn write_outputs(root: &Path, result: &LrFinderResult) -> CliResult<LrFindFi
         |area| draw(area, result),
         |area| draw(area, result),
     )?;
-    Ok(LrFindFiles { table, plots })
+    Ok(LrFindFiles {
+        table,
+        suggestion,
+        plots,
+    })
 }
 
 fn draw<DB: DrawingBackend>(

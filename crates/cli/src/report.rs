@@ -509,6 +509,9 @@ pub(crate) fn bounds(values: &[f64]) -> (f64, f64) {
 /// `burnfit report`: re-draws the plots and prints a summary table.
 pub fn report_command(run_dir: &Path) -> CliResult<()> {
     let run = RunDir::open(run_dir)?;
+    if !run.history().exists() {
+        return Err(no_history(&run));
+    }
     let history = History::read(&run.history())?;
     if history.epochs.is_empty() {
         return Err(CliError::usage(format!(
@@ -529,6 +532,41 @@ pub fn report_command(run_dir: &Path) -> CliResult<()> {
         Err(e) => eprintln!("warning: the plots were not written: {}", e.message()),
     }
     Ok(())
+}
+
+/// Why a run has no `history.csv`, and where its results are instead:
+/// everything `report` shows (the table, the plots) is drawn from it.
+fn no_history(run: &RunDir) -> CliError {
+    let history = run.history();
+    let trained_without_csv = run.read_config().is_ok_and(|c| !c.outputs.csv);
+    if trained_without_csv {
+        let summary = run.summary();
+        let instead = if summary.is_file() {
+            format!(" (its final and best metrics are in {})", summary.display())
+        } else {
+            String::new()
+        };
+        CliError::usage(format!(
+            "{}: not there: this run was trained with outputs.csv = false, so it has no \
+             per-epoch history to report{instead}; train with outputs.csv = true to get a report",
+            history.display(),
+        ))
+    } else {
+        CliError::usage(format!(
+            "{}: not there: the run has not finished an epoch yet, or the file was removed; \
+             report needs the per-epoch history the run writes at each epoch's end",
+            history.display()
+        ))
+    }
+}
+
+/// `n` and the noun, plural unless `n` is 1: `1 epoch`, `2 epochs`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// A compact table: one row per epoch, one column per metric.
@@ -554,8 +592,8 @@ pub fn summary_table(history: &History, summary: Option<&Summary>) -> String {
     }
     if let Some(s) = summary {
         out.push_str(&format!(
-            "{} epochs of {}, {:.1}s, {:.0} samples/s on {}{}\n",
-            s.epochs_run,
+            "{} of {}, {:.1}s, {:.0} samples/s on {}{}\n",
+            count(s.epochs_run, "epoch"),
             s.epochs_planned,
             s.wall_time_s,
             s.train_samples_per_s,

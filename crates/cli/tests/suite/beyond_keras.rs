@@ -6,20 +6,35 @@ use std::path::Path;
 
 use crate::common::{burnfit, small_config, tensorboard_dump, tensorboard_python, text};
 
-/// `(learning rate, smoothed loss)` rows and the suggestion of `lr_find.csv`.
+/// `(learning rate, smoothed loss)` rows of `lr_find.csv`, read by an
+/// ordinary CSV reader (a header, then rows of four numbers: nothing else),
+/// and the suggestion of `lr_find.json`.
 fn read_lr_find(run: &Path) -> (Vec<(f64, f64)>, f64) {
-    let csv = std::fs::read_to_string(run.join("lr_find.csv")).unwrap();
+    let mut reader = csv::Reader::from_path(run.join("lr_find.csv")).unwrap();
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["step", "learning_rate", "loss_smoothed", "loss"]
+    );
     let mut rows = Vec::new();
-    let mut suggestion = None;
-    for line in csv.lines().skip(1) {
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields[0] == "# suggestion" {
-            suggestion = Some(fields[1].parse().unwrap());
-        } else {
-            rows.push((fields[1].parse().unwrap(), fields[2].parse().unwrap()));
-        }
+    for (step, record) in reader.records().enumerate() {
+        let record = record.expect("every line of lr_find.csv a row of the table");
+        let number = |i: usize| -> f64 {
+            record[i]
+                .parse()
+                .unwrap_or_else(|e| panic!("{record:?}: {e}"))
+        };
+        assert_eq!(number(0), step as f64, "{record:?}");
+        rows.push((number(1), number(2)));
     }
-    (rows, suggestion.expect("a suggestion"))
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("lr_find.json")).unwrap()).unwrap();
+    assert_eq!(json["steps_run"], rows.len(), "{json}");
+    assert!(
+        json["rule"].as_str().unwrap().contains("steepest descent"),
+        "{json}"
+    );
+    let suggestion = json["suggested_lr"].as_f64().expect("a suggestion");
+    (rows, suggestion)
 }
 
 /// The last epoch's training loss of a run.

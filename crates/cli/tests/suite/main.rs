@@ -17,5 +17,6 @@ mod probe;
 mod remote;
 mod resume;
 mod resume_batch_norm;
+mod small_fixes;
 mod sweep;
 mod trackers;
