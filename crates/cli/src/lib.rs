@@ -242,12 +242,12 @@ fn validate(
     let loaded = task::current().load(&cfg, None)?;
     let (train, valid, test) = loaded.sizes();
     println!(
-        "{}: ok ({} model, {} callbacks, {} epochs; {train} training, {valid} validation, \
-         {test} test items)",
+        "{}: ok ({} model, {}, {}; {train} training, {valid} validation, {test} test \
+         items)",
         path.display(),
         cfg.describe().kind,
-        cfg.callbacks.len(),
-        cfg.training.epochs
+        report::count(cfg.callbacks.len(), "callback"),
+        report::count(cfg.training.epochs, "epoch")
     );
     Ok(())
 }

@@ -415,8 +415,8 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
 
 fn print_summary(summary: &Summary) {
     println!(
-        "burnfit: {} epochs in {:.1}s ({:.0} samples/s){}",
-        summary.epochs_run,
+        "burnfit: {} in {:.1}s ({:.0} samples/s){}",
+        crate::report::count(summary.epochs_run, "epoch"),
         summary.wall_time_s,
         summary.train_samples_per_s,
         summary

@@ -49,8 +49,8 @@ pub fn report(manifest: &Manifest, dir: &Path, index: usize, seconds: f64, tally
                 );
             } else {
                 println!(
-                    "trial {index}: finished {} epochs ({seconds:.1}s), {best}",
-                    result.epochs_run
+                    "trial {index}: finished {} ({seconds:.1}s), {best}",
+                    crate::report::count(result.epochs_run, "epoch")
                 );
             }
         }

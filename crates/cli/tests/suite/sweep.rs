@@ -399,7 +399,7 @@ fn mistakes_are_refused_before_the_sweep_writes_anything() {
     let out = run("optimizer.lr=[1e-3]", &["--epochs", "1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("trial 0: finished 1 epochs"),
+        text(&out).contains("trial 0: finished 1 epoch ("),
         "{}",
         text(&out)
     );
