@@ -6,8 +6,7 @@
 use std::path::Path;
 
 use super::SweepArgs;
-use super::manifest;
-use super::space::TrialParams;
+use super::space::{self, TrialParams};
 use crate::config::{BackendChoice, Config};
 use crate::error::{CliError, CliResult};
 use crate::{RunFlags, TrainArgs, backend, task, train};
@@ -63,7 +62,7 @@ impl Checks {
 /// `train::prepare` applies them.
 fn resolve(args: &SweepArgs, path: &Path, trial: &TrialParams) -> CliResult<Config> {
     let mut sets = args.run.sets.clone();
-    sets.extend(manifest::sets(trial));
+    sets.extend(space::sets(trial));
     let mut config = train::load_config(&TrainArgs {
         config: path.to_path_buf(),
         run: RunFlags {
@@ -97,7 +96,7 @@ fn blame(
     }
     let message = format!(
         "trial {index} ({}): {}",
-        manifest::sets(trial).join(" "),
+        space::sets(trial).join(" "),
         error.message()
     );
     match error.code() {

@@ -221,11 +221,6 @@ impl Manifest {
     }
 }
 
-/// `--set` arguments for a trial's parameters.
-pub fn sets(trial: &TrialParams) -> Vec<String> {
-    trial.iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
 /// `trial-NNN`, the run directory of trial `index`.
 pub fn trial_dir(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("trial-{index:03}"))

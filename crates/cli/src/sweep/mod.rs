@@ -176,7 +176,7 @@ fn run_in_turn(
     let mut tally = jobs::Tally::default();
     for &index in indices {
         let started = std::time::Instant::now();
-        let params = manifest::sets(&manifest.params(index));
+        let params = space::sets(&manifest.params(index));
         println!("trial {index}: {}", params.join(" "));
         match trial::run(manifest, dir, index, devices.clone())? {
             trial::TrialEnd::AlreadyFinished => {

@@ -7,6 +7,11 @@ use crate::error::{CliError, CliResult};
 /// One trial's parameters: `(key.path, value)` pairs, applied with `--set`.
 pub type TrialParams = Vec<(String, toml::Value)>;
 
+/// `--set` arguments for a trial's parameters.
+pub fn sets(trial: &TrialParams) -> Vec<String> {
+    trial.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 /// One searched dimension.
 #[derive(Clone, Debug)]
 pub enum Space {

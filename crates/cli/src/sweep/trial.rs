@@ -51,7 +51,7 @@ pub fn run(
     let params = manifest.params(index);
     // The sweep's --set first, then the trial's own parameters.
     let mut sets = manifest.sets.clone();
-    sets.extend(manifest::sets(&params));
+    sets.extend(space::sets(&params));
     let base = dir.join(manifest::BASE);
     let config = crate::config::Config::load(&base, &sets)?;
     match RunDir::inspect(&run_dir, &crate::fit::backup_dir(&config, &run_dir)) {
