@@ -178,21 +178,32 @@ fn an_unreachable_server_is_one_line_and_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();
     let config = config(tmp.path());
     let run = tmp.path().join("run");
-    let out = burnfit(&[
-        "train",
-        config.to_str().unwrap(),
-        "--backend",
-        "flex",
-        "--remote",
-        "ws://127.0.0.1:1",
-        "--run-dir",
-        run.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("ws://127.0.0.1:1"), "{stderr}");
-    assert!(!run.exists(), "nothing is created");
+    // Something that accepts connections and never answers them.
+    let deaf = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let deaf = format!("ws://{}", deaf.local_addr().unwrap());
+    for (remote, expected) in [
+        ("ws://127.0.0.1:1", "cannot connect"),
+        ("ws://127.0.0.1", "no port"),
+        ("ws://127.0.0.1:99999", "not a port"),
+        (deaf.as_str(), "did not answer"),
+    ] {
+        let out = burnfit(&[
+            "train",
+            config.to_str().unwrap(),
+            "--backend",
+            "flex",
+            "--remote",
+            remote,
+            "--run-dir",
+            run.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{remote}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(remote), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!run.exists(), "nothing is created");
+    }
 }
 
 /// Starts a coordinator training on the servers at `remote` for many
