@@ -1023,6 +1023,11 @@ pub fn apply_set(table: &mut toml::Table, set: &str) -> Result<(), CliError> {
                     usage(&format!("`{name}` has {len} entries, there is no [{i}]"))
                 })?
             }
+            (toml::Value::Array(_), None) => {
+                return Err(usage(&format!(
+                    "`{name}` is a list: name one of its entries, as `{name}[0]`"
+                )));
+            }
             (entry, None) => entry,
             (_, Some(_)) => return Err(usage(&format!("`{name}` is not a list in the config"))),
         };

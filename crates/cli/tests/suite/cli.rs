@@ -369,6 +369,8 @@ fn set_errors_name_the_set_and_not_a_line_of_an_internal_document() {
     assert!(out.status.success(), "{}", text(&out));
     let out = validate("callbacks[9].patience=7");
     assert_one_error(&out, &["--set callbacks[9].patience=7", "no [9]"]);
+    let out = validate("callbacks.0.patience=7");
+    assert_one_error(&out, &["--set callbacks.0.patience=7", "`callbacks[0]`"]);
     let out = validate("training.batch_size=1e9");
     assert_one_error(
         &out,
