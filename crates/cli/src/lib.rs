@@ -76,7 +76,7 @@ pub struct RunFlags {
     /// The dataset's directory or file (replaces the one `[data]` names).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Override any config value: --set optimizer.lr=3e-4 (repeatable).
+    /// Override any config value: --set optimizer.lr=3e-4, --set callbacks[0].patience=5 (repeatable).
     #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
     pub sets: Vec<String>,
 }
