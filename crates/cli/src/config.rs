@@ -868,9 +868,12 @@ fn parse(text: &str, path: &Path) -> Result<Config, CliError> {
         let key = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.message().to_string();
-        let line = inner
-            .span()
-            .map(|s| line_of(text, s.start))
+        // An unknown key's span is its table's: find the key's own line.
+        let unknown_key_line = unknown_field(&message)
+            .filter(|_| !key.is_empty() && key != ".")
+            .and_then(|field| locate(text, &format!("{key}.{field}")));
+        let line = unknown_key_line
+            .or_else(|| inner.span().map(|s| line_of(text, s.start)))
             .or_else(|| locate(text, &key));
         CliError::usage(format!(
             "{}{}: {}{}",
@@ -884,6 +887,14 @@ fn parse(text: &str, path: &Path) -> Result<Config, CliError> {
             with_suggestion(&message)
         ))
     })
+}
+
+/// `x` of serde's "unknown field `x`, expected …".
+fn unknown_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("unknown field `")?
+        .split_once('`')
+        .map(|(field, _)| field)
 }
 
 fn syntax_error(path: &Path, text: &str, e: &toml::de::Error) -> CliError {

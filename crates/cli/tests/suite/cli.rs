@@ -272,6 +272,16 @@ fn bad_configs_give_one_clear_line_and_exit_code_2() {
             );
         }
     }
+    // An unknown key is reported at its own line, not its table's.
+    let misspelt = good.replace("patience = 5", "patiance = 5");
+    let line = 1 + misspelt
+        .lines()
+        .position(|l| l.starts_with("patiance"))
+        .unwrap();
+    let path = tmp.path().join("bad.toml");
+    std::fs::write(&path, &misspelt).unwrap();
+    let out = burnfit(&["validate", path.to_str().unwrap()]);
+    assert_one_error(&out, &[&format!("bad.toml:{line}: callbacks[0]")]);
 }
 
 #[test]
