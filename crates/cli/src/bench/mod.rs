@@ -162,20 +162,22 @@ const FASHION_MNIST_STEPS: usize = 844;
 /// Options of `burnfit bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Training batches per measurement.
+    /// Training batches per measurement (at least 1).
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
     /// Items per batch of the throughput table and the loader comparison
     /// (the Keras comparison, --peers, is at 64).
     #[arg(long, default_value_t = BATCH)]
     pub batch: usize,
-    /// Repetitions of each measurement (the median is reported).
+    /// Repetitions of each measurement (at least 1; the median is reported).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Models to measure.
     #[arg(long, value_delimiter = ',', default_value = "mlp,simple_cnn,cnn")]
     pub models: Vec<String>,
-    /// Epochs of the memory measurement (0 skips it).
+    /// Epochs of the memory measurement: at least 4 (epoch 1 is a warm-up,
+    /// and the ceilings of the two halves of the rest are compared), or 0 to
+    /// skip it.
     #[arg(long, default_value_t = 20)]
     pub memory_epochs: usize,
     /// Backends to measure (those not available here are skipped).
@@ -453,16 +455,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// `burnfit bench`.
 pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
     check_names(args)?;
-    let steps = args.steps.max(2);
+    let steps = args.steps;
     let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("temp dir: {e}")))?;
     let adapters = backend::wgpu_adapters();
     print_header(args, steps, &adapters);
     if args.loader_batches > 0 {
-        loader_throughput(args.loader_batches, args.batch, args.repeats.max(1));
+        loader_throughput(args.loader_batches, args.batch, args.repeats);
     }
     checkpoint_stall(tmp.path())?;
     if args.memory_epochs > 0 {
-        memory_growth(args.memory_epochs.max(3), tmp.path())?;
+        memory_growth(args.memory_epochs, tmp.path())?;
     }
     if !args.devices.is_empty() {
         return device_scaling_section(args, steps, tmp.path());
@@ -502,6 +504,24 @@ fn check_names(args: &BenchArgs) -> CliResult<()> {
     }
     if args.batch == 0 {
         return Err(CliError::usage("--batch: at least 1 item"));
+    }
+    if args.steps == 0 {
+        return Err(CliError::usage(
+            "--steps 0: a measurement times at least 1 training step; use --steps 1 or more",
+        ));
+    }
+    if args.repeats == 0 {
+        return Err(CliError::usage(
+            "--repeats 0: each measurement runs at least once; use --repeats 1 or more",
+        ));
+    }
+    if (1..MIN_MEMORY_EPOCHS).contains(&args.memory_epochs) {
+        return Err(CliError::usage(format!(
+            "--memory-epochs {}: the memory measurement needs at least {MIN_MEMORY_EPOCHS} \
+             epochs (a warm-up epoch, then two halves to compare); use {MIN_MEMORY_EPOCHS} \
+             or more, or 0 to skip it",
+            args.memory_epochs
+        )));
     }
     if args.peers && args.batch != BATCH {
         return Err(CliError::usage(format!(
@@ -589,14 +609,7 @@ fn device_scaling_section(args: &BenchArgs, steps: usize, dir: &std::path::Path)
             let Ok(chosen) = backend::choose(backend_choice(name), kind != "mlp") else {
                 continue;
             };
-            device_scaling(
-                kind,
-                &chosen,
-                &args.devices,
-                steps,
-                args.repeats.max(1),
-                dir,
-            )?;
+            device_scaling(kind, &chosen, &args.devices, steps, args.repeats, dir)?;
         }
     }
     Ok(())
@@ -668,7 +681,7 @@ impl BackendRows<'_> {
         let (steps, repeats) = if slow {
             (3, 1)
         } else {
-            (self.steps, self.args.repeats.max(1))
+            (self.steps, self.args.repeats)
         };
         let variants: &[Variant] = if slow {
             &[Variant::PlainBurn, Variant::FullSet]
@@ -806,9 +819,22 @@ fn step_ms(
     Ok(run_once(&run, variant)?.seconds / steps as f64 * 1000.0)
 }
 
+/// Fewest epochs of the memory measurement: epoch 1 (the warm-up) is left
+/// out of the comparison, and each half of the rest needs an epoch.
+const MIN_MEMORY_EPOCHS: usize = 4;
+
+/// The epochs whose resident memory the table shows: the first two, the
+/// middle and the last, four different epochs for any count from
+/// [`MIN_MEMORY_EPOCHS`] on (the middle moves up to 3 below 6 epochs).
+fn memory_columns(epochs: usize) -> [usize; 4] {
+    debug_assert!(epochs >= MIN_MEMORY_EPOCHS);
+    [1, 2, (epochs / 2).max(3), epochs]
+}
+
 /// Resident memory of a CNN training with the full default callback set
-/// over `epochs` short epochs: at each epoch end, and the process peak. A
-/// leak in logs, metrics or callbacks shows as growth from epoch to epoch.
+/// over `epochs` short epochs (at least [`MIN_MEMORY_EPOCHS`]): at each
+/// epoch end, and the process peak. A leak in logs, metrics or callbacks
+/// shows as growth from epoch to epoch.
 fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
     let backend = backend::choose(BackendChoice::Flex, true)?;
     let batch = 64;
@@ -826,34 +852,37 @@ fn memory_growth(epochs: usize, dir: &std::path::Path) -> CliResult<()> {
     let rss = probe.0.lock().expect("memory probe").clone();
     let peak = resident_mib().map(|(_, peak)| peak).unwrap_or(f64::NAN);
     println!("\n## memory: cnn on flex, full default set, {epochs} epochs of 4 steps");
-    if rss.len() < 2 {
+    if rss.is_empty() {
         println!("(resident memory is not readable here: no /proc/self/status)");
         return Ok(());
     }
-    let at = |epoch: usize| rss[(epoch - 1).min(rss.len() - 1)];
+    let ended = rss.len();
+    if ended < MIN_MEMORY_EPOCHS {
+        println!("(the training ended after {ended} of {epochs} epochs: too few to compare)");
+        return Ok(());
+    }
+    let columns = memory_columns(ended);
+    let labels: Vec<String> = columns.iter().map(usize::to_string).collect();
+    let values: Vec<String> = columns
+        .iter()
+        .map(|&epoch| format!("{:.1}", rss[epoch - 1]))
+        .collect();
+    println!("| after epoch | {} | process peak |", labels.join(" | "));
+    println!("| --- |{} ---: |", " ---: |".repeat(columns.len()));
     println!(
-        "| after epoch | 1 | 2 | {} | {} | process peak |",
-        epochs / 2,
-        rss.len()
-    );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    println!(
-        "| resident memory (MiB) | {:.1} | {:.1} | {:.1} | {:.1} | {peak:.1} |",
-        at(1),
-        at(2),
-        at(epochs / 2),
-        at(rss.len())
+        "| resident memory (MiB) | {} | {peak:.1} |",
+        values.join(" | ")
     );
     // Resident memory moves up and down as the allocator takes and returns
     // pages; a leak shows as a higher ceiling in the second half of the run
-    // than in the first (epoch 1, the warm-up, left out).
-    let half = rss.len() / 2;
+    // than in the first (epoch 1, the warm-up, left out): epochs 2 to half,
+    // then half + 1 to the last, neither empty from 4 epochs on.
+    let half = ended / 2;
     let ceiling = |epochs: &[f64]| epochs.iter().copied().fold(f64::NAN, f64::max);
     println!(
-        "highest resident memory: epochs 2-{half}: {:.1} MiB, epochs {}-{}: {:.1} MiB",
+        "highest resident memory: epochs 2-{half}: {:.1} MiB, epochs {}-{ended}: {:.1} MiB",
         ceiling(&rss[1..half]),
         half + 1,
-        rss.len(),
         ceiling(&rss[half..])
     );
     Ok(())

@@ -143,7 +143,7 @@ pub fn compare(
 ) -> CliResult<()> {
     let mut keras = Keras::start(&args.peers_python)?;
     let flex = backend::choose(BackendChoice::Flex, true)?;
-    let repeats = args.repeats.max(1);
+    let repeats = args.repeats;
     println!(
         "\n## against Keras/TensorFlow on this machine: batch 64, Adam, {steps} steps, \
          {repeats} interleaved rounds (ranges over the rounds; a ratio is taken within \

@@ -1085,6 +1085,72 @@ fn bench_prints_overhead_stall_and_memory_tables() {
 }
 
 #[test]
+fn bench_refuses_counts_it_cannot_measure_and_labels_every_memory_column() {
+    let bench = |steps: &str, repeats: &str, memory_epochs: &str| {
+        burnfit(&[
+            "bench",
+            "--models",
+            "mlp",
+            "--backends",
+            "flex",
+            "--steps",
+            steps,
+            "--repeats",
+            repeats,
+            "--memory-epochs",
+            memory_epochs,
+            "--loader-batches",
+            "0",
+        ])
+    };
+    // Refused before anything is measured (nothing else printed), each
+    // naming the flag and the least it takes.
+    assert_one_error(&bench("0", "1", "5"), &["--steps 0", "--steps 1 or more"]);
+    assert_one_error(
+        &bench("1", "0", "5"),
+        &["--repeats 0", "--repeats 1 or more"],
+    );
+    for epochs in ["1", "2", "3"] {
+        assert_one_error(
+            &bench("1", "1", epochs),
+            &[
+                &format!("--memory-epochs {epochs}"),
+                "at least 4",
+                "0 to skip",
+            ],
+        );
+    }
+
+    // 5 epochs (half of it rounds down to 2): four different epochs, in
+    // order, the last the fifth; the run's 5 epochs, both ceilings numbers.
+    let out = bench("1", "1", "5");
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("1 steps per measurement"), "{printed}");
+    assert!(printed.contains("5 epochs of 4 steps"), "{printed}");
+    assert!(
+        printed.contains("| after epoch | 1 | 2 | 3 | 5 | process peak |"),
+        "{printed}"
+    );
+    let memory = row_numbers(&printed, "| resident memory (MiB) |");
+    assert_eq!(memory.len(), 5, "{memory:?}");
+    assert!(
+        memory.iter().all(|v| v.is_finite() && *v > 0.0),
+        "{memory:?}"
+    );
+    let ceilings = printed
+        .lines()
+        .find(|l| l.starts_with("highest resident memory:"))
+        .unwrap_or_else(|| panic!("no ceilings in:\n{printed}"));
+    assert!(
+        ceilings.starts_with("highest resident memory: epochs 2-2: ")
+            && ceilings.contains(", epochs 3-5: ")
+            && !ceilings.contains("NaN"),
+        "{ceilings}"
+    );
+}
+
+#[test]
 fn a_run_trained_on_a_relative_data_path_is_evaluated_from_any_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let absolute = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
