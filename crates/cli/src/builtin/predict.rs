@@ -51,7 +51,11 @@ pub fn images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
         .model_config
         .init_classifier(job.device)
         .map_err(|e| CliError::usage(format!("model: {e}")))?;
-    let classes: Vec<String> = CLASS_NAMES.iter().map(|c| c.to_string()).collect();
+    let classes: Vec<String> = match job.data_config {
+        // MNIST's classes are its digits.
+        DataConfig::Mnist(_) => (0..10).map(|digit| digit.to_string()).collect(),
+        _ => CLASS_NAMES.iter().map(|c| c.to_string()).collect(),
+    };
     let printed = print_classes(&job, job.load(model)?, dataset, &classes, &[])?;
     check_count(printed, n, &input.display().to_string())
 }

@@ -1208,3 +1208,37 @@ fn command_line_mistakes_are_one_error_line_with_the_usage() {
     assert!(help.status.success());
     assert!(text(&help).lines().count() > 5, "help stays whole");
 }
+
+#[test]
+fn an_mnist_run_predicts_digits_not_fashion_classes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fashion = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [16]", "");
+    let config = tmp.path().join("mnist.toml");
+    let text_config = std::fs::read_to_string(&fashion)
+        .unwrap()
+        .replace("kind = \"fashion_mnist\"", "kind = \"mnist\"");
+    assert!(text_config.contains("kind = \"mnist\""));
+    std::fs::write(&config, text_config).unwrap();
+    let run = tmp.path().join("run");
+    let out = train_for(config.to_str().unwrap(), "flex", 1, &run);
+    assert!(out.status.success(), "{}", text(&out));
+    let images = subset().join("t10k-images-idx3-ubyte.gz");
+    let out = burnfit(&[
+        "predict",
+        run.to_str().unwrap(),
+        images.to_str().unwrap(),
+        "--limit",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for line in lines {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(
+            fields[1], fields[2],
+            "the class is named by its digit: {line}"
+        );
+    }
+}
