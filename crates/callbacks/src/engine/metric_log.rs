@@ -26,6 +26,21 @@ struct Entries {
     /// them covers only the batches of this process, so it is dropped and
     /// the epoch value is the mean of every batch's entry.
     resumed: Vec<(String, usize)>,
+    /// The items of each batch the engine sent to Burn's processor, in
+    /// order, by `(split, epoch)` (`None`: the output does not say).
+    items: HashMap<(String, usize), Vec<Option<usize>>>,
+    /// How many per-batch loss entries this process logged, by
+    /// `(name, split, epoch)`: the next one is of the batch at that index
+    /// of `items`.
+    losses_logged: HashMap<(String, String, usize), usize>,
+}
+
+/// Whether `name` is the loss: Burn's `LossMetric` counts a batch's mean
+/// loss as one item, so its entries are re-weighted by the batch's items
+/// and its epoch value is their item-weighted mean (as Keras's `Mean`
+/// tracker with the batch size as sample weight).
+fn is_loss(name: &str) -> bool {
+    keras_metric_name(name) == "loss"
 }
 
 fn split_key(split: &Split) -> String {
@@ -139,12 +154,26 @@ impl CallbackMetricLogger {
         }
     }
 
+    /// Notes that the next output the engine sends to Burn's processor for
+    /// `epoch` (1-based) and `split` holds `items` items: the loss entry Burn
+    /// logs for it is weighted by them.
+    pub(crate) fn note_batch_items(&self, epoch: usize, split: &Split, items: Option<usize>) {
+        let mut entries = self.shared.lock().expect("metric log lock");
+        entries
+            .items
+            .entry((split_key(split), epoch))
+            .or_default()
+            .push(items);
+    }
+
     /// Drops the entries of epochs before `epoch` (1-based, Burn's
     /// numbering) so memory stays flat over long runs; Burn's aggregate cache
     /// keeps the values it already computed.
     pub fn forget_before(&self, epoch: usize) {
         let mut entries = self.shared.lock().expect("metric log lock");
         entries.values.retain(|(_, _, e), _| *e >= epoch);
+        entries.items.retain(|(_, e), _| *e >= epoch);
+        entries.losses_logged.retain(|(_, _, e), _| *e >= epoch);
     }
 }
 
@@ -165,6 +194,33 @@ impl MetricLogger for CallbackMetricLogger {
                 .map(|d| d.name.to_string())
             else {
                 continue;
+            };
+            let value = if is_loss(&name) {
+                // Burn's `Final` loss is the plain mean of the batches'
+                // losses: left out, the epoch value is the weighted mean of
+                // the entries below.
+                if matches!(value, NumericEntry::Final(_)) {
+                    continue;
+                }
+                let index = entries
+                    .losses_logged
+                    .entry((name.clone(), split_key(split), epoch))
+                    .or_default();
+                let batch = *index;
+                *index += 1;
+                let items = entries
+                    .items
+                    .get(&(split_key(split), epoch))
+                    .and_then(|items| items.get(batch).copied().flatten());
+                match items {
+                    Some(count) if count > 0 => NumericEntry::Aggregated {
+                        aggregated_value: value.current(),
+                        count,
+                    },
+                    _ => value,
+                }
+            } else {
+                value
             };
             entries
                 .values

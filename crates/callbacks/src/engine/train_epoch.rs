@@ -101,7 +101,9 @@ where
             step += 1;
             learn_steps_per_epoch(session, &progress_of(&iterators), step);
         }
-        let (mut loss_sum, mut loss_count) = (0.0f64, 0usize);
+        // The running mean loss of the batch logs, weighted by the items
+        // of each step (as Keras's `Mean` tracker weights by batch size).
+        let (mut loss_sum, mut loss_items) = (0.0f64, 0.0f64);
         loop {
             let mut items = Vec::with_capacity(iterators.len());
             let mut failed = false;
@@ -172,11 +174,21 @@ where
             if self.wants_batch_logs
                 && let Some(loss) = step_loss(&result.outputs)
             {
-                loss_sum += loss;
-                loss_count += 1;
-                batch_logs.insert("loss", loss_sum / loss_count as f64);
+                let items: f64 = result
+                    .outputs
+                    .iter()
+                    .map(|o| o.batch_size().unwrap_or(1) as f64)
+                    .sum();
+                loss_sum += loss * items;
+                loss_items += items;
+                batch_logs.insert("loss", loss_sum / loss_items);
             }
             for output in result.outputs {
+                state.metric_logger.note_batch_items(
+                    burn_epoch,
+                    &Split::Train,
+                    output.batch_size(),
+                );
                 let item =
                     TrainingItem::new(output, progress.clone(), Some(step + 1), Some(lr.clone()));
                 state.interrupter.fail_on_error(

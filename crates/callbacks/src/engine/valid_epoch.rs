@@ -67,8 +67,11 @@ where
                 items += n;
                 logs.insert("loss", loss_sum / items);
             }
-            let item = TrainingItem::new(output, progress, Some(batch + 1), None);
             let state = &mut session.state;
+            state
+                .metric_logger
+                .note_batch_items(burn_epoch, &Split::Valid, output.batch_size());
+            let item = TrainingItem::new(output, progress, Some(batch + 1), None);
             state.interrupter.fail_on_error(
                 state
                     .processor

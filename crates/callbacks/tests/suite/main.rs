@@ -9,4 +9,5 @@ mod common;
 
 mod beyond_keras;
 mod engine;
+mod epoch_loss;
 mod output_types;
