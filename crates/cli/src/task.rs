@@ -109,6 +109,19 @@ pub trait Task: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Checks of the model config against the loaded data (its input
+    /// shape, its number of classes), made before anything is created:
+    /// `Err` names the key to change, its value and the data's. The
+    /// default checks nothing.
+    fn check_data(
+        &self,
+        _model: &Self::ModelConfig,
+        _data_config: &Self::DataConfig,
+        _data: &TaskData<Self::Item>,
+    ) -> Result<(), KeyError> {
+        Ok(())
+    }
+
     /// A lower bound of the model's parameters, with the key that sizes
     /// it: a model that cannot fit in memory is refused before anything is
     /// created. `None` (the default) checks nothing.

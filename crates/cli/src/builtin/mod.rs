@@ -8,7 +8,9 @@ mod predict;
 use burn::prelude::*;
 use burn::train::ClassificationOutput;
 use burn::train::SupervisedTraining;
-use burnfit_models::data::{ImageBatcher, ImageItem, RegressionBatcher, RegressionItem};
+use burnfit_models::data::{
+    ImageBatcher, ImageItem, RegressionBatcher, RegressionItem, fashion_mnist,
+};
 use burnfit_models::nets::MlpRegressor;
 use burnfit_models::{Classifier, ModelConfig};
 
@@ -61,8 +63,20 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
         return Err(KeyError::new("model", e.to_string()));
     }
     let in_open_unit = |x: f64| x > 0.0 && x < 1.0;
+    let regression = model.task() == burnfit_models::nets::Task::Regression;
     match data {
         DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
+            if regression {
+                return Err(KeyError::new(
+                    "model.kind",
+                    format!(
+                        "`{}` is a regression model; {} images train a classifier (mlp, cnn, \
+                         simple_cnn or resnet)",
+                        model.kind(),
+                        data_kind(data)
+                    ),
+                ));
+            }
             if !in_open_unit(d.validation_split) {
                 return Err(KeyError::new(
                     "data.validation_split",
@@ -98,7 +112,7 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
                     "must be at least 1 (or left out to keep the images' own size)",
                 ));
             }
-            if !model.task().eq(&burnfit_models::nets::Task::Classification) {
+            if regression {
                 return Err(KeyError::new(
                     "model.kind",
                     format!(
@@ -110,6 +124,16 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
             }
         }
         DataConfig::Csv(d) => {
+            if !regression {
+                return Err(KeyError::new(
+                    "model.kind",
+                    format!(
+                        "`{}` is a classification model; a CSV table trains a regressor \
+                         (mlp_regressor)",
+                        model.kind()
+                    ),
+                ));
+            }
             for (key, split) in [
                 ("data.validation_split", d.validation_split),
                 ("data.test_split", d.test_split),
@@ -124,6 +148,129 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
         }
     }
     Ok(())
+}
+
+/// The `[data] kind` of IDX images, for messages.
+fn data_kind(data: &DataConfig) -> &'static str {
+    match data {
+        DataConfig::Mnist(_) => "mnist",
+        DataConfig::FashionMnist(_) => "fashion_mnist",
+        DataConfig::ImageFolder(_) => "image_folder",
+        DataConfig::Csv(_) => "csv",
+    }
+}
+
+/// A model for IDX images takes its input keys and class count from the
+/// config: they must match the images (`[channels, height, width]`) and
+/// leave no label without an output.
+fn check_idx(
+    model: &ModelConfig,
+    [channels, height, width]: [usize; 3],
+    classes: usize,
+) -> Result<(), KeyError> {
+    let mismatch = |key: &str, value: usize, data: String, want: usize| {
+        Err(KeyError::new(
+            format!("model.{key}"),
+            format!(
+                "is {value}, but the data's {data}; set model.{key} = {want} (or leave it out)"
+            ),
+        ))
+    };
+    let (in_channels, image_size, input_size, num_classes) = match model {
+        ModelConfig::Mlp(c) => (None, None, Some(c.input_size), c.num_classes),
+        ModelConfig::Cnn(c) => (Some(c.in_channels), Some(c.image_size), None, c.num_classes),
+        ModelConfig::SimpleCnn(c) => (Some(c.in_channels), Some(c.image_size), None, c.num_classes),
+        ModelConfig::ResNet(c) => (Some(c.in_channels), None, None, c.num_classes),
+        ModelConfig::MlpRegressor(_) => return Ok(()),
+    };
+    if let Some(value) = in_channels.filter(|&v| v != channels) {
+        return mismatch(
+            "in_channels",
+            value,
+            format!("images have {channels} channel(s)"),
+            channels,
+        );
+    }
+    if let Some(value) = image_size.filter(|&v| v != height || v != width) {
+        return mismatch(
+            "image_size",
+            value,
+            format!("images are {width}x{height} (width x height)"),
+            height,
+        );
+    }
+    let pixels = channels * height * width;
+    if let Some(value) = input_size.filter(|&v| v != pixels) {
+        return mismatch(
+            "input_size",
+            value,
+            format!("images have {pixels} values ({channels}x{width}x{height})"),
+            pixels,
+        );
+    }
+    if num_classes < classes {
+        return mismatch(
+            "num_classes",
+            num_classes,
+            format!("labels are 0 to {} ({classes} classes)", classes - 1),
+            classes,
+        );
+    }
+    if num_classes > classes {
+        eprintln!(
+            "warning: model.num_classes = {num_classes}, but the data has {classes} classes: \
+             {} outputs are never a label",
+            num_classes - classes
+        );
+    }
+    Ok(())
+}
+
+/// A model on an image folder follows the images
+/// ([`ModelConfig::for_images`]): their size (`image_size`, the size
+/// `data.image_size` resized them to, or their own) must be one the model
+/// takes.
+fn check_folder(
+    model: &ModelConfig,
+    shape: [usize; 3],
+    classes: usize,
+    image_size: Option<usize>,
+) -> Result<(), KeyError> {
+    let [channels, height, width] = shape;
+    let Err(e) = model.for_images(shape, classes) else {
+        return Ok(());
+    };
+    let takes = |size: usize| model.for_images([channels, size, size], classes).is_ok();
+    let near = height.max(width);
+    let suggestion = (0..=near)
+        .flat_map(|d| [near + d, near.saturating_sub(d)])
+        .find(|&s| s > 0 && takes(s));
+    let kind = model.kind();
+    let what = if height != width {
+        format!(
+            "left out, and the images are {width}x{height} (width x height), but `{kind}` takes square images"
+        )
+    } else {
+        let reason = match e {
+            burnfit_models::nets::ModelConfigError::Invalid { message, .. } => message,
+            other => other.to_string(),
+        };
+        match image_size {
+            Some(size) => {
+                format!("is {size}, but `{kind}` cannot take {size}x{size} images ({reason})")
+            }
+            None => format!(
+                "left out, and the images are {width}x{height}, which `{kind}` cannot take ({reason})"
+            ),
+        }
+    };
+    let fix = match suggestion {
+        Some(size) => {
+            format!("set data.image_size = {size} to resize every image to {size}x{size}")
+        }
+        None => "set data.image_size to a size the model takes".to_string(),
+    };
+    Err(KeyError::new("data.image_size", format!("{what}; {fix}")))
 }
 
 impl Task for ImageClassification {
@@ -192,6 +339,23 @@ impl Task for ImageClassification {
 
     fn check(&self, model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> {
         check_tables(model, data)
+    }
+
+    fn check_data(
+        &self,
+        model: &ModelConfig,
+        config: &DataConfig,
+        data: &TaskData<ImageItem>,
+    ) -> Result<(), KeyError> {
+        let Ok(first) = data.train.get(0) else {
+            return Ok(());
+        };
+        match (&data.classes, config) {
+            (Some(classes), DataConfig::ImageFolder(f)) => {
+                check_folder(model, first.shape, classes.len(), f.image_size)
+            }
+            _ => check_idx(model, first.shape, fashion_mnist::NUM_CLASSES),
+        }
     }
 
     fn parameter_count(&self, config: &ModelConfig) -> Option<(u128, &'static str)> {
@@ -290,6 +454,29 @@ impl Task for TableRegression {
 
     fn check(&self, model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> {
         check_tables(model, data)
+    }
+
+    fn check_data(
+        &self,
+        model: &ModelConfig,
+        _config: &DataConfig,
+        data: &TaskData<RegressionItem>,
+    ) -> Result<(), KeyError> {
+        let (ModelConfig::MlpRegressor(config), Ok(first)) = (model, data.train.get(0)) else {
+            return Ok(());
+        };
+        let features = first.features.len();
+        if config.input_size != 0 && config.input_size != features {
+            return Err(KeyError::new(
+                "model.input_size",
+                format!(
+                    "is {}, but the table has {features} feature columns; set \
+                     model.input_size = {features}, or leave it out to follow the table",
+                    config.input_size
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn parameter_count(&self, config: &ModelConfig) -> Option<(u128, &'static str)> {

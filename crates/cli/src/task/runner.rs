@@ -100,6 +100,9 @@ impl<T: Task> Single<T> {
         )?;
         limit_batches(&mut data, &config.training);
         check_sizes(&data, config.training.batch_size)?;
+        self.0
+            .check_data(config.model.typed(), config.data.typed(), &data)
+            .map_err(|e| crate::train::key_error(config, e))?;
         Ok(data)
     }
 }

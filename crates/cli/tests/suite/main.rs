@@ -12,6 +12,7 @@ mod durability;
 mod gpu;
 mod image_folder;
 mod knobs;
+mod model_data_checks;
 mod monitors;
 mod probe;
 mod remote;

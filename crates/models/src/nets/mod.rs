@@ -287,7 +287,7 @@ impl ModelConfig {
             check(
                 height == width,
                 self.kind(),
-                &format!("takes square images, the data's are {height}x{width}"),
+                &format!("takes square images, the data's are {width}x{height} (width x height)"),
             )
             .map(|()| height)
         };

@@ -1,0 +1,242 @@
+//! A model that does not fit its data (the wrong family for it, shape keys
+//! that differ from the images, fewer classes than the labels, an image
+//! size the model cannot take) is refused by `validate` and by `train`
+//! with one `error:` line naming the key, before anything is created.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use super::common::{burnfit, repo, small_config, text};
+
+fn assert_one_error(out: &Output, words: &[&str]) {
+    let printed = text(out);
+    assert_eq!(out.status.code(), Some(2), "{printed}");
+    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{printed}");
+    assert!(lines[0].starts_with("error: "), "{printed}");
+    for word in words {
+        assert!(printed.contains(word), "expected `{word}` in:\n{printed}");
+    }
+}
+
+/// `validate` and `train` (into a fresh `--run-dir`) both refuse `config`
+/// with `sets`, in one line holding `words`, and no run directory appears.
+fn refused(config: &Path, sets: &[&str], words: &[&str]) {
+    let mut args = vec!["validate", config.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    assert_one_error(&burnfit(&args), words);
+    let run = config.with_file_name("run");
+    args[0] = "train";
+    args.extend(["--backend", "flex", "--run-dir", run.to_str().unwrap()]);
+    assert_one_error(&burnfit(&args), words);
+    assert!(!run.exists(), "{} was created", run.display());
+}
+
+/// A regression config on the committed table with `[model]` `model`.
+fn table_config(dir: &Path, model: &str) -> PathBuf {
+    let path = dir.join("table.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "table"
+[model]
+{model}
+
+[data]
+kind = "csv"
+path = "{}"
+features = ["x1", "x2", "x3", "x4", "x5", "x6"]
+target = "y"
+validation_split = 0.15
+test_split = 0.15
+
+[training]
+epochs = 1
+batch_size = 16
+"#,
+            repo().join("data/tables/friedman1.csv").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_classifier_on_a_table_or_a_regressor_on_images_is_refused_at_its_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    for kind in ["mlp", "cnn", "simple_cnn", "resnet"] {
+        let config = table_config(tmp.path(), &format!("kind = \"{kind}\""));
+        refused(
+            &config,
+            &[],
+            &["table.toml:3: model.kind", kind, "mlp_regressor"],
+        );
+    }
+    let config = small_config(tmp.path(), "kind = \"mlp_regressor\"", "");
+    refused(
+        &config,
+        &[],
+        &["small.toml:3: model.kind", "mlp_regressor", "classifier"],
+    );
+}
+
+#[test]
+fn a_regressor_whose_input_size_differs_from_the_table_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = table_config(tmp.path(), "kind = \"mlp_regressor\"\ninput_size = 3");
+    refused(
+        &config,
+        &[],
+        &[
+            "table.toml:4: model.input_size",
+            "is 3",
+            "6 feature columns",
+        ],
+    );
+}
+
+#[test]
+fn shape_keys_that_differ_from_idx_images_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mlp = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [8]", "");
+    refused(
+        &mlp,
+        &["model.num_classes=5"],
+        &[
+            "--set model.num_classes=5: model.num_classes: is 5",
+            "10 classes",
+            "model.num_classes = 10",
+        ],
+    );
+    refused(
+        &mlp,
+        &["model.input_size=100"],
+        &["model.input_size: is 100", "784", "model.input_size = 784"],
+    );
+    for kind in ["cnn", "simple_cnn"] {
+        let config = small_config(
+            tmp.path(),
+            &format!("kind = \"{kind}\"\nchannels = [4, 8]\nfc_size = 8"),
+            "",
+        );
+        refused(
+            &config,
+            &["model.image_size=32"],
+            &["model.image_size: is 32", "28x28", "model.image_size = 28"],
+        );
+        refused(
+            &config,
+            &["model.in_channels=3"],
+            &[
+                "model.in_channels: is 3",
+                "1 channel",
+                "model.in_channels = 1",
+            ],
+        );
+    }
+    // ResNet's fallback convolution took 3 channels of 1-channel images.
+    let resnet = small_config(
+        tmp.path(),
+        "kind = \"resnet\"\nstem_channels = 4\nstage_channels = [4]\nblocks_per_stage = 1",
+        "",
+    );
+    refused(
+        &resnet,
+        &["model.in_channels=3"],
+        &["model.in_channels: is 3", "model.in_channels = 1"],
+    );
+    // A value in the file is reported at its line.
+    let in_file = small_config(tmp.path(), "kind = \"mlp\"\nnum_classes = 5", "");
+    refused(&in_file, &[], &["small.toml:4: model.num_classes: is 5"]);
+}
+
+#[test]
+fn more_classes_than_the_labels_are_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"\nhidden = [8]", "");
+    let out = burnfit(&[
+        "validate",
+        config.to_str().unwrap(),
+        "--set",
+        "model.num_classes=12",
+    ]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("warning: model.num_classes = 12, but the data has 10 classes"),
+        "{printed}"
+    );
+}
+
+/// An image folder of two classes of `width` x `height` PNGs.
+fn folder(dir: &Path, width: u32, height: u32) -> PathBuf {
+    let root = dir.join("images");
+    for (class, value) in [("dark", 30u8), ("light", 220)] {
+        let folder = root.join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..10u8 {
+            image::RgbImage::from_pixel(width, height, image::Rgb([value, value + i, value]))
+                .save(folder.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    root
+}
+
+fn folder_config(dir: &Path, kind: &str, images: &Path) -> PathBuf {
+    let path = dir.join("images.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "images"
+[model]
+kind = "{kind}"
+channels = [4, 8]
+fc_size = 8
+
+[data]
+kind = "image_folder"
+dir = "{}"
+validation_split = 0.2
+
+[training]
+epochs = 1
+batch_size = 4
+"#,
+            images.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn an_image_size_the_model_cannot_take_is_refused_at_data_image_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = folder(tmp.path(), 24, 20);
+    for kind in ["cnn", "simple_cnn"] {
+        let config = folder_config(tmp.path(), kind, &images);
+        refused(
+            &config,
+            &[],
+            &[
+                "data.image_size",
+                "24x20 (width x height)",
+                "square",
+                "set data.image_size = 24",
+            ],
+        );
+    }
+    let config = folder_config(tmp.path(), "cnn", &images);
+    refused(
+        &config,
+        &["data.image_size=2"],
+        &[
+            "--set data.image_size=2: data.image_size: is 2",
+            "multiple of 4",
+            "set data.image_size = 4",
+        ],
+    );
+}
