@@ -1,19 +1,40 @@
 //! `--jobs N`: N trials at once, each a child process
 //! (`burnfit sweep --sweep-dir SWEEP --trial K`), the machine's cores split
 //! between them and, with `--devices`, one device each in turn. The output
-//! stays readable: each child writes to `SWEEP/logs/trial-NNN.log`, and this
-//! process prints one line per trial event and a progress line.
+//! stays readable: each child appends to `SWEEP/logs/trial-NNN.log`, and
+//! this process prints one line per trial event and a progress line.
+//!
+//! A trial another process holds (its directory's lock) is skipped, its log
+//! left alone. A SIGINT or SIGTERM to this process is passed on to the
+//! running trials, which back up and stop as `train` does; this process
+//! waits for them and exits 130 or 143. The signal travels through each
+//! child's standard input, not as a signal: Ctrl-C in a terminal (or a
+//! `kill` of the whole process group) reaches the children directly as
+//! well, and a second signal would make them quit at once, without their
+//! backup. A child counts its parent's word only when no signal reached it
+//! directly, and stops too when its parent is gone however it ended.
 
+use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use burn::train::Interrupter;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
 use super::leaderboard::{self, Status};
-use super::manifest::Manifest;
+use super::manifest::{self, Manifest};
 use super::trial;
 use crate::error::{CliError, CliResult};
+use crate::interrupt::{self, Signal};
+use crate::run_dir::RunDir;
 
-/// A trial running in a child process.
+/// Set in the environment of the trials this process starts: they follow
+/// it through their standard input (see [`follow_parent`]).
+const CHILD_VARIABLE: &str = "BURNFIT_SWEEP_JOBS_CHILD";
+
+/// A trial running in a child process (its standard input a pipe from
+/// this process).
 struct Running {
     index: usize,
     child: Child,
@@ -29,6 +50,12 @@ pub struct Tally {
     pub pruned: usize,
     /// Trials that failed.
     pub failed: usize,
+    /// Trials stopped by a signal (they resume).
+    pub stopped: usize,
+    /// Trials skipped: another process held them.
+    pub elsewhere: Vec<usize>,
+    /// The signal that stopped this sweep, if one did.
+    pub interrupted: Option<Signal>,
 }
 
 /// One line about a trial that just ended, from what it left on disk.
@@ -58,6 +85,10 @@ pub fn report(manifest: &Manifest, dir: &Path, index: usize, seconds: f64, tally
             tally.failed += 1;
             println!("trial {index}: failed: {why}");
         }
+        Status::Running => {
+            tally.elsewhere.push(index);
+            println!("trial {index}: {ELSEWHERE}");
+        }
         other => {
             tally.failed += 1;
             println!("trial {index}: stopped without finishing ({other:?})");
@@ -65,7 +96,17 @@ pub fn report(manifest: &Manifest, dir: &Path, index: usize, seconds: f64, tally
     }
 }
 
-/// Runs `indices` with at most `jobs` child processes at once.
+/// What is said of a trial that another process holds.
+pub const ELSEWHERE: &str = "running in another process (its directory is locked), skipped";
+
+/// Whether another process holds trial `index` (its directory's lock).
+pub fn held_elsewhere(dir: &Path, index: usize) -> bool {
+    RunDir::check_unlocked(&manifest::trial_dir(dir, index)).is_err()
+}
+
+/// Runs `indices` with at most `jobs` child processes at once; a first
+/// SIGINT or SIGTERM stops the running ones (see the module's notes) and
+/// starts no more.
 pub fn run_parallel(
     manifest: &Manifest,
     dir: &Path,
@@ -90,15 +131,18 @@ pub fn run_parallel(
             format!(", devices {}", devices.join(" "))
         }
     );
+    // From here on a signal is this loop's to handle; a second one still
+    // ends this process at once (its children then stop at once too).
+    interrupt::watch(Interrupter::new());
     let mut pending: Vec<usize> = indices.iter().rev().copied().collect();
     let mut slots: Vec<Option<Running>> = (0..jobs).map(|_| None).collect();
     let mut tally = Tally::default();
     loop {
         for (slot, place) in slots.iter_mut().enumerate() {
-            if place.is_some() {
+            if place.is_some() || interrupt::received().is_some() {
                 continue;
             }
-            let Some(index) = pending.pop() else {
+            let Some(index) = next(&mut pending, dir, &mut tally) else {
                 break;
             };
             let device = (!devices.is_empty()).then(|| devices[slot % devices.len()].clone());
@@ -118,6 +162,16 @@ pub fn run_parallel(
                 started: Instant::now(),
             });
         }
+        // Read again after the starts: a trial started just before the
+        // signal came gets it too, and none starts after it.
+        if tally.interrupted.is_none()
+            && let Some(signal) = interrupt::received()
+        {
+            tally.interrupted = Some(signal);
+            for running in slots.iter_mut().flatten() {
+                tell(running, signal);
+            }
+        }
         if slots.iter().all(Option::is_none) {
             break;
         }
@@ -134,27 +188,115 @@ pub fn run_parallel(
             }
         }
         for (index, exit, seconds) in ended {
-            if exit.code() == Some(130) || exit.code() == Some(143) {
+            let stopped = exit.code() == Some(130) || exit.code() == Some(143);
+            // Told to stop, a trial may also end before its signal handler
+            // is installed (killed by the signal itself).
+            if stopped || (tally.interrupted.is_some() && !exit.success()) {
                 println!("trial {index}: interrupted; run the sweep again to resume it");
-                tally.failed += 1;
+                tally.stopped += 1;
             } else {
                 report(manifest, dir, index, seconds, &mut tally);
             }
             println!(
-                "sweep: {}/{} done ({} pruned, {} failed), {} running",
+                "sweep: {}/{} done ({} pruned, {} failed{}), {} running{}",
                 tally.finished + tally.failed,
                 indices.len(),
                 tally.pruned,
                 tally.failed,
-                slots.iter().filter(|s| s.is_some()).count()
+                if tally.stopped > 0 {
+                    format!(", {} interrupted", tally.stopped)
+                } else {
+                    String::new()
+                },
+                slots.iter().filter(|s| s.is_some()).count(),
+                if tally.elsewhere.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} in another process", tally.elsewhere.len())
+                }
             );
         }
     }
     Ok(tally)
 }
 
-/// Starts `burnfit sweep --sweep-dir DIR --trial INDEX`, its output to
-/// `logs/trial-NNN.log`.
+/// The next pending trial that no other process holds; those skipped are
+/// reported and counted.
+fn next(pending: &mut Vec<usize>, dir: &Path, tally: &mut Tally) -> Option<usize> {
+    while let Some(index) = pending.pop() {
+        if !held_elsewhere(dir, index) {
+            return Some(index);
+        }
+        tally.elsewhere.push(index);
+        println!("trial {index}: {ELSEWHERE}");
+    }
+    None
+}
+
+/// Passes `signal` on to a running trial (see [`follow_parent`]). A trial
+/// that has just ended cannot read it: nothing to do then.
+fn tell(running: &mut Running, signal: Signal) {
+    if let Some(stdin) = running.child.stdin.as_mut() {
+        let word = match signal {
+            Signal::Interrupt => "INT",
+            Signal::Terminate => "TERM",
+        };
+        let _ = writeln!(stdin, "{word}").and_then(|()| stdin.flush());
+    }
+}
+
+/// In a trial that `--jobs` started: a thread that reads what its parent
+/// passes on (a line `INT` or `TERM`, the signal it received) and sends
+/// this process that signal, so that the trial backs up and stops as on a
+/// signal of its own. Not when a signal already reached this process
+/// directly: Ctrl-C in a terminal, or a `kill` of every process, reaches
+/// parent and children alike, and a second signal would stop it at once.
+/// The end of its input means that the parent is gone, however it ended:
+/// the trial stops too (at once if it was stopping already: the parent
+/// then quit at once, on a second signal). Elsewhere (no parent): nothing.
+pub fn follow_parent() {
+    if std::env::var_os(CHILD_VARIABLE).is_none() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("burnfit-sweep-parent".into())
+        .spawn(|| {
+            for line in std::io::stdin().lock().lines() {
+                let signal = match line.as_deref().map(str::trim) {
+                    Ok("INT") => SIGINT,
+                    Ok("TERM") => SIGTERM,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                };
+                // A signal sent to every process has almost always reached
+                // this one already (the parent passes its own on from a
+                // loop that looks every 50 ms); this wait covers the rest.
+                std::thread::sleep(Duration::from_millis(50));
+                if interrupt::received().is_none() {
+                    raise(signal);
+                }
+            }
+            raise(match interrupt::received() {
+                Some(Signal::Interrupt) => SIGINT,
+                _ => SIGTERM,
+            });
+        });
+}
+
+/// Sends this process `signal`, through the handler `interrupt` installed
+/// (before training starts, the signal's default action: it ends).
+fn raise(signal: i32) {
+    // SAFETY: kill(2) on this process's own id, with a valid signal number.
+    unsafe {
+        libc::kill(libc::getpid(), signal);
+    }
+}
+
+/// Starts `burnfit sweep --sweep-dir DIR --trial INDEX`, its output
+/// appended to `logs/trial-NNN.log` (never truncated: a trial that another
+/// process took in the meantime is refused by its lock, and the line saying
+/// so goes after that process's output, not over it), its standard input a
+/// pipe from this process.
 fn spawn(
     exe: &Path,
     dir: &Path,
@@ -164,7 +306,10 @@ fn spawn(
     logs: &Path,
 ) -> CliResult<Child> {
     let log = logs.join(format!("trial-{index:03}.log"));
-    let file = std::fs::File::create(&log)
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
         .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", log.display())))?;
     let err = file
         .try_clone()
@@ -176,7 +321,8 @@ fn spawn(
         .args(["--trial", &index.to_string()])
         // Each child gets its share of the cores.
         .env("RAYON_NUM_THREADS", threads.to_string())
-        .stdin(Stdio::null())
+        .env(CHILD_VARIABLE, "1")
+        .stdin(Stdio::piped())
         .stdout(file)
         .stderr(err);
     if let Some(device) = device {

@@ -9,7 +9,7 @@
 //! | `check` | every planned trial checked as `train` would, before anything is written |
 //! | `manifest` | `sweep.json`: the planned sweep, checked on every later use |
 //! | `trial` | one trial: lock, resume, pruning against completed trials |
-//! | `jobs` | `--jobs N`: child processes, one line per trial event |
+//! | `jobs` | `--jobs N`: child processes, one line per trial event, signals passed on |
 //! | `leaderboard` | `--collect`: every trial's status, the ranking |
 
 mod check;
@@ -26,6 +26,7 @@ use manifest::Manifest;
 use crate::RunFlags;
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
+use crate::interrupt::Signal;
 
 /// Options of `burnfit sweep`.
 #[derive(clap::Args, Debug, Clone)]
@@ -85,6 +86,7 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
         let dir = sweep_dir_required(args, "--trial")?;
         let manifest = Manifest::read(&dir)?;
         let index = trial_index(trial)?;
+        jobs::follow_parent();
         return match trial::run(&manifest, &dir, index, args.devices.clone())? {
             trial::TrialEnd::AlreadyFinished => {
                 println!("trial {index}: already finished, not rerun");
@@ -142,39 +144,87 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
         dir.display(),
         manifest.monitor
     );
-    if args.jobs == 1 {
-        run_in_turn(&manifest, &dir, &indices, args.devices.clone())?;
+    let tally = if args.jobs == 1 {
+        run_in_turn(&manifest, &dir, &indices, args.devices.clone())?
     } else {
         let devices: Vec<String> = args
             .devices
             .as_deref()
             .map(|d| d.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
-        let tally = jobs::run_parallel(&manifest, &dir, &indices, args.jobs, &devices)?;
-        if tally.failed > 0 {
-            leaderboard::collect(&manifest, &dir)?;
-            return Err(CliError::failed(format!(
-                "{} of {count} trials did not finish (see {}/logs); run the sweep again to \
-                 resume them",
-                tally.failed,
+        jobs::run_parallel(&manifest, &dir, &indices, args.jobs, &devices)?
+    };
+    if let Some(signal) = tally.interrupted {
+        return Err(CliError::interrupted(
+            format!(
+                "burnfit sweep: interrupted by {}, {} of {count} trials finished; run the same \
+                 command again to continue (finished trials are kept, interrupted ones resume)",
+                match signal {
+                    Signal::Interrupt => "SIGINT",
+                    Signal::Terminate => "SIGTERM",
+                },
+                tally.finished
+            ),
+            signal.exit_code(),
+        ));
+    }
+    // The trials left to another process count once that process has
+    // finished them.
+    let waiting: Vec<String> = tally
+        .elsewhere
+        .iter()
+        .filter(|&&index| {
+            !matches!(
+                leaderboard::status(&manifest, &dir, index),
+                leaderboard::Status::Finished(_)
+            )
+        })
+        .map(usize::to_string)
+        .collect();
+    let unfinished = tally.failed + tally.stopped;
+    if unfinished > 0 || !waiting.is_empty() {
+        leaderboard::collect(&manifest, &dir)?;
+        let mut why = Vec::new();
+        if unfinished > 0 {
+            why.push(format!(
+                "{unfinished} of {count} trials did not finish (see {}/logs); run the sweep \
+                 again to resume them",
                 dir.display()
-            )));
+            ));
         }
+        if !waiting.is_empty() {
+            why.push(if let [one] = &waiting[..] {
+                format!("trial {one} is held by another process and has not finished")
+            } else {
+                format!(
+                    "trials {} are held by other processes and have not finished",
+                    waiting.join(", ")
+                )
+            });
+            why.push("run the sweep again, or --collect, once they end".into());
+        }
+        return Err(CliError::failed(why.join("; ")));
     }
     leaderboard::collect(&manifest, &dir)?;
     Ok(())
 }
 
 /// The trials in this process, one after the other (the reproducible way:
-/// each trial is pruned against exactly the trials before it).
+/// each trial is pruned against exactly the trials before it); those that
+/// another process holds are skipped.
 fn run_in_turn(
     manifest: &Manifest,
     dir: &Path,
     indices: &[usize],
     devices: Option<String>,
-) -> CliResult<()> {
+) -> CliResult<jobs::Tally> {
     let mut tally = jobs::Tally::default();
     for &index in indices {
+        if jobs::held_elsewhere(dir, index) {
+            tally.elsewhere.push(index);
+            println!("trial {index}: {}", jobs::ELSEWHERE);
+            continue;
+        }
         let started = std::time::Instant::now();
         let params = space::sets(&manifest.params(index));
         println!("trial {index}: {}", params.join(" "));
@@ -193,7 +243,7 @@ fn run_in_turn(
             }
         }
     }
-    Ok(())
+    Ok(tally)
 }
 
 fn sweep_dir_required(args: &SweepArgs, flag: &str) -> CliResult<PathBuf> {

@@ -4,7 +4,8 @@
 
 use crate::common::SubsetMlp;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -402,5 +403,170 @@ fn mistakes_are_refused_before_the_sweep_writes_anything() {
         text(&out).contains("trial 0: finished 1 epoch ("),
         "{}",
         text(&out)
+    );
+}
+
+/// `sweep --jobs JOBS` over two learning rates, `epochs` epochs each, no
+/// pruning: the arguments.
+fn two_trials(config: &Path, dir: &Path, epochs: &str, jobs: &str) -> Vec<String> {
+    [
+        "sweep",
+        config.to_str().unwrap(),
+        "--param",
+        "optimizer.lr=[3e-3, 1e-3]",
+        "--no-pruning",
+        "--epochs",
+        epochs,
+        "--jobs",
+        jobs,
+        "--sweep-dir",
+        dir.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+fn trial_file(dir: &Path, trial: usize, name: &str) -> PathBuf {
+    dir.join(format!("trial-{trial:03}")).join(name)
+}
+
+/// Whether a process holds trial `trial`'s lock.
+fn held(dir: &Path, trial: usize) -> bool {
+    let lock = std::fs::File::open(trial_file(dir, trial, ".lock")).unwrap();
+    lock.try_lock().is_err()
+}
+
+#[test]
+fn sigterm_to_the_jobs_parent_stops_its_trials_and_the_same_command_resumes_them_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    // 300 epochs: a trial runs for seconds, the stop takes a batch.
+    let straight = tmp.path().join("straight");
+    let out = burnfit(&strs(&two_trials(&config, &straight, "300", "2")), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let dir = tmp.path().join("stopped");
+    let args = two_trials(&config, &dir, "300", "2");
+    let args = strs(&args);
+    let mut parent = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(&args)
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both trials have trained an epoch (the deadline only guards a hang).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let trained = |trial| {
+        std::fs::read_to_string(trial_file(&dir, trial, "history.csv"))
+            .is_ok_and(|h| h.lines().count() >= 2)
+    };
+    while !(trained(0) && trained(1)) {
+        assert!(
+            Instant::now() < deadline,
+            "the trials never trained an epoch"
+        );
+        assert!(
+            parent.try_wait().unwrap().is_none(),
+            "the sweep ended first"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SIGTERM to the parent only, as `kill PID` or a job scheduler sends it.
+    let kill = Command::new("kill")
+        .args(["-TERM", &parent.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = parent.wait_with_output().unwrap();
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(143), "{printed}");
+    for trial in 0..2 {
+        assert!(
+            printed.contains(&format!("trial {trial}: interrupted")),
+            "{printed}"
+        );
+        // Its process has ended (nothing holds its lock), before finishing.
+        assert!(!held(&dir, trial), "trial {trial} still runs: {printed}");
+        assert!(
+            !trial_file(&dir, trial, "summary.json").exists(),
+            "trial {trial} finished before the stop: {printed}"
+        );
+    }
+    let summary: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.contains("run the same command again"))
+        .collect();
+    assert_eq!(summary.len(), 1, "{printed}");
+    assert!(
+        summary[0].starts_with("burnfit sweep: interrupted by SIGTERM"),
+        "{printed}"
+    );
+
+    // The same command again: each trial resumes from its backup and ends
+    // as in the sweep that was never stopped.
+    let out = burnfit(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    for trial in 0..2 {
+        let log = std::fs::read_to_string(dir.join(format!("logs/trial-{trial:03}.log"))).unwrap();
+        assert!(log.contains("Resuming from"), "{log}");
+        let history =
+            |dir: &Path| std::fs::read_to_string(trial_file(dir, trial, "history.csv")).unwrap();
+        assert_eq!(history(&dir), history(&straight), "trial {trial}");
+    }
+}
+
+#[test]
+fn a_trial_another_process_holds_is_skipped_and_its_log_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "");
+    let dir = tmp.path().join("held");
+    let args = |jobs| two_trials(&config, &dir, "3", jobs);
+    let plan = [args("2"), vec!["--plan".into()]].concat();
+    let out = burnfit(&strs(&plan), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Another process runs trial 0: it holds the lock and writes the log.
+    std::fs::create_dir_all(dir.join("trial-000")).unwrap();
+    let lock = std::fs::File::create(trial_file(&dir, 0, ".lock")).unwrap();
+    lock.try_lock().unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let log = dir.join("logs/trial-000.log");
+    std::fs::write(&log, "the other process's output\n").unwrap();
+    for jobs in ["2", "1"] {
+        let out = burnfit(&strs(&args(jobs)), &[]);
+        let printed = text(&out);
+        assert_eq!(out.status.code(), Some(1), "--jobs {jobs}: {printed}");
+        assert!(
+            printed.contains("trial 0: running in another process"),
+            "--jobs {jobs}: {printed}"
+        );
+        assert!(
+            printed.contains("trial 0 is held by another process"),
+            "--jobs {jobs}: {printed}"
+        );
+        assert!(
+            !printed.contains("stopped without"),
+            "--jobs {jobs}: {printed}"
+        );
+        assert!(trial_file(&dir, 1, "summary.json").is_file(), "{printed}");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "the other process's output\n"
+        );
+    }
+    // Once that process is gone, the same command runs it.
+    drop(lock);
+    let out = burnfit(&strs(&args("2")), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(trial_file(&dir, 0, "summary.json").is_file());
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .starts_with("the other process's output\n"),
+        "appended, not truncated"
     );
 }
