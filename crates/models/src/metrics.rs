@@ -12,6 +12,13 @@
 //!   do not vary and it is not, as scikit-learn reports them).
 //!
 //! `n` counts target values (rows × targets).
+//!
+//! MAE's and MSE's per-batch entries carry their batch's count, and their
+//! epoch value is the count-weighted mean of those entries (the same bits
+//! Burn's store computes from them), so a run resumed mid-epoch from a
+//! backup (which keeps the entries) reports what the uninterrupted run did.
+//! RMSE's and R²'s epoch values need the epoch's sums, which a backup does
+//! not keep.
 
 use std::sync::Arc;
 
@@ -133,6 +140,12 @@ pub struct RegressionMetric {
     batch: Sums,
     /// Burn's running state, for the per-batch display.
     state: NumericMetricState,
+    /// Σ(batch value × batch count) and Σ count of the batches' entries:
+    /// MAE's and MSE's epoch value, computed as Burn's store aggregates
+    /// their per-batch entries, so that a resumed epoch (whose value comes
+    /// from the entries kept in the backup) gives the same bits.
+    mean_sum: f64,
+    mean_count: usize,
 }
 
 impl RegressionMetric {
@@ -144,6 +157,22 @@ impl RegressionMetric {
             epoch: Sums::default(),
             batch: Sums::default(),
             state: NumericMetricState::default(),
+            mean_sum: 0.0,
+            mean_count: 0,
+        }
+    }
+
+    /// MAE and MSE are means of their per-batch values weighted by the
+    /// batch's target values; RMSE and R² are not.
+    fn is_mean(&self) -> bool {
+        matches!(self.kind, RegressionKind::Mae | RegressionKind::Mse)
+    }
+
+    fn epoch_value(&self) -> f64 {
+        if self.is_mean() {
+            self.mean_sum / self.mean_count as f64
+        } else {
+            self.epoch.value(self.kind)
         }
     }
 
@@ -178,13 +207,17 @@ impl Metric for RegressionMetric {
         let targets = targets.as_slice::<f32>().unwrap_or_default();
         self.batch = Sums::of(predicted, targets);
         self.epoch.add(self.batch);
-        self.state
-            .update(self.batch.value(self.kind), self.batch.n as usize);
+        let value = self.batch.value(self.kind);
+        self.state.update(value, self.batch.n as usize);
+        if self.batch.n > 0.0 {
+            self.mean_sum += value * self.batch.n as usize as f64;
+            self.mean_count += self.batch.n as usize;
+        }
         Ok(self.state.compute_update(self.format()))
     }
 
     fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        let value = self.epoch.value(self.kind);
+        let value = self.epoch_value();
         Ok(SerializedEntry::new(
             format!("{value:.4}"),
             NumericEntry::Final(value).serialize(),
@@ -195,12 +228,22 @@ impl Metric for RegressionMetric {
         self.epoch = Sums::default();
         self.batch = Sums::default();
         self.state.reset();
+        self.mean_sum = 0.0;
+        self.mean_count = 0;
     }
 }
 
 impl Numeric for RegressionMetric {
     fn value(&self) -> Option<NumericEntry> {
-        Some(NumericEntry::Value(self.batch.value(self.kind)))
+        let value = self.batch.value(self.kind);
+        Some(if self.is_mean() {
+            NumericEntry::Aggregated {
+                aggregated_value: value,
+                count: self.batch.n as usize,
+            }
+        } else {
+            NumericEntry::Value(value)
+        })
     }
 
     fn running_value(&self) -> Option<NumericEntry> {
@@ -208,7 +251,7 @@ impl Numeric for RegressionMetric {
     }
 
     fn final_value(&self) -> NumericEntry {
-        NumericEntry::Final(self.epoch.value(self.kind))
+        NumericEntry::Final(self.epoch_value())
     }
 }
 

@@ -160,6 +160,23 @@ impl SavedEntry {
 
 type SavedMetrics = Vec<(String, Vec<SavedEntry>)>;
 
+/// Metrics (Keras keys) whose epoch value is not a mean of per-batch
+/// entries but comes from state accumulated over the epoch inside the
+/// metric (confusion counts, predictions, sums), which a backup does not
+/// keep: after a mid-epoch resume their value for that epoch is not the
+/// uninterrupted run's.
+const NOT_RESUMABLE: &[&str] = &[
+    "precision",
+    "recall",
+    "f1_score",
+    "fbetascore",
+    "auc",
+    "auroc",
+    "auc_pr",
+    "rmse",
+    "r2_score",
+];
+
 /// Takes a full snapshot of the training state as a checkpoint file, with
 /// `callback_states` as the callbacks' section. The model record shares its
 /// tensors with the model; the optimizer and scheduler records are taken
@@ -336,6 +353,26 @@ pub(crate) fn restore<M: LearnerModel>(
     state.learner.load_optim(optimizer);
     state.learner.load_scheduler(scheduler);
     state.accumulation = accumulation;
+    if !progress.epoch_ended && progress.batches_done > 0 {
+        let mut names: Vec<String> = metrics.iter().map(|(name, _)| name.clone()).collect();
+        names.extend(state.metric_logger.metric_names());
+        let mut inexact: Vec<String> = names
+            .iter()
+            .map(|name| super::metric_log::keras_metric_name(name))
+            .filter(|key| NOT_RESUMABLE.contains(&key.as_str()))
+            .collect();
+        inexact.sort();
+        inexact.dedup();
+        if !inexact.is_empty() {
+            log::warn!(
+                "resuming in the middle of epoch {}: its training {} will differ from an \
+                 uninterrupted run's (the backup keeps no state for them); validation metrics \
+                 and the other training metrics are exact",
+                progress.epoch + 1,
+                inexact.join(", ")
+            );
+        }
+    }
     if !progress.epoch_ended {
         state.metric_logger.restore_entries(
             progress.epoch + 1,
