@@ -9,6 +9,7 @@ mod batch_find;
 mod beyond_keras;
 mod cli;
 mod durability;
+mod epoch_metrics;
 mod gpu;
 mod image_folder;
 mod knobs;
