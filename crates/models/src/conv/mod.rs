@@ -73,11 +73,25 @@ pub mod winograd;
 /// assert!(diff < 1e-5);
 /// ```
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    assert_channels(conv, &x);
     #[cfg(feature = "flex")]
     if uses_gemm_kernels(&x.device()) {
         return gemm_conv2d(conv, x, false);
     }
     conv2d_stem(conv, x)
+}
+
+/// Panics unless `x` (`[batch, channels, height, width]`) has the channels
+/// `conv` takes: the gemm kernels and im2col would otherwise read past or
+/// short of the input's channels and give a wrong result without a word.
+pub(crate) fn assert_channels(conv: &Conv2d, x: &Tensor<4>) {
+    let [_, per_group, _, _] = conv.weight.dims();
+    let takes = per_group * conv.groups;
+    let channels = x.dims()[1];
+    assert_eq!(
+        channels, takes,
+        "convolution: the input has {channels} channels, but the layer takes {takes}"
+    );
 }
 
 /// Whether [`conv2d`] runs on `device` through the gemm kernels.
@@ -109,6 +123,7 @@ pub fn uses_gemm_kernels(device: &Device) -> bool {
 /// assert!(diff < 1e-5);
 /// ```
 pub fn conv2d_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    assert_channels(conv, &x);
     #[cfg(feature = "flex")]
     if uses_gemm_kernels(&x.device()) {
         return gemm_conv2d(conv, x, true);
@@ -177,6 +192,36 @@ mod tests {
             diff <= 1e-5 * scale.max(1.0),
             "{what}: differs by {diff} (scale {scale})"
         );
+    }
+
+    /// An input whose channels differ from the layer's is a panic on
+    /// every path, not a result computed from the wrong channels.
+    #[test]
+    fn an_input_with_other_channels_than_the_layer_panics() {
+        let device = Device::flex();
+        let conv = Conv2dConfig::new([3, 4], [3, 3]).init(&device);
+        let x = Tensor::<4>::ones([2, 1, 8, 8], &device);
+        let paths: [(&str, fn(&Conv2d, Tensor<4>) -> Tensor<4>); 4] = [
+            ("conv2d", conv2d),
+            ("conv2d_relu", conv2d_relu),
+            ("conv2d_stem", conv2d_stem),
+            ("conv2d_im2col", |c, x| stem::conv2d_im2col(c, x, [0, 0])),
+        ];
+        for (name, path) in paths {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| path(&conv, x.clone())));
+            let message = result
+                .err()
+                .unwrap_or_else(|| panic!("{name} took 1 channel"));
+            let text = message
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                text.contains("the input has 1 channels, but the layer takes 3"),
+                "{name}: {text}"
+            );
+        }
     }
 
     /// Forward values and the input, weight and bias gradients of

@@ -45,6 +45,7 @@ pub const IM2COL_MAX_PATCH: usize = 27;
 /// assert!(diff < 1e-5);
 /// ```
 pub fn conv2d_stem(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    super::assert_channels(conv, &x);
     match im2col_padding(conv) {
         Some(padding) => conv2d_im2col(conv, x, padding),
         None => conv.forward(x),
@@ -76,6 +77,7 @@ fn im2col_padding(conv: &Conv2d) -> Option<[usize; 2]> {
 /// symmetric zero padding `[vertical, horizontal]`. [`conv2d_stem`] decides
 /// when it pays; `examples/op_profile.rs` measures it at every width.
 pub fn conv2d_im2col(conv: &Conv2d, x: Tensor<4>, [pad_h, pad_w]: [usize; 2]) -> Tensor<4> {
+    super::assert_channels(conv, &x);
     let weight = conv.weight.val();
     let [out_channels, in_channels, kh, kw] = weight.dims();
     let [batch, _, height, width] = x.dims();
