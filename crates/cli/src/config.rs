@@ -35,6 +35,18 @@ pub struct Config {
     /// Callbacks, with Keras's class and parameter names.
     #[serde(default)]
     pub callbacks: Vec<CallbackConfig>,
+    /// Where [`Config::load`] read it: for errors that name a key's line
+    /// or `--set` after loading (the checks of the model against the data).
+    #[serde(skip)]
+    source: Option<Source>,
+}
+
+/// A loaded config's file, its text and the `--set` arguments given.
+#[derive(Clone, Debug)]
+struct Source {
+    path: PathBuf,
+    text: String,
+    sets: Vec<String>,
 }
 
 /// Where the data comes from.
@@ -398,9 +410,14 @@ impl Config {
             text: &text,
             sets,
         };
+        let source = Some(Source {
+            path: path.to_path_buf(),
+            text: text.clone(),
+            sets: sets.to_vec(),
+        });
         if sets.is_empty() {
             config.check(&origin)?;
-            return Ok(config);
+            return Ok(Config { source, ..config });
         }
         let mut table: toml::Table = toml::from_str(&text).expect("parsed above");
         for set in sets {
@@ -410,7 +427,34 @@ impl Config {
         let config = parse_value_tree(&merged)
             .map_err(|(key, message)| CliError::usage(format!("{}: {message}", origin.of(&key))))?;
         config.check(&origin)?;
-        Ok(config)
+        Ok(Config { source, ..config })
+    }
+
+    /// The same config, its `--set` arguments said to be `sets` in errors
+    /// (those the user gave, not ones the CLI added).
+    pub(crate) fn with_sets_shown(mut self, sets: &[String]) -> Self {
+        if let Some(source) = &mut self.source {
+            source.sets = sets.to_vec();
+        }
+        self
+    }
+
+    /// A check of the model against the data, as one error line: where the
+    /// key's value came from (the `--set` that set it, else the file and
+    /// the key's line), the key and the message.
+    pub(crate) fn key_error(&self, error: crate::tables::KeyError) -> CliError {
+        let message = format!("{}: {}", error.key, error.message);
+        match &self.source {
+            Some(source) => {
+                let origin = Origin {
+                    path: &source.path,
+                    text: &source.text,
+                    sets: &source.sets,
+                };
+                CliError::usage(format!("{}: {message}", origin.of(&error.key)))
+            }
+            None => CliError::usage(message),
+        }
     }
 
     /// The task's description of this config's model.

@@ -8,8 +8,7 @@
 //! (so `--resume` continues it) and no `summary.json`; a run stopped by
 //! Ctrl-C or SIGTERM backs up at its last batch and says how to resume.
 
-use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::TrainArgs;
 use crate::backend::{self, Devices};
@@ -19,7 +18,7 @@ pub use crate::fit::{Ended, Setup};
 use crate::fit::{backup_dir, write_end_files_of_ended};
 use crate::resume::{self, ResumeKind};
 use crate::run_dir::{RunDir, RunLock, RunState, Summary};
-use crate::task::{KeyError, Loaded};
+use crate::task::Loaded;
 
 /// A run directory created (or reopened) and locked for this process.
 pub struct Started {
@@ -198,87 +197,10 @@ fn smoke_run(config: &mut Config) {
 /// `config.toml` then finds the data for `eval`, `predict` and `--resume`
 /// from any directory.
 pub fn load_config(args: &TrainArgs) -> CliResult<Config> {
-    let config = absolute_data_path(args)?;
-    ORIGIN.with(|origin| {
-        *origin.borrow_mut() = Some(ConfigOrigin {
-            path: args.config.clone(),
-            sets: args.run.sets.clone(),
-            tables: tables_of(&config),
-        })
-    });
-    Ok(config)
+    Ok(absolute_data_path(args)?.with_sets_shown(&args.run.sets))
 }
 
-thread_local! {
-    /// Where the config [`load_config`] last loaded on this thread came
-    /// from, for the checks of its model against the data ([`key_error`]),
-    /// which run when the data is loaded.
-    static ORIGIN: RefCell<Option<ConfigOrigin>> = const { RefCell::new(None) };
-}
-
-/// A config's file and `--set` arguments, and its `[model]` and `[data]`
-/// tables (to recognise the config).
-struct ConfigOrigin {
-    path: PathBuf,
-    sets: Vec<String>,
-    tables: String,
-}
-
-impl ConfigOrigin {
-    /// Where `key`'s value came from, as the config's own errors say it:
-    /// the `--set` that last set it, else the file and the key's line.
-    fn of(&self, key: &str) -> String {
-        let normal = |k: &str| {
-            k.trim()
-                .replace('[', ".")
-                .replace(']', "")
-                .trim_matches('.')
-                .to_string()
-        };
-        let key_path = normal(key);
-        let from_set = self.sets.iter().rev().find(|set| {
-            let set_key = normal(set.split_once('=').map_or(set.as_str(), |(k, _)| k));
-            !set_key.is_empty()
-                && (key_path == set_key
-                    || key_path.starts_with(&format!("{set_key}."))
-                    || set_key.starts_with(&format!("{key_path}.")))
-        });
-        if let Some(set) = from_set {
-            return format!("--set {set}");
-        }
-        let line = std::fs::read_to_string(&self.path)
-            .ok()
-            .and_then(|text| crate::config::locate(&text, key));
-        format!(
-            "{}{}",
-            self.path.display(),
-            line.map(|l| format!(":{l}")).unwrap_or_default()
-        )
-    }
-}
-
-fn tables_of(config: &Config) -> String {
-    serde_json::to_string(&(&config.model, &config.data)).unwrap_or_default()
-}
-
-/// The error of a check of `config`'s model against its data: one line
-/// with where the key's value came from (where `config` is the one
-/// [`load_config`] loaded), the key and the message.
-pub(crate) fn key_error(config: &Config, error: KeyError) -> CliError {
-    let origin = ORIGIN.with(|origin| {
-        origin
-            .borrow()
-            .as_ref()
-            .filter(|o| o.tables == tables_of(config))
-            .map(|o| o.of(&error.key))
-    });
-    match origin {
-        Some(origin) => CliError::usage(format!("{origin}: {}: {}", error.key, error.message)),
-        None => CliError::usage(format!("{}: {}", error.key, error.message)),
-    }
-}
-
-/// [`load_config`]'s config, before its origin is recorded.
+/// The config with `--data` applied and the data path made absolute.
 fn absolute_data_path(args: &TrainArgs) -> CliResult<Config> {
     let config = with_data_flag(args)?;
     let Some(key) = config.describe().data_path_key else {

@@ -102,7 +102,7 @@ impl<T: Task> Single<T> {
         check_sizes(&data, config.training.batch_size)?;
         self.0
             .check_data(config.model.typed(), config.data.typed(), &data)
-            .map_err(|e| crate::train::key_error(config, e))?;
+            .map_err(|e| config.key_error(e))?;
         Ok(data)
     }
 }

@@ -201,7 +201,8 @@ mod tests {
         let device = Device::flex();
         let conv = Conv2dConfig::new([3, 4], [3, 3]).init(&device);
         let x = Tensor::<4>::ones([2, 1, 8, 8], &device);
-        let paths: [(&str, fn(&Conv2d, Tensor<4>) -> Tensor<4>); 4] = [
+        type Path = fn(&Conv2d, Tensor<4>) -> Tensor<4>;
+        let paths: [(&str, Path); 4] = [
             ("conv2d", conv2d),
             ("conv2d_relu", conv2d_relu),
             ("conv2d_stem", conv2d_stem),
