@@ -77,6 +77,17 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
                     ),
                 ));
             }
+            if matches!(data, DataConfig::Mnist(_)) && d.dir.is_none() {
+                return Err(KeyError::new(
+                    "data.dir",
+                    format!(
+                        "left out, but its default ({}) holds Fashion-MNIST, not MNIST: set \
+                         data.dir to the directory of the MNIST files, or kind = \
+                         \"fashion_mnist\"",
+                        fashion_mnist::DEFAULT_DIR
+                    ),
+                ));
+            }
             if !in_open_unit(d.validation_split) {
                 return Err(KeyError::new(
                     "data.validation_split",

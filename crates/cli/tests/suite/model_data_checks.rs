@@ -240,3 +240,32 @@ fn an_image_size_the_model_cannot_take_is_refused_at_data_image_size() {
         ],
     );
 }
+
+#[test]
+fn mnist_without_its_directory_is_refused_rather_than_reading_fashion_mnist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("mnist.toml");
+    std::fs::write(
+        &config,
+        "[model]\nkind = \"mlp\"\n\n[data]\nkind = \"mnist\"\n",
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    for args in [
+        vec!["validate", config.to_str().unwrap()],
+        vec![
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ],
+    ] {
+        let out = burnfit(&args);
+        let printed = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{printed}");
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+        assert!(printed.contains("data.dir"), "{printed}");
+        assert!(printed.contains("Fashion-MNIST, not MNIST"), "{printed}");
+        assert!(!run.exists());
+    }
+}
