@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::common::{
-    assert_only_our_warnings, burnfit, repo, small_config, subset, tensorboard_dump,
-    tensorboard_python, text, train_flex, train_for,
+    assert_one_error, assert_only_our_warnings, burnfit, repo, small_config, subset,
+    tensorboard_dump, tensorboard_python, text, train_flex, train_for,
 };
 
 #[test]
@@ -349,18 +349,6 @@ fn bad_data_and_flags_give_exit_code_2() {
     // Nothing was created for the failed runs.
     assert!(!tmp.path().join("r1").exists());
     assert!(!tmp.path().join("r2").exists());
-}
-
-/// One line, `error:`, exit code 2, and these words.
-fn assert_one_error(out: &Output, words: &[&str]) {
-    let printed = text(out);
-    assert_eq!(out.status.code(), Some(2), "{printed}");
-    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line, got:\n{printed}");
-    assert!(lines[0].starts_with("error: "), "{printed}");
-    for word in words {
-        assert!(printed.contains(word), "expected `{word}` in:\n{printed}");
-    }
 }
 
 #[test]

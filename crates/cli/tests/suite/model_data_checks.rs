@@ -4,20 +4,8 @@
 //! with one `error:` line naming the key, before anything is created.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use super::common::{burnfit, repo, small_config, text};
-
-fn assert_one_error(out: &Output, words: &[&str]) {
-    let printed = text(out);
-    assert_eq!(out.status.code(), Some(2), "{printed}");
-    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line, got:\n{printed}");
-    assert!(lines[0].starts_with("error: "), "{printed}");
-    for word in words {
-        assert!(printed.contains(word), "expected `{word}` in:\n{printed}");
-    }
-}
+use super::common::{assert_one_error, burnfit, repo, small_config, text};
 
 /// `validate` and `train` (into a fresh `--run-dir`) both refuse `config`
 /// with `sets`, in one line holding `words`, and no run directory appears.

@@ -8,19 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_only_our_warnings, burnfit, repo, small_config, text, train_for};
-
-/// One line, `error:`, exit code 2, and these words.
-fn assert_one_error(out: &Output, words: &[&str]) {
-    let printed = text(out);
-    assert_eq!(out.status.code(), Some(2), "{printed}");
-    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line, got:\n{printed}");
-    assert!(lines[0].starts_with("error: "), "{printed}");
-    for word in words {
-        assert!(printed.contains(word), "expected `{word}` in:\n{printed}");
-    }
-}
+use crate::common::{
+    assert_one_error, assert_only_our_warnings, burnfit, repo, small_config, text, train_for,
+};
 
 /// The binary, run in the repository.
 fn command(args: &[&str]) -> Command {

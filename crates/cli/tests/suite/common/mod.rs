@@ -56,6 +56,19 @@ pub fn text(output: &Output) -> String {
     )
 }
 
+/// Asserts that `out` is bad input's answer: exit code 2 and, as all the
+/// output, one `error:` line holding every one of `words`.
+pub fn assert_one_error(out: &Output, words: &[&str]) {
+    let printed = text(out);
+    assert_eq!(out.status.code(), Some(2), "{printed}");
+    let lines: Vec<&str> = printed.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got:\n{printed}");
+    assert!(lines[0].starts_with("error: "), "{printed}");
+    for word in words {
+        assert!(printed.contains(word), "expected `{word}` in:\n{printed}");
+    }
+}
+
 /// Asserts that stderr holds only burnfit's own `warning:` lines (no
 /// driver or library noise such as `error: XDG_RUNTIME_DIR is invalid…`).
 pub fn assert_only_our_warnings(output: &Output) {
