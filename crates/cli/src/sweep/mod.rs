@@ -87,12 +87,20 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
         let manifest = Manifest::read(&dir)?;
         let index = trial_index(trial)?;
         jobs::follow_parent();
+        if index < manifest.trials.len() {
+            // A launcher's task log says which trial it ran.
+            let params = space::sets(&manifest.params(index));
+            println!("trial {index}: {}", params.join(" "));
+        }
         return match trial::run(&manifest, &dir, index, args.devices.clone())? {
             trial::TrialEnd::AlreadyFinished => {
                 println!("trial {index}: already finished, not rerun");
                 Ok(())
             }
-            trial::TrialEnd::Finished => Ok(()),
+            trial::TrialEnd::Finished => {
+                println!("trial {index}: finished");
+                Ok(())
+            }
         };
     }
     if args.collect {

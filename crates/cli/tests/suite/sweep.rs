@@ -141,6 +141,12 @@ fn planned_trials_run_in_separate_processes_locked_resumed_and_collected() {
     });
     assert!(a.status.success(), "{}", text(&a));
     assert!(b.status.success(), "{}", text(&b));
+    // Each task's log says which trial it ran, with its values, and its end.
+    let stdout = String::from_utf8_lossy(&a.stdout);
+    assert!(
+        stdout.starts_with("trial 0: optimizer.lr=") && stdout.contains("trial 0: finished"),
+        "{stdout}"
+    );
 
     // A duplicate of a running trial is refused by its lock.
     let trial2 = dir.join("trial-002");
