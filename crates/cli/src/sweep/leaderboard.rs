@@ -94,7 +94,12 @@ pub fn collect(manifest: &Manifest, dir: &Path) -> CliResult<Vec<TrialResult>> {
     }
     let maximize =
         crate::fit::monitor_direction(&manifest.monitor, &manifest.mode) == Direction::Max;
-    write_leaderboard(dir, &manifest.monitor, maximize, &mut results)?;
+    // The parameters' names from the plan, so that a leaderboard with no
+    // finished trial yet has their columns too.
+    let keys: Vec<String> = (!manifest.trials.is_empty())
+        .then(|| manifest.params(0).into_iter().map(|(k, _)| k).collect())
+        .unwrap_or_default();
+    write_leaderboard(dir, &manifest.monitor, maximize, &keys, &mut results)?;
     let pruned = results
         .iter()
         .filter(|r| r.stop_reason.as_deref().is_some_and(trial::is_pruned))
@@ -110,12 +115,13 @@ pub fn collect(manifest: &Manifest, dir: &Path) -> CliResult<Vec<TrialResult>> {
     Ok(results)
 }
 
-/// Writes `leaderboard.csv` and `leaderboard.md` (best first) and prints
-/// the Markdown table.
+/// Writes `leaderboard.csv` and `leaderboard.md` (best first, a column
+/// per parameter of `keys`) and prints the Markdown table.
 pub fn write_leaderboard(
     dir: &Path,
     monitor: &str,
     maximize: bool,
+    keys: &[String],
     results: &mut [TrialResult],
 ) -> CliResult<()> {
     results.sort_by(|a, b| {
@@ -133,10 +139,6 @@ pub fn write_leaderboard(
             (None, None) => a.index.cmp(&b.index),
         }
     });
-    let keys: Vec<String> = results
-        .first()
-        .map(|r| r.params.iter().map(|(k, _)| k.clone()).collect())
-        .unwrap_or_default();
     let mut csv = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["rank".to_string(), "trial".to_string()];
     header.extend(keys.iter().cloned());

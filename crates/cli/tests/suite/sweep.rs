@@ -126,6 +126,15 @@ fn planned_trials_run_in_separate_processes_locked_resumed_and_collected() {
     );
     let d = dir.to_str().unwrap();
 
+    // Collected before any trial ran: the parameters' columns are there.
+    let out = burnfit(&["sweep", "--sweep-dir", d, "--collect"], &[]);
+    assert!(text(&out).contains("missing: 0, 1, 2, 3"), "{}", text(&out));
+    let board = std::fs::read_to_string(dir.join("leaderboard.csv")).unwrap();
+    assert!(
+        board.starts_with("rank,trial,optimizer.lr,training.batch_size,"),
+        "{board}"
+    );
+
     // Trials 0 and 1 at the same time, as two launcher tasks would.
     let spawn = |trial: &str, variable: &str| {
         Command::new(env!("CARGO_BIN_EXE_burnfit"))
