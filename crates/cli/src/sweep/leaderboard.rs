@@ -96,9 +96,11 @@ pub fn collect(manifest: &Manifest, dir: &Path) -> CliResult<Vec<TrialResult>> {
         crate::fit::monitor_direction(&manifest.monitor, &manifest.mode) == Direction::Max;
     // The parameters' names from the plan, so that a leaderboard with no
     // finished trial yet has their columns too.
-    let keys: Vec<String> = (!manifest.trials.is_empty())
-        .then(|| manifest.params(0).into_iter().map(|(k, _)| k).collect())
-        .unwrap_or_default();
+    let keys: Vec<String> = if manifest.trials.is_empty() {
+        Vec::new()
+    } else {
+        manifest.params(0).into_iter().map(|(k, _)| k).collect()
+    };
     write_leaderboard(dir, &manifest.monitor, maximize, &keys, &mut results)?;
     let pruned = results
         .iter()
