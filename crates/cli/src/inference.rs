@@ -18,11 +18,40 @@ pub(crate) fn load_weights<M: Module>(model: M, path: &Path) -> CliResult<M> {
     })?;
     model.try_load_record(record).map_err(|e| {
         CliError::usage(format!(
-            "{}: the checkpoint does not fit this run's model: {e}",
-            path.display()
+            "{}: the checkpoint does not fit this run's model: {}",
+            path.display(),
+            shorten_lists(&e.to_string())
         ))
     })
 }
+
+/// `text` with each bracketed list of more than [`LISTED`] entries cut to
+/// its first ones and a count (Burn names every missing tensor: a whole
+/// model's worth on one error line).
+fn shorten_lists(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']').map(|c| open + c) else {
+            break;
+        };
+        out.push_str(&rest[..=open]);
+        let entries: Vec<&str> = rest[open + 1..close].split(", ").collect();
+        if entries.len() > LISTED {
+            out.push_str(&entries[..LISTED].join(", "));
+            out.push_str(&format!(", … {} in all", entries.len()));
+        } else {
+            out.push_str(&rest[open + 1..close]);
+        }
+        out.push(']');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How many entries of a list an error line shows.
+const LISTED: usize = 3;
 
 /// Runs `each` on every batch, in order. A batch that failed to load is an
 /// error naming it: never skipped, since a result over fewer items would
@@ -64,6 +93,16 @@ pub(crate) fn output_values(data: burn::tensor::TensorData) -> CliResult<Vec<f32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lists_are_cut_to_their_first_entries_and_a_count() {
+        let text = r#"Missing tensors: ["a", "b", "c", "d", "e"]; Unused: ["x"] [1, 2, 3]"#;
+        assert_eq!(
+            super::shorten_lists(text),
+            r#"Missing tensors: ["a", "b", "c", … 5 in all]; Unused: ["x"] [1, 2, 3]"#
+        );
+        assert_eq!(super::shorten_lists("no list ["), "no list [");
+    }
 
     #[test]
     fn a_batch_that_fails_to_load_is_an_error_not_a_smaller_result() {
