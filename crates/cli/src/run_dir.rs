@@ -73,7 +73,9 @@ impl RunDir {
                 root.display()
             )));
         }
-        for sub in ["", "checkpoints", "plots"] {
+        // `plots/` is made by the plots themselves, so a run without them
+        // (`outputs.plots` or `outputs.csv` off) has none.
+        for sub in ["", "checkpoints"] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir).map_err(|e| {
                 CliError::usage(format!(
@@ -187,9 +189,8 @@ impl RunDir {
                 std::fs::rename(path, &to).map_err(|e| cannot(path, e))?;
             }
         }
-        for sub in [self.checkpoints(), self.plots()] {
-            std::fs::create_dir_all(&sub).map_err(|e| cannot(&sub, e))?;
-        }
+        let checkpoints = self.checkpoints();
+        std::fs::create_dir_all(&checkpoints).map_err(|e| cannot(&checkpoints, e))?;
         Ok(aside)
     }
 

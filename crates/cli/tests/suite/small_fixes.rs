@@ -51,6 +51,8 @@ fn report_on_a_run_trained_without_csv_says_why_it_has_no_history() {
     let out = train_for(config.to_str().unwrap(), "flex", 1, &run);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!run.join("history.csv").exists());
+    assert!(!run.join("plots").exists(), "no plots, no plots folder");
+    assert!(run.join("checkpoints/best.bpk").is_file());
 
     let before = listing(&run);
     let out = burnfit(&["report", run.to_str().unwrap()]);
