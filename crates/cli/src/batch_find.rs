@@ -75,8 +75,8 @@ pub fn batch_find_command(args: &BatchFindArgs) -> CliResult<()> {
         return probe(args, batch);
     }
     let train_args = train_args(args);
-    let setup = train::prepare(&train_args)?;
-    let data = crate::task::current().load(&setup.config, None)?;
+    let mut setup = train::prepare(&train_args)?;
+    let data = train::load(&mut setup)?;
     let train_items = data.sizes().0;
     drop(data);
     let cap = args.max_batch.unwrap_or(train_items).min(train_items);
@@ -311,7 +311,7 @@ fn probe(args: &BatchFindArgs, batch: usize) -> CliResult<()> {
         began: None,
         times: times.clone(),
     }));
-    let data = crate::task::current().load(&setup.config, None)?;
+    let data = train::load(&mut setup)?;
     let started = train::start(&setup)?;
     if let train::Ended::Interrupted { .. } = train::train(&mut setup, &started.run, data)? {
         return Err(CliError::interrupted(

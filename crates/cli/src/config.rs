@@ -457,6 +457,23 @@ impl Config {
         }
     }
 
+    /// The keys this config gives, in its file or with `--set` (every
+    /// other key has its default). A config not read from a file gives
+    /// none.
+    pub(crate) fn given(&self) -> crate::tables::Given {
+        let Some(source) = &self.source else {
+            return crate::tables::Given::default();
+        };
+        let mut table: toml::Table = toml::from_str(&source.text).unwrap_or_default();
+        for set in &source.sets {
+            // Each was applied when the config was loaded.
+            let _ = apply_set(&mut table, set);
+        }
+        let mut keys = Vec::new();
+        key_paths("", &toml::Value::Table(table), &mut keys);
+        crate::tables::Given::new(keys)
+    }
+
     /// The task's description of this config's model.
     pub(crate) fn describe(&self) -> Description {
         crate::tables::current().describe(&self.model, &self.data)
@@ -865,6 +882,24 @@ impl Origin<'_> {
                     .unwrap_or_default()
             ),
         }
+    }
+}
+
+/// The dotted path of every value in `value` that is not a table
+/// (`model.num_classes`, `model.channels`).
+fn key_paths(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                key_paths(&path, value, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
     }
 }
 

@@ -81,7 +81,7 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         ..Default::default()
     };
     let mut setup = train::prepare(&train_args)?;
-    let data = crate::task::current().load(&setup.config, None)?;
+    let data = train::load(&mut setup)?;
     // The range test alone: no other callback changes the rate or stops,
     // no averaging, nothing written but the run's config and the test.
     let config = &mut setup.config;

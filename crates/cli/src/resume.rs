@@ -162,10 +162,17 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
 /// is free or forced.
 fn check_changes(run: &RunDir, config: &Config, force: bool) -> CliResult<Vec<Change>> {
     let old = run.read_config()?;
-    let data_key = config.describe().data_path_key.map(|k| format!("data.{k}"));
+    let description = config.describe();
+    let data_key = description.data_path_key.map(|k| format!("data.{k}"));
+    // A model key the config leaves out follows the data, as the run's
+    // did: `check_model` compares it once the data is loaded.
+    let given = config.given();
+    let follows_data =
+        |c: &Change| description.data_keys.contains(&c.key) && !given.contains(&c.key);
     let changes: Vec<Change> = differences(&old, config)?
         .into_iter()
         .filter(|c| Some(&c.key) != data_key.as_ref() || !c.is_the_same_path())
+        .filter(|c| !follows_data(c))
         .collect();
     let refused: Vec<&Change> = changes
         .iter()
@@ -192,6 +199,30 @@ fn check_changes(run: &RunDir, config: &Config, force: bool) -> CliResult<Vec<Ch
         } else {
             ""
         }
+    )))
+}
+
+/// Checks that `config`, its model as it trains on the data loaded
+/// ([`crate::task::Loaded::model`]), builds the model of the run in
+/// `root`: the keys that follow the data are the run's unless the data
+/// changed (a class folder added).
+pub fn check_model(root: &Path, config: &Config) -> CliResult<()> {
+    let run = RunDir {
+        root: root.to_path_buf(),
+    };
+    let old = run.read_config()?;
+    let changed: Vec<String> = differences(&old, config)?
+        .into_iter()
+        .filter(|c| c.key.starts_with("model."))
+        .map(|c| c.to_string())
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "--resume: the data gives the model other sizes than the run's ({}); resume on the \
+         run's data (nothing was changed)",
+        changed.join("; ")
     )))
 }
 

@@ -4,6 +4,7 @@
 //! reads its tables through it.
 
 use std::any::Any;
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -114,6 +115,29 @@ impl KeyError {
     }
 }
 
+/// The keys a config gives, in its file or with `--set` (such as
+/// `model.num_classes`), as opposed to those left to their defaults: a
+/// model key the data can size ([`Task::model_for_data`]) follows the data
+/// only when the config leaves it out.
+///
+/// [`Task::model_for_data`]: crate::task::Task::model_for_data
+#[derive(Clone, Debug, Default)]
+pub struct Given(BTreeSet<String>);
+
+impl Given {
+    /// The given keys, as dotted paths of their values.
+    pub(crate) fn new(keys: impl IntoIterator<Item = String>) -> Self {
+        Self(keys.into_iter().collect())
+    }
+
+    /// Whether the config gives `key` (a dotted path, `model.num_classes`),
+    /// or a value inside it.
+    pub fn contains(&self, key: &str) -> bool {
+        let inside = format!("{key}.");
+        self.0.iter().any(|k| k == key || k.starts_with(&inside))
+    }
+}
+
 /// The metrics a task offers.
 #[derive(Clone, Debug, Default)]
 pub struct MetricNames {
@@ -137,6 +161,8 @@ pub(crate) struct Description {
     pub metrics: MetricNames,
     /// The `[data]` key `--data` replaces.
     pub data_path_key: Option<&'static str>,
+    /// The model keys that follow the data when the config leaves them out.
+    pub data_keys: Vec<String>,
 }
 
 /// The process's task, as the config sees it.

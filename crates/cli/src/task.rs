@@ -31,7 +31,7 @@ use burnfit_callbacks::engine::BatchLoss;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::tables::{DataContext, KeyError, MetricNames, Section};
+pub use crate::tables::{DataContext, Given, KeyError, MetricNames, Section};
 pub(crate) use runner::{Loaded, PredictJob, Runner, current, install};
 
 use crate::error::{CliError, CliResult};
@@ -120,6 +120,33 @@ pub trait Task: Send + Sync + 'static {
         _data: &TaskData<Self::Item>,
     ) -> Result<(), KeyError> {
         Ok(())
+    }
+
+    /// The model config as it trains on `data`, made after
+    /// [`Task::check_data`]: a model whose sizes follow the data (the class
+    /// count of an image folder) gets them here, for the keys of
+    /// [`Task::data_keys`] the config leaves out; a key the config gives
+    /// (`given`) is checked against the data instead, and `Err` names it.
+    /// The run's `config.toml` records the result, so that `eval`,
+    /// `predict`, `average` and `--resume` build the model that trained.
+    /// The default is `model` as it is.
+    fn model_for_data(
+        &self,
+        model: &Self::ModelConfig,
+        _data_config: &Self::DataConfig,
+        _data: &TaskData<Self::Item>,
+        _given: &Given,
+    ) -> Result<Self::ModelConfig, KeyError> {
+        Ok(model.clone())
+    }
+
+    /// The model keys (`model.num_classes`) that [`Task::model_for_data`]
+    /// fills from the data when the config leaves them out. A `--resume`
+    /// whose config leaves one out takes it from the data as the run did,
+    /// and is refused if the data now gives another value. The default is
+    /// none.
+    fn data_keys(&self, _model: &Self::ModelConfig, _data: &Self::DataConfig) -> Vec<String> {
+        Vec::new()
     }
 
     /// A lower bound of the model's parameters, with the key that sizes

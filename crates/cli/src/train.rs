@@ -166,6 +166,19 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     })
 }
 
+/// Loads and checks the data of `setup`'s config, and puts the model as
+/// it trains on that data into the config ([`Loaded::model`]): what the
+/// run's `config.toml` records. A resume is checked to build the run's
+/// model. Creates nothing.
+pub fn load(setup: &mut Setup) -> CliResult<Box<dyn Loaded>> {
+    let data = crate::task::current().load(&setup.config, None)?;
+    setup.config.model = data.model();
+    if setup.resume.is_some() {
+        resume::check_model(&setup.root, &setup.config)?;
+    }
+    Ok(data)
+}
+
 /// `fast_dev_run`: one epoch, and no files but the run's own: the default
 /// outputs off, and the `[[callbacks]]` that write or send anything left
 /// out.
@@ -372,7 +385,7 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
         print_summary(&summary);
         return Ok(summary);
     }
-    let data = crate::task::current().load(&setup.config, None)?;
+    let data = load(&mut setup)?;
     let started = start(&setup)?;
     let run = &started.run;
     println!("burnfit: run directory {}", run.root.display());

@@ -19,7 +19,7 @@ use crate::data::{Data, TableInputs, load_builtin};
 use crate::error::{CliError, CliResult};
 use crate::image_folder::FolderInputs;
 use crate::task::{
-    DataContext, KeyError, MetricNames, Predict, Select, Task, TaskData, TestMetrics, Which,
+    DataContext, Given, KeyError, MetricNames, Predict, Select, Task, TaskData, TestMetrics, Which,
 };
 
 /// Image classification: `[model] kind = "mlp" | "cnn" | "simple_cnn" |
@@ -219,13 +219,29 @@ fn check_idx(
             pixels,
         );
     }
+    check_num_classes(
+        num_classes,
+        classes,
+        &format!(
+            "the data's labels are 0 to {} ({classes} classes)",
+            classes - 1
+        ),
+    )
+}
+
+/// A class count the config gives, against the data's `classes` (`data`
+/// says what they are, for the message): fewer leave labels without an
+/// output (an error), more leave outputs that are never a label (a
+/// warning).
+fn check_num_classes(num_classes: usize, classes: usize, data: &str) -> Result<(), KeyError> {
     if num_classes < classes {
-        return mismatch(
-            "num_classes",
-            num_classes,
-            format!("labels are 0 to {} ({classes} classes)", classes - 1),
-            classes,
-        );
+        return Err(KeyError::new(
+            "model.num_classes",
+            format!(
+                "is {num_classes}, but {data}; set model.num_classes = {classes} \
+                 (or leave it out)"
+            ),
+        ));
     }
     if num_classes > classes {
         eprintln!(
@@ -237,10 +253,62 @@ fn check_idx(
     Ok(())
 }
 
+/// A classifier's class count (`None` for the regressor).
+fn num_classes(model: &ModelConfig) -> Option<usize> {
+    match model {
+        ModelConfig::Mlp(c) => Some(c.num_classes),
+        ModelConfig::Cnn(c) => Some(c.num_classes),
+        ModelConfig::SimpleCnn(c) => Some(c.num_classes),
+        ModelConfig::ResNet(c) => Some(c.num_classes),
+        ModelConfig::MlpRegressor(_) => None,
+    }
+}
+
+/// `model` with `num_classes` outputs (the regressor as it is).
+fn with_num_classes(model: &ModelConfig, num_classes: usize) -> ModelConfig {
+    match model.clone() {
+        ModelConfig::Mlp(c) => ModelConfig::Mlp(c.with_num_classes(num_classes)),
+        ModelConfig::Cnn(c) => ModelConfig::Cnn(c.with_num_classes(num_classes)),
+        ModelConfig::SimpleCnn(c) => ModelConfig::SimpleCnn(c.with_num_classes(num_classes)),
+        ModelConfig::ResNet(c) => ModelConfig::ResNet(c.with_num_classes(num_classes)),
+        regressor @ ModelConfig::MlpRegressor(_) => regressor,
+    }
+}
+
+/// The model keys that follow an image folder when the config leaves
+/// them out.
+const FOLDER_KEYS: [&str; 1] = ["model.num_classes"];
+
+/// The classifier `model` on an image folder of `classes` classes:
+/// `num_classes` follows the folder when the config leaves it out; given,
+/// it is checked as on IDX images (fewer than the class folders: an error;
+/// more: a warning, and the model has them).
+fn folder_model(
+    model: &ModelConfig,
+    classes: &[String],
+    given: &Given,
+) -> Result<ModelConfig, KeyError> {
+    let count = classes.len();
+    match num_classes(model) {
+        Some(n) if given.contains("model.num_classes") => {
+            check_num_classes(
+                n,
+                count,
+                &format!(
+                    "the image folder has {count} class folders ({})",
+                    classes.join(", ")
+                ),
+            )?;
+            Ok(model.clone())
+        }
+        _ => Ok(with_num_classes(model, count)),
+    }
+}
+
 /// A model on an image folder follows the images
-/// ([`ModelConfig::for_images`]): their size (`image_size`, the size
-/// `data.image_size` resized them to, or their own) must be one the model
-/// takes.
+/// ([`ModelConfig::for_images`], [`folder_model`]): their size
+/// (`image_size`, the size `data.image_size` resized them to, or their
+/// own) must be one the model takes.
 fn check_folder(
     model: &ModelConfig,
     shape: [usize; 3],
@@ -297,16 +365,19 @@ impl Task for ImageClassification {
         data: &TaskData<ImageItem>,
         device: &Device,
     ) -> CliResult<Classifier> {
-        let Some(classes) = &data.classes else {
+        if data.classes.is_none() {
             return config.init_classifier(device).map_err(model_error);
-        };
+        }
         let shape = data
             .train
             .get(0)
             .map(|item| item.shape)
             .map_err(|e| CliError::failed(format!("the training set's first image: {e}")))?;
+        // The class count is the config's: `model_for_data` made it the
+        // folder's, or checked the one the config gives.
+        let classes = num_classes(config).unwrap_or_default();
         config
-            .for_images(shape, classes.len())
+            .for_images(shape, classes)
             .and_then(|c| c.init_classifier(device))
             .map_err(model_error)
     }
@@ -366,6 +437,26 @@ impl Task for ImageClassification {
                 check_folder(model, first.shape, classes.len(), f.image_size)
             }
             _ => check_idx(model, first.shape, fashion_mnist::NUM_CLASSES),
+        }
+    }
+
+    fn model_for_data(
+        &self,
+        model: &ModelConfig,
+        config: &DataConfig,
+        data: &TaskData<ImageItem>,
+        given: &Given,
+    ) -> Result<ModelConfig, KeyError> {
+        match (&data.classes, config) {
+            (Some(classes), DataConfig::ImageFolder(_)) => folder_model(model, classes, given),
+            _ => Ok(model.clone()),
+        }
+    }
+
+    fn data_keys(&self, _model: &ModelConfig, config: &DataConfig) -> Vec<String> {
+        match config {
+            DataConfig::ImageFolder(_) => names(&FOLDER_KEYS),
+            _ => Vec::new(),
         }
     }
 

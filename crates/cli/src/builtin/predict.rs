@@ -90,9 +90,11 @@ fn folder_images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
         }
         pixels.extend_from_slice(&image);
     }
+    // The class count the run trained with: its config.toml records it.
+    let classes = super::num_classes(job.model_config).unwrap_or(inputs.classes.len());
     let model = job
         .model_config
-        .for_images(inputs.shape, inputs.classes.len())
+        .for_images(inputs.shape, classes)
         .and_then(|c| c.init_classifier(job.device))
         .map_err(|e| CliError::usage(format!("model: {e}")))?;
     let dataset = inputs.dataset(pixels, files.len());

@@ -99,7 +99,7 @@ pub fn run(
             .with_reference_source(Box::new(move || completed_values(&sweep, index, &monitor)));
         setup.extra_callbacks.push(Box::new(rule));
     }
-    let data = crate::task::current().load(&setup.config, None)?;
+    let data = train::load(&mut setup)?;
     let started = train::start(&setup)?;
     let _ = std::fs::remove_file(run_dir.join(FAILED));
     match train::train(&mut setup, &started.run, data) {

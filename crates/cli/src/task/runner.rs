@@ -55,6 +55,9 @@ pub(crate) struct PredictJob<'a> {
 pub(crate) trait Loaded {
     /// Items in the training, validation and test sets.
     fn sizes(&self) -> (usize, usize, usize);
+    /// The `[model]` table as the model trains on this data
+    /// ([`Task::model_for_data`]): what the run's `config.toml` records.
+    fn model(&self) -> Section;
     /// Trains in the started run directory.
     fn train(self: Box<Self>, setup: &mut Setup, run: &RunDir) -> CliResult<Ended>;
 }
@@ -93,7 +96,13 @@ impl<T: Task> Single<T> {
         }
     }
 
-    fn data(&self, config: &Config, data_dir: Option<&Path>) -> CliResult<TaskData<T::Item>> {
+    /// The data of `config`, loaded and checked, and the model config as
+    /// it trains on that data.
+    fn data(
+        &self,
+        config: &Config,
+        data_dir: Option<&Path>,
+    ) -> CliResult<(TaskData<T::Item>, T::ModelConfig)> {
         let mut data = self.0.data(
             config.data.typed::<T::DataConfig>(),
             &Self::context(config, data_dir),
@@ -103,7 +112,16 @@ impl<T: Task> Single<T> {
         self.0
             .check_data(config.model.typed(), config.data.typed(), &data)
             .map_err(|e| config.key_error(e))?;
-        Ok(data)
+        let model = self
+            .0
+            .model_for_data(
+                config.model.typed(),
+                config.data.typed(),
+                &data,
+                &config.given(),
+            )
+            .map_err(|e| config.key_error(e))?;
+        Ok((data, model))
     }
 }
 
@@ -172,6 +190,7 @@ impl<T: Task> TableReader for Single<T> {
             parameters: self.0.parameter_count(model),
             metrics: self.0.metric_names(),
             data_path_key: self.0.data_path_key(data.typed()),
+            data_keys: self.0.data_keys(model, data.typed()),
         }
     }
 
@@ -182,9 +201,11 @@ impl<T: Task> TableReader for Single<T> {
 
 impl<T: Task> Runner for Single<T> {
     fn load(&self, config: &Config, data_dir: Option<&Path>) -> CliResult<Box<dyn Loaded>> {
+        let (data, model) = self.data(config, data_dir)?;
         Ok(Box::new(LoadedData {
             task: self.0.clone(),
-            data: self.data(config, data_dir)?,
+            data,
+            model,
         }))
     }
 
@@ -195,8 +216,8 @@ impl<T: Task> Runner for Single<T> {
         device: &Device,
         checkpoint: &str,
     ) -> CliResult<(TestMetrics, String)> {
-        let data = self.data(config, None)?;
-        let model = self.0.model(config.model.typed(), &data, device)?;
+        let (data, model_config) = self.data(config, None)?;
+        let model = self.0.model(&model_config, &data, device)?;
         let model = load_weights(model, weights)?.valid();
         let batch = config.training.batch_size;
         let total = data.test.len();
@@ -240,13 +261,13 @@ impl<T: Task> Runner for Single<T> {
     }
 
     fn average(&self, config: &Config, weights: &[PathBuf], device: &Device) -> CliResult<Vec<u8>> {
-        let data = self.data(config, None)?;
+        let (data, model_config) = self.data(config, None)?;
         // `blend` averages the parameters that take gradients: load the
         // models on the autodiff form of the device.
         let device = device.clone().autodiff();
         let mut average = None;
         for (count, path) in weights.iter().enumerate() {
-            let model = self.0.model(config.model.typed(), &data, &device)?;
+            let model = self.0.model(&model_config, &data, &device)?;
             let model = load_weights(model, path)?;
             // The running mean: the k-th model weighs 1/k.
             average = Some(match average {
@@ -260,10 +281,11 @@ impl<T: Task> Runner for Single<T> {
     }
 }
 
-/// A task's data, loaded.
+/// A task's data, loaded, and its model config as it trains on it.
 struct LoadedData<T: Task> {
     task: Arc<T>,
     data: TaskData<T::Item>,
+    model: T::ModelConfig,
 }
 
 impl<T: Task> Loaded for LoadedData<T> {
@@ -271,8 +293,16 @@ impl<T: Task> Loaded for LoadedData<T> {
         self.data.sizes()
     }
 
+    fn model(&self) -> Section {
+        Section::new(self.model.clone())
+    }
+
     fn train(self: Box<Self>, setup: &mut Setup, run: &RunDir) -> CliResult<Ended> {
-        let LoadedData { task, data } = *self;
+        let LoadedData {
+            task,
+            data,
+            model: model_config,
+        } = *self;
         for (name, bytes) in &data.run_files {
             let path = run.root.join(name);
             burnfit_callbacks::atomic::write_atomic(&path, bytes).map_err(|e| {
@@ -307,7 +337,7 @@ impl<T: Task> Loaded for LoadedData<T> {
         };
         // The items of one epoch.
         let n_train = train.len();
-        let model = task.model(config.model.typed(), &data, &device)?;
+        let model = task.model(&model_config, &data, &device)?;
         let batcher = task.batcher();
         let train = loader(batcher.clone(), train, batch, workers);
         let valid = loader(batcher, data.valid.clone(), batch, workers);

@@ -3,8 +3,9 @@
 //! one `error:` line, exit code 2, and nothing created.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use crate::common::{burnfit, text, train_flex as train};
+use crate::common::{assert_one_error, burnfit, text, train_flex as train};
 
 /// The classes drawn: a bright image, a dark one, and horizontal stripes.
 const CLASSES: [&str; 3] = ["bright", "dark", "striped"];
@@ -259,4 +260,60 @@ fn bad_image_folders_get_one_error_line_exit_2_and_create_nothing() {
         "validation_split = 0.2",
         "data.validation_split",
     );
+}
+
+/// `burnfit train CONFIG --backend flex --run-dir RUN` and `extra`, with
+/// the environment `env` (the crash tests' hooks).
+fn train_with(config: &Path, run: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec![
+        "train",
+        config.to_str().unwrap(),
+        "--backend",
+        "flex",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .args(&args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
+fn a_killed_run_resumes_with_its_own_config_and_a_changed_folder_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("shapes");
+    write_classes(&data, 8, |_| 8);
+    let config = config(
+        tmp.path(),
+        "kind = \"mlp\"\nhidden = [8]",
+        &data,
+        "validation_split = 0.25",
+    );
+    // 18 training images in batches of 8: 3 steps an epoch; killed in the
+    // third epoch, after the second epoch's backup.
+    let run = tmp.path().join("run");
+    let out = train_with(&config, &run, &[], &[("BURNFIT_ABORT_AT_STEP", "8")]);
+    assert!(!out.status.success(), "{}", text(&out));
+    // A class folder added since: the model the data gives is not the run's.
+    let extra = data.join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    draw("dark", 50, 8).save(extra.join("x.png")).unwrap();
+    assert_one_error(
+        &train_with(&config, &run, &["--resume"], &[]),
+        &["--resume: the data gives", "model.num_classes: 3 -> 4"],
+    );
+    std::fs::remove_dir_all(&extra).unwrap();
+    // The config leaves num_classes out, as the run's first process read
+    // it: the resume takes it from the folder again.
+    let out = train_with(&config, &run, &["--resume"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 1 + 6, "{history}");
 }

@@ -257,3 +257,59 @@ fn mnist_without_its_directory_is_refused_rather_than_reading_fashion_mnist() {
         assert!(!run.exists());
     }
 }
+
+#[test]
+fn an_image_folder_with_fewer_model_classes_than_class_folders_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = folder(tmp.path(), 8, 8);
+    let config = folder_config(tmp.path(), "cnn", &images);
+    refused(
+        &config,
+        &["model.num_classes=1"],
+        &[
+            "--set model.num_classes=1: model.num_classes: is 1",
+            "2 class folders (dark, light)",
+            "set model.num_classes = 2",
+        ],
+    );
+    // A value in the file is reported at its line.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("fc_size = 8", "fc_size = 8\nnum_classes = 1"),
+    )
+    .unwrap();
+    refused(&config, &[], &["images.toml:6: model.num_classes: is 1"]);
+}
+
+#[test]
+fn an_image_folder_with_more_model_classes_than_class_folders_warns_and_trains_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = folder(tmp.path(), 8, 8);
+    let config = folder_config(tmp.path(), "cnn", &images);
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--set",
+        "model.num_classes=4",
+        "--backend",
+        "flex",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    assert!(
+        printed.contains("warning: model.num_classes = 4, but the data has 2 classes"),
+        "{printed}"
+    );
+    // The model has the 4 outputs: eval and predict build it from the run
+    // and load its weights.
+    let out = burnfit(&["eval", run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let image = images.join("dark/0.png");
+    let out = burnfit(&["predict", run.to_str().unwrap(), image.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
