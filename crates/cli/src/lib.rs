@@ -42,7 +42,7 @@ mod train;
 pub use burnfit_models;
 pub use config::{CsvDataConfig, DataConfig, ImageDataConfig, ImageFolderConfig};
 pub use error::{CliError, CliResult};
-pub use metrics::register_metric;
+pub use metrics::{SavesEpochState, register_metric, register_resumable_metric};
 pub use task::{
     DataContext, KeyError, MetricNames, Predict, Runnable, Section, Select, Task, TaskData,
     TestMetrics, Which,

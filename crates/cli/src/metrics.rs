@@ -7,18 +7,28 @@
 //! `summary.json` and the plots call it `precision` and `val_precision`.
 //! Classification metrics over several classes are macro-averaged (each
 //! class counts the same).
+//!
+//! Metrics whose epoch value comes from state accumulated over the epoch
+//! (precision, recall, F1, AUC, RMSE, R²; and MAE and MSE) are burnfit's
+//! own ([`burnfit_models::metrics`]) and their training instance is
+//! registered with the engine ([`collect_epoch_states`]): a mid-epoch backup
+//! keeps its state, so a resumed epoch ends with the uninterrupted run's
+//! values.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 use burn::tensor::TensorReadError;
 use burn::train::SupervisedTraining;
 use burn::train::metric::{
-    AccuracyMetric, AurocMetric, ClassReduction, FBetaScoreMetric, LossInput, LossMetric, Metric,
-    MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry,
-    PrecisionMetric, RecallMetric, SerializedEntry, TopKAccuracyMetric,
+    AccuracyMetric, LossInput, LossMetric, Metric, MetricAttributes, MetricMetadata, MetricName,
+    Numeric, NumericEntry, SerializedEntry, TopKAccuracyMetric,
 };
+use burnfit_callbacks::engine::EpochMetricState;
 use burnfit_models::Classifier;
-use burnfit_models::metrics::{RegressionKind, RegressionMetric};
+use burnfit_models::metrics::{
+    AucMetric, ConfusionKind, ConfusionMetric, RegressionKind, RegressionMetric,
+};
 use burnfit_models::nets::MlpRegressor;
 
 /// Metrics of classifiers, by Keras's names.
@@ -42,7 +52,6 @@ pub const TOP_K: usize = 5;
 pub struct Named<M> {
     inner: M,
     name: MetricName,
-    attributes: Option<NumericAttributes>,
 }
 
 impl<M> Named<M> {
@@ -51,16 +60,7 @@ impl<M> Named<M> {
         Self {
             inner,
             name: Arc::new(name.to_string()),
-            attributes: None,
         }
-    }
-
-    /// Declares the attributes Burn's metric leaves out (AUROC reports a
-    /// percentage without saying so; the engine turns percentages into
-    /// Keras's fractions by this unit).
-    pub fn with_attributes(mut self, attributes: NumericAttributes) -> Self {
-        self.attributes = Some(attributes);
-        self
     }
 }
 
@@ -76,10 +76,7 @@ impl<M: Metric> Metric for Named<M> {
     }
 
     fn attributes(&self) -> MetricAttributes {
-        match &self.attributes {
-            Some(attributes) => attributes.clone().into(),
-            None => self.inner.attributes(),
-        }
+        self.inner.attributes()
     }
 
     fn update(
@@ -167,30 +164,16 @@ pub fn register_classification(
             "top_k_categorical_accuracy" => {
                 register_metric(training, TopKAccuracyMetric::new(TOP_K), name)
             }
-            "precision" => register_metric(
-                training,
-                PrecisionMetric::multiclass(1, ClassReduction::Macro),
-                name,
-            ),
-            "recall" => register_metric(
-                training,
-                RecallMetric::multiclass(1, ClassReduction::Macro),
-                name,
-            ),
-            "f1_score" => register_metric(
-                training,
-                FBetaScoreMetric::multiclass(1.0, 1, ClassReduction::Macro),
-                name,
-            ),
-            "auc" => named(
-                training,
-                Named::new(AurocMetric::multiclass(ClassReduction::Macro), name).with_attributes(
-                    NumericAttributes {
-                        unit: Some("%".into()),
-                        higher_is_better: true,
-                    },
-                ),
-            ),
+            "precision" => register_resumable_metric(training, name, || {
+                ConfusionMetric::new(ConfusionKind::Precision)
+            }),
+            "recall" => register_resumable_metric(training, name, || {
+                ConfusionMetric::new(ConfusionKind::Recall)
+            }),
+            "f1_score" => register_resumable_metric(training, name, || {
+                ConfusionMetric::new(ConfusionKind::F1)
+            }),
+            "auc" => register_resumable_metric(training, name, AucMetric::new),
             other => unreachable!("metric names are checked with the config: {other}"),
         };
     }
@@ -212,7 +195,163 @@ pub fn register_regression(
             "r2_score" => RegressionKind::R2,
             other => unreachable!("metric names are checked with the config: {other}"),
         };
-        training = register_metric(training, RegressionMetric::new(kind), name);
+        training = register_resumable_metric(training, name, || RegressionMetric::new(kind));
     }
     training
+}
+
+/// A metric whose state over the epoch so far can be saved and put back
+/// (burnfit's own metrics, [`burnfit_models::metrics`]).
+pub trait SavesEpochState {
+    /// The state after the batches seen this epoch.
+    fn epoch_state(&self) -> Vec<u8>;
+    /// Puts back what [`epoch_state`](Self::epoch_state) returned.
+    fn restore_epoch_state(&mut self, bytes: &[u8]) -> Result<(), String>;
+}
+
+macro_rules! saves_epoch_state {
+    ($($metric:ty),*) => {$(
+        impl SavesEpochState for $metric {
+            fn epoch_state(&self) -> Vec<u8> {
+                <$metric>::epoch_state(self)
+            }
+            fn restore_epoch_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+                <$metric>::restore_epoch_state(self, bytes)
+            }
+        }
+    )*};
+}
+saves_epoch_state!(RegressionMetric, ConfusionMetric, AucMetric);
+
+impl<M: SavesEpochState> SavesEpochState for Named<M> {
+    fn epoch_state(&self) -> Vec<u8> {
+        self.inner.epoch_state()
+    }
+
+    fn restore_epoch_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.inner.restore_epoch_state(bytes)
+    }
+}
+
+/// One metric instance shared by Burn's event processor (which updates it)
+/// and the engine's backups (which save and restore its epoch state).
+/// Clones share the instance: register one per split.
+pub struct Resumable<M>(Arc<Mutex<M>>);
+
+impl<M> Clone for Resumable<M> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<M> Resumable<M> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, M> {
+        // A panic inside a metric update ends training; the state is still
+        // the metric's own.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<M: Metric> Metric for Resumable<M> {
+    type Input = M::Input;
+
+    fn name(&self) -> MetricName {
+        self.lock().name()
+    }
+
+    fn description(&self) -> Option<String> {
+        self.lock().description()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        self.lock().attributes()
+    }
+
+    fn update(
+        &mut self,
+        item: &Self::Input,
+        metadata: &MetricMetadata,
+    ) -> Result<SerializedEntry, TensorReadError> {
+        self.lock().update(item, metadata)
+    }
+
+    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
+        self.lock().compute()
+    }
+
+    fn clear(&mut self) {
+        self.lock().clear()
+    }
+}
+
+impl<M: Metric + Numeric> Numeric for Resumable<M> {
+    fn value(&self) -> Option<NumericEntry> {
+        self.lock().value()
+    }
+
+    fn running_value(&self) -> Option<NumericEntry> {
+        self.lock().running_value()
+    }
+
+    fn final_value(&self) -> NumericEntry {
+        self.lock().final_value()
+    }
+}
+
+impl<M: SavesEpochState + Send> EpochMetricState for Resumable<M> {
+    fn save(&self) -> Vec<u8> {
+        self.lock().epoch_state()
+    }
+
+    fn restore(&self, bytes: &[u8]) -> Result<(), String> {
+        self.lock().restore_epoch_state(bytes)
+    }
+}
+
+/// The epoch states of the training metrics registered by
+/// [`register_resumable_metric`] while [`collect_epoch_states`] runs.
+type EpochStates = Vec<(String, Arc<dyn EpochMetricState>)>;
+
+thread_local! {
+    static COLLECTING: RefCell<Option<EpochStates>> = const { RefCell::new(None) };
+}
+
+/// Runs `register` (a task's metric registration) and returns what it
+/// returned with the epoch states of the training metrics it registered
+/// through [`register_resumable_metric`], for
+/// `Callbacks::resumable_metric`. (A task registers its metrics through a
+/// fixed signature, so they are collected on this thread while it runs.)
+pub fn collect_epoch_states<R>(register: impl FnOnce() -> R) -> (R, EpochStates) {
+    let outer = COLLECTING.with(|c| c.borrow_mut().replace(Vec::new()));
+    let result = register();
+    let states = COLLECTING.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    (result, states.unwrap_or_default())
+}
+
+/// Registers the metric `make` builds for training and validation under
+/// `name`, as [`register_metric`] does; the training instance's epoch state
+/// is kept by mid-epoch backups when registration runs inside
+/// [`collect_epoch_states`] (as `burnfit train` runs a task's).
+pub fn register_resumable_metric<M, T>(
+    training: SupervisedTraining<T>,
+    name: &str,
+    make: impl Fn() -> M,
+) -> SupervisedTraining<T>
+where
+    T: burn::train::LearnerModel,
+    M: Metric + Numeric + SavesEpochState + 'static,
+    <T as burn::train::TrainStep>::Output: burn::train::metric::Adaptor<M::Input> + 'static,
+    <T as burn::train::InferenceStep>::Output: burn::train::metric::Adaptor<M::Input> + 'static,
+{
+    let train = Resumable(Arc::new(Mutex::new(Named::new(make(), name))));
+    COLLECTING.with(|c| {
+        if let Some(states) = c.borrow_mut().as_mut() {
+            states.push((name.to_string(), Arc::new(train.clone())));
+        }
+    });
+    training
+        .metric_train_numeric(train)
+        .metric_valid_numeric(Named::new(make(), name))
 }

@@ -15,6 +15,7 @@
 //! | `metrics` | the metric entries of the unfinished epoch's batches (JSON) |
 //! | `accumulation`, `accumulation/<i>` | the gradients of an unfinished accumulation window |
 //! | `callback_model/<key>/<name>` | a model a callback keeps (best weights, an average; burnpack) |
+//! | `metric_state/<name>` | a metric's state over the unfinished epoch ([`EpochMetricState`](super::EpochMetricState)) |
 //!
 //! Invariants, each with a test named after it:
 //!
@@ -74,6 +75,10 @@ pub mod sections {
     /// Prefix of the sections holding the models callbacks keep:
     /// `callback_model/<callback key>/<model name>` (burnpack).
     pub const CALLBACK_MODEL: &str = "callback_model/";
+    /// Prefix of the sections holding the epoch state of a training metric
+    /// registered with `Callbacks::resumable_metric`:
+    /// `metric_state/<metric name>` (the metric's own bytes).
+    pub const METRIC_STATE: &str = "metric_state/";
 }
 
 /// Where training stood when a backup was written.
@@ -162,9 +167,9 @@ type SavedMetrics = Vec<(String, Vec<SavedEntry>)>;
 
 /// Metrics (Keras keys) whose epoch value is not a mean of per-batch
 /// entries but comes from state accumulated over the epoch inside the
-/// metric (confusion counts, predictions, sums), which a backup does not
-/// keep: after a mid-epoch resume their value for that epoch is not the
-/// uninterrupted run's.
+/// metric (confusion counts, predictions, sums): unless their state is
+/// registered with `Callbacks::resumable_metric` (as the CLI's are), their
+/// value for an epoch resumed in its middle is not the uninterrupted run's.
 const NOT_RESUMABLE: &[&str] = &[
     "precision",
     "recall",
@@ -199,9 +204,12 @@ pub(crate) fn snapshot<M: LearnerModel>(
         })?;
     let progress = BackupProgress::of(state);
     let mut metrics: SavedMetrics = Vec::new();
+    let mut metric_states = Vec::new();
     if !progress.epoch_ended && progress.batches_done > 0 {
-        // Every event of the batches so far must have reached the store.
+        // Every event of the batches so far must have reached the store
+        // (and so the metrics).
         epoch_logs::settle(state, progress.epoch + 1);
+        metric_states = state.metric_logger.save_states();
         metrics = state
             .metric_logger
             .entries_of(progress.epoch + 1, &Split::Train)
@@ -216,6 +224,9 @@ pub(crate) fn snapshot<M: LearnerModel>(
     file.push(sections::CALLBACKS, to_json(callback_states));
     file.push(sections::PROGRESS, to_json(&progress));
     file.push(sections::METRICS, to_json(&metrics));
+    for (name, bytes) in metric_states {
+        file.push(format!("{}{name}", sections::METRIC_STATE), bytes);
+    }
     if let Some((header, grads)) = state.accumulation.encode(&state.learner.model()) {
         file.push(sections::ACCUMULATION, header);
         for (index, bytes) in grads.into_iter().enumerate() {
@@ -324,6 +335,14 @@ pub(crate) fn restore<M: LearnerModel>(
         .map_err(|e| bad(path, sections::ACCUMULATION, e))?,
         None => Accumulation::default(),
     };
+    let metric_states: Vec<(String, Vec<u8>)> = file
+        .sections
+        .iter()
+        .filter_map(|(name, data)| {
+            let metric = name.strip_prefix(sections::METRIC_STATE)?;
+            Some((metric.to_string(), data.clone()))
+        })
+        .collect();
     let mut models = CallbackModels::new();
     for (name, data) in &file.sections {
         let Some(rest) = name.strip_prefix(sections::CALLBACK_MODEL) else {
@@ -345,19 +364,29 @@ pub(crate) fn restore<M: LearnerModel>(
             .push((model_name.to_string(), snapshot_of(model)));
     }
 
-    // Then apply: the callbacks first (their states are checked as they
-    // load), then the learner, which cannot fail any more.
+    // Then apply: the metrics' and callbacks' states first (they are
+    // checked as they load), then the learner, which cannot fail any more.
+    let mid_epoch = !progress.epoch_ended && progress.batches_done > 0;
+    let restored = if mid_epoch {
+        state
+            .metric_logger
+            .restore_states(&metric_states)
+            .map_err(|e| bad(path, sections::METRIC_STATE, e))?
+    } else {
+        Vec::new()
+    };
     callbacks.load_states(states)?;
     callbacks.load_models(models)?;
     state.learner.load_model(model);
     state.learner.load_optim(optimizer);
     state.learner.load_scheduler(scheduler);
     state.accumulation = accumulation;
-    if !progress.epoch_ended && progress.batches_done > 0 {
+    if mid_epoch {
         let mut names: Vec<String> = metrics.iter().map(|(name, _)| name.clone()).collect();
         names.extend(state.metric_logger.metric_names());
         let mut inexact: Vec<String> = names
             .iter()
+            .filter(|name| !restored.contains(name))
             .map(|name| super::metric_log::keras_metric_name(name))
             .filter(|key| NOT_RESUMABLE.contains(&key.as_str()))
             .collect();

@@ -10,6 +10,7 @@ use burnfit_core::{Callback, CallbackList};
 use super::batch_loss::BatchLoss;
 use super::lr::{CallbackLr, LrHandle};
 use super::metric_log::CallbackMetricLogger;
+use super::metric_state::{EpochMetricState, MetricStates};
 use super::multi_device::GradientReduction;
 use super::outcome::Outcome;
 use super::strategy::{CallbackStrategy, EngineConfig};
@@ -44,6 +45,7 @@ pub struct Callbacks {
     devices: Vec<Device>,
     reduction: GradientReduction,
     step_timeout: Option<std::time::Duration>,
+    metric_states: MetricStates,
     outcome: Outcome,
 }
 
@@ -66,6 +68,7 @@ impl Callbacks {
             devices: Vec::new(),
             reduction: GradientReduction::Mean,
             step_timeout: None,
+            metric_states: MetricStates::new(),
             outcome: Outcome::default(),
         }
     }
@@ -174,6 +177,18 @@ impl Callbacks {
         self
     }
 
+    /// Keeps the epoch state of the training metric Burn logs as `name` in
+    /// every mid-epoch backup, and puts it back when training resumes from
+    /// one, so that the resumed epoch's value of a metric computed from the
+    /// whole epoch (precision, AUC, RMSE) is the uninterrupted run's. Without
+    /// it such a metric's resumed epoch reports the mean of its per-batch
+    /// values. See [`EpochMetricState`].
+    pub fn resumable_metric(mut self, name: &str, state: Arc<dyn EpochMetricState>) -> Self {
+        self.metric_states.retain(|(n, _)| n != name);
+        self.metric_states.push((name.to_string(), state));
+        self
+    }
+
     /// A handle on what happened, filled in while training runs.
     pub fn outcome(&self) -> Outcome {
         self.outcome.clone()
@@ -232,6 +247,7 @@ where
             self
         };
         let logger = CallbackMetricLogger::new();
+        logger.set_states(callbacks.metric_states.clone());
         let engine = callbacks.into_engine(logger.clone());
         training
             .with_metric_logger(logger)

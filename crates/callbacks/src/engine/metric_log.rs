@@ -7,6 +7,8 @@ use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{MetricAttributes, MetricDefinition, MetricId, NumericEntry};
 
+use super::metric_state::MetricStates;
+
 /// A Burn [`MetricLogger`] that keeps every numeric entry in memory and the
 /// names of the registered metrics, so that Burn's event store can aggregate
 /// epoch values (`EventStoreClient::find_metric`) and the engine knows which
@@ -26,6 +28,15 @@ struct Entries {
     /// them covers only the batches of this process, so it is dropped and
     /// the epoch value is the mean of every batch's entry.
     resumed: Vec<(String, usize)>,
+    /// Metrics whose epoch state came back from the backup: their `Final`
+    /// entry covers the whole resumed epoch and is kept.
+    restored: Vec<String>,
+    /// The metrics whose epoch state backups keep.
+    states: MetricStates,
+    /// Their states as the training split ended (Burn then clears the
+    /// metrics), until the next training batch: what a backup written in
+    /// between (after a stop, or during validation) keeps.
+    stashed: Option<Vec<(String, Vec<u8>)>>,
     /// The items of each batch the engine sent to Burn's processor, in
     /// order, by `(split, epoch)` (`None`: the output does not say).
     items: HashMap<(String, usize), Vec<Option<usize>>>,
@@ -154,11 +165,79 @@ impl CallbackMetricLogger {
         }
     }
 
+    /// Registers the metrics whose epoch state backups keep.
+    pub(crate) fn set_states(&self, states: MetricStates) {
+        self.shared.lock().expect("metric log lock").states = states;
+    }
+
+    /// The registered metrics' states now, by name (for a mid-epoch
+    /// backup, once every batch so far has reached the metrics).
+    pub(crate) fn save_states(&self) -> Vec<(String, Vec<u8>)> {
+        let (states, stashed) = {
+            let entries = self.shared.lock().expect("metric log lock");
+            (entries.states.clone(), entries.stashed.clone())
+        };
+        if let Some(stashed) = stashed {
+            return stashed;
+        }
+        states
+            .iter()
+            .map(|(name, state)| (name.clone(), state.save()))
+            .collect()
+    }
+
+    /// Whether any metric's epoch state is registered.
+    pub(crate) fn has_states(&self) -> bool {
+        !self
+            .shared
+            .lock()
+            .expect("metric log lock")
+            .states
+            .is_empty()
+    }
+
+    /// Keeps the registered metrics' states as they are now (every batch of
+    /// the training split processed), for backups written after the split
+    /// ends, until the next training batch is noted.
+    pub(crate) fn stash_states(&self) {
+        self.shared.lock().expect("metric log lock").stashed = None;
+        let saved = self.save_states();
+        self.shared.lock().expect("metric log lock").stashed = Some(saved);
+    }
+
+    /// Puts back the states of `saved` whose metric is registered (a state
+    /// without its metric is ignored); returns the names restored. Nothing
+    /// is kept as restored unless every state fits.
+    pub(crate) fn restore_states(
+        &self,
+        saved: &[(String, Vec<u8>)],
+    ) -> Result<Vec<String>, String> {
+        let states = self.shared.lock().expect("metric log lock").states.clone();
+        let mut restored = Vec::new();
+        for (name, bytes) in saved {
+            if let Some((_, state)) = states.iter().find(|(n, _)| n == name) {
+                state
+                    .restore(bytes)
+                    .map_err(|e| format!("metric `{name}`: {e}"))?;
+                restored.push(name.clone());
+            }
+        }
+        self.shared
+            .lock()
+            .expect("metric log lock")
+            .restored
+            .clone_from(&restored);
+        Ok(restored)
+    }
+
     /// Notes that the next output the engine sends to Burn's processor for
     /// `epoch` (1-based) and `split` holds `items` items: the loss entry Burn
     /// logs for it is weighted by them.
     pub(crate) fn note_batch_items(&self, epoch: usize, split: &Split, items: Option<usize>) {
         let mut entries = self.shared.lock().expect("metric log lock");
+        if *split == Split::Train {
+            entries.stashed = None;
+        }
         entries
             .items
             .entry((split_key(split), epoch))
@@ -185,9 +264,6 @@ impl MetricLogger for CallbackMetricLogger {
             let Some(value) = numeric.numeric_entry else {
                 continue;
             };
-            if resumed && matches!(value, NumericEntry::Final(_)) {
-                continue;
-            }
             let Some(name) = entries
                 .definitions
                 .get(&numeric.entry.metric_id)
@@ -195,6 +271,12 @@ impl MetricLogger for CallbackMetricLogger {
             else {
                 continue;
             };
+            if resumed
+                && matches!(value, NumericEntry::Final(_))
+                && !entries.restored.contains(&name)
+            {
+                continue;
+            }
             let value = if is_loss(&name) {
                 // Burn's `Final` loss is the plain mean of the batches'
                 // losses: left out, the epoch value is the weighted mean of

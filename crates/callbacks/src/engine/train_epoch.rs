@@ -214,6 +214,12 @@ where
             }
         }
         let state = &mut session.state;
+        if state.metric_logger.has_states() {
+            // Ending the split clears Burn's metrics: a backup written after
+            // it (a stop, or during validation) keeps their state from now.
+            epoch_logs::settle(state, burn_epoch);
+            state.metric_logger.stash_states();
+        }
         state.interrupter.fail_on_error(
             state
                 .processor

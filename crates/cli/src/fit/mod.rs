@@ -146,7 +146,14 @@ where
         training = training.grads_accumulation(window);
     }
     crate::interrupt::watch(training.interrupter());
-    let training = register(training).with_callbacks(callbacks);
+    // The training metrics whose epoch state backups keep.
+    let (training, states) = crate::metrics::collect_epoch_states(|| register(training));
+    let callbacks = states
+        .into_iter()
+        .fold(callbacks, |callbacks, (name, state)| {
+            callbacks.resumable_metric(&name, state)
+        });
+    let training = training.with_callbacks(callbacks);
     let start = Instant::now();
     let result = training.launch(Learner::new(
         model,

@@ -1,7 +1,9 @@
 //! The flagship CNN (batch norm, dropout, the models' own convolution
 //! kernels on flex) stopped in the middle of an epoch, by SIGINT or by a
 //! kill under batch backups, on one device and on two, resumes to a
-//! byte-identical history.csv. Batch norm keeps its running statistics per
+//! byte-identical history.csv, with every classification metric: those
+//! computed from the whole epoch (precision, recall, F1, AUC) resume from
+//! the state the backup keeps. Batch norm keeps its running statistics per
 //! thread until synced: a backup that does not sync them saves them one
 //! update old, and the validation after the resume differs.
 //! Needs the `fault-injection` feature (`make test` turns it on).
@@ -45,6 +47,8 @@ fn train(config: &Path, run: &Path, extra: &[&str], env: &[(&str, &str)]) -> Out
         "data.limit_train=640",
         "--set",
         "outputs.plots=false",
+        "--set",
+        r#"training.metrics=["accuracy", "precision", "recall", "f1_score", "auc"]"#,
     ])
     .args(extra)
     .current_dir(repo());
@@ -68,6 +72,7 @@ fn stopped_and_resumed_matches_straight(devices: &[&str], stops: &[(&str, &[(&st
     assert!(out.status.success(), "{}", text(&out));
     let expected = history(&straight);
     assert_eq!(expected.lines().count(), 4, "{expected}");
+    assert!(expected.contains(",auc,"), "{expected}");
     for (name, env) in stops {
         let run = tmp.path().join(name);
         let out = train(&config, &run, devices, env);
