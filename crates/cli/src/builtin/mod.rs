@@ -174,10 +174,22 @@ fn data_kind(data: &DataConfig) -> &'static str {
 /// A model for IDX images takes its input keys and class count from the
 /// config: they must match the images (`[channels, height, width]`) and
 /// leave no label without an output.
-fn check_idx(
+fn check_idx(model: &ModelConfig, shape: [usize; 3], classes: usize) -> Result<(), KeyError> {
+    let labels = format!(
+        "the data's labels are 0 to {} ({classes} classes)",
+        classes - 1
+    );
+    check_sizes(model, shape, classes, &labels)
+}
+
+/// The input keys and class count of `model` against images of `[channels,
+/// height, width]` and `classes` classes (`labels` says what they are, for
+/// the message).
+fn check_sizes(
     model: &ModelConfig,
     [channels, height, width]: [usize; 3],
     classes: usize,
+    labels: &str,
 ) -> Result<(), KeyError> {
     let mismatch = |key: &str, value: usize, data: String, want: usize| {
         Err(KeyError::new(
@@ -219,14 +231,7 @@ fn check_idx(
             pixels,
         );
     }
-    check_num_classes(
-        num_classes,
-        classes,
-        &format!(
-            "the data's labels are 0 to {} ({classes} classes)",
-            classes - 1
-        ),
-    )
+    check_num_classes(num_classes, classes, labels)
 }
 
 /// A class count the config gives, against the data's `classes` (`data`
@@ -264,45 +269,61 @@ fn num_classes(model: &ModelConfig) -> Option<usize> {
     }
 }
 
-/// `model` with `num_classes` outputs (the regressor as it is).
-fn with_num_classes(model: &ModelConfig, num_classes: usize) -> ModelConfig {
-    match model.clone() {
-        ModelConfig::Mlp(c) => ModelConfig::Mlp(c.with_num_classes(num_classes)),
-        ModelConfig::Cnn(c) => ModelConfig::Cnn(c.with_num_classes(num_classes)),
-        ModelConfig::SimpleCnn(c) => ModelConfig::SimpleCnn(c.with_num_classes(num_classes)),
-        ModelConfig::ResNet(c) => ModelConfig::ResNet(c.with_num_classes(num_classes)),
-        regressor @ ModelConfig::MlpRegressor(_) => regressor,
-    }
-}
-
 /// The model keys that follow an image folder when the config leaves
-/// them out.
-const FOLDER_KEYS: [&str; 1] = ["model.num_classes"];
+/// them out (those of the model's kind: an MLP has `input_size` only).
+const FOLDER_KEYS: [&str; 4] = [
+    "model.in_channels",
+    "model.image_size",
+    "model.input_size",
+    "model.num_classes",
+];
 
-/// The classifier `model` on an image folder of `classes` classes:
-/// `num_classes` follows the folder when the config leaves it out; given,
-/// it is checked as on IDX images (fewer than the class folders: an error;
-/// more: a warning, and the model has them).
+/// The classifier `model` on an image folder of `classes` classes and
+/// images of `shape`: its input keys and class count follow the folder
+/// where the config leaves them out ([`ModelConfig::for_images`]); those
+/// it gives are checked as on IDX images (another input size: an error;
+/// fewer classes than class folders: an error; more: a warning, and the
+/// model has them).
 fn folder_model(
     model: &ModelConfig,
+    shape: [usize; 3],
     classes: &[String],
     given: &Given,
 ) -> Result<ModelConfig, KeyError> {
     let count = classes.len();
-    match num_classes(model) {
-        Some(n) if given.contains("model.num_classes") => {
-            check_num_classes(
-                n,
-                count,
-                &format!(
-                    "the image folder has {count} class folders ({})",
-                    classes.join(", ")
-                ),
-            )?;
-            Ok(model.clone())
+    let asked = num_classes(model).filter(|_| given.contains("model.num_classes"));
+    let follows = model
+        .for_images(shape, asked.unwrap_or(count))
+        .map_err(|e| KeyError::new("model", e.to_string()))?;
+    let labels = format!(
+        "the image folder has {count} class folders ({})",
+        classes.join(", ")
+    );
+    check_sizes(&with_given(&follows, model, given)?, shape, count, &labels)?;
+    Ok(follows)
+}
+
+/// `follows` with the values `model` has at the keys of [`FOLDER_KEYS`]
+/// the config gives.
+fn with_given(
+    follows: &ModelConfig,
+    model: &ModelConfig,
+    given: &Given,
+) -> Result<ModelConfig, KeyError> {
+    let table = |m: &ModelConfig| match toml::Value::try_from(m) {
+        Ok(toml::Value::Table(t)) => Ok(t),
+        _ => Err(KeyError::new("model", "cannot be written as TOML")),
+    };
+    let (mut out, of_model) = (table(follows)?, table(model)?);
+    for key in FOLDER_KEYS.iter().filter(|k| given.contains(k)) {
+        let name = key.trim_start_matches("model.");
+        if let Some(value) = of_model.get(name) {
+            out.insert(name.to_string(), value.clone());
         }
-        _ => Ok(with_num_classes(model, count)),
     }
+    toml::Value::Table(out)
+        .try_into()
+        .map_err(|e| KeyError::new("model", e.to_string()))
 }
 
 /// A model on an image folder follows the images
@@ -362,24 +383,11 @@ impl Task for ImageClassification {
     fn model(
         &self,
         config: &ModelConfig,
-        data: &TaskData<ImageItem>,
+        _data: &TaskData<ImageItem>,
         device: &Device,
     ) -> CliResult<Classifier> {
-        if data.classes.is_none() {
-            return config.init_classifier(device).map_err(model_error);
-        }
-        let shape = data
-            .train
-            .get(0)
-            .map(|item| item.shape)
-            .map_err(|e| CliError::failed(format!("the training set's first image: {e}")))?;
-        // The class count is the config's: `model_for_data` made it the
-        // folder's, or checked the one the config gives.
-        let classes = num_classes(config).unwrap_or_default();
-        config
-            .for_images(shape, classes)
-            .and_then(|c| c.init_classifier(device))
-            .map_err(model_error)
+        // On an image folder, `model_for_data` sized it for the images.
+        config.init_classifier(device).map_err(model_error)
     }
 
     fn data(&self, config: &DataConfig, context: &DataContext) -> CliResult<TaskData<ImageItem>> {
@@ -447,8 +455,10 @@ impl Task for ImageClassification {
         data: &TaskData<ImageItem>,
         given: &Given,
     ) -> Result<ModelConfig, KeyError> {
-        match (&data.classes, config) {
-            (Some(classes), DataConfig::ImageFolder(_)) => folder_model(model, classes, given),
+        match (&data.classes, config, data.train.get(0)) {
+            (Some(classes), DataConfig::ImageFolder(_), Ok(first)) => {
+                folder_model(model, first.shape, classes, given)
+            }
             _ => Ok(model.clone()),
         }
     }

@@ -317,3 +317,53 @@ fn a_killed_run_resumes_with_its_own_config_and_a_changed_folder_is_refused() {
     let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 1 + 6, "{history}");
 }
+
+/// The `[model]` table of the run's `config.toml`.
+fn run_model(run: &Path) -> toml::Table {
+    let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let mut config: toml::Table = toml::from_str(&text).unwrap();
+    match config.remove("model") {
+        Some(toml::Value::Table(model)) => model,
+        other => panic!("no [model] table: {other:?}\n{text}"),
+    }
+}
+
+#[test]
+fn the_run_config_records_the_sizes_the_model_trained_with() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("shapes");
+    write_classes(&data, 4, |_| 12);
+    let int = |model: &toml::Table, key: &str| model.get(key).and_then(toml::Value::as_integer);
+    // A CNN on 12x12 RGB images of 3 classes (not its defaults: 28x28, one
+    // channel, 10 classes).
+    let cnn = config(
+        tmp.path(),
+        "kind = \"cnn\"\nchannels = [4, 8]\nfc_size = 8",
+        &data,
+        "validation_split = 0.25",
+    );
+    let run = tmp.path().join("cnn");
+    let out = train_with(&cnn, &run, &["--epochs", "1"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = run_model(&run);
+    assert_eq!(int(&model, "in_channels"), Some(3), "{model:?}");
+    assert_eq!(int(&model, "image_size"), Some(12), "{model:?}");
+    assert_eq!(int(&model, "num_classes"), Some(3), "{model:?}");
+    // Resized to 8x8 gray: an MLP takes 64 values.
+    let mlp = config(
+        tmp.path(),
+        "kind = \"mlp\"\nhidden = [8]",
+        &data,
+        "image_size = 8\ngrayscale = true",
+    );
+    let run = tmp.path().join("mlp");
+    let out = train_with(&mlp, &run, &["--epochs", "1"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = run_model(&run);
+    assert_eq!(int(&model, "input_size"), Some(64), "{model:?}");
+    assert_eq!(int(&model, "num_classes"), Some(3), "{model:?}");
+    // eval builds the model from that config and loads its weights (the
+    // default validation split holds out 1 of the 12 images).
+    let (_, count) = eval_accuracy(&run);
+    assert_eq!(count, 1);
+}

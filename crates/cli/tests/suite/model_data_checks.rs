@@ -283,6 +283,27 @@ fn an_image_folder_with_fewer_model_classes_than_class_folders_is_refused() {
 }
 
 #[test]
+fn an_image_folder_refuses_input_keys_the_config_gives_that_differ_from_its_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = folder(tmp.path(), 8, 8);
+    let config = folder_config(tmp.path(), "cnn", &images);
+    refused(
+        &config,
+        &["model.in_channels=1"],
+        &[
+            "--set model.in_channels=1: model.in_channels: is 1",
+            "3 channel(s)",
+            "model.in_channels = 3",
+        ],
+    );
+    refused(
+        &config,
+        &["model.image_size=12"],
+        &["model.image_size: is 12", "8x8", "model.image_size = 8"],
+    );
+}
+
+#[test]
 fn an_image_folder_with_more_model_classes_than_class_folders_warns_and_trains_them() {
     let tmp = tempfile::tempdir().unwrap();
     let images = folder(tmp.path(), 8, 8);
