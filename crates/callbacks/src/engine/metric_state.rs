@@ -12,12 +12,15 @@
 //! back before the resumed epoch's first batch, so the epoch ends with the
 //! uninterrupted run's value.
 //!
-//! Invariants, each with a test named after it:
+//! Invariants, each with a test named after it (in
+//! `tests/suite/resumable_metrics.rs`):
 //!
 //! * **A restored metric ends its epoch as the uninterrupted run does**:
 //!   its own epoch value (Burn's `Final` entry) is kept for the resumed
 //!   epoch, where an unregistered metric's is replaced by the mean of its
-//!   entries.
+//!   entries. This holds for a backup written after the training split
+//!   ended (a stop, or one during validation), when Burn has already
+//!   cleared the metric: the engine keeps the states as the split ends.
 //! * **State is taken once every batch so far reached the metric**: the
 //!   backup waits for Burn's event processor (as for the entries) before
 //!   it calls [`EpochMetricState::save`].

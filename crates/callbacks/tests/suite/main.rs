@@ -11,3 +11,4 @@ mod beyond_keras;
 mod engine;
 mod epoch_loss;
 mod output_types;
+mod resumable_metrics;
