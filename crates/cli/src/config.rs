@@ -47,6 +47,9 @@ struct Source {
     path: PathBuf,
     text: String,
     sets: Vec<String>,
+    /// A flag that set a key after the `--set` arguments, and how to show
+    /// it: `("data.path", "--data x.csv")`.
+    flag: Option<(String, String)>,
 }
 
 /// Where the data comes from.
@@ -409,11 +412,13 @@ impl Config {
             path,
             text: &text,
             sets,
+            flag: None,
         };
         let source = Some(Source {
             path: path.to_path_buf(),
             text: text.clone(),
             sets: sets.to_vec(),
+            flag: None,
         });
         if sets.is_empty() {
             config.check(&origin)?;
@@ -439,6 +444,15 @@ impl Config {
         self
     }
 
+    /// The same config, its key `key` said to come from the flag `shown`
+    /// in errors (`--data x.csv` sets `data.path`).
+    pub(crate) fn with_flag_shown(mut self, key: &str, shown: String) -> Self {
+        if let Some(source) = &mut self.source {
+            source.flag = Some((key.to_string(), shown));
+        }
+        self
+    }
+
     /// A check of the model against the data, as one error line: where the
     /// key's value came from (the `--set` that set it, else the file and
     /// the key's line), the key and the message.
@@ -450,10 +464,23 @@ impl Config {
                     path: &source.path,
                     text: &source.text,
                     sets: &source.sets,
+                    flag: source
+                        .flag
+                        .as_ref()
+                        .map(|(k, shown)| (k.as_str(), shown.as_str())),
                 };
                 CliError::usage(format!("{}: {message}", origin.of(&error.key)))
             }
             None => CliError::usage(message),
+        }
+    }
+
+    /// `error` with where its key's value came from, when it names a key
+    /// ([`CliError::at_key`]); other errors as they are.
+    pub(crate) fn locate(&self, error: CliError) -> CliError {
+        match error.key() {
+            Some((key, message)) => self.key_error(crate::tables::KeyError::new(key, message)),
+            None => error,
         }
     }
 
@@ -860,11 +887,16 @@ struct Origin<'a> {
     path: &'a Path,
     text: &'a str,
     sets: &'a [String],
+    /// A flag applied after the sets: the key it set, and how to show it.
+    flag: Option<(&'a str, &'a str)>,
 }
 
 impl Origin<'_> {
     fn of(&self, key: &str) -> String {
         let key_path = normalise_key(key);
+        if let Some((_, shown)) = self.flag.filter(|(k, _)| normalise_key(k) == key_path) {
+            return shown.to_string();
+        }
         let from_set = self.sets.iter().rev().find(|set| {
             let set_key = normalise_key(set.split_once('=').map_or(set.as_str(), |(k, _)| k));
             !set_key.is_empty()

@@ -8,11 +8,11 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burnfit_models::data::fashion_mnist::{self, Split as IdxSplit};
 use burnfit_models::data::{
-    ImageDataset, ImageItem, OrderedDataLoader, Standardizer, SubsetDataset, Table, TableConfig,
-    TableDataset, train_val_split,
+    CsvError, ImageDataset, ImageItem, OrderedDataLoader, Standardizer, SubsetDataset, Table,
+    TableConfig, TableDataset, train_val_split,
 };
 
-use crate::config::DataConfig;
+use crate::config::{CsvDataConfig, DataConfig};
 use crate::error::{CliError, CliResult};
 use crate::image_folder::FolderInputs;
 use crate::tables::DataContext;
@@ -171,7 +171,7 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
                 &path,
                 &TableConfig::new(c.target.clone()).with_features(c.features.clone()),
             )
-            .map_err(|e| CliError::usage(e.to_string()))?;
+            .map_err(|e| CliError::at_key(csv_key(&e, c), e.to_string()))?;
             let order = train_val_split(table.len(), c.test_split, seed)
                 .map_err(|e| CliError::usage(format!("data.test_split: {e}")))?;
             let rest = table.select(&order.train);
@@ -192,6 +192,19 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
                 scaler,
             })
         }
+    }
+}
+
+/// The `[data]` key a CSV error is about: a column the file lacks is
+/// named by `data.target` or `data.features`, and so are columns that
+/// cannot be the features; anything else is the file's (`data.path`).
+fn csv_key(error: &CsvError, config: &CsvDataConfig) -> &'static str {
+    match error {
+        CsvError::MissingColumn { column, .. } if *column == config.target => "data.target",
+        CsvError::MissingColumn { .. }
+        | CsvError::TargetIsFeature { .. }
+        | CsvError::NoFeatures { .. } => "data.features",
+        _ => "data.path",
     }
 }
 

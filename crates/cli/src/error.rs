@@ -9,6 +9,9 @@ pub struct CliError {
     message: String,
     code: i32,
     plain: bool,
+    /// The config key the error is about, and the message without it
+    /// ([`CliError::at_key`]).
+    key: Option<(String, String)>,
 }
 
 impl CliError {
@@ -18,6 +21,7 @@ impl CliError {
             message: one_line(&message.into()),
             code: 2,
             plain: false,
+            key: None,
         }
     }
 
@@ -27,6 +31,7 @@ impl CliError {
             message: one_line(&message.into()),
             code: 1,
             plain: false,
+            key: None,
         }
     }
 
@@ -37,7 +42,28 @@ impl CliError {
             message: message.into(),
             code,
             plain: true,
+            key: None,
         }
+    }
+
+    /// Bad input at a config key (`data.path`), found where the config is
+    /// not at hand (reading the data): exit code 2, the line names the key,
+    /// and burnfit puts where its value came from (the config file and
+    /// line, or the flag that set it) before it when the config is read.
+    pub fn at_key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        let (key, message) = (key.into(), one_line(&message.into()));
+        Self {
+            message: format!("{key}: {message}"),
+            code: 2,
+            plain: false,
+            key: Some((key, message)),
+        }
+    }
+
+    /// The key and the message without it, of an error made by
+    /// [`CliError::at_key`].
+    pub(crate) fn key(&self) -> Option<(&str, &str)> {
+        self.key.as_ref().map(|(k, m)| (k.as_str(), m.as_str()))
     }
 
     /// The line printed for the user.

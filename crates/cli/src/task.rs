@@ -73,7 +73,10 @@ pub trait Task: Send + Sync + 'static {
     ) -> CliResult<Self::Model>;
 
     /// The training, validation and test sets of `config`. Every split
-    /// must have items; burnfit checks that, and that a batch fits.
+    /// must have items; burnfit checks that, and that a batch fits. An
+    /// error about a key's value ([`CliError::at_key`]: the file
+    /// `data.path` names cannot be read) is shown with where that value
+    /// came from (the config's line, the `--set` or `--data`).
     fn data(
         &self,
         config: &Self::DataConfig,

@@ -210,7 +210,14 @@ fn smoke_run(config: &mut Config) {
 /// `config.toml` then finds the data for `eval`, `predict` and `--resume`
 /// from any directory.
 pub fn load_config(args: &TrainArgs) -> CliResult<Config> {
-    Ok(absolute_data_path(args)?.with_sets_shown(&args.run.sets))
+    let config = absolute_data_path(args)?.with_sets_shown(&args.run.sets);
+    let key = config.describe().data_path_key;
+    Ok(match (&args.run.data, key) {
+        (Some(data), Some(key)) => {
+            config.with_flag_shown(&format!("data.{key}"), format!("--data {}", data.display()))
+        }
+        _ => config,
+    })
 }
 
 /// The config with `--data` applied and the data path made absolute.

@@ -103,10 +103,13 @@ impl<T: Task> Single<T> {
         config: &Config,
         data_dir: Option<&Path>,
     ) -> CliResult<(TaskData<T::Item>, T::ModelConfig)> {
-        let mut data = self.0.data(
-            config.data.typed::<T::DataConfig>(),
-            &Self::context(config, data_dir),
-        )?;
+        let mut data = self
+            .0
+            .data(
+                config.data.typed::<T::DataConfig>(),
+                &Self::context(config, data_dir),
+            )
+            .map_err(|e| config.locate(e))?;
         limit_batches(&mut data, &config.training);
         check_sizes(&data, config.training.batch_size)?;
         self.0

@@ -1,7 +1,8 @@
 //! A model that does not fit its data (the wrong family for it, shape keys
 //! that differ from the images, fewer classes than the labels, an image
-//! size the model cannot take) is refused by `validate` and by `train`
-//! with one `error:` line naming the key, before anything is created.
+//! size the model cannot take), and a CSV table that cannot be read as the
+//! config says, are refused by `validate` and by `train` with one `error:`
+//! line naming the key, before anything is created.
 
 use std::path::{Path, PathBuf};
 
@@ -333,4 +334,134 @@ fn an_image_folder_with_more_model_classes_than_class_folders_warns_and_trains_t
     let out = burnfit(&["predict", run.to_str().unwrap(), image.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
+
+/// A regression config on the CSV file `csv`: `path` on line 7, `features`
+/// on line 8, `target` on line 9.
+fn csv_config(dir: &Path, csv: &Path, features: &str, target: &str) -> PathBuf {
+    let path = dir.join("table.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "table"
+[model]
+kind = "mlp_regressor"
+
+[data]
+kind = "csv"
+path = "{}"
+features = {features}
+target = "{target}"
+validation_split = 0.2
+test_split = 0.2
+
+[training]
+epochs = 1
+batch_size = 4
+"#,
+            csv.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A CSV of 20 rows, `x1`, `x2`, `y`; the cell of `x2` on line 6 is `bad`.
+fn table(dir: &Path, bad: &str) -> PathBuf {
+    let path = dir.join("rows.csv");
+    let mut text = String::from("x1,x2,y\n");
+    for i in 0..20 {
+        let x2 = if i == 4 {
+            bad.to_string()
+        } else {
+            format!("{}", i % 7)
+        };
+        text.push_str(&format!("{i},{x2},{}\n", i * 2));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn csv_errors_name_the_config_key_with_the_file_and_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let features = r#"["x1", "x2"]"#;
+    let missing = tmp.path().join("nowhere.csv");
+    let config = csv_config(tmp.path(), &missing, features, "y");
+    refused(
+        &config,
+        &[],
+        &["table.toml:7: data.path: ", "nowhere.csv: file not found"],
+    );
+    let csv = table(tmp.path(), "abc");
+    let config = csv_config(tmp.path(), &csv, features, "y");
+    refused(
+        &config,
+        &[],
+        &[
+            "table.toml:7: data.path: ",
+            "rows.csv:6: column `x2`: \"abc\" is not a finite number",
+        ],
+    );
+    let csv = table(tmp.path(), "3");
+    let config = csv_config(tmp.path(), &csv, r#"["x1", "x9"]"#, "y");
+    refused(
+        &config,
+        &[],
+        &[
+            "table.toml:8: data.features: ",
+            "rows.csv: column `x9` not found in the header (columns: x1, x2, y)",
+        ],
+    );
+    let config = csv_config(tmp.path(), &csv, features, "z");
+    refused(
+        &config,
+        &[],
+        &[
+            "table.toml:9: data.target: ",
+            "rows.csv: column `z` not found",
+        ],
+    );
+    let config = csv_config(tmp.path(), &csv, r#"["x1", "y"]"#, "y");
+    refused(
+        &config,
+        &[],
+        &[
+            "table.toml:8: data.features: ",
+            "`y` is both the target and a feature",
+        ],
+    );
+}
+
+#[test]
+fn a_csv_error_names_the_set_or_the_data_flag_that_gave_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = table(tmp.path(), "3");
+    let config = csv_config(tmp.path(), &csv, r#"["x1", "x2"]"#, "y");
+    let missing = tmp.path().join("gone.csv");
+    let set = format!("data.path={}", missing.display());
+    refused(
+        &config,
+        &[&set],
+        &[
+            &format!("--set {set}: data.path: "),
+            "gone.csv: file not found",
+        ],
+    );
+    let words = [
+        &format!("--data {}: data.path: ", missing.display()),
+        "gone.csv: file not found",
+    ];
+    let mut args = vec![
+        "validate",
+        config.to_str().unwrap(),
+        "--data",
+        missing.to_str().unwrap(),
+    ];
+    assert_one_error(&burnfit(&args), &words);
+    let run = tmp.path().join("run");
+    args[0] = "train";
+    args.extend(["--backend", "flex", "--run-dir", run.to_str().unwrap()]);
+    assert_one_error(&burnfit(&args), &words);
+    assert!(!run.exists());
 }
