@@ -261,7 +261,13 @@ impl RunDir {
     pub fn resumes(&self) -> PathBuf {
         self.root.join("resumes.json")
     }
-    /// `burn/`: Burn's own training directory (its logs).
+    /// `burn/`: the directory Burn's `SupervisedTraining` requires. Burn
+    /// writes there only the files a task turns on itself in
+    /// `register_metrics` (Burn's checkpointers, an application log): the
+    /// callback engine takes the place of Burn's
+    /// file metric logger and `fit` turns Burn's log off, so burnfit's own
+    /// tasks never create it. Kept out of callbacks' paths and moved aside
+    /// by a restart for the tasks that do.
     pub fn burn(&self) -> PathBuf {
         self.root.join("burn")
     }

@@ -52,6 +52,7 @@ fn report_on_a_run_trained_without_csv_says_why_it_has_no_history() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!run.join("history.csv").exists());
     assert!(!run.join("plots").exists(), "no plots, no plots folder");
+    assert!(!run.join("burn").exists(), "Burn writes no file of its own");
     assert!(run.join("checkpoints/best.bpk").is_file());
 
     let before = listing(&run);
