@@ -28,9 +28,20 @@ pub struct Progress {
     pub total_epochs: usize,
     /// Training batches per epoch, when the data loader knows it.
     pub steps_per_epoch: Option<usize>,
+    /// Training batches per optimizer step: the gradient-accumulation
+    /// window (1 without accumulation; 0 is read as 1).
+    pub batches_per_step: usize,
 }
 
 impl Progress {
+    /// Optimizer steps per epoch, when the batches per epoch are known: one
+    /// per window of [`batches_per_step`](Self::batches_per_step) batches,
+    /// and one for a shorter last window at the epoch's end.
+    pub fn optimizer_steps_per_epoch(&self) -> Option<usize> {
+        self.steps_per_epoch
+            .map(|batches| batches.div_ceil(self.batches_per_step.max(1)))
+    }
+
     /// Whether this batch ended with optimizer step `k * every` (for
     /// callbacks that log every N optimizer steps, as Lightning's
     /// `log_every_n_steps`): once per such step, under gradient

@@ -175,6 +175,7 @@ where
                 progress: Progress {
                     epoch: starting_epoch.saturating_sub(1),
                     total_epochs: num_epochs,
+                    batches_per_step: components.grad_accumulation.unwrap_or(1),
                     ..Progress::default()
                 },
                 batches_done: 0,

@@ -267,6 +267,34 @@ fn accumulate_grad_batches_updates_as_one_larger_batch() {
     }
 }
 
+/// A per-step schedule counts optimizer steps: under windows of 2 batches
+/// of 32, one_cycle runs as it does over batches of 64 (8 optimizer steps an
+/// epoch either way) and ends at its minimum; counted in batches, it would
+/// stop halfway up its cycle.
+#[test]
+fn a_step_schedule_under_accumulation_follows_the_optimizer_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let one_cycle = r#"callbacks=[{type = "LearningRateScheduler", schedule = {kind = "one_cycle", max_lr = 0.1}}]"#;
+    let rates = |name: &str, extra: &[&str]| {
+        let dir = tmp.path().join(name);
+        let mut sets = vec![one_cycle];
+        sets.extend_from_slice(extra);
+        let out = train(tmp.path(), &dir, 2, &sets, &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        column(&dir, "learning_rate")
+    };
+    let big = rates("big", &[]);
+    let windows = rates(
+        "windows",
+        &[
+            "training.batch_size=32",
+            "training.accumulate_grad_batches=2",
+        ],
+    );
+    assert_eq!(windows, big);
+    assert!(big[1] < 1e-4, "the cycle ends at its minimum: {big:?}");
+}
+
 #[test]
 fn a_bad_knob_value_is_one_error_line_with_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();

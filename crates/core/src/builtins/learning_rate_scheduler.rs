@@ -405,8 +405,9 @@ pub struct LearningRateSchedulerConfig {
 ///
 /// `one_cycle`, `warmup_cosine` and `linear_warmup_steps` set the rate
 /// before every optimizer step instead, from the step count of the whole
-/// run (resume included) and the run's length (`steps_per_epoch × epochs`,
-/// known from the first step). They compose with callbacks that change the
+/// run (resume included) and the run's length in optimizer steps
+/// (`optimizer_steps_per_epoch × epochs`, known from the first step; under
+/// gradient accumulation a step is a window of batches). They compose with callbacks that change the
 /// rate (ReduceLROnPlateau) as a scaled schedule does: a change seen
 /// between two steps becomes a factor on the rest of the schedule (halving
 /// the rate on a plateau halves the remaining cycle). The factor is part of
@@ -460,7 +461,8 @@ impl Callback for LearningRateScheduler {
             return Ok(());
         };
         let progress = ctx.progress();
-        let total = progress.steps_per_epoch.unwrap_or(0) * progress.total_epochs;
+        // The run's length in optimizer steps, as `global_step` counts.
+        let total = progress.optimizer_steps_per_epoch().unwrap_or(0) * progress.total_epochs;
         let base = schedule
             .step_rate(progress.global_step as usize, total)
             .expect("a per-step schedule");
@@ -642,6 +644,47 @@ mod tests {
         .unwrap();
         resumed.load_state(saved).unwrap();
         assert_eq!(at(&mut resumed, &mut ctl, 5), 0.25);
+    }
+
+    #[test]
+    fn under_gradient_accumulation_a_step_schedule_spans_the_optimizer_steps() {
+        use crate::context::TrainingControl;
+        use crate::testing::ScriptedControl;
+        let one_cycle = || {
+            LearningRateScheduler::new(LearningRateSchedulerConfig {
+                schedule: ScheduleConfig::OneCycle {
+                    max_lr: 0.1,
+                    total_steps: None,
+                    pct_start: 0.3,
+                    div_factor: 25.0,
+                    final_div_factor: 1e4,
+                },
+                verbose: 0,
+            })
+            .unwrap()
+        };
+        // The rate set before optimizer step `step` of a 3-epoch run.
+        let rate = |batches: usize, batches_per_step: usize, step: u64| {
+            let mut cb = one_cycle();
+            let mut ctl = ScriptedControl::new(0.1);
+            ctl.set_progress(crate::context::Progress {
+                global_step: step,
+                steps_per_epoch: Some(batches),
+                batches_per_step,
+                total_epochs: 3,
+                ..Default::default()
+            });
+            let mut ctx = Context::new(&mut ctl);
+            cb.on_train_batch_begin(0, &mut ctx).unwrap();
+            ctl.learning_rate().unwrap()
+        };
+        // 9 batches an epoch in windows of 2 are 5 optimizer steps (the
+        // last window is 1 batch): the same cycle as 5 batches of twice
+        // the size, ending at its minimum on the run's last step.
+        for step in 0..15 {
+            assert_eq!(rate(9, 2, step), rate(5, 1, step), "step {step}");
+        }
+        assert!(rate(9, 2, 14) < 1e-5, "{}", rate(9, 2, 14));
     }
 
     fn rates(schedule: ScheduleConfig, n: usize, mut lr: f64) -> Vec<f64> {
