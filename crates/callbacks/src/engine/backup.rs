@@ -13,6 +13,7 @@
 //! | `callbacks` | every callback's `state()`, JSON keyed by callback name |
 //! | `progress` | [`BackupProgress`]: where training stood (JSON) |
 //! | `metrics` | the metric entries of the unfinished epoch's batches (JSON) |
+//! | `batch_logs` | what the unfinished epoch's batch logs continue: the running loss's two sums and the last step's learning rate, as bits (JSON) |
 //! | `accumulation`, `accumulation/<i>` | the gradients of an unfinished accumulation window |
 //! | `callback_model/<key>/<name>` | a model a callback keeps (best weights, an average; burnpack) |
 //! | `metric_state/<name>` | a metric's state over the unfinished epoch ([`EpochMetricState`](super::EpochMetricState)) |
@@ -24,8 +25,10 @@
 //! * **A mid-epoch backup resumes as if the run had never stopped.** It keeps
 //!   the per-batch metric entries of the epoch so far, so the resumed
 //!   epoch's logs average over all of its batches, not only those trained
-//!   after the resume; a backup on an epoch's last batch resumes into that
-//!   epoch's validation.
+//!   after the resume, and what its batch logs continue (the running loss,
+//!   the last optimizer step's rate; the CLI's
+//!   `batch_logs_continue_exactly_after_a_resume_inside_a_window`); a
+//!   backup on an epoch's last batch resumes into that epoch's validation.
 //! * **A backup holds the model as the next step will read it**: the batch
 //!   norms' running statistics are synced first (Burn folds a thread's last
 //!   update in lazily).
@@ -69,6 +72,10 @@ pub mod sections {
     pub const PROGRESS: &str = "progress";
     /// Metric entries of the unfinished epoch (JSON).
     pub const METRICS: &str = "metrics";
+    /// What the unfinished epoch's batch logs continue (JSON,
+    /// `BatchLogsState`): the running loss's Σ(loss × items) and Σ items,
+    /// and the learning rate of the last optimizer step, as `f64` bits.
+    pub const BATCH_LOGS: &str = "batch_logs";
     /// The unfinished gradient-accumulation window: its count and the
     /// gradients' shapes (JSON); the gradients are `accumulation/<i>`.
     pub const ACCUMULATION: &str = "accumulation";
@@ -165,6 +172,35 @@ impl SavedEntry {
 
 type SavedMetrics = Vec<(String, Vec<SavedEntry>)>;
 
+/// What the unfinished epoch's batch logs continue from, bit for bit.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct BatchLogsState {
+    loss_sum: u64,
+    loss_items: u64,
+    last_step_lr: Option<u64>,
+}
+
+impl BatchLogsState {
+    fn of<M: LearnerModel>(state: &LoopState<M>) -> Self {
+        let (sum, items) = state.batch_loss;
+        Self {
+            loss_sum: sum.to_bits(),
+            loss_items: items.to_bits(),
+            last_step_lr: state.last_step_lr.map(f64::to_bits),
+        }
+    }
+
+    fn apply<M: LearnerModel>(&self, state: &mut LoopState<M>) {
+        state.batch_loss = (
+            f64::from_bits(self.loss_sum),
+            f64::from_bits(self.loss_items),
+        );
+        if let Some(lr) = self.last_step_lr {
+            state.last_step_lr = Some(f64::from_bits(lr));
+        }
+    }
+}
+
 /// Metrics (Keras keys) whose epoch value is not a mean of per-batch
 /// entries but comes from state accumulated over the epoch inside the
 /// metric (confusion counts, predictions, sums): unless their state is
@@ -224,6 +260,9 @@ pub(crate) fn snapshot<M: LearnerModel>(
     file.push(sections::CALLBACKS, to_json(callback_states));
     file.push(sections::PROGRESS, to_json(&progress));
     file.push(sections::METRICS, to_json(&metrics));
+    if !progress.epoch_ended && progress.batches_done > 0 {
+        file.push(sections::BATCH_LOGS, to_json(&BatchLogsState::of(state)));
+    }
     for (name, bytes) in metric_states {
         file.push(format!("{}{name}", sections::METRIC_STATE), bytes);
     }
@@ -335,6 +374,11 @@ pub(crate) fn restore<M: LearnerModel>(
         .map_err(|e| bad(path, sections::ACCUMULATION, e))?,
         None => Accumulation::default(),
     };
+    let batch_logs: BatchLogsState = match file.section(sections::BATCH_LOGS) {
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map_err(|e| bad(path, sections::BATCH_LOGS, e.to_string()))?,
+        None => BatchLogsState::default(),
+    };
     let metric_states: Vec<(String, Vec<u8>)> = file
         .sections
         .iter()
@@ -381,6 +425,7 @@ pub(crate) fn restore<M: LearnerModel>(
     state.learner.load_optim(optimizer);
     state.learner.load_scheduler(scheduler);
     state.accumulation = accumulation;
+    batch_logs.apply(state);
     if mid_epoch {
         let mut names: Vec<String> = metrics.iter().map(|(name, _)| name.clone()).collect();
         names.extend(state.metric_logger.metric_names());

@@ -38,6 +38,10 @@ pub(crate) struct LoopState<M: LearnerModel> {
     pub progress: Progress,
     /// Training batches of the current epoch done so far.
     pub batches_done: usize,
+    /// The batch logs' running `loss` of the current epoch: Σ(batch loss ×
+    /// items) and Σ items over its batches so far (kept by mid-epoch
+    /// backups, so a resumed epoch's batch logs continue it).
+    pub batch_loss: (f64, f64),
     /// Whether `on_epoch_end` ran for `progress.epoch` (for backups).
     pub epoch_ended: bool,
     /// The learning rate Burn used for the last step.

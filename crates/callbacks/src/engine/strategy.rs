@@ -179,6 +179,7 @@ where
                     ..Progress::default()
                 },
                 batches_done: 0,
+                batch_loss: (0.0, 0.0),
                 epoch_ended: false,
                 last_step_lr: None,
                 stop_reason: None,

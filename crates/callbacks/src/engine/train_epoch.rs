@@ -103,7 +103,10 @@ where
         }
         // The running mean loss of the batch logs, weighted by the items
         // of each step (as Keras's `Mean` tracker weights by batch size).
-        let (mut loss_sum, mut loss_items) = (0.0f64, 0.0f64);
+        // A resumed epoch continues the sums its backup kept.
+        if skip == 0 {
+            session.state.batch_loss = (0.0, 0.0);
+        }
         loop {
             let mut items = Vec::with_capacity(iterators.len());
             let mut failed = false;
@@ -160,7 +163,11 @@ where
             }
             let state = &mut session.state;
             let lr = state.learner.lr_current();
-            state.last_step_lr = Some(lr.base());
+            if step_ended {
+                // Burn's rate is its default until the first optimizer
+                // step: a batch inside the first window has no step's rate.
+                state.last_step_lr = Some(lr.base());
+            }
             // `global_step` counts optimizer steps, `global_batch` batches.
             let counters = &mut state.progress;
             counters.global_batch += 1;
@@ -179,9 +186,10 @@ where
                     .iter()
                     .map(|o| o.batch_size().unwrap_or(1) as f64)
                     .sum();
-                loss_sum += loss * items;
-                loss_items += items;
-                batch_logs.insert("loss", loss_sum / loss_items);
+                let (sum, count) = &mut state.batch_loss;
+                *sum += loss * items;
+                *count += items;
+                batch_logs.insert("loss", *sum / *count);
             }
             for output in result.outputs {
                 state.metric_logger.note_batch_items(

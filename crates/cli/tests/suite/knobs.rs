@@ -483,3 +483,68 @@ fn under_accumulation_tensorboard_writes_each_batch_once_on_the_batch_axis() {
         "3 optimizer steps an epoch"
     );
 }
+
+/// The batch logs a TensorBoard with `update_freq = 1` writes, by tag:
+/// the last value at each step (a killed process may have written steps the
+/// resumed one writes again).
+fn batch_series(python: &Path, tb: &Path, tag: &str) -> Vec<(u64, f64)> {
+    let dump = crate::common::tensorboard_dump(python, tb);
+    let mut by_step = std::collections::BTreeMap::new();
+    for point in dump["runs"]["train"]["scalars"][tag]
+        .as_array()
+        .unwrap_or_else(|| panic!("{tag} missing in {dump}"))
+    {
+        by_step.insert(point[0].as_u64().unwrap(), point[1].as_f64().unwrap());
+    }
+    by_step.into_iter().collect()
+}
+
+/// Under windows of 3 batches, killed after the backup of batch 4 (inside
+/// the second window) and resumed: every batch's `batch_loss` (a running
+/// mean over the epoch) and `batch_learning_rate` (the last optimizer
+/// step's) are the uninterrupted run's, and the batches before the first
+/// optimizer step log the rate that step will use, not Burn's 0.
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test turns it on)"
+)]
+fn batch_logs_continue_exactly_after_a_resume_inside_a_window() {
+    let Some(python) = crate::common::tensorboard_python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let sets = [
+        "training.accumulate_grad_batches=3",
+        r#"callbacks=[{type = "TensorBoard", log_dir = "tb", update_freq = 1}, {type = "BackupAndRestore", backup_dir = "backups", save_freq = 4}]"#,
+    ];
+    let straight = tmp.path().join("straight");
+    let out = train(tmp.path(), &straight, 2, &sets, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let killed = tmp.path().join("killed");
+    let kill = [
+        ("BURNFIT_ABORT_AT_STEP", "6"),
+        ("BURNFIT_ABORT_AFTER_BACKUP", "4"),
+    ];
+    let out = train(tmp.path(), &killed, 2, &sets, &kill);
+    assert!(!out.status.success(), "{}", text(&out));
+    let out = crate::common::burnfit(&[
+        "train",
+        killed.join("config.toml").to_str().unwrap(),
+        "--run-dir",
+        killed.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for tag in ["batch_loss", "batch_learning_rate"] {
+        let expected = batch_series(&python, &straight.join("tb"), tag);
+        assert_eq!(expected.len(), 16, "{tag}: {expected:?}");
+        assert_eq!(
+            batch_series(&python, &killed.join("tb"), tag),
+            expected,
+            "{tag}"
+        );
+    }
+    let rates = batch_series(&python, &straight.join("tb"), "batch_learning_rate");
+    assert!(rates.iter().all(|&(_, lr)| lr > 0.0), "{rates:?}");
+}
