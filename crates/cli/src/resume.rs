@@ -16,13 +16,17 @@
 //! usable backup (killed, or a full disk, before its first) starts again
 //! from its `config.toml`, the first attempt's files moved to `restart-N/`.
 
+mod ledger;
+
 use std::path::{Path, PathBuf};
 
 use burnfit_callbacks::engine::BackupProgress;
 
+pub use ledger::{ProcessLedger, this_process};
+
 use crate::config::Config;
 use crate::error::{CliError, CliResult};
-use crate::run_dir::{ResumeRecord, RunDir, RunState, Summary};
+use crate::run_dir::{ProcessRecord, ResumeRecord, RunDir, RunState, Summary};
 
 /// Keys a resume may change: they change no number the run computes.
 const FREE: &[&str] = &[
@@ -64,6 +68,10 @@ pub struct ResumePlan {
     pub forced_changes: Vec<String>,
     /// What the resume does.
     pub kind: ResumeKind,
+    /// The processes that trained the run up to the backup, as its
+    /// [`ProcessLedger`] lists them (none for a restart, or a backup
+    /// without a ledger).
+    pub earlier: Vec<ProcessRecord>,
 }
 
 impl ResumePlan {
@@ -80,6 +88,12 @@ impl ResumePlan {
             end_files_only: matches!(self.kind, ResumeKind::EndFiles(_)),
             restarted: matches!(self.kind, ResumeKind::Restart),
         }
+    }
+
+    /// The 0-based epoch training continues in: the backup's, or the
+    /// next one when the backup closed its epoch.
+    pub fn first_epoch(&self) -> usize {
+        self.progress.epoch + usize::from(self.progress.epoch_ended)
     }
 
     /// The summary to write when training had ended, if it had.
@@ -140,6 +154,7 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
             progress: progress_at(summary.global_step, summary.epochs_run),
             forced_changes: Vec::new(),
             kind: ResumeKind::EndFiles(Box::new(summary)),
+            earlier: Vec::new(),
         });
     }
     let (Some(backup), Some(progress)) = (backup, progress) else {
@@ -148,9 +163,11 @@ pub fn plan(root: &Path, backup_dir: &Path, config: &Config, force: bool) -> Cli
             progress: progress_at(0, 0),
             forced_changes,
             kind: ResumeKind::Restart,
+            earlier: Vec::new(),
         });
     };
     Ok(ResumePlan {
+        earlier: ledger::earlier_processes(&backup),
         backup,
         progress,
         forced_changes,

@@ -568,14 +568,37 @@ pub struct ResumeRecord {
     pub restarted: bool,
 }
 
+/// One process that trained a run: a run resumed with `--resume` has
+/// several.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProcessRecord {
+    /// Its backend.
+    pub backend: String,
+    /// Why that backend was chosen.
+    pub backend_reason: String,
+    /// Its devices.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// The 0-based epoch it started in.
+    pub first_epoch: usize,
+    /// Seconds of its training loop: up to the backup the next process
+    /// continued from (what it trained after that backup was trained
+    /// again), or to the end of training.
+    pub training_time_s: f64,
+    /// Its peak resident memory (MiB), when known.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
+}
+
 /// `summary.json`: what a run did.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Summary {
     /// Run name.
     pub name: String,
-    /// Backend and why.
+    /// The backend of the process that finished the run (`processes` has
+    /// every process's).
     pub backend: String,
-    /// Why the backend was chosen.
+    /// Why that backend was chosen.
     pub backend_reason: String,
     /// Burn's name for the stack that ran on the first device
     /// (`dispatch<fusion<cubecl<…>>>` on wgpu, `dispatch<flex>`).
@@ -598,9 +621,10 @@ pub struct Summary {
     pub best_value: Option<f64>,
     /// The 0-based epoch of the best value.
     pub best_epoch: Option<usize>,
-    /// Wall-clock seconds of this process's training loop: its epochs with
-    /// their validation and callbacks, not the start-up nor the train-end
-    /// hooks' closing work (a tracker's last uploads).
+    /// Wall-clock seconds of the run's training loop: its epochs with their
+    /// validation and callbacks, not the start-up nor the train-end hooks'
+    /// closing work (a tracker's last uploads). A resumed run adds its
+    /// earlier processes' (`processes`).
     pub wall_time_s: f64,
     /// Training samples per second of `wall_time_s` (its validation
     /// included).
@@ -609,12 +633,17 @@ pub struct Summary {
     pub global_step: u64,
     /// Error that ended training, if any.
     pub error: Option<String>,
-    /// Resident memory (MiB) at the end of each epoch of this process.
+    /// Resident memory (MiB) at the end of each epoch of the run, read by
+    /// the process that ran the epoch.
     #[serde(default)]
     pub rss_mib_by_epoch: Vec<f64>,
-    /// Peak resident memory (MiB) of this process.
+    /// Peak resident memory (MiB) of the run's processes.
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
+    /// Every process that trained the run, in order: one, or more when
+    /// `--resume` continued it (each with its backend and training time).
+    #[serde(default)]
+    pub processes: Vec<ProcessRecord>,
     /// Every `--resume` of the run, with the changes `--force` accepted.
     #[serde(default)]
     pub resumes: Vec<ResumeRecord>,

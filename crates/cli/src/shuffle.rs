@@ -166,9 +166,10 @@ impl Callback for EpochTracker {
     }
 }
 
-/// Resident memory (MiB) of this process at each epoch end, from
-/// `/proc/self/status` (empty on systems without it): shows whether memory
-/// grows from epoch to epoch.
+/// Resident memory (MiB) at each epoch end, from `/proc/self/status`
+/// (empty on systems without it): shows whether memory grows from epoch to
+/// epoch. Backups keep the readings, so that a resumed run's list begins
+/// with the epochs its earlier processes ran.
 pub struct MemoryProbe(pub std::sync::Arc<std::sync::Mutex<Vec<f64>>>);
 
 /// `VmRSS` and `VmHWM` (peak) of this process in MiB.
@@ -183,6 +184,15 @@ pub fn resident_mib() -> Option<(f64, f64)> {
 }
 
 impl Callback for MemoryProbe {
+    fn state(&self) -> Result<Option<serde_json::Value>> {
+        burnfit_callbacks::error::state_to_json(&*self.0.lock().expect("memory probe"))
+    }
+
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
+        *self.0.lock().expect("memory probe") = burnfit_callbacks::error::state_from_json(state)?;
+        Ok(())
+    }
+
     fn on_epoch_end(
         &mut self,
         _epoch: usize,

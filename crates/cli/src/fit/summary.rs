@@ -7,7 +7,8 @@ use burnfit_callbacks::engine::FitOutcome;
 use super::{Setup, monitor_direction, run_backups, user_backup};
 use crate::config::Config;
 use crate::error::CliResult;
-use crate::run_dir::{RunDir, Summary};
+use crate::resume::this_process;
+use crate::run_dir::{ProcessRecord, RunDir, Summary};
 use crate::shuffle::resident_mib;
 
 /// The end files of a run whose training ended (`ended.json`) in an
@@ -45,6 +46,10 @@ pub fn write_end_files(config: &Config, run: &RunDir, summary: &Summary) -> CliR
     Ok(())
 }
 
+/// The summary of a run whose training ended in this process, `wall`
+/// seconds of training over `n_train` items an epoch; a resumed run's
+/// includes its earlier processes (their epochs' memory readings come back
+/// with the probe's state in `memory`).
 pub fn summarize(
     setup: &Setup,
     run: &RunDir,
@@ -72,18 +77,17 @@ pub fn summarize(
             best = Some((*epoch, v));
         }
     }
+    // The probe's readings begin with the earlier processes' epochs.
     let rss_mib_by_epoch = memory.lock().expect("memory probe").clone();
-    let peak_rss_mib = peak_rss(
-        resident_mib().map(|(_, high_water)| high_water),
-        &rss_mib_by_epoch,
-    );
+    let epochs_run = epochs.last().map(|(e, _)| e + 1).unwrap_or(0);
+    let whole = WholeRun::of(setup, outcome, wall, epochs_run, &rss_mib_by_epoch);
     Summary {
         name: setup.name.clone(),
         backend: setup.backend.name.to_string(),
         backend_reason: setup.backend.reason.clone(),
         burn_backend: crate::backend::burn_name(&setup.backend.device),
         devices: setup.devices.names(),
-        epochs_run: epochs.last().map(|(e, _)| e + 1).unwrap_or(0),
+        epochs_run,
         epochs_planned: config.training.epochs,
         stop_reason: outcome.stop_reason.clone(),
         final_metrics: epochs
@@ -93,13 +97,71 @@ pub fn summarize(
         monitor,
         best_value: best.map(|b| b.1),
         best_epoch: best.map(|b| b.0),
-        wall_time_s: wall,
-        train_samples_per_s: (n_train * outcome.epochs.len()) as f64 / wall.max(1e-9),
+        wall_time_s: whole.wall_time_s,
+        train_samples_per_s: (n_train * whole.epochs) as f64 / whole.wall_time_s.max(1e-9),
         global_step: outcome.global_step,
         error: None,
         rss_mib_by_epoch,
-        peak_rss_mib,
+        peak_rss_mib: whole.peak_rss_mib,
+        processes: whole.processes,
         resumes: run.read_resumes(),
+    }
+}
+
+/// The time, memory and processes of the whole run: this process's, and
+/// those of the earlier processes that the backup it resumed from lists.
+struct WholeRun {
+    /// Seconds of training of every process.
+    wall_time_s: f64,
+    /// The epochs trained in that time.
+    epochs: usize,
+    /// The peak resident memory of every process.
+    peak_rss_mib: Option<f64>,
+    /// Every process, this one last.
+    processes: Vec<ProcessRecord>,
+}
+
+impl WholeRun {
+    /// The run of this process (`wall` seconds of training) after the
+    /// earlier ones: `epochs_run` epochs in all, `rss_by_epoch` read at
+    /// their ends.
+    fn of(
+        setup: &Setup,
+        outcome: &FitOutcome,
+        wall: f64,
+        epochs_run: usize,
+        rss_by_epoch: &[f64],
+    ) -> Self {
+        let earlier = setup
+            .resume
+            .as_ref()
+            .map(|plan| plan.earlier.clone())
+            .unwrap_or_default();
+        let high_water = resident_mib().map(|(_, high_water)| high_water);
+        let this = ProcessRecord {
+            training_time_s: wall,
+            peak_rss_mib: high_water,
+            ..this_process(&setup.backend, &setup.devices, setup.resume.as_ref())
+        };
+        // Without the earlier processes' record (a restart, an older
+        // backup), this process's epochs over its own time.
+        let epochs = if earlier.is_empty() {
+            outcome.epochs.len()
+        } else {
+            epochs_run
+        };
+        let peaks = earlier.iter().filter_map(|p| p.peak_rss_mib);
+        let mut processes = earlier.clone();
+        processes.push(this);
+        Self {
+            wall_time_s: processes.iter().map(|p| p.training_time_s).sum(),
+            epochs,
+            peak_rss_mib: peak_rss(high_water, rss_by_epoch)
+                .into_iter()
+                .chain(peaks)
+                .reduce(f64::max),
+            processes,
+        }
     }
 }
 

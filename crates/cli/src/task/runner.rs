@@ -17,6 +17,7 @@ use crate::data::loader;
 use crate::error::{CliError, CliResult};
 use crate::fit::{Ended, Loaders, Setup};
 use crate::inference::{check_count, for_each_batch, load_weights};
+use crate::resume::{ProcessLedger, this_process};
 use crate::run_dir::RunDir;
 use crate::shuffle::{EpochCell, EpochShuffled, IntervalStream};
 use crate::tables::{DataContext, Description, KeyError, Section, TableReader};
@@ -316,6 +317,11 @@ impl<T: Task> Loaded for LoadedData<T> {
                 ))
             })?;
         }
+        // This process, for the summary of a run that a later one resumes.
+        let this = this_process(&setup.backend, &setup.devices, setup.resume.as_ref());
+        setup
+            .extra_callbacks
+            .push(Box::new(ProcessLedger::new(this)));
         // Burn trains a model whose parameters live on an autodiff device.
         let device = setup.backend.device.clone().autodiff();
         let config = &setup.config;

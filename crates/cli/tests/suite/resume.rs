@@ -654,3 +654,71 @@ fn weight_averages_resume_exactly_after_a_kill_mid_epoch_on_a_batch_norm_cnn() {
         all_files_whole(&killed);
     }
 }
+
+/// `summary.json` of `run`.
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the fault-injection feature (make test)"
+)]
+fn the_summary_of_a_resumed_run_covers_every_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 4 epochs of 8 steps (400 training images), no early stop.
+    let config = SubsetMlp {
+        name: "processes",
+        model: "hidden = [16]",
+        training: "epochs = 4\nseed = 5",
+        ..Default::default()
+    }
+    .write(tmp.path());
+    // Killed in the third epoch (it resumes after the second epoch's
+    // backup), or stopped by SIGINT in the 5th batch of the second (it
+    // resumes inside that epoch, from the backup at that batch).
+    let stops = [
+        ("killed", ("BURNFIT_ABORT_AT_STEP", "20"), 2),
+        ("sigint", ("BURNFIT_SIGINT_AT_STEP", "13"), 1),
+    ];
+    for (name, (hook, step), resumed_in) in stops {
+        let run = tmp.path().join(name);
+        let out = train(&config, &run, &[], &[(hook, step.to_string())]);
+        assert!(!out.status.success(), "{name}: {}", text(&out));
+        let out = resume(&config, &run);
+        assert!(out.status.success(), "{name}: {}", text(&out));
+        let summary = summary(&run);
+        assert_eq!(summary["epochs_run"], 4, "{name}: {summary}");
+        // Every epoch's memory reading, the first process's included.
+        let rss = summary["rss_mib_by_epoch"].as_array().unwrap();
+        assert_eq!(rss.len(), 4, "{name}: {summary}");
+        assert!(rss.iter().all(|v| v.as_f64().unwrap() > 0.0), "{summary}");
+        // Both processes, each with its backend and time.
+        let processes = summary["processes"].as_array().unwrap();
+        assert_eq!(processes.len(), 2, "{name}: {summary}");
+        assert_eq!(processes[0]["first_epoch"], 0, "{name}: {summary}");
+        assert_eq!(processes[1]["first_epoch"], resumed_in, "{name}: {summary}");
+        for process in processes {
+            assert_eq!(process["backend"], "flex", "{summary}");
+            assert!(!process["backend_reason"].as_str().unwrap().is_empty());
+            assert!(
+                process["training_time_s"].as_f64().unwrap() > 0.0,
+                "{summary}"
+            );
+        }
+        // The run's time is theirs together, and its throughput the run's
+        // 4 epochs of 400 images over it.
+        let times: f64 = processes
+            .iter()
+            .map(|p| p["training_time_s"].as_f64().unwrap())
+            .sum();
+        let wall = summary["wall_time_s"].as_f64().unwrap();
+        assert!((wall - times).abs() < 1e-9, "{name}: {summary}");
+        let rate = summary["train_samples_per_s"].as_f64().unwrap();
+        assert!(
+            (rate * wall / 1600.0 - 1.0).abs() < 1e-9,
+            "{name}: {summary}"
+        );
+    }
+}
