@@ -110,7 +110,12 @@ pub fn build<M: Module + 'static>(
             overwrite_frequency: config.optimizer.ema_overwrite_frequency,
         })?);
     }
-    for callback in &config.callbacks {
+    // Loggers and trackers after the callbacks that add log keys
+    // (ThroughputMonitor's, DeviceStatsMonitor's, the learning rate), so
+    // each records every key, whatever the config's order.
+    let (recorders, others): (Vec<_>, Vec<_>) =
+        config.callbacks.iter().partition(|c| c.records_logs());
+    for callback in others.into_iter().chain(recorders) {
         let callback = match callback {
             CallbackConfig::BackupAndRestore(_) => continue,
             // Gradient norms go next to the run's other TensorBoard

@@ -60,6 +60,30 @@ fn the_monitors_write_each_epochs_throughput_and_device_stats_to_the_csv_and_ten
 
 /// On wgpu (lavapipe in `make test`) the device's allocator is reported:
 /// memory in use and reserved, in MiB, each epoch.
+/// A logger listed before the monitors still records their keys: the
+/// loggers and trackers of `[[callbacks]]` run after the callbacks that add
+/// keys, whatever the config's order (a user's CSVLogger read back here).
+#[test]
+fn a_logger_listed_before_the_monitors_records_their_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(
+        tmp.path(),
+        "kind = \"mlp\"\nhidden = [16]",
+        "[[callbacks]]\ntype = \"CSVLogger\"\nfilename = \"mine.csv\"\n\
+         [[callbacks]]\ntype = \"ThroughputMonitor\"\n\
+         [[callbacks]]\ntype = \"DeviceStatsMonitor\"\n",
+    );
+    let run = tmp.path().join("run");
+    let out = train_for(config.to_str().unwrap(), "flex", 1, &run);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut reader = csv::Reader::from_path(run.join("mine.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    for key in ["samples_per_sec", "step_time", "rss_mib", "cpu_percent"] {
+        assert!(header.iter().any(|h| h == key), "no {key} in {header:?}");
+    }
+    assert_eq!(reader.records().count(), 1);
+}
+
 #[test]
 fn device_stats_on_wgpu_report_the_allocators_memory() {
     let tmp = tempfile::tempdir().unwrap();

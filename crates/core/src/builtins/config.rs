@@ -169,6 +169,22 @@ pub enum CallbackConfig {
 }
 
 impl CallbackConfig {
+    /// Whether this callback records the logs without adding keys to them
+    /// (a logger or tracker). Keras runs callbacks in list order, so a
+    /// logger listed before a monitor misses the monitor's keys; an
+    /// application that promises every key everywhere runs these after the
+    /// others (burnfit's CLI does).
+    pub fn records_logs(&self) -> bool {
+        match self {
+            CallbackConfig::CSVLogger(_) | CallbackConfig::ProgressLogger(_) => true,
+            #[cfg(feature = "tensorboard")]
+            CallbackConfig::TensorBoard(_) => true,
+            #[cfg(feature = "trackers")]
+            CallbackConfig::RemoteMonitor(_) | CallbackConfig::MLFlowLogger(_) => true,
+            _ => false,
+        }
+    }
+
     /// The Keras class name (`EarlyStopping`, …).
     pub fn type_name(&self) -> &'static str {
         match self {
