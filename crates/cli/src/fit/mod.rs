@@ -194,9 +194,10 @@ where
             at: interrupted_at(&outcome),
         });
     }
-    if averages_weights(config) {
+    if averages_weights(config) && config.outputs.checkpoint {
         // The model ends with an average put in after the last epoch's
-        // checkpoint: keep it too.
+        // checkpoint: keep it too (a run without checkpoints, as
+        // `fast_dev_run`'s, writes none).
         let encode = burnfit_callbacks::engine::encode_module_record(result.model.into_record());
         let bytes = encode().map_err(|e| CliError::failed(format!("final weights: {e}")))?;
         burnfit_callbacks::atomic::write_atomic(&run.final_checkpoint(), &bytes)?;

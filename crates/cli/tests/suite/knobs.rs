@@ -208,10 +208,12 @@ fn files_under(dir: &Path) -> Vec<String> {
 #[test]
 fn fast_dev_run_trains_a_few_batches_and_writes_only_the_runs_own_files() {
     let tmp = tempfile::tempdir().unwrap();
-    for (value, steps) in [("2", 2), ("true", 1)] {
-        let run = tmp.path().join(format!("run-{value}"));
+    // With an average put in at train end too (EMA): no final.bpk.
+    for (value, steps, ema) in [("2", 2, false), ("true", 1, false), ("1", 1, true)] {
+        let run = tmp.path().join(format!("run-{value}-{ema}"));
         let set = format!("training.fast_dev_run={value}");
-        let out = train(tmp.path(), &run, 5, &[&set], &[]);
+        let ema = format!("optimizer.use_ema={ema}");
+        let out = train(tmp.path(), &run, 5, &[&set, &ema], &[]);
         assert!(out.status.success(), "{}", text(&out));
         let summary = summary(&run);
         assert_eq!(summary["global_step"], steps, "{summary}");
