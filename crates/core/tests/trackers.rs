@@ -457,3 +457,48 @@ fn mlflow_logger_with_the_server_down_warns_once() {
     let state = &trace.final_states.unwrap()["MLFlowLogger"];
     assert!(state["run"].is_null(), "{state}");
 }
+
+/// The first process's server never answers, so its epoch-0 points are
+/// still queued when the backup's state is taken; the process is then
+/// killed (its logger never finishes). The resumed training, against a
+/// real server, sends them with its own: the run holds every epoch.
+#[test]
+fn points_queued_when_a_backup_was_taken_reach_the_server_after_the_resume() {
+    let Some(server) = MlflowServer::start() else {
+        return;
+    };
+    let dir = run_dir();
+    let (stalled, _requests) = gated_http_server(Arc::new(AtomicBool::new(false)));
+    let mut first = MLFlowLogger::new(MLFlowLoggerConfig {
+        tracking_uri: Some(stalled),
+        experiment_name: "queued".into(),
+        dirpath: dir.path().to_path_buf(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut ctl = ScriptedControl::new(0.01);
+    let mut ctx = Context::new(&mut ctl);
+    first.on_train_begin(&mut ctx).unwrap();
+    first.on_epoch_end(0, &mut epoch_logs(0), &mut ctx).unwrap();
+    let state = first.state().unwrap().unwrap();
+    assert_eq!(state["unsent"].as_array().map(Vec::len), Some(3), "{state}");
+    std::mem::forget(first);
+
+    let mut second = logger(&server, "queued", dir.path());
+    second.load_state(state).unwrap();
+    let mut ctl = ScriptedControl::new(0.01);
+    let mut ctx = Context::new(&mut ctl);
+    second.on_train_begin(&mut ctx).unwrap();
+    second
+        .on_epoch_end(1, &mut epoch_logs(1), &mut ctx)
+        .unwrap();
+    second.on_train_end(&epoch_logs(1), &mut ctx).unwrap();
+    let run_id = second.run_id().unwrap();
+    let loss: Vec<i64> = server
+        .history(&run_id, "loss")
+        .iter()
+        .map(|(step, _)| *step)
+        .collect();
+    assert_eq!(loss, [0, 1]);
+    assert_eq!(server.history(&run_id, "val_loss")[0], (0, 0.5));
+}

@@ -69,7 +69,10 @@ const MAX_PARAM_VALUE: usize = 6000;
 ///   included), `KILLED` when training was interrupted (Ctrl-C: it can be
 ///   resumed), `FAILED` on an error (`on_exception`).
 /// * **Resume.** [`Callback::state`] holds the run's id once the server has
-///   created it, so a backup taken after that resumes the same run.
+///   created it, so a backup taken after that resumes the same run, and
+///   the metric points still queued when it was taken (a slow or absent
+///   server; at most 10,000): a run killed before they went out sends
+///   them when it resumes.
 ///
 /// **Failures.** Calls are retried (3 attempts, while the server answers);
 /// a full queue drops work. The first failure gives one warning, naming the
@@ -103,7 +106,24 @@ pub struct MLFlowLogger {
     run: Arc<Mutex<Option<RunIds>>>,
     /// The run a restored state names, for the next `on_train_begin`.
     resume: Option<RunIds>,
+    /// Metric points handed to the sender and not yet sent, by job: a
+    /// backup keeps them, so a run killed with points still queued sends
+    /// them when it resumes.
+    unsent: Arc<Mutex<Unsent>>,
+    /// Points a restored state had not sent, for the next `on_train_begin`.
+    resend: Vec<Point>,
 }
+
+/// Queued metric jobs not yet sent, oldest first.
+#[derive(Default)]
+struct Unsent {
+    next_id: u64,
+    jobs: std::collections::BTreeMap<u64, Vec<Point>>,
+}
+
+/// The most queued points a state keeps (the newest are dropped beyond
+/// it: a server that has been down for a long run).
+const MAX_UNSENT_POINTS: usize = 10_000;
 
 /// The ids [`MLFlowLogger`] keeps in its state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +134,7 @@ struct RunIds {
 }
 
 /// One metric point.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct Point {
     key: String,
     value: f64,
@@ -130,7 +150,8 @@ enum Job {
         run_name: Option<String>,
         tags: BTreeMap<String, String>,
     },
-    Metrics(Vec<Point>),
+    /// Points, under the id they are kept by in [`Unsent`] until sent.
+    Metrics(u64, Vec<Point>),
     Artifacts(Vec<(PathBuf, String)>),
     Finish(&'static str),
 }
@@ -160,6 +181,8 @@ impl MLFlowLogger {
             sender: None,
             run: Arc::new(Mutex::new(None)),
             resume: None,
+            unsent: Arc::default(),
+            resend: Vec::new(),
         })
     }
 
@@ -199,7 +222,9 @@ impl MLFlowLogger {
             degraded: false,
             logged_steps: HashMap::new(),
             warned_artifacts: false,
+            unsent: self.unsent.clone(),
         };
+        *self.unsent.lock().unwrap_or_else(|p| p.into_inner()) = Unsent::default();
         let sender = Sender::spawn("burnfit-mlflow", move |job: Job, sink: &FailureSink| {
             worker.run(job, sink)
         })
@@ -223,6 +248,35 @@ impl MLFlowLogger {
         if let Some(sender) = self.sender.as_mut() {
             sender.send(job);
         }
+    }
+
+    /// Queues `points`, kept as unsent until the sender has sent them.
+    fn send_points(&mut self, points: Vec<Point>) {
+        if self.sender.is_none() || points.is_empty() {
+            return;
+        }
+        let id = {
+            let mut unsent = self.unsent.lock().unwrap_or_else(|p| p.into_inner());
+            let id = unsent.next_id;
+            unsent.next_id += 1;
+            unsent.jobs.insert(id, points.clone());
+            id
+        };
+        self.send(Job::Metrics(id, points));
+    }
+
+    /// The queued points not yet sent, oldest first (at most
+    /// [`MAX_UNSENT_POINTS`]).
+    fn unsent_points(&self) -> Vec<Point> {
+        let unsent = self.unsent.lock().unwrap_or_else(|p| p.into_inner());
+        unsent
+            .jobs
+            .values()
+            .flatten()
+            .chain(&self.resend)
+            .take(MAX_UNSENT_POINTS)
+            .cloned()
+            .collect()
     }
 
     fn report(&mut self, ctx: &mut Context) {
@@ -303,6 +357,9 @@ impl Callback for MLFlowLogger {
             tags: self.config.tags.clone(),
         };
         self.send(job);
+        // What the backup this training resumed from had not sent yet.
+        let resend = std::mem::take(&mut self.resend);
+        self.send_points(resend);
         Ok(())
     }
 
@@ -327,7 +384,7 @@ impl Callback for MLFlowLogger {
                 timestamp,
             })
             .collect();
-        self.send(Job::Metrics(points));
+        self.send_points(points);
         self.report(ctx);
         Ok(())
     }
@@ -343,7 +400,7 @@ impl Callback for MLFlowLogger {
                 timestamp,
             })
             .collect();
-        self.send(Job::Metrics(points));
+        self.send_points(points);
         self.report(ctx);
         Ok(())
     }
@@ -378,21 +435,56 @@ impl Callback for MLFlowLogger {
         let run = self.run.lock().unwrap_or_else(|p| p.into_inner()).clone();
         crate::error::state_to_json(&MLFlowLoggerState {
             run: run.or_else(|| self.resume.clone()),
+            unsent: self.unsent_points().iter().map(SavedPoint::of).collect(),
         })
     }
 
     fn load_state(&mut self, state: Value) -> Result<()> {
         let state: MLFlowLoggerState = crate::error::state_from_json(state)?;
         self.resume = state.run;
+        self.resend = state.unsent.into_iter().map(SavedPoint::point).collect();
         Ok(())
     }
 }
 
-/// What [`MLFlowLogger`] saves for resume: the run to continue.
+/// What [`MLFlowLogger`] saves for resume: the run to continue, and the
+/// metric points queued but not yet sent when the state was taken.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MLFlowLoggerState {
     run: Option<RunIds>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unsent: Vec<SavedPoint>,
+}
+
+/// A [`Point`] in a state, its value as bits (JSON has no NaN).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedPoint {
+    key: String,
+    value_bits: u64,
+    step: i64,
+    timestamp: i64,
+}
+
+impl SavedPoint {
+    fn of(point: &Point) -> Self {
+        Self {
+            key: point.key.clone(),
+            value_bits: point.value.to_bits(),
+            step: point.step,
+            timestamp: point.timestamp,
+        }
+    }
+
+    fn point(self) -> Point {
+        Point {
+            key: self.key,
+            value: f64::from_bits(self.value_bits),
+            step: self.step,
+            timestamp: self.timestamp,
+        }
+    }
 }
 
 /// The authentication headers MLflow's client sends, from its environment
@@ -534,6 +626,9 @@ struct Worker {
     /// On resume: the last step the run holds for each metric.
     logged_steps: HashMap<String, i64>,
     warned_artifacts: bool,
+    /// The logger's queued points: a job's leave once it has been sent (or
+    /// its sending failed).
+    unsent: Arc<Mutex<Unsent>>,
 }
 
 impl Worker {
@@ -553,8 +648,17 @@ impl Worker {
                         self.tracking_uri
                     )
                 }),
+            // Kept as unsent: a resume may bring the server back.
             _ if !self.started => Ok(()),
-            Job::Metrics(points) => self.log_metrics(points).map_err(|e| self.lost(e)),
+            Job::Metrics(id, points) => {
+                let result = self.log_metrics(points).map_err(|e| self.lost(e));
+                self.unsent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .jobs
+                    .remove(&id);
+                result
+            }
             Job::Artifacts(files) => self.upload(files, sink).map_err(|e| self.lost(e)),
             Job::Finish(status) => self.set_status(status).map_err(|e| self.lost(e)),
         };
