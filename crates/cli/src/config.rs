@@ -407,31 +407,20 @@ impl Config {
     /// file and line, or the `--set` argument that put it there.
     pub fn load(path: &Path, sets: &[String]) -> Result<Self, CliError> {
         let text = read_config_text(path)?;
-        let config = parse(&text, path)?;
         let origin = Origin {
             path,
             text: &text,
             sets,
             flag: None,
         };
+        let config = parse(&origin)?;
+        config.check(&origin)?;
         let source = Some(Source {
             path: path.to_path_buf(),
             text: text.clone(),
             sets: sets.to_vec(),
             flag: None,
         });
-        if sets.is_empty() {
-            config.check(&origin)?;
-            return Ok(Config { source, ..config });
-        }
-        let mut table: toml::Table = toml::from_str(&text).expect("parsed above");
-        for set in sets {
-            apply_set(&mut table, set)?;
-        }
-        let merged = toml::to_string(&table).expect("a table serialises");
-        let config = parse_value_tree(&merged)
-            .map_err(|(key, message)| CliError::usage(format!("{}: {message}", origin.of(&key))))?;
-        config.check(&origin)?;
         Ok(Config { source, ..config })
     }
 
@@ -954,56 +943,52 @@ fn closest<'a>(wrong: &str, candidates: &'a [String]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// Parses the merged document (config file + `--set`), returning the
-/// failing key path and serde's message (with a suggestion) on error.
-fn parse_value_tree(text: &str) -> Result<Config, (String, String)> {
-    let deserializer =
-        toml::Deserializer::parse(text).map_err(|e| (String::new(), e.message().to_string()))?;
-    serde_path_to_error::deserialize::<_, Config>(deserializer).map_err(|e| {
+/// Parses the config file's text with the `--set` arguments applied.
+///
+/// Only the file's TOML syntax must hold on its own: its values are
+/// checked in the merged document, so a value a `--set` replaces does not
+/// matter. An error is one line: where the failing key's value came from
+/// (the file and the key's line, or the `--set` that gave it), the key path
+/// and serde's message with a suggestion.
+fn parse(origin: &Origin<'_>) -> Result<Config, CliError> {
+    let mut table: toml::Table = origin
+        .text
+        .parse()
+        .map_err(|e| syntax_error(origin.path, origin.text, &e))?;
+    for set in origin.sets {
+        apply_set(&mut table, set)?;
+    }
+    serde_path_to_error::deserialize::<_, Config>(table).map_err(|e| {
         let key = e.path().to_string();
-        let message = with_suggestion(e.into_inner().message());
-        let shown = if key.is_empty() || key == "." {
-            message
-        } else {
-            format!("{key}: {message}")
-        };
-        (key, shown)
+        value_error(origin, &key, e.into_inner().message())
     })
 }
 
-/// Parses config text, turning serde's errors into one line with the file,
-/// line, key path and a suggestion.
-fn parse(text: &str, path: &Path) -> Result<Config, CliError> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| syntax_error(path, text, &e))?;
-    serde_path_to_error::deserialize::<_, Config>(deserializer).map_err(|e| {
-        let key = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.message().to_string();
-        // An unknown key's span is its table's: find the key's own line.
-        let unknown_key_line = unknown_field(&message)
-            .filter(|_| !key.is_empty() && key != ".")
-            .and_then(|field| locate(text, &format!("{key}.{field}")));
-        let line = unknown_key_line
-            .or_else(|| inner.span().map(|s| line_of(text, s.start)))
-            .or_else(|| locate(text, &key));
-        CliError::usage(format!(
-            "{}{}: {}{}",
-            path.display(),
-            line.map(|l| format!(":{l}")).unwrap_or_default(),
-            if key.is_empty() || key == "." {
-                String::new()
-            } else {
-                format!("{key}: ")
-            },
-            with_suggestion(&message)
-        ))
-    })
+/// The error line of a value serde refused at key path `key` with
+/// `message`. An unknown or missing field is blamed on the field's own key
+/// (`training.epochz`), not its table's, so the line is the field's own
+/// and a `--set` of another key in the table is not named.
+fn value_error(origin: &Origin<'_>, key: &str, message: &str) -> CliError {
+    let key = if key == "." { "" } else { key };
+    let blamed = match (named_field(message), key) {
+        (Some(field), "") => field.to_string(),
+        (Some(field), _) => format!("{key}.{field}"),
+        (None, _) => key.to_string(),
+    };
+    let message = with_suggestion(message);
+    let shown = if key.is_empty() {
+        message
+    } else {
+        format!("{key}: {message}")
+    };
+    CliError::usage(format!("{}: {shown}", origin.of(&blamed)))
 }
 
-/// `x` of serde's "unknown field `x`, expected …".
-fn unknown_field(message: &str) -> Option<&str> {
+/// `x` of serde's "unknown field `x`, expected …" and "missing field `x`".
+fn named_field(message: &str) -> Option<&str> {
     message
-        .strip_prefix("unknown field `")?
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))?
         .split_once('`')
         .map(|(field, _)| field)
 }
@@ -1050,54 +1035,26 @@ fn with_suggestion(message: &str) -> String {
     }
 }
 
-/// Finds the line of a key path like `callbacks[1].patience` or
-/// `training.epochs` in config text (best effort).
+/// The line of a key path (`callbacks[1].patience`, `training.epochs`,
+/// also spelt `callbacks.1.patience`) in config text: of the key's value,
+/// or, where the text leaves the key out, of the nearest table on its path
+/// that the text gives (the `[data]` header for a missing `data.path`).
+/// `None` when the text gives none of it or is not TOML.
 pub fn locate(text: &str, path: &str) -> Option<usize> {
-    let mut parts: Vec<(String, Option<usize>)> = Vec::new();
-    for part in path.split('.') {
-        match part.find('[') {
-            Some(i) => parts.push((
-                part[..i].to_string(),
-                part[i + 1..].trim_end_matches(']').parse().ok(),
-            )),
-            None => parts.push((part.to_string(), None)),
-        }
+    use toml::de::{DeTable, DeValue};
+    let root = DeValue::Table(DeTable::parse(text).ok()?.into_inner());
+    let mut current = &root;
+    let mut line = None;
+    for segment in normalise_key(path).split('.') {
+        let next = match current {
+            DeValue::Array(_) => segment.parse::<usize>().ok().and_then(|i| current.get(i)),
+            _ => current.get(segment),
+        };
+        let Some(next) = next else { break };
+        line = Some(line_of(text, next.span().start));
+        current = next.get_ref();
     }
-    let (section, index) = parts.first()?.clone();
-    let key = if parts.len() > 1 {
-        parts.last().map(|p| p.0.clone())
-    } else {
-        None
-    };
-    let mut in_section = false;
-    let mut seen = 0usize;
-    let mut section_line = None;
-    for (n, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let name = trimmed.trim_matches(|c| c == '[' || c == ']').trim();
-            in_section = name == section
-                && match index {
-                    Some(i) => {
-                        let hit = seen == i;
-                        seen += 1;
-                        hit
-                    }
-                    None => true,
-                };
-            if in_section {
-                section_line = Some(n + 1);
-            }
-            continue;
-        }
-        if in_section && let Some(key) = &key {
-            let name = trimmed.split('=').next().unwrap_or("").trim();
-            if name == key {
-                return Some(n + 1);
-            }
-        }
-    }
-    section_line
+    line
 }
 
 /// Applies one `--set key.path=value` (the value is TOML: `3`, `1e-3`,

@@ -8,6 +8,7 @@ mod average;
 mod batch_find;
 mod beyond_keras;
 mod cli;
+mod config_errors;
 mod durability;
 mod epoch_metrics;
 mod gpu;

@@ -6,22 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{assert_one_error, burnfit, repo, small_config, text};
-
-/// `validate` and `train` (into a fresh `--run-dir`) both refuse `config`
-/// with `sets`, in one line holding `words`, and no run directory appears.
-fn refused(config: &Path, sets: &[&str], words: &[&str]) {
-    let mut args = vec!["validate", config.to_str().unwrap()];
-    for set in sets {
-        args.extend(["--set", set]);
-    }
-    assert_one_error(&burnfit(&args), words);
-    let run = config.with_file_name("run");
-    args[0] = "train";
-    args.extend(["--backend", "flex", "--run-dir", run.to_str().unwrap()]);
-    assert_one_error(&burnfit(&args), words);
-    assert!(!run.exists(), "{} was created", run.display());
-}
+use super::common::{
+    assert_one_error, assert_refused as refused, burnfit, repo, small_config, text,
+};
 
 /// A regression config on the committed table with `[model]` `model`.
 fn table_config(dir: &Path, model: &str) -> PathBuf {

@@ -69,6 +69,22 @@ pub fn assert_one_error(out: &Output, words: &[&str]) {
     }
 }
 
+/// Asserts that `validate` and `train` (into a fresh `--run-dir` beside
+/// `config`) both refuse `config` with the `--set` arguments `sets`
+/// ([`assert_one_error`] with `words`), and that no run directory appears.
+pub fn assert_refused(config: &Path, sets: &[&str], words: &[&str]) {
+    let mut args = vec!["validate", config.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    assert_one_error(&burnfit(&args), words);
+    let run = config.with_file_name("run");
+    args[0] = "train";
+    args.extend(["--backend", "flex", "--run-dir", run.to_str().unwrap()]);
+    assert_one_error(&burnfit(&args), words);
+    assert!(!run.exists(), "{} was created", run.display());
+}
+
 /// Asserts that stderr holds only burnfit's own `warning:` lines (no
 /// driver or library noise such as `error: XDG_RUNTIME_DIR is invalid…`).
 pub fn assert_only_our_warnings(output: &Output) {

@@ -1,0 +1,90 @@
+//! Bad config values as `validate` and `train` report them: one `error:`
+//! line naming the key and where its value came from (the config file and
+//! the key's own line, or the `--set` that gave it), exit code 2, and
+//! nothing created; and `--set` arguments that replace bad values of the
+//! file.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{assert_refused as refused, burnfit, subset, text};
+
+/// Writes `DIR/cfg.toml`: an MLP on 200 subset images, lines 1 to 10, then
+/// `rest` from line 11 on.
+fn config(dir: &Path, rest: &str) -> PathBuf {
+    let path = dir.join("cfg.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "cfg"
+[model]
+kind = "mlp"
+
+[data]
+kind = "fashion_mnist"
+dir = "{data}"
+limit_train = 200
+limit_test = 50
+
+{rest}"#,
+            data = subset().display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `burnfit validate CONFIG --set SET…` succeeds.
+fn accepted(config: &Path, sets: &[&str]) {
+    let mut args = vec!["validate", config.to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = burnfit(&args);
+    assert!(out.status.success(), "{sets:?}: {}", text(&out));
+}
+
+#[test]
+fn a_set_replaces_an_invalid_value_of_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rest = "[training]\nepochs = 1\nbatch_size = \"abc\"\nseed = -1\n";
+    let config = config(tmp.path(), rest);
+    accepted(&config, &["training.batch_size=32", "training.seed=7"]);
+    accepted(&config, &["training={ epochs = 1 }"]);
+    // The value no set replaces is still named at its line in the file.
+    refused(
+        &config,
+        &["training.batch_size=32"],
+        &["cfg.toml:14: training.seed: invalid value: integer `-1`"],
+    );
+    refused(
+        &config,
+        &["training.seed=7"],
+        &["cfg.toml:13: training.batch_size: invalid type: string \"abc\""],
+    );
+    refused(
+        &config,
+        &["training.seed=7", "training.batch_size=0.5"],
+        &["--set training.batch_size=0.5: training.batch_size: invalid type: floating point"],
+    );
+}
+
+#[test]
+fn with_sets_an_unknown_key_of_the_file_is_named_at_its_own_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "[training]\nepochs = 1\n\nepochz = 2\n");
+    for sets in [&[][..], &["training.batch_size=32"]] {
+        refused(
+            &config,
+            sets,
+            &[
+                "cfg.toml:14: training.epochz: unknown field `epochz`",
+                "did you mean `epochs`?",
+            ],
+        );
+    }
+    refused(
+        &config,
+        &["training.epochz=3"],
+        &["--set training.epochz=3: training.epochz: unknown field `epochz`"],
+    );
+}
