@@ -958,30 +958,71 @@ fn parse(origin: &Origin<'_>) -> Result<Config, CliError> {
     for set in origin.sets {
         apply_set(&mut table, set)?;
     }
-    serde_path_to_error::deserialize::<_, Config>(table).map_err(|e| {
+    serde_path_to_error::deserialize::<_, Config>(table.clone()).map_err(|e| {
         let key = e.path().to_string();
-        value_error(origin, &key, e.into_inner().message())
+        let message = e.into_inner().message().to_string();
+        let (key, message) = callback_error(&table, key, message);
+        value_error(origin, &key, &message)
     })
 }
 
+/// An error in a `[[callbacks]]` entry at the parameter that caused it.
+///
+/// The entry's `type` tag makes serde read it through a buffer, so the
+/// error's path ends at the entry (`callbacks[0]`): the entry is read again
+/// as its type's own parameters to find the key inside it
+/// (`callbacks[0].patience`) and that read's message. Other errors, and
+/// entries without a `type` string, are kept as they are.
+fn callback_error(table: &toml::Table, key: String, message: String) -> (String, String) {
+    let index = key
+        .strip_prefix("callbacks[")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|i| i.parse::<usize>().ok());
+    let entry = index.and_then(|i| table.get("callbacks")?.get(i)?.as_table());
+    let Some(mut parameters) = entry.cloned() else {
+        return (key, message);
+    };
+    let Some(toml::Value::String(type_name)) = parameters.remove("type") else {
+        return (key, message);
+    };
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(parameters, &mut track);
+    match CallbackConfig::from_parameters(&type_name, tracked) {
+        Ok(_) => (key, message),
+        Err(e) => match track.path().to_string() {
+            inner if inner == "." => (key, e.message().to_string()),
+            inner => (format!("{key}.{inner}"), e.message().to_string()),
+        },
+    }
+}
+
 /// The error line of a value serde refused at key path `key` with
-/// `message`. An unknown or missing field is blamed on the field's own key
-/// (`training.epochz`), not its table's, so the line is the field's own
-/// and a `--set` of another key in the table is not named.
+/// `message`: where the value came from ([`blamed_key`]), the key path and
+/// the message with a suggestion.
 fn value_error(origin: &Origin<'_>, key: &str, message: &str) -> CliError {
     let key = if key == "." { "" } else { key };
-    let blamed = match (named_field(message), key) {
-        (Some(field), "") => field.to_string(),
-        (Some(field), _) => format!("{key}.{field}"),
-        (None, _) => key.to_string(),
-    };
+    let from = origin.of(&blamed_key(key, message));
     let message = with_suggestion(message);
     let shown = if key.is_empty() {
         message
     } else {
         format!("{key}: {message}")
     };
-    CliError::usage(format!("{}: {shown}", origin.of(&blamed)))
+    CliError::usage(format!("{from}: {shown}"))
+}
+
+/// The key an error at `key` is about: an unknown or missing field's own
+/// key (`training.epochz`, `data.target`) where serde's path stops at its
+/// table, so the line is the field's own (or its table's, for a missing
+/// one) and a `--set` of another key in the table is not named.
+fn blamed_key(key: &str, message: &str) -> String {
+    match named_field(message) {
+        Some(field) if key.is_empty() => field.to_string(),
+        Some(field) if key != field && !key.ends_with(&format!(".{field}")) => {
+            format!("{key}.{field}")
+        }
+        _ => key.to_string(),
+    }
 }
 
 /// `x` of serde's "unknown field `x`, expected …" and "missing field `x`".

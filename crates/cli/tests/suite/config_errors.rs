@@ -88,3 +88,106 @@ fn with_sets_an_unknown_key_of_the_file_is_named_at_its_own_line() {
         &["--set training.epochz=3: training.epochz: unknown field `epochz`"],
     );
 }
+
+/// `rest` for [`config`] with a second `[[callbacks]]` entry of class
+/// `class` whose last line, line 19, is `line`.
+fn second_callback(class: &str, line: &str) -> String {
+    format!(
+        "[training]\nepochs = 1\n\n[[callbacks]]\ntype = \"EarlyStopping\"\n\n\
+         [[callbacks]]\ntype = \"{class}\"\n{line}\n"
+    )
+}
+
+#[test]
+fn a_bad_callback_value_is_named_at_its_key_and_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "EarlyStopping",
+            "patience = -1",
+            "callbacks[1].patience: invalid value: integer `-1`, expected usize",
+        ),
+        (
+            "TensorBoard",
+            "update_freq = 0",
+            "callbacks[1].update_freq: expected \"epoch\", \"batch\" or a number of batches >= 1, \
+             got 0",
+        ),
+        (
+            "BackupAndRestore",
+            "save_freq = \"step\"",
+            "callbacks[1].save_freq: expected \"epoch\", \"batch\" or a number of batches >= 1, \
+             got \"step\"",
+        ),
+        (
+            "ThroughputMonitor",
+            "log_every_n_steps = -1",
+            "callbacks[1].log_every_n_steps: invalid value: integer `-1`",
+        ),
+        (
+            "MLFlowLogger",
+            "log_every_n_steps = -1",
+            "callbacks[1].log_every_n_steps: invalid value: integer `-1`",
+        ),
+    ];
+    for (class, line, expected) in cases {
+        let config = config(tmp.path(), &second_callback(class, line));
+        refused(&config, &[], &[&format!("cfg.toml:19: {expected}")]);
+    }
+    // An unknown key keeps its own line and the suggestion.
+    let config = config(
+        tmp.path(),
+        &second_callback("EarlyStopping", "patiance = 2"),
+    );
+    refused(
+        &config,
+        &[],
+        &[
+            "cfg.toml:19: callbacks[1].patiance: unknown field `patiance`",
+            "did you mean `patience`?",
+        ],
+    );
+}
+
+#[test]
+fn a_bad_callback_value_a_set_gave_is_named_at_the_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(
+        tmp.path(),
+        &second_callback("EarlyStopping", "patience = 2"),
+    );
+    accepted(&config, &[]);
+    refused(
+        &config,
+        &["callbacks[1].patience=-1"],
+        &["--set callbacks[1].patience=-1: callbacks[1].patience: invalid value: integer `-1`"],
+    );
+    let set = r#"callbacks=[{type="EarlyStopping", patience=-1}]"#;
+    refused(
+        &config,
+        &[set],
+        &[&format!(
+            "--set {set}: callbacks[0].patience: invalid value: integer `-1`"
+        )],
+    );
+}
+
+#[test]
+fn a_bad_value_in_a_list_of_inline_callback_tables_is_named_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "[training]\nepochs = 1\n");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "callbacks = [\n  {{ type = \"EarlyStopping\" }},\n  \
+             {{ type = \"TensorBoard\", update_freq = 0 }},\n]\n{text}"
+        ),
+    )
+    .unwrap();
+    refused(
+        &config,
+        &[],
+        &["cfg.toml:3: callbacks[1].update_freq: expected \"epoch\""],
+    );
+}

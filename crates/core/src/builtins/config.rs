@@ -1,7 +1,7 @@
 //! [`CallbackConfig`]: any built-in callback described in a configuration
 //! file, tagged by its Keras class name.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{
     BackupAndRestore, BackupAndRestoreConfig, CsvLoggerConfig, DeviceStatsMonitor,
@@ -239,6 +239,68 @@ impl CallbackConfig {
         }
     }
 
+    /// The callback of class `type_name` (`EarlyStopping`, …) from its
+    /// parameters alone: the table without its `type` key.
+    ///
+    /// The tagged enum reads a table through a buffer, so a deserializer
+    /// that tracks where an error is (`serde_path_to_error`) stops at the
+    /// table; this one gives the parameter (`patience`), for the error
+    /// messages of configuration files. An unknown `type_name` is an error.
+    ///
+    /// ```
+    /// use burnfit_core::builtins::CallbackConfig;
+    ///
+    /// let params = serde_json::json!({"patience": 3});
+    /// let config = CallbackConfig::from_parameters("EarlyStopping", params).unwrap();
+    /// assert_eq!(config.type_name(), "EarlyStopping");
+    /// let params = serde_json::json!({"patience": -1});
+    /// assert!(CallbackConfig::from_parameters("EarlyStopping", params).is_err());
+    /// ```
+    pub fn from_parameters<'de, D: Deserializer<'de>>(
+        type_name: &str,
+        parameters: D,
+    ) -> std::result::Result<Self, D::Error> {
+        use CallbackConfig as C;
+        Ok(match type_name {
+            "EarlyStopping" => C::EarlyStopping(Deserialize::deserialize(parameters)?),
+            "ReduceLROnPlateau" => C::ReduceLROnPlateau(Deserialize::deserialize(parameters)?),
+            "ModelCheckpoint" => C::ModelCheckpoint(Deserialize::deserialize(parameters)?),
+            "TerminateOnNaN" => C::TerminateOnNaN(Deserialize::deserialize(parameters)?),
+            "LearningRateScheduler" => {
+                C::LearningRateScheduler(Deserialize::deserialize(parameters)?)
+            }
+            "CSVLogger" => C::CSVLogger(Deserialize::deserialize(parameters)?),
+            #[cfg(feature = "tensorboard")]
+            "TensorBoard" => C::TensorBoard(Deserialize::deserialize(parameters)?),
+            "BackupAndRestore" => C::BackupAndRestore(Deserialize::deserialize(parameters)?),
+            "ProgressLogger" => C::ProgressLogger(Deserialize::deserialize(parameters)?),
+            "Timer" => C::Timer(Deserialize::deserialize(parameters)?),
+            "ThroughputMonitor" => C::ThroughputMonitor(Deserialize::deserialize(parameters)?),
+            "DeviceStatsMonitor" => C::DeviceStatsMonitor(Deserialize::deserialize(parameters)?),
+            "SpikeDetection" => C::SpikeDetection(Deserialize::deserialize(parameters)?),
+            "OnExceptionCheckpoint" => {
+                C::OnExceptionCheckpoint(Deserialize::deserialize(parameters)?)
+            }
+            "ModelSummary" => C::ModelSummary(Deserialize::deserialize(parameters)?),
+            "LearningRateFinder" => C::LearningRateFinder(Deserialize::deserialize(parameters)?),
+            #[cfg(feature = "tensorboard")]
+            "GradientNormMonitor" => C::GradientNormMonitor(Deserialize::deserialize(parameters)?),
+            "SwapEMAWeights" => C::SwapEMAWeights(Deserialize::deserialize(parameters)?),
+            "StochasticWeightAveraging" => {
+                C::StochasticWeightAveraging(Deserialize::deserialize(parameters)?)
+            }
+            #[cfg(feature = "trackers")]
+            "RemoteMonitor" => C::RemoteMonitor(Deserialize::deserialize(parameters)?),
+            #[cfg(feature = "trackers")]
+            "MLFlowLogger" => C::MLFlowLogger(Deserialize::deserialize(parameters)?),
+            other => {
+                return Err(serde::de::Error::custom(format_args!(
+                    "unknown callback type `{other}`"
+                )));
+            }
+        })
+    }
+
     /// Validates the parameters and builds the callback.
     pub fn build(&self) -> Result<Box<dyn Callback>> {
         match self {
@@ -295,6 +357,32 @@ mod tests {
         assert!(c.build().is_err());
         let c: CallbackConfig = serde_json::from_str(r#"{"type": "ModelCheckpoint"}"#).unwrap();
         assert!(c.build().is_err());
+    }
+
+    /// Every class serde's tagged enum knows (the list of its unknown-variant
+    /// error) reads the same through `from_parameters`.
+    #[test]
+    fn from_parameters_reads_every_type_as_the_tagged_enum_does() {
+        let unknown = serde_json::from_str::<CallbackConfig>(r#"{"type": "?"}"#).unwrap_err();
+        let message = unknown.to_string();
+        let listed = message.split_once("expected one of ").unwrap().1;
+        let names: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        assert!(names.len() >= 19, "{message}");
+        for name in names {
+            let tagged =
+                serde_json::from_value::<CallbackConfig>(serde_json::json!({"type": name}));
+            let plain = CallbackConfig::from_parameters(name, serde_json::json!({}));
+            match (tagged, plain) {
+                (Ok(tagged), Ok(plain)) => {
+                    assert_eq!(plain.type_name(), name);
+                    assert_eq!(plain, tagged);
+                }
+                (Err(tagged), Err(plain)) => assert_eq!(plain.to_string(), tagged.to_string()),
+                (tagged, plain) => panic!("{name}: {tagged:?} but {plain:?}"),
+            }
+        }
+        let error = CallbackConfig::from_parameters("Nope", serde_json::json!({})).unwrap_err();
+        assert_eq!(error.to_string(), "unknown callback type `Nope`");
     }
 
     #[test]
