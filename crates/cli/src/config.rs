@@ -278,7 +278,10 @@ pub struct TrainingConfig {
 
 /// `fast_dev_run = true` (one batch) or a number of batches.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected true, false or a number of batches >= 1"
+)]
 pub enum FastDevRun {
     /// `true`: one batch; `false`: off.
     Flag(bool),

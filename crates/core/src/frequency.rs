@@ -57,7 +57,10 @@ impl Frequency {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected \"epoch\", \"batch\" or a number of batches >= 1"
+)]
 enum Repr {
     Count(i64),
     Text(String),

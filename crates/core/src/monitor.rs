@@ -507,7 +507,10 @@ pub mod special_float {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
+    #[serde(
+        untagged,
+        expecting = "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\""
+    )]
     enum Repr {
         Num(f64),
         Str(String),

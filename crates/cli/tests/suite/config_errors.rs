@@ -191,3 +191,47 @@ fn a_bad_value_in_a_list_of_inline_callback_tables_is_named_at_its_line() {
         &["cfg.toml:3: callbacks[1].update_freq: expected \"epoch\""],
     );
 }
+
+#[test]
+fn a_value_of_the_wrong_kind_is_told_what_the_key_takes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let takes = "training.fast_dev_run: expected true, false or a number of batches >= 1";
+    for value in ["-1", "\"yes\"", "1.0"] {
+        let rest = format!("[training]\nepochs = 1\nfast_dev_run = {value}\n");
+        let config = config(tmp.path(), &rest);
+        refused(&config, &[], &[&format!("cfg.toml:13: {takes}")]);
+    }
+    let good = config(tmp.path(), "[training]\nepochs = 1\n");
+    refused(
+        &good,
+        &["training.fast_dev_run=yes"],
+        &[&format!("--set training.fast_dev_run=yes: {takes}")],
+    );
+    // The callbacks' parameters read the same way.
+    let cases = [
+        (
+            "EarlyStopping",
+            "min_delta = true",
+            "callbacks[1].min_delta: expected a number, \"NaN\", \"Infinity\" or \"-Infinity\"",
+        ),
+        (
+            "ModelCheckpoint",
+            "save_freq = true",
+            "callbacks[1].save_freq: expected \"epoch\", \"batch\" or a number of batches >= 1",
+        ),
+        (
+            "Timer",
+            "duration = true",
+            "callbacks[1].duration: expected a number of seconds, \"DD:HH:MM:SS\" or \"HH:MM:SS\"",
+        ),
+        (
+            "TensorBoard",
+            "hparams = { units = [64] }",
+            "callbacks[1].hparams.units: expected a number, a string, true or false",
+        ),
+    ];
+    for (class, line, expected) in cases {
+        let config = config(tmp.path(), &second_callback(class, line));
+        refused(&config, &[], &[&format!("cfg.toml:19: {expected}")]);
+    }
+}

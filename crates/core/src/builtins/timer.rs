@@ -44,7 +44,10 @@ fn default_true() -> bool {
 
 /// A duration written as `"DD:HH:MM:SS"`, `"HH:MM:SS"` or seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected a number of seconds, \"DD:HH:MM:SS\" or \"HH:MM:SS\""
+)]
 pub enum TimerDuration {
     /// Seconds.
     Seconds(f64),

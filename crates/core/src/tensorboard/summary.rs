@@ -23,7 +23,7 @@ pub const HPARAMS_SESSION_END_TAG: &str = "_hparams_/session_end_info";
 ///
 /// In a config file it is written as a plain number, string or boolean.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "expected a number, a string, true or false")]
 pub enum HParamValue {
     /// `true` / `false`.
     Bool(bool),
