@@ -123,7 +123,8 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
                 .or_else(|| d.dir.clone())
                 .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR));
             let load = |split| {
-                fashion_mnist::load_raw(&dir, split).map_err(|e| CliError::usage(e.to_string()))
+                fashion_mnist::load_raw(&dir, split)
+                    .map_err(|e| CliError::at_key("data.dir", e.to_string()))
             };
             let mut train_raw = load(IdxSplit::Train)?;
             let mut test_raw = load(IdxSplit::Test)?;
@@ -144,7 +145,7 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
                 fashion_mnist::PIXEL_STD,
             );
             let split = train_val_split(train_all.len(), d.validation_split, seed)
-                .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
+                .map_err(|e| CliError::at_key("data.validation_split", e.to_string()))?;
             let train_all = Arc::new(train_all);
             let test_len = test.len();
             Ok(Data::Images {
@@ -173,11 +174,11 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
             )
             .map_err(|e| CliError::at_key(csv_key(&e, c), e.to_string()))?;
             let order = train_val_split(table.len(), c.test_split, seed)
-                .map_err(|e| CliError::usage(format!("data.test_split: {e}")))?;
+                .map_err(|e| CliError::at_key("data.test_split", e.to_string()))?;
             let rest = table.select(&order.train);
             let test = table.select(&order.valid);
             let split = train_val_split(rest.len(), c.validation_split, seed.wrapping_add(1))
-                .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
+                .map_err(|e| CliError::at_key("data.validation_split", e.to_string()))?;
             let mut train = rest.select(&split.train);
             let mut valid = rest.select(&split.valid);
             let mut test = test;

@@ -149,7 +149,30 @@ pub struct Folder {
 
 /// Reads the folder of `config` (`dir` replaced by `dir_override`, the
 /// `--data` flag), split with `seed`.
+///
+/// An error names the `[data]` key it is about ([`CliError::at_key`]):
+/// `data.validation_split`, `data.image_size` for images of several sizes,
+/// else `data.dir` (the folder, its layout, its files); burnfit puts where
+/// the key's value came from before it.
 pub fn read(
+    config: &ImageFolderConfig,
+    dir_override: Option<&Path>,
+    seed: u64,
+) -> CliResult<Folder> {
+    read_folder(config, dir_override, seed).map_err(at_data_dir)
+}
+
+/// `error` as one about `data.dir`, unless it names a key already (or is
+/// not bad input).
+fn at_data_dir(error: CliError) -> CliError {
+    if error.key().is_some() || error.code() != 2 {
+        return error;
+    }
+    CliError::at_key("data.dir", error.message())
+}
+
+/// [`read`], its errors not yet at `data.dir`.
+fn read_folder(
     config: &ImageFolderConfig,
     dir_override: Option<&Path>,
     seed: u64,
@@ -166,7 +189,7 @@ pub fn read(
             let all = Images::read(&files, decode)?;
             let inputs = all.inputs(classes, decode);
             let order = train_val_split(all.labels.len(), split, seed)
-                .map_err(|e| CliError::usage(format!("data.validation_split: {e}")))?;
+                .map_err(|e| CliError::at_key("data.validation_split", e.to_string()))?;
             let all = Arc::new(all.dataset(&inputs));
             Ok(Folder {
                 train: SubsetDataset::new(all.clone(), order.train),
@@ -177,11 +200,13 @@ pub fn read(
         }
         Layout::Splits { test } => {
             if config.validation_split.is_some() {
-                return Err(CliError::usage(format!(
-                    "data.validation_split: {} has train/ and valid/ folders, which are the \
-                     split; leave the key out",
-                    dir.display()
-                )));
+                return Err(CliError::at_key(
+                    "data.validation_split",
+                    format!(
+                        "{} has train/ and valid/ folders, which are the split; leave the key out",
+                        dir.display()
+                    ),
+                ));
             }
             let (classes, train_files) = class_files(&dir.join("train"))?;
             let train = Images::read(&train_files, decode)?;
@@ -233,7 +258,7 @@ enum Layout {
 fn layout(dir: &Path) -> CliResult<Layout> {
     if !dir.is_dir() {
         return Err(CliError::usage(format!(
-            "{}: not a folder; data.dir must name a folder with a subfolder of images per class",
+            "{}: not a folder; name a folder with a subfolder of images per class",
             dir.display()
         )));
     }
@@ -330,7 +355,7 @@ pub fn image_files(path: &Path) -> CliResult<Vec<PathBuf>> {
 fn read_dir_sorted(dir: &Path) -> CliResult<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         CliError::usage(format!(
-            "{}: cannot list ({e}); data.dir must name a readable folder",
+            "{}: cannot list ({e}); name a readable folder",
             dir.display()
         ))
     })?;
@@ -381,10 +406,10 @@ impl Images {
                 images.shape = shape;
                 images.first = path.clone();
             } else if shape != images.shape {
-                return Err(CliError::usage(format!(
-                    "data.image_size: {}",
-                    mixed_sizes(&images.first, images.shape, path, shape)
-                )));
+                return Err(CliError::at_key(
+                    "data.image_size",
+                    mixed_sizes(&images.first, images.shape, path, shape),
+                ));
             }
             images.pixels.extend_from_slice(&pixels);
             images.labels.push(*label);
@@ -396,11 +421,14 @@ impl Images {
         if self.shape == train.shape {
             Ok(())
         } else {
-            Err(CliError::usage(format!(
-                "data.image_size: {}: {}",
-                dir.display(),
-                mixed_sizes(&train.first, train.shape, &self.first, self.shape)
-            )))
+            Err(CliError::at_key(
+                "data.image_size",
+                format!(
+                    "{}: {}",
+                    dir.display(),
+                    mixed_sizes(&train.first, train.shape, &self.first, self.shape)
+                ),
+            ))
         }
     }
 

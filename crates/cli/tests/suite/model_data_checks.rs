@@ -1,13 +1,14 @@
 //! A model that does not fit its data (the wrong family for it, shape keys
 //! that differ from the images, fewer classes than the labels, an image
-//! size the model cannot take), and a CSV table that cannot be read as the
-//! config says, are refused by `validate` and by `train` with one `error:`
-//! line naming the key, before anything is created.
+//! size the model cannot take), and a CSV table, image folder or IDX
+//! directory that cannot be read as the config says, are refused by
+//! `validate` and by `train` with one `error:` line naming the key and
+//! where its value came from, before anything is created.
 
 use std::path::{Path, PathBuf};
 
 use super::common::{
-    assert_one_error, assert_refused as refused, burnfit, repo, small_config, text,
+    assert_one_error, assert_refused as refused, burnfit, repo, small_config, subset, text,
 };
 
 /// A regression config on the committed table with `[model]` `model`.
@@ -161,6 +162,8 @@ fn folder(dir: &Path, width: u32, height: u32) -> PathBuf {
     root
 }
 
+/// A config training a `kind` model on the image folder `images`:
+/// `[data]` on line 7, `dir` on line 9, `validation_split` on line 10.
 fn folder_config(dir: &Path, kind: &str, images: &Path) -> PathBuf {
     let path = dir.join("images.toml");
     std::fs::write(
@@ -321,6 +324,105 @@ fn an_image_folder_with_more_model_classes_than_class_folders_warns_and_trains_t
     let out = burnfit(&["predict", run.to_str().unwrap(), image.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+}
+
+#[test]
+fn image_folder_errors_name_the_config_key_with_the_file_and_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at_dir = "images.toml:9: data.dir: ";
+    let config = folder_config(tmp.path(), "cnn", &tmp.path().join("nowhere"));
+    refused(&config, &[], &[at_dir, "nowhere: not a folder"]);
+    let one = folder(&tmp.path().join("one"), 8, 8);
+    std::fs::remove_dir_all(one.join("light")).unwrap();
+    let config = folder_config(tmp.path(), "cnn", &one);
+    refused(&config, &[], &[at_dir, "one class folder only (dark)"]);
+    let broken = folder(&tmp.path().join("broken"), 8, 8);
+    std::fs::write(broken.join("dark/bad.png"), b"not a png").unwrap();
+    let config = folder_config(tmp.path(), "cnn", &broken);
+    refused(&config, &[], &[at_dir, "bad.png: cannot read this image"]);
+    // Images of two sizes: data.image_size, which the file leaves out, at
+    // its table's line.
+    let mixed = folder(&tmp.path().join("mixed"), 8, 8);
+    image::RgbImage::new(12, 12)
+        .save(mixed.join("light/big.png"))
+        .unwrap();
+    let config = folder_config(tmp.path(), "cnn", &mixed);
+    refused(
+        &config,
+        &[],
+        &[
+            "images.toml:7: data.image_size: ",
+            "big.png is 12x12; set data.image_size",
+        ],
+    );
+    // train/ and valid/ folders with a validation_split.
+    let splits = tmp.path().join("splits");
+    std::fs::create_dir(&splits).unwrap();
+    for split in ["train", "valid"] {
+        let images = folder(&tmp.path().join(split), 8, 8);
+        std::fs::rename(images, splits.join(split)).unwrap();
+    }
+    let config = folder_config(tmp.path(), "cnn", &splits);
+    refused(
+        &config,
+        &[],
+        &[
+            "images.toml:10: data.validation_split: ",
+            "has train/ and valid/ folders",
+        ],
+    );
+}
+
+#[test]
+fn an_image_folder_error_names_the_set_or_the_data_flag_that_gave_the_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = folder(tmp.path(), 8, 8);
+    let config = folder_config(tmp.path(), "cnn", &images);
+    let missing = tmp.path().join("gone");
+    let set = format!("data.dir={}", missing.display());
+    refused(
+        &config,
+        &[&set],
+        &[&format!("--set {set}: data.dir: "), "gone: not a folder"],
+    );
+    let words = [
+        &format!("--data {}: data.dir: ", missing.display()),
+        "gone: not a folder",
+    ];
+    let mut args = vec![
+        "validate",
+        config.to_str().unwrap(),
+        "--data",
+        missing.to_str().unwrap(),
+    ];
+    assert_one_error(&burnfit(&args), &words);
+    let run = tmp.path().join("run");
+    args[0] = "train";
+    args.extend(["--backend", "flex", "--run-dir", run.to_str().unwrap()]);
+    assert_one_error(&burnfit(&args), &words);
+    assert!(!run.exists());
+}
+
+#[test]
+fn an_idx_directory_without_the_files_is_named_at_data_dir_and_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = small_config(tmp.path(), "kind = \"mlp\"", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let missing = tmp.path().join("no-idx");
+    let subset = subset();
+    std::fs::write(
+        &config,
+        text.replace(subset.to_str().unwrap(), missing.to_str().unwrap()),
+    )
+    .unwrap();
+    refused(
+        &config,
+        &[],
+        &[
+            "small.toml:7: data.dir: ",
+            "train-images-idx3-ubyte.gz: file not found",
+        ],
+    );
 }
 
 /// A regression config on the CSV file `csv`: `path` on line 7, `features`
