@@ -965,6 +965,7 @@ fn parse(origin: &Origin<'_>) -> Result<Config, CliError> {
         let key = e.path().to_string();
         let message = e.into_inner().message().to_string();
         let (key, message) = callback_error(&table, key, message);
+        let key = section_error_key(&table, key, &message);
         value_error(origin, &key, &message)
     })
 }
@@ -996,6 +997,34 @@ fn callback_error(table: &toml::Table, key: String, message: String) -> (String,
             inner if inner == "." => (key, e.message().to_string()),
             inner => (format!("{key}.{inner}"), e.message().to_string()),
         },
+    }
+}
+
+/// The key inside `[model]` or `[data]` an error at the table itself is
+/// about. The task reads these tables (tagged by `kind`) through a buffer,
+/// so serde's path stops at the table: the key is the first whose removal
+/// changes the error (the table then reads, or fails on something else,
+/// such as that key missing). Other errors are kept as they are.
+fn section_error_key(table: &toml::Table, key: String, message: &str) -> String {
+    if !matches!(key.as_str(), "model" | "data") || named_field(message).is_some() {
+        return key;
+    }
+    let Some(section) = table.get(&key).and_then(toml::Value::as_table) else {
+        return key;
+    };
+    let culprit = section.keys().filter(|k| *k != "kind").find(|field| {
+        let mut without = table.clone();
+        let mut reduced = section.clone();
+        reduced.remove(*field);
+        without.insert(key.clone(), toml::Value::Table(reduced));
+        match serde_path_to_error::deserialize::<_, Config>(without) {
+            Ok(_) => true,
+            Err(e) => e.into_inner().message() != message,
+        }
+    });
+    match culprit {
+        Some(field) => format!("{key}.{field}"),
+        None => key,
     }
 }
 

@@ -235,3 +235,35 @@ fn a_value_of_the_wrong_kind_is_told_what_the_key_takes() {
         refused(&config, &[], &[&format!("cfg.toml:19: {expected}")]);
     }
 }
+
+/// `[model]` and `[data]` are read by the task through a buffer (tagged by
+/// `kind`), so serde's path stops at the table: the error still names the
+/// key inside it, at the key's own line, or the `--set` that gave it.
+#[test]
+fn an_invalid_model_or_data_value_names_its_key_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path(), "[training]\nepochs = 1\n");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("kind = \"mlp\"", "kind = \"mlp\"\nhidden = \"x\"")
+        .replace(
+            "limit_test = 50",
+            "limit_test = 50\nvalidation_split = \"half\"",
+        );
+    std::fs::write(&config, text).unwrap();
+    refused(
+        &config,
+        &["data.validation_split=0.1"],
+        &["cfg.toml:4: model.hidden: invalid type: string \"x\""],
+    );
+    refused(
+        &config,
+        &["model.hidden=[16]"],
+        &["cfg.toml:11: data.validation_split: invalid type: string \"half\""],
+    );
+    refused(
+        &config,
+        &["model.hidden=[16]", "data.validation_split=2"],
+        &["--set data.validation_split=2: data.validation_split:"],
+    );
+}
