@@ -1034,7 +1034,7 @@ fn section_error_key(table: &toml::Table, key: String, message: &str) -> String 
 fn value_error(origin: &Origin<'_>, key: &str, message: &str) -> CliError {
     let key = if key == "." { "" } else { key };
     let from = origin.of(&blamed_key(key, message));
-    let message = with_suggestion(message);
+    let message = in_plain_words(&with_suggestion(message));
     let shown = if key.is_empty() {
         message
     } else {
@@ -1081,6 +1081,21 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// Adds "did you mean" to serde's "unknown field/variant `x`, expected one of `a`, `b`".
+/// `message` with serde's Rust type names at its end ("…, expected usize")
+/// said as what the key takes ("…, expected a whole number, 0 or more").
+fn in_plain_words(message: &str) -> String {
+    let Some((head, rust_type)) = message.rsplit_once("expected ") else {
+        return message.to_string();
+    };
+    let plain = match rust_type {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number, 0 or more",
+        "isize" | "i64" | "i32" | "i16" | "i8" => "a whole number",
+        "f64" | "f32" => "a number",
+        _ => return message.to_string(),
+    };
+    format!("{head}expected {plain}")
+}
+
 fn with_suggestion(message: &str) -> String {
     let message = message.trim();
     let (Some(start), true) = (message.find('`'), message.starts_with("unknown")) else {

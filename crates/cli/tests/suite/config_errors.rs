@@ -54,7 +54,9 @@ fn a_set_replaces_an_invalid_value_of_the_file() {
     refused(
         &config,
         &["training.batch_size=32"],
-        &["cfg.toml:14: training.seed: invalid value: integer `-1`"],
+        &[
+            "cfg.toml:14: training.seed: invalid value: integer `-1`, expected a whole number, 0 or more",
+        ],
     );
     refused(
         &config,
@@ -105,7 +107,7 @@ fn a_bad_callback_value_is_named_at_its_key_and_its_line() {
         (
             "EarlyStopping",
             "patience = -1",
-            "callbacks[1].patience: invalid value: integer `-1`, expected usize",
+            "callbacks[1].patience: invalid value: integer `-1`, expected a whole number, 0 or more",
         ),
         (
             "TensorBoard",
