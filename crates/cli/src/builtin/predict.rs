@@ -188,9 +188,11 @@ fn table_inputs(
         return inputs;
     }
     let DataConfig::Csv(c) = data else {
-        return Err(CliError::usage(
-            "this run's model is a regressor but its data is not a CSV table",
-        ));
+        return Err(CliError::usage(format!(
+            "{}: data.kind: this run's model is a regressor, which reads a CSV table, but its \
+             data is not one; give the run's config.toml the [data] it was trained with",
+            run_root.join("config.toml").display()
+        )));
     };
     if c.path.is_relative() && !c.path.exists() {
         return Err(CliError::usage(format!(
