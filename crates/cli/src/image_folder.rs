@@ -45,6 +45,30 @@ pub struct Decode {
 }
 
 impl Decode {
+    /// Refuses an `image_size` whose `count` resized images alone would
+    /// not fit in the memory available now, before any is decoded (the
+    /// resize itself would end in an allocation failure, or take minutes).
+    /// A lower bound: a set that could fit is never refused.
+    fn check_memory(self, count: usize) -> CliResult<()> {
+        let (Some(size), Some(available)) = (self.image_size, crate::memory::available()) else {
+            return Ok(());
+        };
+        let per_image = (size as u128).pow(2) * self.channels() as u128;
+        let needed = per_image * count.max(1) as u128;
+        if needed <= u128::from(available) {
+            return Ok(());
+        }
+        Err(CliError::at_key(
+            "data.image_size",
+            format!(
+                "is {size}: {count} images of {size}x{size} need at least {}, more than the {} \
+                 of memory available; choose a smaller data.image_size",
+                crate::memory::shown(needed),
+                crate::memory::shown(u128::from(available))
+            ),
+        ))
+    }
+
     fn channels(self) -> usize {
         if self.grayscale { 1 } else { 3 }
     }
@@ -394,6 +418,7 @@ struct Images {
 
 impl Images {
     fn read(files: &[(PathBuf, u8)], decode: Decode) -> CliResult<Self> {
+        decode.check_memory(files.len())?;
         let mut images = Images {
             pixels: Vec::new(),
             labels: Vec::with_capacity(files.len()),

@@ -27,6 +27,7 @@ mod inference;
 mod interrupt;
 mod logging;
 mod lr_find;
+mod memory;
 mod metrics;
 mod remote;
 mod report;

@@ -340,6 +340,8 @@ struct Writer {
     /// Where, relative to the run unless absolute, made absolute and
     /// normalised.
     path: PathBuf,
+    /// A directory of files (TensorBoard's logs, backups), not one file.
+    dir: bool,
 }
 
 /// Checks that no two writers aim at the same file: a callback of the
@@ -362,6 +364,29 @@ pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), Str
         };
         let key = format!("callbacks[{index}].{field}");
         let at_path = at(&path);
+        let dir = writes_a_directory(callback);
+        if base.starts_with(&at_path) {
+            return Err(format!(
+                "{key} = \"{}\": names the run directory itself (or a directory above it); \
+                 give this {} a {field} of its own",
+                path.display(),
+                callback.type_name(),
+            ));
+        }
+        let inside_a_file = writers.iter().find(|w| {
+            (!w.dir && at_path.starts_with(&w.path) && at_path != w.path)
+                || (!dir && w.path.starts_with(&at_path) && at_path != w.path)
+        });
+        if let Some(old) = inside_a_file {
+            return Err(format!(
+                "{key} = \"{}\": {} is at {}, and one of the two would have to be a \
+                 directory holding the other; give this {} another {field}",
+                path.display(),
+                old.what,
+                old.path.display(),
+                callback.type_name(),
+            ));
+        }
         if let Some(old) = writers.iter().find(|w| w.path == at_path) {
             let hint = if old.key.starts_with("outputs.") {
                 format!(", or set {} = false", old.key)
@@ -380,6 +405,7 @@ pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), Str
             what: format!("{key} ({})", callback.type_name()),
             path: at_path,
             key,
+            dir,
         });
     }
     Ok(())
@@ -432,6 +458,7 @@ fn own_writers(config: &Config, at: &dyn Fn(&Path) -> PathBuf) -> Vec<Writer> {
                 key: key.to_string(),
                 what: format!("{what} ({path})"),
                 path: at(Path::new(path)),
+                dir: OWN_DIRECTORIES.contains(path),
             });
         }
     }
@@ -440,9 +467,63 @@ fn own_writers(config: &Config, at: &dyn Fn(&Path) -> PathBuf) -> Vec<Writer> {
             key: path.to_string(),
             what: format!("the run's own {path}"),
             path: at(Path::new(path)),
+            dir: OWN_DIRECTORIES.contains(&path),
         });
     }
     writers
+}
+
+/// The run's own writers that are directories of files.
+const OWN_DIRECTORIES: [&str; 4] = ["tensorboard", "backup", "plots", "burn"];
+
+/// Whether `callback`'s output ([`callback_output`]) is a directory of
+/// files rather than one file.
+fn writes_a_directory(callback: &CallbackConfig) -> bool {
+    matches!(
+        callback,
+        CallbackConfig::TensorBoard(_) | CallbackConfig::BackupAndRestore(_)
+    )
+}
+
+/// Checks, for a run that starts (not a `--resume`), that no callback
+/// writes over something the user already has outside the run directory
+/// `root`: a file a CSVLogger (unless it appends), ModelCheckpoint or
+/// OnExceptionCheckpoint would overwrite, or a `backup_dir` that holds files already (a new run
+/// would resume from another run's backups, or delete them). Inside the
+/// run directory everything is the run's own. Returns the message naming
+/// the key; creates nothing.
+pub fn check_outputs_outside_are_new(config: &Config, root: &Path) -> Result<(), String> {
+    let base = normalise(&std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()));
+    for (index, callback) in config.callbacks.iter().enumerate() {
+        let Some((field, path)) = callback_output(callback) else {
+            continue;
+        };
+        let at_path = normalise(&base.join(&path));
+        if at_path.starts_with(&base) {
+            continue;
+        }
+        let key = format!("callbacks[{index}].{field}");
+        let shown = path.display();
+        if writes_a_directory(callback) {
+            let holds_files = std::fs::read_dir(&at_path).is_ok_and(|mut d| d.next().is_some());
+            if matches!(callback, CallbackConfig::BackupAndRestore(_)) && holds_files {
+                return Err(format!(
+                    "{key} = \"{shown}\": the directory holds files already (another run's \
+                     backups?), which a new run would resume from or delete; give it a new or \
+                     empty backup_dir, or continue that run with --run-dir ITS_RUN --resume"
+                ));
+            }
+        } else if at_path.exists() && !matches!(callback, CallbackConfig::CSVLogger(c) if c.append)
+        {
+            return Err(format!(
+                "{key} = \"{shown}\": the file exists outside the run directory, and this {} \
+                 would overwrite it; give a {field} that does not exist yet (or one inside the \
+                 run directory)",
+                callback.type_name(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The file or directory a configured callback writes, with the key that

@@ -107,6 +107,10 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     }
     crate::run_dir::check_one_writer_per_file(&config, &root)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
+    if !args.resume {
+        crate::run_dir::check_outputs_outside_are_new(&config, &root)
+            .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
+    }
     // Left-over temporary files of writes a kill interrupted are garbage,
     // whatever the checks below decide.
     RunDir::sweep_unlocked(&root, &[&backup_dir(&config, &root)])?;
@@ -274,13 +278,15 @@ fn with_data_flag(args: &TrainArgs) -> CliResult<Config> {
 }
 
 /// The checks of a config alone that `train` makes before creating
-/// anything, for `burnfit validate`: the model fits in memory, and no two
-/// writers aim at one file of a run directory.
+/// anything, for `burnfit validate`: the model fits in memory, no two
+/// writers aim at one file of a run directory, and no callback writes over
+/// what the user has outside it.
 pub fn check_config(path: &Path, config: &Config) -> CliResult<()> {
     let bad = |e: String| CliError::usage(format!("{}: {e}", path.display()));
     check_memory(config).map_err(bad)?;
     let root = RunDir::choose(&config.run_name(path), None);
-    crate::run_dir::check_one_writer_per_file(config, &root).map_err(bad)
+    crate::run_dir::check_one_writer_per_file(config, &root).map_err(bad)?;
+    crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(bad)
 }
 
 /// Refuses a model whose parameters and optimizer state alone would not fit
@@ -290,7 +296,7 @@ pub fn check_config(path: &Path, config: &Config) -> CliResult<()> {
 /// buffers come on top), so a model that could fit is never refused; where
 /// the memory cannot be read, nothing is checked.
 fn check_memory(config: &Config) -> Result<(), String> {
-    let Some(available) = available_memory() else {
+    let Some(available) = crate::memory::available() else {
         return Ok(());
     };
     let Some((parameters, key)) = config.describe().parameters else {
@@ -305,8 +311,8 @@ fn check_memory(config: &Config) -> Result<(), String> {
         "{key}: the model has at least {parameters} parameters: {} with the optimizer's state \
          (f32), more than the {} of memory available; make the model smaller (nothing was \
          created)",
-        bytes(needed),
-        bytes(u128::from(available))
+        crate::memory::shown(needed),
+        crate::memory::shown(u128::from(available))
     ))
 }
 
@@ -316,24 +322,6 @@ fn optimizer_copies(optimizer: &OptimizerConfig) -> u128 {
     match optimizer.kind {
         OptimizerKind::Adam | OptimizerKind::AdamW => 2,
         OptimizerKind::Sgd => u128::from(optimizer.momentum > 0.0),
-    }
-}
-
-/// `MemAvailable` of `/proc/meminfo`, in bytes.
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
-}
-
-/// `bytes` in GiB or TiB, for a message.
-fn bytes(bytes: u128) -> String {
-    let gib = bytes as f64 / (1u64 << 30) as f64;
-    if gib >= 1024.0 {
-        format!("{:.1} TiB", gib / 1024.0)
-    } else {
-        format!("{gib:.1} GiB")
     }
 }
 

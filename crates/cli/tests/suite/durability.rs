@@ -345,6 +345,17 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
              [[callbacks]]\ntype = \"CSVLogger\"\nfilename = \"logs/../a.csv\"\n",
             "callbacks[1].filename",
         ),
+        // An empty name is the run directory itself.
+        (
+            "[[callbacks]]\ntype = \"CSVLogger\"\nfilename = \"\"\n",
+            "callbacks[0].filename = \"\": names the run directory itself",
+        ),
+        // One writer's file would have to be the other's directory.
+        (
+            "[[callbacks]]\ntype = \"CSVLogger\"\nfilename = \"ck\"\n\n\
+             [[callbacks]]\ntype = \"ModelCheckpoint\"\nfilepath = \"ck/x.bpk\"\n",
+            "callbacks[1].filepath = \"ck/x.bpk\": callbacks[0].filename (CSVLogger) is at",
+        ),
     ];
     for (extra, key) in cases {
         let config = config(tmp.path(), extra);
@@ -373,6 +384,79 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(history(&run).lines().count(), 2, "{}", history(&run));
+}
+
+/// A callback's file outside the run directory that exists already is
+/// the user's: a run that starts (not a `--resume`) refuses to overwrite it,
+/// and refuses a `backup_dir` that holds files (it would resume from
+/// another run's backups, or delete them), before anything is created. A
+/// CSVLogger that appends keeps the file's lines.
+#[test]
+fn a_callback_never_overwrites_what_the_user_has_outside_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let notes = tmp.path().join("notes.txt");
+    std::fs::write(&notes, "mine\n").unwrap();
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("backup-000000000001.bfk"), "theirs").unwrap();
+    let cases = [
+        (
+            format!(
+                "[[callbacks]]\ntype = \"CSVLogger\"\nfilename = \"{}\"\n",
+                notes.display()
+            ),
+            "callbacks[0].filename",
+        ),
+        // Relative to the run directory, so outside it.
+        (
+            "[[callbacks]]\ntype = \"ModelCheckpoint\"\nfilepath = \"../notes.txt\"\n\
+             save_weights_only = true\n"
+                .to_string(),
+            "callbacks[0].filepath",
+        ),
+        (
+            format!(
+                "[[callbacks]]\ntype = \"BackupAndRestore\"\nbackup_dir = \"{}\"\n",
+                shared.display()
+            ),
+            "callbacks[0].backup_dir",
+        ),
+    ];
+    for (extra, key) in &cases {
+        let config = config(tmp.path(), extra);
+        let out = train(&config, &run, &["--epochs", "1"], &[]);
+        refused(&out, key);
+        assert!(!run.exists(), "{key}: created the run");
+        if extra.contains("../") {
+            // `validate` has no --run-dir for a path relative to it.
+            continue;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+            .arg("validate")
+            .arg(&config)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        refused(&out, key);
+    }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
+    assert_eq!(
+        std::fs::read(shared.join("backup-000000000001.bfk")).unwrap(),
+        b"theirs"
+    );
+    // Appending is what the user asked for: their line stays first.
+    let appends = format!(
+        "[[callbacks]]\ntype = \"CSVLogger\"\nfilename = \"{}\"\nappend = true\n",
+        notes.display()
+    );
+    let out = train(&config(tmp.path(), &appends), &run, &["--epochs", "1"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let appended = std::fs::read_to_string(&notes).unwrap();
+    assert!(
+        appended.starts_with("mine\n") && appended.lines().count() > 1,
+        "{appended}"
+    );
 }
 
 /// Without the feature, the test hooks are not in the binary: the

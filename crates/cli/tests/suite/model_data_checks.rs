@@ -218,6 +218,16 @@ fn an_image_size_the_model_cannot_take_is_refused_at_data_image_size() {
             "set data.image_size = 4",
         ],
     );
+    // Resizing to a size no memory holds used to end in an allocation
+    // failure and a backtrace (or minutes of resizing first).
+    refused(
+        &config,
+        &["data.image_size=10000000"],
+        &[
+            "--set data.image_size=10000000: data.image_size: is 10000000",
+            "of memory available; choose a smaller data.image_size",
+        ],
+    );
 }
 
 #[test]
