@@ -487,6 +487,9 @@ const BATCH: usize = 64;
 
 /// Refuses unknown names before anything is measured.
 fn check_names(args: &BenchArgs) -> CliResult<()> {
+    if let Some(path) = &args.json {
+        peers::check_json_target(path)?;
+    }
     for name in &args.backends {
         if !["flex", "ndarray", "wgpu"].contains(&name.as_str()) {
             return Err(CliError::usage(format!(

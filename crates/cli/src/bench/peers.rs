@@ -52,6 +52,41 @@ pub fn write_json(path: &Path, records: &[Record]) -> CliResult<()> {
     Ok(())
 }
 
+/// Checks, before anything is measured, that `--json PATH` can be written
+/// and would replace nothing but an earlier `--json` output (a JSON list
+/// of records): a file the user has otherwise is never overwritten.
+pub fn check_json_target(path: &Path) -> CliResult<()> {
+    let refuse = |why: String| CliError::usage(format!("--json {}: {why}", path.display()));
+    if path.is_dir() {
+        return Err(refuse("is a directory; give a file name in it".into()));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(refuse(format!(
+            "the directory {} does not exist; create it or give another path",
+            parent.display()
+        )));
+    }
+    if !path.exists() {
+        return Ok(());
+    }
+    let earlier = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).ok())
+        .is_some_and(|records| records.iter().all(|r| r.get("step_ms").is_some()));
+    if earlier {
+        return Ok(());
+    }
+    Err(refuse(
+        "the file exists and is not an earlier `burnfit bench --json` output, which is all \
+         bench replaces; give a new file name"
+            .into(),
+    ))
+}
+
 /// Checks that `python` exists before anything is measured.
 pub fn check_python(python: &Path) -> CliResult<()> {
     if python.exists() {

@@ -1094,6 +1094,28 @@ fn bench_refuses_counts_it_cannot_measure_and_labels_every_memory_column() {
     // Refused before anything is measured (nothing else printed), each
     // naming the flag and the least it takes.
     assert_one_error(&bench("0", "1", "5"), &["--steps 0", "--steps 1 or more"]);
+    // --json replaces only an earlier --json output, and is checked first.
+    let tmp = tempfile::tempdir().unwrap();
+    let notes = tmp.path().join("notes.txt");
+    std::fs::write(&notes, "mine").unwrap();
+    let missing = tmp.path().join("no/such/dir/b.json");
+    for (path, why) in [
+        (&notes, "is not an earlier `burnfit bench --json` output"),
+        (&tmp.path().to_path_buf(), "is a directory"),
+        (&missing, "does not exist"),
+    ] {
+        let out = burnfit(&[
+            "bench",
+            "--models",
+            "mlp",
+            "--steps",
+            "1",
+            "--json",
+            path.to_str().unwrap(),
+        ]);
+        assert_one_error(&out, &[&format!("--json {}", path.display()), why]);
+    }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine");
     assert_one_error(
         &bench("1", "0", "5"),
         &["--repeats 0", "--repeats 1 or more"],
