@@ -240,6 +240,12 @@ fn validate(
         ..Default::default()
     })?;
     train::check_config(path, &cfg)?;
+    if cfg.training.backend == BackendChoice::Ndarray {
+        // The one choice this binary may lack; the others are found when
+        // training starts (probing a GPU is slow).
+        backend::choose(cfg.training.backend, cfg.describe().convolutional)
+            .map_err(|e| cfg.locate(CliError::at_key("training.backend", e.message())))?;
+    }
     let loaded = task::current().load(&cfg, None)?;
     let (train, valid, test) = loaded.sizes();
     println!(

@@ -55,6 +55,8 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         "ndarray" => BackendChoice::Ndarray,
         _ => BackendChoice::Flex,
     };
+    // Devices the config gives are named at their key, not at --devices.
+    let devices_of_the_config = args.devices.is_none() && !config.training.devices.is_empty();
     // A resume without --devices continues on the run's devices.
     if args.resume
         && args.devices.is_none()
@@ -71,7 +73,12 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         None => None,
     };
     let mut devices = match spec {
-        Some(spec) => backend::resolve_devices(&spec, &backend)?,
+        Some(spec) => backend::resolve_devices(&spec, &backend).map_err(|e| {
+            match (devices_of_the_config, e.message().split_once(": ")) {
+                (true, Some((_, why))) => config.locate(CliError::at_key("training.devices", why)),
+                _ => e,
+            }
+        })?,
         None => Devices::single(&backend),
     };
     // The other machines' devices come after this machine's (or --devices):

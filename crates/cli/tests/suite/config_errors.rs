@@ -269,3 +269,48 @@ fn an_invalid_model_or_data_value_names_its_key_and_line() {
         &["--set data.validation_split=2: data.validation_split:"],
     );
 }
+
+/// Devices the config gives are named at their key and line, not at the
+/// `--devices` flag the user never passed; a backend this binary lacks is
+/// refused by `validate` as by `train`.
+#[test]
+fn devices_and_a_backend_of_the_config_are_named_at_their_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(
+        tmp.path(),
+        "[training]\nepochs = 1\nbackend = \"flex\"\ndevices = [\"flex\", \"gpu\"]\n",
+    );
+    let run = tmp.path().join("run");
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{printed}");
+    assert_eq!(printed.lines().count(), 1, "{printed}");
+    assert!(
+        printed.starts_with("error: ")
+            && printed.contains("cfg.toml:14: training.devices: `gpu` is not a flex device")
+            && !printed.contains("--devices"),
+        "{printed}"
+    );
+    assert!(!run.exists());
+    // `validate` says what `train` would: this binary has no ndarray.
+    #[cfg(not(feature = "ndarray"))]
+    crate::common::assert_one_error(
+        &burnfit(&[
+            "validate",
+            config.to_str().unwrap(),
+            "--set",
+            "training.backend=\"ndarray\"",
+            "--set",
+            "training.devices=[]",
+        ]),
+        &[
+            "--set training.backend=\"ndarray\": training.backend:",
+            "without burn-ndarray",
+        ],
+    );
+}
