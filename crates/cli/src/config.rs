@@ -707,11 +707,23 @@ impl Config {
                 ),
             ))
         };
+        // Keras warns and falls back to "auto" on an unknown mode; in a
+        // config file it is a typo (a `max` metric read as `auto` picks the
+        // wrong direction for names Keras cannot guess).
+        let known_mode = |key: &str, mode: &str| -> Result<(), CliError> {
+            const MODES: [&str; 3] = ["auto", "min", "max"];
+            if MODES.contains(&mode) {
+                return Ok(());
+            }
+            let message = format!("unknown mode `{mode}`, expected one of `auto`, `min`, `max`");
+            Err(bad(key, with_suggestion(&message)))
+        };
         if self.outputs.checkpoint {
             known(
                 "outputs.checkpoint_monitor",
                 &self.outputs.checkpoint_monitor,
             )?;
+            known_mode("outputs.checkpoint_mode", &self.outputs.checkpoint_mode)?;
         }
         for (index, callback) in self.callbacks.iter().enumerate() {
             // Keras ignores unknown ReduceLROnPlateau arguments (**kwargs); in
@@ -757,8 +769,9 @@ impl Config {
             if let Err(e) = built {
                 return Err(bad(&format!("callbacks[{index}]"), e));
             }
-            if let Some((monitor, _mode)) = callback.monitor() {
+            if let Some((monitor, mode)) = callback.monitor() {
                 known(&format!("callbacks[{index}].monitor"), monitor)?;
+                known_mode(&format!("callbacks[{index}].mode"), mode)?;
             }
             for key in callback.filepath_keys() {
                 if !metrics.contains(&key) {

@@ -131,6 +131,13 @@ fn a_bad_callback_value_is_named_at_its_key_and_its_line() {
             "log_every_n_steps = -1",
             "callbacks[1].log_every_n_steps: invalid value: integer `-1`",
         ),
+        // Keras falls back to "auto" with a warning; a config's typo is refused.
+        (
+            "ReduceLROnPlateau",
+            "mode = \"minn\"",
+            "callbacks[1].mode: unknown mode `minn`, expected one of `auto`, `min`, `max`; \
+             did you mean `min`?",
+        ),
     ];
     for (class, line, expected) in cases {
         let config = config(tmp.path(), &second_callback(class, line));
@@ -163,6 +170,11 @@ fn a_bad_callback_value_a_set_gave_is_named_at_the_set() {
         &config,
         &["callbacks[1].patience=-1"],
         &["--set callbacks[1].patience=-1: callbacks[1].patience: invalid value: integer `-1`"],
+    );
+    refused(
+        &config,
+        &["outputs.checkpoint_mode=\"maxx\""],
+        &["--set outputs.checkpoint_mode=\"maxx\": outputs.checkpoint_mode: unknown mode `maxx`"],
     );
     let set = r#"callbacks=[{type="EarlyStopping", patience=-1}]"#;
     refused(
