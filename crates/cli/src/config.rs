@@ -1100,6 +1100,9 @@ fn in_plain_words(message: &str) -> String {
     let Some((head, rust_type)) = message.rsplit_once("expected ") else {
         return message.to_string();
     };
+    if rust_type.starts_with("internally tagged enum ") {
+        return format!("{head}expected a table with its `kind`");
+    }
     let plain = match rust_type {
         "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number, 0 or more",
         "isize" | "i64" | "i32" | "i16" | "i8" => "a whole number",

@@ -221,6 +221,12 @@ fn a_value_of_the_wrong_kind_is_told_what_the_key_takes() {
         &["training.fast_dev_run=yes"],
         &[&format!("--set training.fast_dev_run=yes: {takes}")],
     );
+    // A tagged table says so, not serde's "internally tagged enum ModelConfig".
+    refused(
+        &good,
+        &["model=3"],
+        &["--set model=3: model: invalid type: integer `3`, expected a table with its `kind`"],
+    );
     // The callbacks' parameters read the same way.
     let cases = [
         (
