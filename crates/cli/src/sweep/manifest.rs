@@ -79,6 +79,7 @@ impl Manifest {
             .iter()
             .map(|p| space::parse_param(p))
             .collect::<CliResult<_>>()?;
+        space::check_keys_once(&space)?;
         let trials = space::trials(&space, args.random, args.seed)?;
         // Every trial must pass train's checks now, not in the middle of
         // the sweep, and before the sweep directory is written.

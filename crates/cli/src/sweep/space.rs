@@ -23,6 +23,20 @@ pub enum Space {
     LogUniform(f64, f64),
 }
 
+/// Refuses a key searched by two `--param`s: each trial would set it
+/// twice, and only the last value would count.
+pub fn check_keys_once(space: &[(String, Space)]) -> CliResult<()> {
+    for (index, (key, _)) in space.iter().enumerate() {
+        if space[..index].iter().any(|(earlier, _)| earlier == key) {
+            return Err(CliError::usage(format!(
+                "--param {key}: the key is searched by another --param already; give its values \
+                 in one list"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Parses `key.path=[v1,v2]`, `key.path=uniform(lo,hi)` or
 /// `key.path=loguniform(lo,hi)`.
 pub fn parse_param(spec: &str) -> CliResult<(String, Space)> {
@@ -175,5 +189,12 @@ mod tests {
         assert!(trials(&space, None, 0).is_err(), "a range needs --random");
         assert!(parse_param("optimizer.lr=loguniform(0,1)").is_err());
         assert!(parse_param("optimizer.lr").is_err());
+        let twice = vec![
+            parse_param("optimizer.lr=[1e-3]").unwrap(),
+            parse_param("optimizer.lr=[2e-3]").unwrap(),
+        ];
+        let error = check_keys_once(&twice).unwrap_err();
+        assert!(error.message().contains("--param optimizer.lr"), "{error}");
+        assert!(check_keys_once(&twice[..1]).is_ok());
     }
 }
