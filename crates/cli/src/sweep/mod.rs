@@ -255,11 +255,38 @@ fn run_in_turn(
 }
 
 fn sweep_dir_required(args: &SweepArgs, flag: &str) -> CliResult<PathBuf> {
-    args.sweep_dir.clone().ok_or_else(|| {
+    let dir = args.sweep_dir.clone().ok_or_else(|| {
         CliError::usage(format!(
             "{flag} needs --sweep-dir DIR: the directory of a planned sweep"
         ))
-    })
+    })?;
+    refuse_what_the_plan_fixes(args, flag, &dir)?;
+    Ok(dir)
+}
+
+/// Refuses, with `--trial` or `--collect`, what the planned sweep in `dir`
+/// fixed when it was planned (the config, the searched space, the flags of
+/// every trial): given again, it would be ignored.
+fn refuse_what_the_plan_fixes(args: &SweepArgs, flag: &str, dir: &Path) -> CliResult<()> {
+    let run = &args.run;
+    let given = [
+        ("CONFIG", args.config.is_some()),
+        ("--param", !args.params.is_empty()),
+        ("--random", args.random.is_some()),
+        ("--set", !run.sets.is_empty()),
+        ("--epochs", run.epochs.is_some()),
+        ("--backend", run.backend.is_some()),
+        ("--data", run.data.is_some()),
+    ];
+    match given.iter().find(|(_, is_given)| *is_given) {
+        Some((what, _)) => Err(CliError::usage(format!(
+            "sweep {flag}: {what} was fixed when the sweep in {} was planned (see its \
+             sweep.json), and would be ignored; leave it out, or plan a new sweep in another \
+             --sweep-dir",
+            dir.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `--trial K`, or the job launcher's task number.

@@ -283,6 +283,27 @@ fn sweep_mistakes_get_one_error_line() {
         &burnfit(&["sweep", "--sweep-dir", d, "--trial", "4"], &[]),
         &["--trial 4", "4 trials, numbered 0 to 3"],
     );
+    // What the plan fixed is not taken again (it was silently ignored).
+    let c = config.to_str().unwrap();
+    for (extra, what) in [
+        (&[c][..], "CONFIG"),
+        (&["--epochs", "5"][..], "--epochs"),
+        (&["--param", "optimizer.lr=[1e-2]"][..], "--param"),
+    ] {
+        for mode in [&["--trial", "1"][..], &["--collect"][..]] {
+            let mut args = vec!["sweep", "--sweep-dir", d];
+            args.extend_from_slice(mode);
+            args.extend_from_slice(extra);
+            one_line(
+                &burnfit(&args, &[]),
+                &[
+                    &format!("sweep {}: {what} was fixed", mode[0]),
+                    "leave it out",
+                ],
+            );
+        }
+    }
+    assert!(!dir.join("trial-001").exists(), "the refused trial ran");
     // The config changed since the sweep was planned.
     std::fs::write(
         &config,
