@@ -31,7 +31,7 @@ use crate::interrupt::Signal;
 /// Options of `burnfit sweep`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SweepArgs {
-    /// The base config (not needed with --trial or --collect).
+    /// The base config (not with --trial or --collect: the plan holds it).
     pub config: Option<PathBuf>,
     /// A searched parameter: `key.path=[v1,v2,...]`, `key.path=loguniform(lo,hi)`
     /// or `key.path=uniform(lo,hi)` (repeatable).
