@@ -37,8 +37,7 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         }
         config.training.epochs = epochs;
     }
-    check_memory(&config)
-        .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
+    check_memory(&config)?;
     if config
         .training
         .fast_dev_run
@@ -290,7 +289,7 @@ fn with_data_flag(args: &TrainArgs) -> CliResult<Config> {
 /// what the user has outside it.
 pub fn check_config(path: &Path, config: &Config) -> CliResult<()> {
     let bad = |e: String| CliError::usage(format!("{}: {e}", path.display()));
-    check_memory(config).map_err(bad)?;
+    check_memory(config)?;
     let root = RunDir::choose(&config.run_name(path), None);
     crate::run_dir::check_one_writer_per_file(config, &root).map_err(bad)?;
     crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(bad)
@@ -302,7 +301,7 @@ pub fn check_config(path: &Path, config: &Config) -> CliResult<()> {
 /// and a backtrace. The count is a lower bound (activations, gradients and
 /// buffers come on top), so a model that could fit is never refused; where
 /// the memory cannot be read, nothing is checked.
-fn check_memory(config: &Config) -> Result<(), String> {
+fn check_memory(config: &Config) -> CliResult<()> {
     let Some(available) = crate::memory::available() else {
         return Ok(());
     };
@@ -314,13 +313,17 @@ fn check_memory(config: &Config) -> Result<(), String> {
     if needed <= u128::from(available) {
         return Ok(());
     }
-    Err(format!(
-        "{key}: the model has at least {parameters} parameters: {} with the optimizer's state \
-         (f32), more than the {} of memory available; make the model smaller (nothing was \
-         created)",
-        crate::memory::shown(needed),
-        crate::memory::shown(u128::from(available))
-    ))
+    // Named where the key's value came from: the file's line or a --set.
+    Err(config.locate(CliError::at_key(
+        key,
+        format!(
+            "the model has at least {parameters} parameters: {} with the optimizer's state \
+             (f32), more than the {} of memory available; make the model smaller (nothing was \
+             created)",
+            crate::memory::shown(needed),
+            crate::memory::shown(u128::from(available))
+        ),
+    )))
 }
 
 /// Copies of the parameters the optimizer keeps (Adam's two moments, SGD's

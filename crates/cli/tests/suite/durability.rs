@@ -300,7 +300,11 @@ fn a_model_too_big_for_memory_is_refused_before_anything_is_created() {
     let config = config(tmp.path(), "");
     let run = tmp.path().join("run");
     let out = train(&config, &run, &["--set", "model.hidden=[1000000000]"], &[]);
-    refused(&out, "model.hidden");
+    // Named at the --set that gave the size, not at the config file.
+    refused(
+        &out,
+        "--set model.hidden=[1000000000]: model.hidden: the model has at least",
+    );
     assert!(!run.exists(), "created {}", run.display());
 }
 
