@@ -354,7 +354,17 @@ pub fn start(setup: &Setup) -> CliResult<Started> {
             // Temporary files of writes a kill interrupted are garbage.
             run.remove_temporary_files();
             if matches!(plan.kind, ResumeKind::Restart) {
-                let aside = run.set_aside_attempt(&backup_dir(&setup.config, &run.root))?;
+                let backups = backup_dir(&setup.config, &run.root);
+                let damaged = burnfit_callbacks::builtins::BackupAndRestore::backups(&backups);
+                if !damaged.is_empty() {
+                    eprintln!(
+                        "warning: every backup in {} is damaged ({}): the run cannot continue \
+                         where it stopped",
+                        backups.display(),
+                        crate::report::count(damaged.len(), "file")
+                    );
+                }
+                let aside = run.set_aside_attempt(&backups)?;
                 println!(
                     "burnfit: the run has no usable backup: starting it again from its \
                      config.toml (the first attempt's files are in {})",

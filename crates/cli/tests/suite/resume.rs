@@ -66,6 +66,20 @@ fn resume(config: &Path, run: &Path) -> Output {
     train(config, run, &["--resume"], &[])
 }
 
+/// Copies the directory `from` (files and sub-directories) to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 fn history(run: &Path) -> String {
     std::fs::read_to_string(run.join("history.csv")).unwrap()
 }
@@ -307,6 +321,30 @@ fn sigkill_then_resume_and_a_corrupt_backup_falls_back() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+
+    // A copy with every backup damaged starts again from its config, with
+    // a warning (it used to say so on stdout only), to the same history.
+    let all_damaged = tmp.path().join("all-damaged");
+    copy_tree(&run, &all_damaged);
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(all_damaged.join("backup")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "bfk") {
+            std::fs::write(&path, b"damaged").unwrap();
+            damaged += 1;
+        }
+    }
+    let out = resume(&config, &all_damaged);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: every backup in {}",
+            all_damaged.join("backup").display()
+        )) && stderr.contains(&format!("({damaged} files)")),
+        "{stderr}"
+    );
+    assert_eq!(&history(&all_damaged), expected, "every backup damaged");
 
     // Damage the newest backup: resume must warn and use the previous one.
     let mut backups: Vec<PathBuf> = std::fs::read_dir(run.join("backup"))
