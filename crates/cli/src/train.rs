@@ -94,9 +94,15 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         config.training.devices = devices.names();
         let batch = config.training.batch_size;
         if batch % count != 0 || batch < count {
+            let flag = args
+                .devices
+                .as_ref()
+                .map(|spec| format!("--devices {spec}: "))
+                .unwrap_or_default();
             return Err(CliError::usage(format!(
-                "training.batch_size = {batch} cannot be split evenly over {count} devices (it is \
-                 the batch of a step over all of them); use a multiple of {count}"
+                "{flag}training.batch_size = {batch} cannot be split evenly over {count} devices \
+                 (it is the batch of a step over all of them); use a batch that is a multiple of \
+                 {count}, or fewer devices"
             )));
         }
     } else {

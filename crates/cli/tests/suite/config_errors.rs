@@ -315,6 +315,20 @@ fn devices_and_a_backend_of_the_config_are_named_at_their_keys() {
         "{printed}"
     );
     assert!(!run.exists());
+    // A batch the devices cannot share names the flag that gave them.
+    let out = burnfit(&[
+        "train",
+        config.to_str().unwrap(),
+        "--devices",
+        "flex,flex,flex",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    crate::common::assert_one_error(
+        &out,
+        &["--devices flex,flex,flex: training.batch_size = 64 cannot be split evenly over 3"],
+    );
+    assert!(!run.exists());
     // `validate` says what `train` would: this binary has no ndarray.
     #[cfg(not(feature = "ndarray"))]
     crate::common::assert_one_error(
