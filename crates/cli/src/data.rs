@@ -122,6 +122,15 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
                 .map(Path::to_path_buf)
                 .or_else(|| d.dir.clone())
                 .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR));
+            if dir.is_file() {
+                return Err(CliError::at_key(
+                    "data.dir",
+                    format!(
+                        "{} is a file; give the directory that holds the IDX files",
+                        dir.display()
+                    ),
+                ));
+            }
             let load = |split| {
                 fashion_mnist::load_raw(&dir, split)
                     .map_err(|e| CliError::at_key("data.dir", e.to_string()))
@@ -168,6 +177,12 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
             let path = data_override
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| c.path.clone());
+            if path.is_dir() {
+                return Err(CliError::at_key(
+                    "data.path",
+                    format!("{} is a directory; give the CSV file", path.display()),
+                ));
+            }
             let table = Table::from_csv(
                 &path,
                 &TableConfig::new(c.target.clone()).with_features(c.features.clone()),

@@ -433,6 +433,15 @@ fn an_idx_directory_without_the_files_is_named_at_data_dir_and_its_line() {
             "train-images-idx3-ubyte.gz: file not found",
         ],
     );
+    // A file where the directory should be is named as one.
+    refused(
+        &config,
+        &[&format!("data.dir={:?}", config.display().to_string())],
+        &[
+            "data.dir: ",
+            "small.toml is a file; give the directory that holds the IDX files",
+        ],
+    );
 }
 
 /// A regression config on the CSV file `csv`: `path` on line 7, `features`
@@ -491,6 +500,16 @@ fn csv_errors_name_the_config_key_with_the_file_and_its_line() {
         &config,
         &[],
         &["table.toml:7: data.path: ", "nowhere.csv: file not found"],
+    );
+    // A directory is named as one (it read "malformed CSV: Is a directory").
+    let config = csv_config(tmp.path(), tmp.path(), features, "y");
+    refused(
+        &config,
+        &[],
+        &[
+            "table.toml:7: data.path: ",
+            "is a directory; give the CSV file",
+        ],
     );
     let csv = table(tmp.path(), "abc");
     let config = csv_config(tmp.path(), &csv, features, "y");
