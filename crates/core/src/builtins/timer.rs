@@ -75,6 +75,10 @@ impl TimerDuration {
                         .trim()
                         .parse()
                         .map_err(|_| format!("{text:?}: `{part}` is not a number"))?;
+                    if value.is_sign_negative() {
+                        // "-00:00:01" would read as one second.
+                        return Err(format!("{text:?}: `{part}` is negative"));
+                    }
                     total += value * unit;
                 }
                 total
@@ -222,6 +226,8 @@ mod tests {
         assert!(parse("12").is_err());
         assert!(parse("aa:00:00").is_err());
         assert!(TimerDuration::Seconds(0.0).to_duration().is_err());
+        assert!(parse("-00:00:01").is_err(), "a sign on a zero part");
+        assert!(parse("00:-1:30").is_err());
         assert_eq!(
             TimerDuration::Seconds(2.5).to_duration().unwrap(),
             Duration::from_millis(2500)
