@@ -20,6 +20,28 @@ pub struct History {
     pub columns: BTreeMap<String, Vec<f64>>,
 }
 
+/// A row of a CSV log that cannot be read, as one line: the file and line,
+/// what is wrong with it and what to do.
+fn unreadable_row(path: &Path, error: &csv::Error) -> CliError {
+    // The record's index counts the header as record 0 (a log has no
+    // field spanning lines); csv's own line number lags by one here.
+    let line = error
+        .position()
+        .map(|p| format!(":{}", p.record() + 1))
+        .unwrap_or_default();
+    let what = match error.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("the row has {len} fields, the header {expected_len}"),
+        _ => error.to_string(),
+    };
+    CliError::usage(format!(
+        "{}{line}: {what}; the log was changed or damaged after training: fix or remove that \
+         row",
+        path.display()
+    ))
+}
+
 impl History {
     /// Reads a Keras-format CSV log.
     pub fn read(path: &Path) -> CliResult<Self> {
@@ -33,7 +55,7 @@ impl History {
             .collect();
         let mut history = History::default();
         for record in reader.records() {
-            let record = record.map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+            let record = record.map_err(|e| unreadable_row(path, &e))?;
             for (name, field) in headers.iter().zip(record.iter()) {
                 let value: f64 = field.trim().parse().unwrap_or(f64::NAN);
                 if name == "epoch" {

@@ -81,6 +81,27 @@ fn report_on_a_run_trained_without_csv_says_why_it_has_no_history() {
     let out = burnfit(&["report", lost.to_str().unwrap()]);
     assert_one_error(&out, &["history.csv", "not there"]);
     assert!(!text(&out).contains("outputs.csv"), "{}", text(&out));
+
+    // A row cut short: its line, what is wrong and what to do.
+    let out = train_for(
+        config.to_str().unwrap(),
+        "flex",
+        1,
+        &run.with_file_name("cut"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let cut = run.with_file_name("cut");
+    let text_of = std::fs::read_to_string(cut.join("history.csv")).unwrap();
+    let short = text_of.trim_end().rsplit_once(',').unwrap().0.to_string() + "\n";
+    std::fs::write(cut.join("history.csv"), short).unwrap();
+    let out = burnfit(&["report", cut.to_str().unwrap()]);
+    assert_one_error(
+        &out,
+        &[
+            &format!("{}:2: the row has", cut.join("history.csv").display()),
+            "fix or remove that row",
+        ],
+    );
 }
 
 #[test]
