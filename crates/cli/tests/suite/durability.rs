@@ -42,6 +42,16 @@ fn resume(config: &Path, run: &Path, extra: &[&str]) -> Output {
     train(config, run, &all, &[])
 }
 
+/// `burnfit validate CONFIG`, from the repository root.
+fn validate(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .arg("validate")
+        .arg(config)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
 fn history(run: &Path) -> String {
     std::fs::read_to_string(run.join("history.csv")).unwrap()
 }
@@ -367,12 +377,7 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
         refused(&out, key);
         assert!(!run.exists(), "{key}: created the run");
         // `validate` makes the same check.
-        let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
-            .arg("validate")
-            .arg(&config)
-            .current_dir(repo())
-            .output()
-            .unwrap();
+        let out = validate(&config);
         refused(&out, key);
     }
     // The run's own log switched off, the user's CSVLogger is the one writer.
@@ -436,12 +441,7 @@ fn a_callback_never_overwrites_what_the_user_has_outside_the_run() {
             // `validate` has no --run-dir for a path relative to it.
             continue;
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_burnfit"))
-            .arg("validate")
-            .arg(&config)
-            .current_dir(repo())
-            .output()
-            .unwrap();
+        let out = validate(&config);
         refused(&out, key);
     }
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
