@@ -219,6 +219,7 @@ fn csv_key(error: &CsvError, config: &CsvDataConfig) -> &'static str {
         CsvError::MissingColumn { column, .. } if *column == config.target => "data.target",
         CsvError::MissingColumn { .. }
         | CsvError::TargetIsFeature { .. }
+        | CsvError::DuplicateFeature { .. }
         | CsvError::NoFeatures { .. } => "data.features",
         _ => "data.path",
     }

@@ -522,6 +522,15 @@ fn csv_errors_name_the_config_key_with_the_file_and_its_line() {
         ],
     );
     let csv = table(tmp.path(), "3");
+    let config = csv_config(tmp.path(), &csv, r#"["x1", "x2", "x1"]"#, "y");
+    refused(
+        &config,
+        &[],
+        &[
+            "table.toml:8: data.features: ",
+            "rows.csv: column `x1` is listed twice in the features",
+        ],
+    );
     let config = csv_config(tmp.path(), &csv, r#"["x1", "x9"]"#, "y");
     refused(
         &config,

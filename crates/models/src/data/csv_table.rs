@@ -129,6 +129,14 @@ pub enum CsvError {
         /// The column.
         column: String,
     },
+    /// A column is listed twice among the features.
+    #[error("{path}: column `{column}` is listed twice in the features", path = .path.display())]
+    DuplicateFeature {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+    },
     /// No feature columns remain.
     #[error("{path}: no feature columns (the table has only the target column)", path = .path.display())]
     NoFeatures {
@@ -280,6 +288,15 @@ impl Table {
         if feature_names.is_empty() {
             return Err(CsvError::NoFeatures {
                 path: path.to_path_buf(),
+            });
+        }
+        let repeated = (1..feature_names.len())
+            .find(|&i| feature_names[..i].contains(&feature_names[i]))
+            .map(|i| &feature_names[i]);
+        if let Some(column) = repeated {
+            return Err(CsvError::DuplicateFeature {
+                path: path.to_path_buf(),
+                column: column.clone(),
             });
         }
         if let Some(column) = feature_names.iter().find(|f| **f == config.target) {
