@@ -8,8 +8,8 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burnfit_models::data::fashion_mnist::{self, Split as IdxSplit};
 use burnfit_models::data::{
-    CsvError, ImageDataset, ImageItem, OrderedDataLoader, Standardizer, SubsetDataset, Table,
-    TableConfig, TableDataset, train_val_split,
+    CsvError, IdxError, ImageDataset, ImageItem, OrderedDataLoader, Standardizer, SubsetDataset,
+    Table, TableConfig, TableDataset, train_val_split,
 };
 
 use crate::config::{CsvDataConfig, DataConfig};
@@ -131,9 +131,20 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
                     ),
                 ));
             }
+            let mnist = matches!(config, DataConfig::Mnist(_));
             let load = |split| {
-                fashion_mnist::load_raw(&dir, split)
-                    .map_err(|e| CliError::at_key("data.dir", e.to_string()))
+                fashion_mnist::load_raw(&dir, split).map_err(|e| match e {
+                    // The hint names Fashion-MNIST's package, which MNIST is not.
+                    IdxError::Missing { path, .. } if mnist => CliError::at_key(
+                        "data.dir",
+                        format!(
+                            "{}: file not found; put MNIST's four IDX files (each may end in \
+                             .gz) in that directory",
+                            path.display()
+                        ),
+                    ),
+                    e => CliError::at_key("data.dir", e.to_string()),
+                })
             };
             let mut train_raw = load(IdxSplit::Train)?;
             let mut test_raw = load(IdxSplit::Test)?;

@@ -257,6 +257,21 @@ fn mnist_without_its_directory_is_refused_rather_than_reading_fashion_mnist() {
         assert!(printed.contains("Fashion-MNIST, not MNIST"), "{printed}");
         assert!(!run.exists());
     }
+    // A directory without MNIST's files is not told to install Fashion-MNIST.
+    let missing = tmp.path().join("no-mnist");
+    let out = burnfit(&[
+        "validate",
+        config.to_str().unwrap(),
+        "--set",
+        &format!("data.dir={:?}", missing.display().to_string()),
+    ]);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{printed}");
+    assert!(
+        printed.contains("file not found; put MNIST's four IDX files")
+            && !printed.contains("dataset-fashion-mnist"),
+        "{printed}"
+    );
 }
 
 #[test]
