@@ -41,6 +41,13 @@ fn checkpoint_path(run: &RunDir, which: &str) -> CliResult<PathBuf> {
         "averaged" => (run.averaged_checkpoint(), true),
         other => (PathBuf::from(other), false),
     };
+    if path.is_dir() {
+        return Err(CliError::usage(format!(
+            "--checkpoint {}: a directory, not a weights file; give a .bpk file or one of \
+             best, last, final, averaged",
+            path.display()
+        )));
+    }
     match check_weights(&path, ours) {
         Ok(()) => Ok(path),
         Err(Unusable::Unreadable(e)) => Err(CliError::usage(format!(

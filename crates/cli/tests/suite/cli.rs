@@ -488,6 +488,21 @@ fn eval_and_predict_handle_read_only_runs_foreign_paths_and_wrong_images() {
         .collect();
     assert_eq!(before.len(), after.len(), "{after:?}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    // A directory is said to be one (it read "no such checkpoint (Is a
+    // directory …)").
+    let out = burnfit(&[
+        "eval",
+        run.to_str().unwrap(),
+        "--checkpoint",
+        outside.to_str().unwrap(),
+    ]);
+    assert_one_error(
+        &out,
+        &[&format!(
+            "--checkpoint {}: a directory, not a weights file",
+            outside.display()
+        )],
+    );
 
     // IDX images of another size: one error line, not a panic.
     let idx = tmp.path().join("small-images-idx3-ubyte");
