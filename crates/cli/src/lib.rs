@@ -273,10 +273,13 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 /// details and tips, the usage, a pointer to --help) as one `error:` line.
 fn one_line_usage_error(message: &str) -> String {
     let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
-    let mut out = lines
-        .next()
-        .unwrap_or("error: invalid arguments")
-        .to_string();
+    let first = lines.next().unwrap_or("error: invalid arguments");
+    // Without a command clap shows the program's about line, then the usage.
+    let mut out = if first.starts_with("error:") {
+        first.to_string()
+    } else {
+        "error: no command given".to_string()
+    };
     let mut tips = Vec::new();
     for line in lines {
         if let Some(usage) = line.strip_prefix("Usage: ") {

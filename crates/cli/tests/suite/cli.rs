@@ -1222,6 +1222,11 @@ fn command_line_mistakes_are_one_error_line_with_the_usage() {
         ),
         (&["eval"], &["<RUN_DIR>", "usage: burnfit eval <RUN_DIR>"]),
         (&["trian"], &["'trian'", "'train'", "--help"]),
+        // No command at all: clap's about line became a line without `error:`.
+        (
+            &[][..],
+            &["error: no command given", "usage: burnfit <COMMAND>"],
+        ),
         (
             &["predict", "run", "x.idx", "--limit", "0"],
             &["--limit", "at least 1"],
