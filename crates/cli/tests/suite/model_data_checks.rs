@@ -410,22 +410,14 @@ fn an_image_folder_error_names_the_set_or_the_data_flag_that_gave_the_folder() {
         &[&set],
         &[&format!("--set {set}: data.dir: "), "gone: not a folder"],
     );
-    let words = [
-        &format!("--data {}: data.dir: ", missing.display()),
-        "gone: not a folder",
-    ];
-    let mut args = vec![
-        "validate",
-        config.to_str().unwrap(),
-        "--data",
-        missing.to_str().unwrap(),
-    ];
-    assert_one_error(&burnfit(&args), &words);
-    let run = tmp.path().join("run");
-    args[0] = "train";
-    args.extend(["--backend", "flex", "--run-dir", run.to_str().unwrap()]);
-    assert_one_error(&burnfit(&args), &words);
-    assert!(!run.exists());
+    refused_with_data_flag(
+        &config,
+        &missing,
+        &[
+            &format!("--data {}: data.dir: ", missing.display()),
+            "gone: not a folder",
+        ],
+    );
 }
 
 #[test]
@@ -590,20 +582,29 @@ fn a_csv_error_names_the_set_or_the_data_flag_that_gave_the_file() {
             "gone.csv: file not found",
         ],
     );
-    let words = [
-        &format!("--data {}: data.path: ", missing.display()),
-        "gone.csv: file not found",
-    ];
+    refused_with_data_flag(
+        &config,
+        &missing,
+        &[
+            &format!("--data {}: data.path: ", missing.display()),
+            "gone.csv: file not found",
+        ],
+    );
+}
+
+/// `validate` and `train` of `config` with `--data DATA` each print one
+/// error line holding `words`, and `train` creates nothing.
+fn refused_with_data_flag(config: &Path, data: &Path, words: &[&str]) {
     let mut args = vec![
         "validate",
         config.to_str().unwrap(),
         "--data",
-        missing.to_str().unwrap(),
+        data.to_str().unwrap(),
     ];
-    assert_one_error(&burnfit(&args), &words);
-    let run = tmp.path().join("run");
+    assert_one_error(&burnfit(&args), words);
+    let run = config.with_file_name("run");
     args[0] = "train";
     args.extend(["--backend", "flex", "--run-dir", run.to_str().unwrap()]);
-    assert_one_error(&burnfit(&args), &words);
-    assert!(!run.exists());
+    assert_one_error(&burnfit(&args), words);
+    assert!(!run.exists(), "{} was created", run.display());
 }
