@@ -74,11 +74,12 @@ impl Decode {
     }
 
     /// Reads `path` as `[channels, height, width]` bytes, channel by
-    /// channel.
-    pub fn read(self, path: &Path) -> CliResult<(Vec<u8>, [usize; 3])> {
+    /// channel. A file it cannot read is an error that ends with `advice`,
+    /// what the user should do.
+    pub fn read(self, path: &Path, advice: &str) -> CliResult<(Vec<u8>, [usize; 3])> {
         let unreadable = |e: &dyn std::fmt::Display| {
             CliError::usage(format!(
-                "{}: cannot read this image ({e}); fix or remove the file",
+                "{}: cannot read this image ({e}); {advice}",
                 path.display()
             ))
         };
@@ -426,7 +427,7 @@ impl Images {
             first: PathBuf::new(),
         };
         for (path, label) in files {
-            let (pixels, shape) = decode.read(path)?;
+            let (pixels, shape) = decode.read(path, "fix or remove the file")?;
             if images.labels.is_empty() {
                 images.shape = shape;
                 images.first = path.clone();

@@ -27,7 +27,13 @@ pub fn images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
         return folder_images(job);
     }
     let input = job.input;
-    let images = idx::read_images(input).map_err(|e| CliError::usage(e.to_string()))?;
+    let images = idx::read_images(input).map_err(|e| match e {
+        idx::IdxError::BadMagic { .. } => CliError::usage(format!(
+            "{e} This run trained on IDX images, so predict reads an IDX images file such as \
+             t10k-images-idx3-ubyte.gz"
+        )),
+        e => CliError::usage(e.to_string()),
+    })?;
     if (images.rows, images.cols) != (28, 28) {
         return Err(CliError::usage(format!(
             "{}: images are {}x{}, this run's model takes 28x28 images",
@@ -60,6 +66,11 @@ pub fn images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
     check_count(printed, n, &input.display().to_string())
 }
 
+/// What an image-folder run's `predict` reads, said where an input is not
+/// an image it can decode (an IDX file, say).
+const FOLDER_INPUTS: &str = "this run trained on an image folder, so predict reads PNG or JPEG \
+                             images: give one, or a folder of them";
+
 /// An image-folder run's predictions: each image file of the input (a
 /// file, or a folder read recursively in name order), its path last.
 fn folder_images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
@@ -74,7 +85,7 @@ fn folder_images(job: Predict<'_, ImageClassification>) -> CliResult<()> {
     files.truncate(job.limit.unwrap_or(files.len()));
     let mut pixels = Vec::new();
     for file in &files {
-        let (image, shape) = inputs.decode.read(file)?;
+        let (image, shape) = inputs.decode.read(file, FOLDER_INPUTS)?;
         if shape != inputs.shape {
             return Err(CliError::usage(format!(
                 "{}: is {}x{} with {} channel(s), this run's model takes {}x{} with {}; train \

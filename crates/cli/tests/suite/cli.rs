@@ -511,6 +511,17 @@ fn eval_and_predict_handle_read_only_runs_foreign_paths_and_wrong_images() {
     std::fs::write(&idx, bytes).unwrap();
     let out = burnfit(&["predict", run.to_str().unwrap(), idx.to_str().unwrap()]);
     assert_one_error(&out, &["5x5", "28x28"]);
+    // A PNG given to an IDX run: the line says what this run reads.
+    let png = tmp.path().join("shirt.png");
+    image::GrayImage::new(28, 28).save(&png).unwrap();
+    let out = burnfit(&["predict", run.to_str().unwrap(), png.to_str().unwrap()]);
+    assert_one_error(
+        &out,
+        &[
+            "shirt.png: wrong magic number",
+            "so predict reads an IDX images file",
+        ],
+    );
 
     // Report on something that is not a run.
     let out = burnfit(&["report", tmp.path().to_str().unwrap()]);

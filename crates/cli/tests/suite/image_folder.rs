@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::{assert_one_error, burnfit, text, train_flex as train};
+use crate::common::{assert_one_error, burnfit, subset, text, train_flex as train};
 
 /// The classes drawn: a bright image, a dark one, and horizontal stripes.
 const CLASSES: [&str; 3] = ["bright", "dark", "striped"];
@@ -160,6 +160,18 @@ fn a_cnn_trains_on_class_folders_and_predicts_new_images_by_class_name() {
     let out = burnfit(&["predict", run.to_str().unwrap(), odd.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("odd.png: is 16x16"), "{}", text(&out));
+
+    // An IDX file, what an IDX run predicts from, is not an image: the
+    // message says what this run reads instead.
+    let idx = subset().join("t10k-images-idx3-ubyte.gz");
+    let out = burnfit(&["predict", run.to_str().unwrap(), idx.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("t10k-images-idx3-ubyte.gz: cannot read this image")
+            && said.contains("this run trained on an image folder, so predict reads PNG or JPEG"),
+        "{said}"
+    );
 }
 
 #[test]
