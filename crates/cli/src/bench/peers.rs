@@ -182,7 +182,8 @@ pub fn compare(
     println!(
         "\n## against Keras/TensorFlow on this machine: batch 64, Adam, {steps} steps, \
          {repeats} interleaved rounds (ranges over the rounds; a ratio is taken within \
-         each round)\n# keras side: {}",
+         each round)\n# keras side: {}\n# burnfit's train's step is timed to its last step's end, \
+         as Keras's fit validates nothing and writes no file; plain Burn is timed whole",
         keras.about
     );
     let mut times: Vec<[Vec<f64>; 3]> = vec![Default::default(); args.models.len()];
