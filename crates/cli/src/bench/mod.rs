@@ -133,9 +133,8 @@ impl Callback for Timed {
 struct LastStepEnd(Arc<Mutex<Option<Instant>>>);
 
 impl LastStepEnd {
-    fn get(&self) -> Option<Instant> {
-        *self
-            .0
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -143,10 +142,7 @@ impl LastStepEnd {
 
 impl Callback for LastStepEnd {
     fn on_train_batch_end(&mut self, _: usize, _: &mut Logs, _: &mut Context) -> CbResult<()> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        *self.lock() = Some(Instant::now());
         Ok(())
     }
 }
@@ -398,7 +394,7 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
     }
     Ok(Timing {
         seconds: start.elapsed().as_secs_f64(),
-        steps_seconds: last_step.get().map(|end| (end - start).as_secs_f64()),
+        steps_seconds: last_step.lock().map(|end| (end - start).as_secs_f64()),
         batch_hooks: clock.batch.load(Ordering::Relaxed) as f64 * 1e-9,
         other_hooks: clock.other.load(Ordering::Relaxed) as f64 * 1e-9,
     })
