@@ -121,6 +121,33 @@ fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     lanes.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
+/// `(Σ gate(a[k], b[k]), Σ gate(a[k], b[k]) · (a[k] − mean))` in one pass,
+/// each summed in [`LANES`] `f32` partial sums added in `f64`, in the order
+/// [`lane_sum`] would sum them.
+fn lane_sums_gated(a: &[f32], b: &[f32], mean: f32, gate: impl Fn(f32, f32) -> f32) -> (f64, f64) {
+    let whole = a.len().min(b.len()) / LANES * LANES;
+    let mut plain = [0.0f32; LANES];
+    let mut centred = [0.0f32; LANES];
+    for (ca, cb) in a[..whole]
+        .chunks_exact(LANES)
+        .zip(b[..whole].chunks_exact(LANES))
+    {
+        for k in 0..LANES {
+            let d = gate(ca[k], cb[k]);
+            plain[k] += d;
+            centred[k] += d * (ca[k] - mean);
+        }
+    }
+    let (mut tail_plain, mut tail_centred) = (0.0f64, 0.0f64);
+    for (&v, &d) in a[whole..].iter().zip(&b[whole..]) {
+        let d = gate(v, d);
+        tail_plain += d as f64;
+        tail_centred += (d * (v - mean)) as f64;
+    }
+    let total = |lanes: [f32; LANES]| lanes.iter().map(|&v| v as f64).sum::<f64>();
+    (total(plain) + tail_plain, total(centred) + tail_centred)
+}
+
 /// What [`forward`] returns: the normalised output and the batch
 /// statistics (`[channels]` each).
 #[derive(Clone, Debug, PartialEq)]
@@ -294,8 +321,9 @@ fn backward_gated<const RELU: bool>(
         let gate = gate(c);
         for n in 0..g.batch {
             let (run, grad) = (g.run(x, n, c), g.run(dy, n, c));
-            beta += lane_sum(run, grad, gate);
-            centred += lane_sum(run, grad, |v, d| gate(v, d) * (v - mean[c]));
+            let (b, centre) = lane_sums_gated(run, grad, mean[c], gate);
+            beta += b;
+            centred += centre;
         }
         // dγ = Σ dy · x̂ = inv_std · Σ dy · (x − mean).
         (centred * inv_std[c], beta)
