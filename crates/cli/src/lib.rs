@@ -110,6 +110,20 @@ pub struct TrainArgs {
     pub remote: Option<String>,
 }
 
+/// Options of `validate`: those of `train` that decide what it checks.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ValidateArgs {
+    /// The config file.
+    pub config: PathBuf,
+    /// The flags every training command takes, as `train` reads them.
+    #[command(flatten)]
+    pub run: RunFlags,
+    /// The run directory `train --run-dir` would use: the callbacks' relative
+    /// paths are checked there, and the directory as a new run would check it.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model from a config file.
@@ -137,17 +151,8 @@ enum Command {
         #[arg(long, value_parser = at_least_one)]
         limit: Option<usize>,
     },
-    /// Check a config (and its data) as `train` would, without training.
-    Validate {
-        /// The config file.
-        config: PathBuf,
-        /// Overrides, as for train.
-        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
-        sets: Vec<String>,
-        /// Directory with the dataset files (overrides data.dir).
-        #[arg(long)]
-        data: Option<PathBuf>,
-    },
+    /// Check a config (and its data) as `train` would with the same flags, without training.
+    Validate(ValidateArgs),
     /// Average the weights of a run's best checkpoints (those its ModelCheckpoint
     /// with save_top_k kept) into checkpoints/averaged.bpk.
     Average {
@@ -208,7 +213,7 @@ fn run_command(cli: Cli) -> CliResult<()> {
             input,
             limit,
         } => eval::predict_command(&run_dir, &input, limit),
-        Command::Validate { config, sets, data } => validate(&config, &sets, data.as_deref()),
+        Command::Validate(args) => validate(&args),
         Command::Average {
             run_dir,
             top_k,
@@ -224,27 +229,27 @@ fn run_command(cli: Cli) -> CliResult<()> {
 }
 
 /// `burnfit validate`: every check `train` runs before training (the
-/// config, its names, the data files and splits), creating nothing.
-fn validate(
-    path: &std::path::Path,
-    sets: &[String],
-    data_dir: Option<&std::path::Path>,
-) -> CliResult<()> {
-    let cfg = train::load_config(&TrainArgs {
-        config: path.to_path_buf(),
-        run: RunFlags {
-            sets: sets.to_vec(),
-            data: data_dir.map(std::path::Path::to_path_buf),
-            ..Default::default()
-        },
+/// config and flags, its names, the run directory, the data files and
+/// splits), creating nothing.
+fn validate(args: &ValidateArgs) -> CliResult<()> {
+    let path = args.config.as_path();
+    let cfg = train::resolve_config(&TrainArgs {
+        config: args.config.clone(),
+        run: args.run.clone(),
+        run_dir: args.run_dir.clone(),
         ..Default::default()
     })?;
-    train::check_config(path, &cfg)?;
-    if cfg.training.backend == BackendChoice::Ndarray {
-        // The one choice this binary may lack; the others are found when
-        // training starts (probing a GPU is slow).
-        backend::choose(cfg.training.backend, cfg.describe().convolutional)
-            .map_err(|e| cfg.locate(CliError::at_key("training.backend", e.message())))?;
+    train::check_config(path, &cfg, args.run_dir.as_deref())?;
+    let choice = args.run.backend.unwrap_or(cfg.training.backend);
+    if choice != BackendChoice::Auto {
+        // A backend named in the config or the flag must be here, as
+        // `sweep` checks it (only `auto` never fails: it falls back).
+        backend::choose(choice, cfg.describe().convolutional).map_err(|e| {
+            match args.run.backend {
+                Some(_) => e,
+                None => cfg.locate(CliError::at_key("training.backend", e.message())),
+            }
+        })?;
     }
     let loaded = task::current().load(&cfg, None)?;
     let (train, valid, test) = loaded.sizes();

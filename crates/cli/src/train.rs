@@ -30,13 +30,7 @@ pub struct Started {
 /// Resolves config + flags into a [`Setup`], checking the config and the
 /// run directory. Creates and changes nothing.
 pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
-    let mut config = load_config(args)?;
-    if let Some(epochs) = args.run.epochs {
-        if epochs == 0 {
-            return Err(CliError::usage("--epochs must be at least 1"));
-        }
-        config.training.epochs = epochs;
-    }
+    let mut config = resolve_config(args)?;
     check_memory(&config)?;
     if config
         .training
@@ -126,7 +120,6 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     // Left-over temporary files of writes a kill interrupted are garbage,
     // whatever the checks below decide.
     RunDir::sweep_unlocked(&root, &[&backup_dir(&config, &root)])?;
-    let shown = root.display();
     let resume = if args.resume {
         if args.run_dir.is_none() {
             return Err(CliError::usage(
@@ -140,35 +133,8 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
             args.force,
         )?)
     } else {
-        match RunDir::inspect(&root, &backup_dir(&config, &root)) {
-            RunState::Absent | RunState::Empty => None,
-            RunState::Finished => {
-                return Err(CliError::usage(format!(
-                    "{shown}: this run directory already holds a finished run; choose another \
-                     --run-dir (nothing was overwritten)"
-                )));
-            }
-            RunState::Unfinished { backup: Some(_) } => {
-                return Err(CliError::usage(format!(
-                    "{shown}: this run directory holds the backup of an interrupted run; pass \
-                     --resume to continue it, or choose another --run-dir (nothing was \
-                     overwritten)"
-                )));
-            }
-            RunState::Unfinished { backup: None } => {
-                return Err(CliError::usage(format!(
-                    "{shown}: this run directory holds a run that stopped before its first \
-                     backup; pass --resume to start it again from its config.toml, or choose \
-                     another --run-dir (nothing was overwritten)"
-                )));
-            }
-            RunState::Foreign => {
-                return Err(CliError::usage(format!(
-                    "{shown}: this directory is not empty and is not a burnfit run; choose a new \
-                     or empty --run-dir (nothing was overwritten)"
-                )));
-            }
-        }
+        check_new_run(&config, &root)?;
+        None
     };
     Ok(Setup {
         config,
@@ -180,6 +146,34 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         extra_callbacks: Default::default(),
         hparams: Default::default(),
     })
+}
+
+/// Refuses a `root` that a run which starts (not a `--resume`) would
+/// write over: a finished run, an interrupted one (which `--resume`
+/// continues), or a directory that is not a run. Creates nothing.
+pub fn check_new_run(config: &Config, root: &Path) -> CliResult<()> {
+    let shown = root.display();
+    match RunDir::inspect(root, &backup_dir(config, root)) {
+        RunState::Absent | RunState::Empty => Ok(()),
+        RunState::Finished => Err(CliError::usage(format!(
+            "{shown}: this run directory already holds a finished run; choose another \
+                 --run-dir (nothing was overwritten)"
+        ))),
+        RunState::Unfinished { backup: Some(_) } => Err(CliError::usage(format!(
+            "{shown}: this run directory holds the backup of an interrupted run; pass \
+                 --resume to continue it, or choose another --run-dir (nothing was \
+                 overwritten)"
+        ))),
+        RunState::Unfinished { backup: None } => Err(CliError::usage(format!(
+            "{shown}: this run directory holds a run that stopped before its first \
+                 backup; pass --resume to start it again from its config.toml, or choose \
+                 another --run-dir (nothing was overwritten)"
+        ))),
+        RunState::Foreign => Err(CliError::usage(format!(
+            "{shown}: this directory is not empty and is not a burnfit run; choose a new \
+                 or empty --run-dir (nothing was overwritten)"
+        ))),
+    }
 }
 
 /// Loads and checks the data of `setup`'s config, and puts the model as
@@ -236,6 +230,18 @@ pub fn load_config(args: &TrainArgs) -> CliResult<Config> {
     })
 }
 
+/// The config as `train` trains with it: [`load_config`], then `--epochs`.
+pub fn resolve_config(args: &TrainArgs) -> CliResult<Config> {
+    let mut config = load_config(args)?;
+    if let Some(epochs) = args.run.epochs {
+        if epochs == 0 {
+            return Err(CliError::usage("--epochs must be at least 1"));
+        }
+        config.training.epochs = epochs;
+    }
+    Ok(config)
+}
+
 /// The config with `--data` applied and the data path made absolute.
 fn absolute_data_path(args: &TrainArgs) -> CliResult<Config> {
     let config = with_data_flag(args)?;
@@ -289,16 +295,23 @@ fn with_data_flag(args: &TrainArgs) -> CliResult<Config> {
     Config::load(&args.config, &sets)
 }
 
-/// The checks of a config alone that `train` makes before creating
-/// anything, for `burnfit validate`: the model fits in memory, no two
-/// writers aim at one file of a run directory, and no callback writes over
-/// what the user has outside it.
-pub fn check_config(path: &Path, config: &Config) -> CliResult<()> {
+/// The checks of a config that `train` makes before creating anything,
+/// for `burnfit validate`: the model fits in memory, no two writers aim at
+/// one file of the run directory, and no callback writes over what the
+/// user has outside it. With `run_dir` (`--run-dir`) the callbacks'
+/// relative paths are checked in that directory, and the directory itself
+/// as a run that starts would check it ([`check_new_run`]); without it, in
+/// the default `runs/<name>-<timestamp>/`, which is always new.
+pub fn check_config(path: &Path, config: &Config, run_dir: Option<&Path>) -> CliResult<()> {
     let bad = |e: String| CliError::usage(format!("{}: {e}", path.display()));
     check_memory(config)?;
-    let root = RunDir::choose(&config.run_name(path), None);
+    let root = RunDir::choose(&config.run_name(path), run_dir);
     crate::run_dir::check_one_writer_per_file(config, &root).map_err(bad)?;
-    crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(bad)
+    crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(bad)?;
+    match run_dir {
+        Some(_) => check_new_run(config, &root),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a model whose parameters and optimizer state alone would not fit

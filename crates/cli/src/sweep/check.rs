@@ -38,7 +38,7 @@ impl Checks {
     /// here), and the data.
     fn trial(&mut self, args: &SweepArgs, path: &Path, trial: &TrialParams) -> CliResult<()> {
         let config = resolve(args, path, trial)?;
-        train::check_config(path, &config)?;
+        train::check_config(path, &config, None)?;
         // Planned trials run elsewhere, on devices this machine may lack.
         let choice = args.run.backend.unwrap_or(config.training.backend);
         let here = !args.plan && choice != BackendChoice::Auto;
@@ -63,21 +63,14 @@ impl Checks {
 fn resolve(args: &SweepArgs, path: &Path, trial: &TrialParams) -> CliResult<Config> {
     let mut sets = args.run.sets.clone();
     sets.extend(space::sets(trial));
-    let mut config = train::load_config(&TrainArgs {
+    train::resolve_config(&TrainArgs {
         config: path.to_path_buf(),
         run: RunFlags {
             sets,
             ..args.run.clone()
         },
         ..Default::default()
-    })?;
-    if let Some(epochs) = args.run.epochs {
-        if epochs == 0 {
-            return Err(CliError::usage("--epochs must be at least 1"));
-        }
-        config.training.epochs = epochs;
-    }
-    Ok(config)
+    })
 }
 
 /// `error` of trial `index`, as reported: as it is where the config and

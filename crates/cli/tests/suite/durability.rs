@@ -43,10 +43,11 @@ fn resume(config: &Path, run: &Path, extra: &[&str]) -> Output {
 }
 
 /// `burnfit validate CONFIG`, from the repository root.
-fn validate(config: &Path) -> Output {
+fn validate(config: &Path, flags: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_burnfit"))
         .arg("validate")
         .arg(config)
+        .args(flags)
         .current_dir(repo())
         .output()
         .unwrap()
@@ -376,9 +377,13 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
         let out = train(&config, &run, &[], &[]);
         refused(&out, key);
         assert!(!run.exists(), "{key}: created the run");
-        // `validate` makes the same check.
-        let out = validate(&config);
-        refused(&out, key);
+        // `validate` makes the same check, in the default run directory
+        // and in the one given.
+        refused(&validate(&config, &[]), key);
+        refused(
+            &validate(&config, &["--run-dir", run.to_str().unwrap()]),
+            key,
+        );
     }
     // The run's own log switched off, the user's CSVLogger is the one writer.
     let config = config(
@@ -393,6 +398,34 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(history(&run).lines().count(), 2, "{}", history(&run));
+    // `validate --run-dir` refuses what `train --run-dir` would: the
+    // finished run now there, and a directory that is not a run.
+    let finished = validate(
+        &config,
+        &[
+            "--run-dir",
+            run.to_str().unwrap(),
+            "--set",
+            "outputs.csv=false",
+        ],
+    );
+    refused(&finished, "already holds a finished run");
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("mine.txt"), "mine").unwrap();
+    for dir in [&run, &foreign] {
+        let flags = ["--epochs", "1", "--set", "outputs.csv=false"];
+        let by_train = train(&config, dir, &flags, &[]);
+        let mut checked = vec!["--run-dir", dir.to_str().unwrap()];
+        checked.extend(flags);
+        assert_eq!(text(&validate(&config, &checked)), text(&by_train));
+        assert_eq!(by_train.status.code(), Some(2), "{}", text(&by_train));
+    }
+    assert!(
+        validate(&config, &["--set", "outputs.csv=false"])
+            .status
+            .success()
+    );
 }
 
 /// A callback's file outside the run directory that exists already is
@@ -437,12 +470,16 @@ fn a_callback_never_overwrites_what_the_user_has_outside_the_run() {
         let out = train(&config, &run, &["--epochs", "1"], &[]);
         refused(&out, key);
         assert!(!run.exists(), "{key}: created the run");
-        if extra.contains("../") {
-            // `validate` has no --run-dir for a path relative to it.
-            continue;
+        // `validate` with the same --run-dir says what `train` said; an
+        // absolute path needs no --run-dir.
+        refused(
+            &validate(&config, &["--run-dir", run.to_str().unwrap()]),
+            key,
+        );
+        if !extra.contains("../") {
+            refused(&validate(&config, &[]), key);
         }
-        let out = validate(&config);
-        refused(&out, key);
+        assert!(!run.exists(), "{key}: validate created the run");
     }
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
     assert_eq!(
