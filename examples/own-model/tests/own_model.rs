@@ -83,6 +83,17 @@ fn its_own_model_trains_evaluates_and_predicts() {
         serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["epochs_run"], 3);
     assert!(run.join("checkpoints/best.bpk").is_file());
+    // The finished run's directory is refused by `validate --run-dir` as
+    // by `train --run-dir`; validating the config alone passes.
+    let checked = own_model(&["validate", path(&config), "--run-dir", path(&run)], &[]);
+    assert_eq!(checked.status.code(), Some(2), "{}", text(&checked));
+    assert!(
+        text(&checked).contains("already holds a finished run"),
+        "{}",
+        text(&checked)
+    );
+    let checked = own_model(&["validate", path(&config)], &[]);
+    assert!(checked.status.success(), "{}", text(&checked));
 
     let out = own_model(&["eval", path(&run)], &[]);
     assert!(out.status.success(), "{}", text(&out));
@@ -271,6 +282,11 @@ fn a_misspelt_key_of_its_own_tables_is_one_error_line_with_exit_code_2() {
         assert!(stderr.contains("bad.toml"), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
         assert!(!run.exists(), "nothing created");
+        // `validate` with train's flags says the same, through the same runner.
+        let checked = own_model(&["validate", path(&config), "--run-dir", path(&run)], &[]);
+        assert_eq!(checked.status.code(), Some(2), "{}", text(&checked));
+        assert_eq!(String::from_utf8_lossy(&checked.stderr), stderr);
+        assert!(!run.exists(), "validate created nothing");
     }
 }
 
