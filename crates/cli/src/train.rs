@@ -104,13 +104,7 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     }
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
-    if root.to_str().is_none() {
-        return Err(CliError::usage(format!(
-            "--run-dir {}: the path is not valid UTF-8; burnfit writes the run's paths into its \
-             config and logs as text: choose a UTF-8 name (nothing was created)",
-            root.display()
-        )));
-    }
+    check_run_dir_name(&root)?;
     crate::run_dir::check_one_writer_per_file(&config, &root)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
     if !args.resume {
@@ -148,11 +142,30 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     })
 }
 
+/// Refuses a run directory whose path is not UTF-8: its paths are written
+/// into the run's config and logs as text.
+fn check_run_dir_name(root: &Path) -> CliResult<()> {
+    match root.to_str() {
+        Some(_) => Ok(()),
+        None => Err(CliError::usage(format!(
+            "--run-dir {}: the path is not valid UTF-8; burnfit writes the run's paths into its \
+             config and logs as text: choose a UTF-8 name (nothing was created)",
+            root.display()
+        ))),
+    }
+}
+
 /// Refuses a `root` that a run which starts (not a `--resume`) would
-/// write over: a finished run, an interrupted one (which `--resume`
-/// continues), or a directory that is not a run. Creates nothing.
+/// write over: a file, a finished run, an interrupted one (which
+/// `--resume` continues), or a directory that is not a run. Creates
+/// nothing.
 pub fn check_new_run(config: &Config, root: &Path) -> CliResult<()> {
     let shown = root.display();
+    if root.exists() && !root.is_dir() {
+        return Err(CliError::usage(format!(
+            "{shown}: a file, not a directory: choose another --run-dir (the file is left as it is)"
+        )));
+    }
     match RunDir::inspect(root, &backup_dir(config, root)) {
         RunState::Absent | RunState::Empty => Ok(()),
         RunState::Finished => Err(CliError::usage(format!(
@@ -306,6 +319,7 @@ pub fn check_config(path: &Path, config: &Config, run_dir: Option<&Path>) -> Cli
     let bad = |e: String| CliError::usage(format!("{}: {e}", path.display()));
     check_memory(config)?;
     let root = RunDir::choose(&config.run_name(path), run_dir);
+    check_run_dir_name(&root)?;
     crate::run_dir::check_one_writer_per_file(config, &root).map_err(bad)?;
     crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(bad)?;
     match run_dir {

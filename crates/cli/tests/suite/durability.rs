@@ -330,6 +330,17 @@ fn a_run_directory_whose_name_is_not_utf8_is_refused_before_anything_is_created(
     let out = train(&config, &run, &[], &[]);
     refused(&out, "--run-dir");
     assert!(!run.exists());
+    // `validate` with the same --run-dir says the same.
+    let checked = Command::new(env!("CARGO_BIN_EXE_burnfit"))
+        .arg("validate")
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&run)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(text(&checked), text(&out));
+    assert_eq!(checked.status.code(), Some(2));
     assert_eq!(
         std::fs::read_dir(tmp.path()).unwrap().count(),
         1,
@@ -399,7 +410,7 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(history(&run).lines().count(), 2, "{}", history(&run));
     // `validate --run-dir` refuses what `train --run-dir` would: the
-    // finished run now there, and a directory that is not a run.
+    // finished run now there, a directory that is not a run, a file.
     let finished = validate(
         &config,
         &[
@@ -413,7 +424,8 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
     let foreign = tmp.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("mine.txt"), "mine").unwrap();
-    for dir in [&run, &foreign] {
+    let file = foreign.join("mine.txt");
+    for dir in [&run, &foreign, &file] {
         let flags = ["--epochs", "1", "--set", "outputs.csv=false"];
         let by_train = train(&config, dir, &flags, &[]);
         let mut checked = vec!["--run-dir", dir.to_str().unwrap()];
@@ -421,6 +433,7 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
         assert_eq!(text(&validate(&config, &checked)), text(&by_train));
         assert_eq!(by_train.status.code(), Some(2), "{}", text(&by_train));
     }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
     assert!(
         validate(&config, &["--set", "outputs.csv=false"])
             .status
