@@ -64,8 +64,9 @@ struct Cli {
     command: Command,
 }
 
-/// The flags of every command that trains (`train`, `sweep`, `lr-find`),
-/// with one meaning everywhere.
+/// The flags of every command that trains or checks a training (`train`,
+/// `sweep`, `lr-find`, `batch-find`, `validate`), with one meaning
+/// everywhere.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 pub struct RunFlags {
     /// Backend: auto picks a real GPU through wgpu when there is one, else the fastest CPU backend.
