@@ -449,7 +449,12 @@ impl Config {
     /// key's value came from (the `--set` that set it, else the file and
     /// the key's line), the key and the message.
     pub(crate) fn key_error(&self, error: crate::tables::KeyError) -> CliError {
-        let message = format!("{}: {}", error.key, error.message);
+        self.at_origin(&error.key, format!("{}: {}", error.key, error.message))
+    }
+
+    /// `message`, which names `key` itself, after where `key`'s value
+    /// came from: the file and line, or the `--set` or flag that gave it.
+    pub(crate) fn at_origin(&self, key: &str, message: String) -> CliError {
         match &self.source {
             Some(source) => {
                 let origin = Origin {
@@ -461,7 +466,7 @@ impl Config {
                         .as_ref()
                         .map(|(k, shown)| (k.as_str(), shown.as_str())),
                 };
-                CliError::usage(format!("{}: {message}", origin.of(&error.key)))
+                CliError::usage(format!("{}: {message}", origin.of(key)))
             }
             None => CliError::usage(message),
         }

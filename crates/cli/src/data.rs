@@ -84,13 +84,20 @@ impl Data {
             ));
         }
         if batch > train {
-            return Err(CliError::usage(format!(
-                "training.batch_size = {batch} is larger than the training set ({train} items); \
-                 use at most {train}"
-            )));
+            return Err(batch_too_large(batch, train));
         }
         Ok(())
     }
+}
+
+/// A `training.batch_size` of more items than the training set has, as an
+/// error at that key (the config's [`crate::config::Config::locate`] adds
+/// the file and line, or the `--set`).
+pub(crate) fn batch_too_large(batch: usize, train: usize) -> CliError {
+    CliError::at_key(
+        "training.batch_size",
+        format!("{batch} is larger than the training set ({train} items); use at most {train}"),
+    )
 }
 
 /// The file or directory the data comes from, for messages.

@@ -344,6 +344,26 @@ struct Writer {
     dir: bool,
 }
 
+/// A callback path that a run-directory check refuses: the key that gives
+/// it (`callbacks[2].filename`) and the message, which names the key and
+/// its value; [`Config::at_origin`] adds where the value came from.
+#[derive(Debug)]
+pub struct PathRefused {
+    /// The key of the refused path.
+    pub key: String,
+    /// What is wrong and what to do, naming the key.
+    pub message: String,
+}
+
+impl PathRefused {
+    fn at(key: &str, message: String) -> Self {
+        Self {
+            key: key.to_string(),
+            message,
+        }
+    }
+}
+
 /// Checks that no two writers aim at the same file: a callback of the
 /// config against the run's own files (`history.csv`, `tensorboard/`, the
 /// checkpoints, the backups, `summary.json`, …) or against another
@@ -354,7 +374,7 @@ struct Writer {
 ///
 /// GradientNormMonitor is not a writer here: it adds its own scalars to a
 /// TensorBoard directory (by default the run's), as designed.
-pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), String> {
+pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), PathRefused> {
     let base = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
     let at = |path: &Path| normalise(&base.join(path));
     let mut writers = own_writers(config, &at);
@@ -366,11 +386,14 @@ pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), Str
         let at_path = at(&path);
         let dir = writes_a_directory(callback);
         if base.starts_with(&at_path) {
-            return Err(format!(
-                "{key} = \"{}\": names the run directory itself (or a directory above it); \
+            return Err(PathRefused::at(
+                &key,
+                format!(
+                    "{key} = \"{}\": names the run directory itself (or a directory above it); \
                  give this {} a {field} of its own",
-                path.display(),
-                callback.type_name(),
+                    path.display(),
+                    callback.type_name(),
+                ),
             ));
         }
         let inside_a_file = writers.iter().find(|w| {
@@ -378,13 +401,16 @@ pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), Str
                 || (!dir && w.path.starts_with(&at_path) && at_path != w.path)
         });
         if let Some(old) = inside_a_file {
-            return Err(format!(
-                "{key} = \"{}\": {} is at {}, and one of the two would have to be a \
+            return Err(PathRefused::at(
+                &key,
+                format!(
+                    "{key} = \"{}\": {} is at {}, and one of the two would have to be a \
                  directory holding the other; give this {} another {field}",
-                path.display(),
-                old.what,
-                old.path.display(),
-                callback.type_name(),
+                    path.display(),
+                    old.what,
+                    old.path.display(),
+                    callback.type_name(),
+                ),
             ));
         }
         if let Some(old) = writers.iter().find(|w| w.path == at_path) {
@@ -393,12 +419,15 @@ pub fn check_one_writer_per_file(config: &Config, root: &Path) -> Result<(), Str
             } else {
                 String::new()
             };
-            return Err(format!(
-                "{key} = \"{}\": {} writes there too, and two writers on one file corrupt it; \
+            return Err(PathRefused::at(
+                &key,
+                format!(
+                    "{key} = \"{}\": {} writes there too, and two writers on one file corrupt it; \
                  give this {} another {field}{hint}",
-                path.display(),
-                old.what,
-                callback.type_name(),
+                    path.display(),
+                    old.what,
+                    callback.type_name(),
+                ),
             ));
         }
         writers.push(Writer {
@@ -492,7 +521,7 @@ fn writes_a_directory(callback: &CallbackConfig) -> bool {
 /// would resume from another run's backups, or delete them). Inside the
 /// run directory everything is the run's own. Returns the message naming
 /// the key; creates nothing.
-pub fn check_outputs_outside_are_new(config: &Config, root: &Path) -> Result<(), String> {
+pub fn check_outputs_outside_are_new(config: &Config, root: &Path) -> Result<(), PathRefused> {
     let base = normalise(&std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()));
     for (index, callback) in config.callbacks.iter().enumerate() {
         let Some((field, path)) = callback_output(callback) else {
@@ -507,19 +536,25 @@ pub fn check_outputs_outside_are_new(config: &Config, root: &Path) -> Result<(),
         if writes_a_directory(callback) {
             let holds_files = std::fs::read_dir(&at_path).is_ok_and(|mut d| d.next().is_some());
             if matches!(callback, CallbackConfig::BackupAndRestore(_)) && holds_files {
-                return Err(format!(
-                    "{key} = \"{shown}\": the directory holds files already (another run's \
+                return Err(PathRefused::at(
+                    &key,
+                    format!(
+                        "{key} = \"{shown}\": the directory holds files already (another run's \
                      backups?), which a new run would resume from or delete; give it a new or \
                      empty backup_dir, or continue that run with --run-dir ITS_RUN --resume"
+                    ),
                 ));
             }
         } else if at_path.exists() && !matches!(callback, CallbackConfig::CSVLogger(c) if c.append)
         {
-            return Err(format!(
-                "{key} = \"{shown}\": the file exists outside the run directory, and this {} \
+            return Err(PathRefused::at(
+                &key,
+                format!(
+                    "{key} = \"{shown}\": the file exists outside the run directory, and this {} \
                  would overwrite it; give a {field} that does not exist yet (or one inside the \
                  run directory)",
-                callback.type_name(),
+                    callback.type_name(),
+                ),
             ));
         }
     }

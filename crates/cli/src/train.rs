@@ -105,11 +105,10 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
     check_run_dir_name(&root)?;
-    crate::run_dir::check_one_writer_per_file(&config, &root)
-        .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
+    let refused = |e: crate::run_dir::PathRefused| config.at_origin(&e.key, e.message);
+    crate::run_dir::check_one_writer_per_file(&config, &root).map_err(refused)?;
     if !args.resume {
-        crate::run_dir::check_outputs_outside_are_new(&config, &root)
-            .map_err(|e| CliError::usage(format!("{}: {e}", args.config.display())))?;
+        crate::run_dir::check_outputs_outside_are_new(&config, &root).map_err(refused)?;
     }
     // Left-over temporary files of writes a kill interrupted are garbage,
     // whatever the checks below decide.
@@ -316,12 +315,12 @@ fn with_data_flag(args: &TrainArgs) -> CliResult<Config> {
 /// as a run that starts would check it ([`check_new_run`]); without it, in
 /// the default `runs/<name>-<timestamp>/`, which is always new.
 pub fn check_config(path: &Path, config: &Config, run_dir: Option<&Path>) -> CliResult<()> {
-    let bad = |e: String| CliError::usage(format!("{}: {e}", path.display()));
     check_memory(config)?;
     let root = RunDir::choose(&config.run_name(path), run_dir);
     check_run_dir_name(&root)?;
-    crate::run_dir::check_one_writer_per_file(config, &root).map_err(bad)?;
-    crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(bad)?;
+    let refused = |e: crate::run_dir::PathRefused| config.at_origin(&e.key, e.message);
+    crate::run_dir::check_one_writer_per_file(config, &root).map_err(refused)?;
+    crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(refused)?;
     match run_dir {
         Some(_) => check_new_run(config, &root),
         None => Ok(()),

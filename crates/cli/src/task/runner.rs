@@ -112,7 +112,7 @@ impl<T: Task> Single<T> {
             )
             .map_err(|e| config.locate(e))?;
         limit_batches(&mut data, &config.training);
-        check_sizes(&data, config.training.batch_size)?;
+        check_sizes(&data, config.training.batch_size).map_err(|e| config.locate(e))?;
         self.0
             .check_data(config.model.typed(), config.data.typed(), &data)
             .map_err(|e| config.key_error(e))?;
@@ -163,10 +163,7 @@ fn check_sizes<I>(data: &TaskData<I>, batch: usize) -> CliResult<()> {
         }
     }
     if batch > train {
-        return Err(CliError::usage(format!(
-            "training.batch_size = {batch} is larger than the training set ({train} items); use \
-             at most {train}"
-        )));
+        return Err(crate::data::batch_too_large(batch, train));
     }
     Ok(())
 }

@@ -391,7 +391,10 @@ fn impossible_data_sizes_are_refused_before_anything_is_created() {
     ]);
     assert_one_error(
         &out,
-        &["training.batch_size", "larger than the training set"],
+        &[
+            "--set training.batch_size=1000000000: training.batch_size",
+            "larger than the training set",
+        ],
     );
     assert!(!run.exists());
     // The table's test split takes every row.

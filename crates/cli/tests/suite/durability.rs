@@ -387,6 +387,21 @@ fn two_writers_aimed_at_one_file_are_refused_before_anything_is_created() {
         let config = config(tmp.path(), extra);
         let out = train(&config, &run, &[], &[]);
         refused(&out, key);
+        // The file and the line of the refused key.
+        let text = std::fs::read_to_string(&config).unwrap();
+        let callback = key.split('.').next().unwrap();
+        let index: usize = callback["callbacks[".len()..callback.len() - 1]
+            .parse()
+            .unwrap();
+        let line = 1 + text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| *l == "[[callbacks]]")
+            .nth(index)
+            .map(|(n, _)| n)
+            .unwrap();
+        let field = format!("{}:{}: {callback}.", config.display(), line + 2);
+        refused(&out, &field);
         assert!(!run.exists(), "{key}: created the run");
         // `validate` makes the same check, in the default run directory
         // and in the one given.
