@@ -103,9 +103,10 @@ pub fn batch_find_command(args: &BatchFindArgs) -> CliResult<()> {
         best as f64 / seconds.max(f64::MIN_POSITIVE)
     );
     println!(
-        "burnfit: train with it: {} train {} --set training.batch_size={best}",
+        "burnfit: train with it: {} train {}{} --set training.batch_size={best}",
         crate::program(),
-        args.config.display()
+        args.config.display(),
+        args.run.shown()
     );
     Ok(())
 }

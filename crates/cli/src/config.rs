@@ -209,7 +209,8 @@ pub enum BackendChoice {
     Wgpu,
     /// Burn's pure-Rust CPU backend.
     Flex,
-    /// burn-ndarray (deprecated by Burn; fine for MLPs, very slow convolutions).
+    /// burn-ndarray (deprecated by Burn; fine for MLPs, very slow convolutions), in a binary
+    /// built with `--features ndarray`.
     Ndarray,
 }
 
@@ -555,9 +556,16 @@ impl Config {
         ];
         for (key, value) in counts {
             if value == Some(0) {
+                // Left out, accumulation steps every batch; the others
+                // then set no limit.
+                let left_out = if key == "training.accumulate_grad_batches" {
+                    "a step every batch"
+                } else {
+                    "no limit"
+                };
                 return Err(bad(
                     key,
-                    "must be at least 1 (or left out: no limit)".into(),
+                    format!("must be at least 1 (or left out: {left_out})"),
                 ));
             }
         }

@@ -83,6 +83,46 @@ pub struct RunFlags {
     pub sets: Vec<String>,
 }
 
+impl RunFlags {
+    /// The flags as a command line would give them again (`--backend
+    /// flex --data DIR --set k=v`, each word quoted for a POSIX shell where
+    /// it needs it), each after a space: what a suggested `train` command
+    /// adds so that it trains on what was measured.
+    pub fn shown(&self) -> String {
+        let mut words = Vec::new();
+        if let Some(value) = self
+            .backend
+            .and_then(|b| clap::ValueEnum::to_possible_value(&b))
+        {
+            words.extend(["--backend".to_string(), value.get_name().to_string()]);
+        }
+        if let Some(epochs) = self.epochs {
+            words.extend(["--epochs".to_string(), epochs.to_string()]);
+        }
+        if let Some(data) = &self.data {
+            words.extend(["--data".to_string(), data.display().to_string()]);
+        }
+        for set in &self.sets {
+            words.extend(["--set".to_string(), set.clone()]);
+        }
+        words
+            .iter()
+            .map(|w| format!(" {}", shell_word(w)))
+            .collect()
+    }
+}
+
+/// `word` as one word of a POSIX shell command: as it is when it has only
+/// characters no shell treats specially, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// Options of `train`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrainArgs {
@@ -97,7 +137,8 @@ pub struct TrainArgs {
     /// Continue the run in --run-dir from its last backup.
     #[arg(long)]
     pub resume: bool,
-    /// With --resume: accept a changed optimizer.lr or training.epochs (recorded in the run).
+    /// With --resume: accept a changed optimizer.lr, training.epochs, backend or devices
+    /// (recorded in the run's resumes.json).
     #[arg(long, requires = "resume")]
     pub force: bool,
     /// Train on several devices: N (the backend's first N; on the CPU, N workers) or a list
@@ -146,7 +187,8 @@ enum Command {
     Predict {
         /// The run directory.
         run_dir: PathBuf,
-        /// An IDX image file (predicts each image) or a CSV table (predicts each row).
+        /// An IDX image file (predicts each image), a PNG or JPEG image or a folder of them
+        /// (runs trained on an image folder), or a CSV table (predicts each row).
         input: PathBuf,
         /// Predict at most this many items (at least 1).
         #[arg(long, value_parser = at_least_one)]
@@ -411,5 +453,52 @@ pub fn run(task: impl Runnable) -> ExitCode {
             eprintln!("{}", e.line());
             ExitCode::from(e.code() as u8)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_shown_as_words_a_shell_reads_back_unchanged() {
+        let flags = RunFlags {
+            backend: Some(BackendChoice::Flex),
+            epochs: Some(3),
+            data: Some(PathBuf::from("my data/it's")),
+            sets: vec!["model.hidden=[64, 32]".into(), "optimizer.lr=1e-3".into()],
+        };
+        assert_eq!(
+            flags.shown(),
+            " --backend flex --epochs 3 --data 'my data/it'\\''s' \
+             --set 'model.hidden=[64, 32]' --set optimizer.lr=1e-3"
+        );
+        // A POSIX shell reads them back as the same words.
+        let echoed = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n'{}", flags.shown()))
+            .output()
+            .unwrap();
+        let words: Vec<String> = String::from_utf8(echoed.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "--backend",
+                "flex",
+                "--epochs",
+                "3",
+                "--data",
+                "my data/it's",
+                "--set",
+                "model.hidden=[64, 32]",
+                "--set",
+                "optimizer.lr=1e-3"
+            ]
+        );
+        assert_eq!(RunFlags::default().shown(), "");
     }
 }

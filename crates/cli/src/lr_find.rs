@@ -50,6 +50,29 @@ pub struct LrFindFiles {
     pub plots: Vec<PathBuf>,
 }
 
+/// The finder's refusal of a parameter, named by the flag that set it
+/// (`--steps 1: must be at least 2`).
+fn finder_error(args: &LrFindArgs, error: burnfit_core::CallbackError) -> CliError {
+    let flag = match &error {
+        burnfit_core::CallbackError::InvalidParameter { param, message, .. } => match *param {
+            "num_training_steps" => Some((format!("--steps {}", args.steps), message)),
+            "min_lr" => Some((format!("--min-lr {}", args.min_lr), message)),
+            "max_lr" => Some((format!("--max-lr {}", args.max_lr), message)),
+            _ => None,
+        },
+        _ => None,
+    };
+    match flag {
+        Some((flag, message)) => CliError::usage(format!(
+            "lr-find: {flag}: {}",
+            message.replace("min_lr", "--min-lr")
+        )),
+        None => CliError::usage(format!(
+            "lr-find: {error} (see --min-lr, --max-lr, --steps)"
+        )),
+    }
+}
+
 /// `burnfit lr-find`.
 pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     let finder_config = LearningRateFinderConfig {
@@ -58,8 +81,7 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         num_training_steps: args.steps,
         ..Default::default()
     };
-    let finder = LearningRateFinder::new(finder_config)
-        .map_err(|e| CliError::usage(format!("lr-find: {e} (see --min-lr, --max-lr, --steps)")))?;
+    let finder = LearningRateFinder::new(finder_config).map_err(|e| finder_error(args, e))?;
     let handle = finder.handle();
 
     if args.run.epochs.is_some() {
@@ -139,9 +161,10 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         Some(lr) => {
             println!("burnfit: suggested learning rate {lr:.3e} ({SUGGESTION_RULE})");
             println!(
-                "burnfit: train with it: {} train {} --set optimizer.lr={lr:.3e}",
+                "burnfit: train with it: {} train {}{} --set optimizer.lr={lr:.3e}",
                 crate::program(),
-                args.config.display()
+                args.config.display(),
+                args.run.shown()
             );
             Ok(())
         }

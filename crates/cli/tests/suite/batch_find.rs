@@ -107,7 +107,11 @@ fn a_heap_limit_makes_large_batches_fail_and_the_search_finds_the_edge() {
         fits.iter().all(|f| too_big.iter().all(|t| f < t)),
         "{printed}"
     );
-    assert!(printed.contains(&format!("--set training.batch_size={best}")));
+    // The suggested command keeps the flags the probes ran with.
+    assert!(
+        printed.contains(&format!("--backend flex --set training.batch_size={best}")),
+        "{printed}"
+    );
     // Nothing changed or left: the config, no run directory, no
     // temporary files (of the probes that aborted too).
     assert_eq!(std::fs::read(&config).unwrap(), before);

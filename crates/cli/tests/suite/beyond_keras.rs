@@ -75,6 +75,12 @@ fn lr_find_suggests_a_rate_where_training_actually_improves() {
         "{}",
         text(&out)
     );
+    // The command it suggests trains on what it measured: the same flags.
+    let suggested = format!(
+        "train with it: burnfit train {config} --backend flex --set training.batch_size=16 \
+         --set optimizer.lr="
+    );
+    assert!(text(&out).contains(&suggested), "{}", text(&out));
     let png = std::fs::read(finder_run.join("plots/lr_find.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
     assert!(

@@ -301,10 +301,15 @@ fn a_step_schedule_under_accumulation_follows_the_optimizer_steps() {
 fn a_bad_knob_value_is_one_error_line_with_exit_code_2() {
     let tmp = tempfile::tempdir().unwrap();
     for (sets, key) in [
-        (vec!["training.max_steps=0"], "training.max_steps"),
+        (
+            vec!["training.max_steps=0"],
+            "training.max_steps: must be at least 1 (or left out: no limit)",
+        ),
+        // Left out, it steps every batch: no limit would be wrong.
         (
             vec!["training.accumulate_grad_batches=0"],
-            "training.accumulate_grad_batches",
+            "training.accumulate_grad_batches: must be at least 1 (or left out: a step every \
+             batch)",
         ),
         (
             vec!["training.limit_val_batches=0"],

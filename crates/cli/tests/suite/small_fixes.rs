@@ -171,6 +171,34 @@ fn lr_find_without_a_suggestion_still_writes_plain_csv_and_its_json() {
     assert!(json["suggested_lr"].is_null(), "{json}");
     assert_eq!(json["steps_run"], 5, "{json}");
     assert_eq!(json["diverged"], false, "{json}");
+
+    // Values the range test cannot take are named by their flag, before
+    // anything is created.
+    let never = tmp.path().join("never");
+    for (flags, expected) in [
+        (
+            &["--steps", "1"][..],
+            "error: lr-find: --steps 1: must be at least 2",
+        ),
+        (
+            &["--min-lr", "0"][..],
+            "error: lr-find: --min-lr 0: must be a positive",
+        ),
+        (
+            &["--min-lr", "1", "--max-lr", "0.5"][..],
+            "error: lr-find: --max-lr 0.5: must be a number above --min-lr",
+        ),
+    ] {
+        let mut args = vec!["lr-find", config.to_str().unwrap()];
+        args.extend(flags);
+        args.extend(["--run-dir", never.to_str().unwrap()]);
+        let out = burnfit(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with(expected), "{stderr}");
+        assert!(!never.exists());
+    }
 }
 
 #[test]
