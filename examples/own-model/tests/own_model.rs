@@ -418,7 +418,7 @@ fn batch_find_probes_its_own_model() {
         "{printed}"
     );
     assert!(
-        printed.contains("own-model train config.toml --set training.batch_size=48"),
+        printed.contains("own-model train config.toml --backend flex --set training.batch_size=48"),
         "{printed}"
     );
 }
