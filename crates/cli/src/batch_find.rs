@@ -105,7 +105,7 @@ pub fn batch_find_command(args: &BatchFindArgs) -> CliResult<()> {
     println!(
         "burnfit: train with it: {} train {}{} --set training.batch_size={best}",
         crate::program(),
-        args.config.display(),
+        crate::shell_word(&args.config.display().to_string()),
         args.run.shown()
     );
     Ok(())

@@ -114,7 +114,7 @@ impl RunFlags {
 
 /// `word` as one word of a POSIX shell command: as it is when it has only
 /// characters no shell treats specially, else in single quotes.
-fn shell_word(word: &str) -> String {
+pub(crate) fn shell_word(word: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
     if !word.is_empty() && word.chars().all(plain) {
         word.to_string()

@@ -163,7 +163,7 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
             println!(
                 "burnfit: train with it: {} train {}{} --set optimizer.lr={lr:.3e}",
                 crate::program(),
-                args.config.display(),
+                crate::shell_word(&args.config.display().to_string()),
                 args.run.shown()
             );
             Ok(())

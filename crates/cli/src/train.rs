@@ -104,12 +104,7 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     }
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
-    check_run_dir_name(&root)?;
-    let refused = |e: crate::run_dir::PathRefused| config.at_origin(&e.key, e.message);
-    crate::run_dir::check_one_writer_per_file(&config, &root).map_err(refused)?;
-    if !args.resume {
-        crate::run_dir::check_outputs_outside_are_new(&config, &root).map_err(refused)?;
-    }
+    check_run_paths(&config, &root, !args.resume)?;
     // Left-over temporary files of writes a kill interrupted are garbage,
     // whatever the checks below decide.
     RunDir::sweep_unlocked(&root, &[&backup_dir(&config, &root)])?;
@@ -139,6 +134,20 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         extra_callbacks: Default::default(),
         hparams: Default::default(),
     })
+}
+
+/// The checks of the run directory `root`'s name and of the callbacks'
+/// paths against it: one writer per file, and, for a run that `starts`
+/// (not a `--resume`), nothing the user has outside it overwritten. Each
+/// refusal names where its key's value came from.
+fn check_run_paths(config: &Config, root: &Path, starts: bool) -> CliResult<()> {
+    check_run_dir_name(root)?;
+    let refused = |e: crate::run_dir::PathRefused| config.at_origin(&e.key, e.message);
+    crate::run_dir::check_one_writer_per_file(config, root).map_err(refused)?;
+    if starts {
+        crate::run_dir::check_outputs_outside_are_new(config, root).map_err(refused)?;
+    }
+    Ok(())
 }
 
 /// Refuses a run directory whose path is not UTF-8: its paths are written
@@ -317,10 +326,7 @@ fn with_data_flag(args: &TrainArgs) -> CliResult<Config> {
 pub fn check_config(path: &Path, config: &Config, run_dir: Option<&Path>) -> CliResult<()> {
     check_memory(config)?;
     let root = RunDir::choose(&config.run_name(path), run_dir);
-    check_run_dir_name(&root)?;
-    let refused = |e: crate::run_dir::PathRefused| config.at_origin(&e.key, e.message);
-    crate::run_dir::check_one_writer_per_file(config, &root).map_err(refused)?;
-    crate::run_dir::check_outputs_outside_are_new(config, &root).map_err(refused)?;
+    check_run_paths(config, &root, true)?;
     match run_dir {
         Some(_) => check_new_run(config, &root),
         None => Ok(()),
