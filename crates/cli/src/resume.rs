@@ -207,10 +207,8 @@ fn check_changes(run: &RunDir, config: &Config, force: bool) -> CliResult<Vec<Ch
         .join("; ");
     Err(CliError::usage(format!(
         "--resume: the config differs from the run's ({listed}); resume with the run's own \
-         config: {} train {} --run-dir {} --resume{}",
-        crate::program(),
-        run.config().display(),
-        run.root.display(),
+         config: {}{}",
+        run.resume_command(),
         if all_forcible {
             ", or add --force to continue with the new value"
         } else {

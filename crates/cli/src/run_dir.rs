@@ -211,6 +211,18 @@ impl RunDir {
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
     }
+
+    /// The command that continues this run from its config and backups
+    /// (`burnfit train RUN/config.toml --run-dir RUN --resume`), each path
+    /// quoted for a shell where it needs it.
+    pub fn resume_command(&self) -> String {
+        format!(
+            "{} train {} --run-dir {} --resume",
+            crate::program(),
+            crate::shell_word(&self.config().display().to_string()),
+            crate::shell_word(&self.root.display().to_string())
+        )
+    }
     /// `history.csv`.
     pub fn history(&self) -> PathBuf {
         self.root.join("history.csv")

@@ -472,11 +472,8 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
                 .unwrap_or_else(|| "no backup".into());
             Err(CliError::interrupted(
                 format!(
-                    "burnfit: interrupted{position} ({backup}); continue with: {} train {} \
-                     --run-dir {} --resume",
-                    crate::program(),
-                    run.config().display(),
-                    run.root.display()
+                    "burnfit: interrupted{position} ({backup}); continue with: {}",
+                    run.resume_command()
                 ),
                 signal.map_or(130, |s| s.exit_code()),
             ))

@@ -259,12 +259,7 @@ fn interrupted_at(outcome: &FitOutcome) -> Option<(usize, usize)> {
 /// When the run has a backup, how to continue it once the cause is fixed
 /// (a lost `--remote` server back, a bug fixed).
 fn training_error(error: &FitError, config: &Config, run: &RunDir) -> CliError {
-    let resume = format!(
-        "{} train {} --run-dir {} --resume",
-        crate::program(),
-        run.config().display(),
-        run.root.display()
-    );
+    let resume = run.resume_command();
     match &error.path {
         Some(path) if run_backups(config, run).is_empty() => CliError::usage(format!(
             "{}: cannot write: {error} (is the disk full or read-only?); no backup was written \

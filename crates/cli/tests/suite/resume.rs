@@ -250,7 +250,8 @@ fn sigint_and_sigterm_back_up_at_that_batch_print_the_resume_command_and_resume_
     let tmp = tempfile::tempdir().unwrap();
     let config = config(tmp.path(), "");
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let run = tmp.path().join(format!("sig{signal}"));
+        // A name a shell would split: the printed command quotes it.
+        let run = tmp.path().join(format!("sig {signal}"));
         // Step 13: the 5th batch of epoch 2.
         let out = train(
             &config,
@@ -270,10 +271,17 @@ fn sigint_and_sigterm_back_up_at_that_batch_print_the_resume_command_and_resume_
         assert!(!stderr.contains("error"), "{stderr}");
         assert!(!run.join("summary.json").exists());
         all_files_whole(&run);
-        // The printed command, as is.
+        // The printed command, as is, run by a shell (its program name
+        // stands for this binary).
         let command = hint[0].split("continue with: ").nth(1).unwrap();
-        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-        let out = burnfit(&args, &[]);
+        let rest = command.strip_prefix("burnfit train ").unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec \"$0\" train {rest}"))
+            .arg(env!("CARGO_BIN_EXE_burnfit"))
+            .current_dir(repo())
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", text(&out));
         assert_eq!(&history(&run), expected, "SIG{signal}");
         assert_eq!(epochs_run(&run), *expected_epochs);
