@@ -34,6 +34,8 @@ pub mod pool;
 mod relu;
 #[cfg(all(test, feature = "flex"))]
 mod test_values;
+#[cfg(feature = "flex")]
+mod wide;
 
 pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};
 

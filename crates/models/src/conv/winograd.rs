@@ -50,7 +50,9 @@ use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK, add_bias_grad_of_sa
 use super::transpose::transpose;
 use super::window_weight_grad::{self, ThroughPool, WindowScratch};
 use crate::buffers::par_build_uninit;
+use crate::pool::kernels::pool_windows;
 use crate::relu::relu;
+use crate::wide::wide;
 
 /// Values of a transformed tile (4 × 4).
 const XI: usize = 16;
@@ -289,27 +291,6 @@ fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) {
     }
 }
 
-/// Defines `$name`, which runs `$body` (an `#[inline(always)]` function)
-/// compiled for AVX2 where the CPU has it, so that the transforms' loops
-/// use 8-lane vectors (the crate's baseline, SSE2, has 4). The same
-/// arithmetic either way, so the same values.
-macro_rules! wide {
-    ($name:ident => $body:ident ($($arg:ident: $ty:ty),* $(,)?)) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                // SAFETY: the CPU has AVX2.
-                return unsafe { avx2($($arg),*) };
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
 wide!(transform_input => transform_input_body(
     t: &Tiling, input: [usize; 2], channels: usize, x: &[f32], s: &mut Scratch,
 ));
@@ -531,28 +512,6 @@ fn transform_output_pooled_body(
                 &mut codes[at..][..pw],
             );
         }
-    }
-}
-
-/// The maximum of each window `k`, `[top_left[k], top_right[k],
-/// bottom_left[k], bottom_right[k]]` (`values`), into `pooled[k]` and its
-/// position in `codes[k]`: the first largest, a NaN winning. Selects, not
-/// branches (which the data would mispredict half the time), so that the
-/// loop vectorises.
-#[inline(always)]
-fn pool_windows(values: [&[f32]; 4], pooled: &mut [MaybeUninit<f32>], codes: &mut [u8]) {
-    let n = pooled.len();
-    let [v0, v1, v2, v3] = values.map(|run| &run[..n]);
-    let codes = &mut codes[..n];
-    for k in 0..n {
-        let (mut max, mut code) = (v0[k], 0u8);
-        for (value, position) in [(v1[k], 1u8), (v2[k], 2), (v3[k], 3)] {
-            let wins = value > max || value.is_nan();
-            max = if wins { value } else { max };
-            code = if wins { position } else { code };
-        }
-        pooled[k] = MaybeUninit::new(max);
-        codes[k] = code;
     }
 }
 

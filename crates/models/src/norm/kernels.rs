@@ -250,7 +250,10 @@ pub fn forward(
         let run = g.run(x, n, c);
         let sum = lane_sum(run, run, |v, _| v);
         let run_mean = (sum / len) as f32;
-        (sum, lane_sum(run, run, |v, _| (v - run_mean) * (v - run_mean)))
+        (
+            sum,
+            lane_sum(run, run, |v, _| (v - run_mean) * (v - run_mean)),
+        )
     });
     let (mean, variance): (Vec<f32>, Vec<f32>) = (0..g.channels)
         .map(|c| {
@@ -524,11 +527,15 @@ mod tests {
                 .flat_map(|n| g.run(&x, n, c).iter().map(|&v| v as f64))
                 .collect();
             let mean = values.iter().sum::<f64>() / values.len() as f64;
-            let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
-                / values.len() as f64;
+            let var =
+                values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / values.len() as f64;
             assert!((out.mean[c] as f64 - mean).abs() < 1e-4, "channel {c} mean");
             let error = (out.variance[c] as f64 - var).abs() / var;
-            assert!(error < 1e-5, "channel {c} variance {} against {var}", out.variance[c]);
+            assert!(
+                error < 1e-5,
+                "channel {c} variance {} against {var}",
+                out.variance[c]
+            );
         }
     }
 

@@ -29,9 +29,12 @@
 //!   threads.
 //! * **Both cores work**: planes are spread over rayon's pool (flex's own).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::buffers::par_build;
+use crate::wide::wide;
 
 /// Planes per rayon task at least: a plane of a 2×2 pooling over 24×24 is
 /// 576 values, too little work to be worth a task on its own.
@@ -110,10 +113,18 @@ impl PoolGeometry {
 
     /// Pools one plane into `out` and writes, for each window, the
     /// position of its maximum in `codes` ([`forward_with_codes`]);
-    /// `offsets` are [`Self::code_offsets`].
-    fn choose_plane(&self, plane: &[f32], out: &mut [f32], codes: &mut [u8], offsets: &[usize]) {
+    /// `offsets` are [`Self::code_offsets`], `scratch` is for 2×2 windows.
+    /// Writes every value of `out`.
+    fn choose_plane(
+        &self,
+        plane: &[f32],
+        out: &mut [MaybeUninit<f32>],
+        codes: &mut [u8],
+        offsets: &[usize],
+        scratch: &mut Vec<f32>,
+    ) {
         if self.window == [2, 2] {
-            return self.choose_plane_2x2(plane, out, codes);
+            return choose_plane_2x2(self, plane, out, codes, scratch);
         }
         let [wh, ww] = self.window;
         let [_, out_w] = self.output();
@@ -128,35 +139,8 @@ impl PoolGeometry {
                     (max, at) = (value, k);
                 }
             }
-            *o = max;
+            o.write(max);
             *code = at as u8;
-        }
-    }
-
-    /// [`Self::choose_plane`] for 2×2 windows (every network here): each
-    /// window's four values compared in registers.
-    fn choose_plane_2x2(&self, plane: &[f32], out: &mut [f32], codes: &mut [u8]) {
-        let width = self.input[1];
-        let out_w = self.output()[1];
-        let rows = out
-            .chunks_exact_mut(out_w)
-            .zip(codes.chunks_exact_mut(out_w));
-        for (oh, (out, codes)) in rows.enumerate() {
-            let band = 2 * oh * width;
-            let top = &plane[band..band + width];
-            let bottom = &plane[band + width..band + 2 * width];
-            let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-            for ((t, b), (o, code)) in windows.zip(out.iter_mut().zip(codes.iter_mut())) {
-                // Row-major window order: the first maximum, a later NaN wins.
-                let (mut max, mut at) = (t[0], 0);
-                for (k, value) in [t[1], b[0], b[1]].into_iter().enumerate() {
-                    if value > max || value.is_nan() {
-                        (max, at) = (value, k as u8 + 1);
-                    }
-                }
-                *o = max;
-                *code = at;
-            }
         }
     }
 
@@ -228,6 +212,81 @@ pub fn codes_fit(g: &PoolGeometry) -> bool {
     g.window[0] * g.window[1] <= 256
 }
 
+wide!(choose_plane_2x2 => choose_plane_2x2_body(
+    g: &PoolGeometry, plane: &[f32], out: &mut [MaybeUninit<f32>], codes: &mut [u8],
+    scratch: &mut Vec<f32>,
+));
+
+/// [`PoolGeometry::choose_plane`] for 2×2 windows (every network here): the
+/// plane's windows' four corners gathered into four runs of `out_h · out_w`
+/// values (even and odd columns of the even and odd rows), then
+/// [`pool_windows`] over the whole plane at once, which vectorises (rows of
+/// 7 or 14 windows, one at a time, did not).
+#[inline(always)]
+fn choose_plane_2x2_body(
+    g: &PoolGeometry,
+    plane: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    codes: &mut [u8],
+    scratch: &mut Vec<f32>,
+) {
+    let width = g.input[1];
+    let [out_h, out_w] = g.output();
+    let n = out_h * out_w;
+    scratch.resize(4 * n, 0.0);
+    let (top, bottom) = scratch.split_at_mut(2 * n);
+    let ((top_even, top_odd), (bottom_even, bottom_odd)) =
+        (top.split_at_mut(n), bottom.split_at_mut(n));
+    for oh in 0..out_h {
+        let rows = &plane[2 * oh * width..][..width + 2 * out_w];
+        let at = oh * out_w;
+        deinterleave(&rows[..2 * out_w], &mut top_even[at..], &mut top_odd[at..]);
+        deinterleave(
+            &rows[width..][..2 * out_w],
+            &mut bottom_even[at..],
+            &mut bottom_odd[at..],
+        );
+    }
+    pool_windows([top_even, top_odd, bottom_even, bottom_odd], out, codes);
+}
+
+/// `even[i] = pairs[2i]`, `odd[i] = pairs[2i + 1]` for the whole pairs of
+/// `pairs`.
+#[inline(always)]
+fn deinterleave(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    for ((e, o), pair) in even
+        .iter_mut()
+        .zip(odd.iter_mut())
+        .zip(pairs.chunks_exact(2))
+    {
+        *e = pair[0];
+        *o = pair[1];
+    }
+}
+
+/// The maximum of each window `k`, `[top_left[k], top_right[k],
+/// bottom_left[k], bottom_right[k]]` (`values`), into `pooled[k]` and its
+/// position in `codes[k]`: the first largest, a NaN winning, as the
+/// module's invariant says. Selects, not branches (which the data would
+/// mispredict half the time), so that the loop vectorises. Also what
+/// [`crate::conv`]'s Winograd forward pools its output tiles with.
+#[inline(always)]
+pub(crate) fn pool_windows(values: [&[f32]; 4], pooled: &mut [MaybeUninit<f32>], codes: &mut [u8]) {
+    let n = pooled.len();
+    let [v0, v1, v2, v3] = values.map(|run| &run[..n]);
+    let codes = &mut codes[..n];
+    for k in 0..n {
+        let (mut max, mut code) = (v0[k], 0u8);
+        for (value, position) in [(v1[k], 1u8), (v2[k], 2), (v3[k], 3)] {
+            let wins = value > max || value.is_nan();
+            max = if wins { value } else { max };
+            code = if wins { position } else { code };
+        }
+        pooled[k] = MaybeUninit::new(max);
+        codes[k] = code;
+    }
+}
+
 /// The pooled output of `x` and, per output value, the position of the
 /// maximum it took inside its window (row-major, `row · window_w +
 /// column`): what [`backward`] routes the gradient by, so that it does not
@@ -241,13 +300,19 @@ pub fn forward_with_codes(g: &PoolGeometry, x: &[f32]) -> (Vec<f32>, Vec<u8>) {
     assert_eq!(x.len(), g.planes * g.input_plane(), "input length");
     assert!(codes_fit(g), "a window of at most 256 values");
     let len = g.planes * g.output_plane();
-    let (mut out, mut codes) = (vec![0.0; len], vec![0; len]);
+    let (mut out, mut codes) = (Vec::with_capacity(len), vec![0; len]);
     let (chunk, offsets) = (g.output_plane().max(1), g.code_offsets());
-    out.par_chunks_mut(chunk)
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk)
         .zip(codes.par_chunks_mut(chunk))
         .enumerate()
         .with_min_len(MIN_PLANES_PER_TASK)
-        .for_each(|(p, (out, codes))| g.choose_plane(g.plane(x, p), out, codes, &offsets));
+        .for_each_init(Vec::new, |scratch, (p, (out, codes))| {
+            g.choose_plane(g.plane(x, p), out, codes, &offsets, scratch)
+        });
+    // SAFETY: the chunks cover `out[..len]`, one output plane each, and
+    // `choose_plane` writes every value of its plane.
+    unsafe { out.set_len(len) };
     (out, codes)
 }
 
