@@ -150,3 +150,26 @@ pub(super) fn add_into(total: &mut [f32], part: &[f32]) {
         *t += p;
     }
 }
+
+/// Values per stretch of [`sum_in_order`]: 16 KiB, in L1.
+const SUM_STRETCH: usize = 4096;
+
+/// The sum of `partials` (each `len` long; zeros when there are none),
+/// value by value, adding them in their order as [`add_into`] one after
+/// the other would: the same bits. Stretch by stretch, every partial added
+/// into a stretch of the total while it stays in L1, where adding each
+/// partial into the whole total in turn streamed the total through the
+/// caches once per partial.
+pub(super) fn sum_in_order(partials: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut partials = partials.into_iter();
+    let Some(mut total) = partials.next() else {
+        return vec![0.0; len];
+    };
+    let rest: Vec<Vec<f32>> = partials.collect();
+    for (i, stretch) in total.chunks_mut(SUM_STRETCH).enumerate() {
+        for part in &rest {
+            add_into(stretch, &part[i * SUM_STRETCH..]);
+        }
+    }
+    total
+}

@@ -233,11 +233,7 @@ fn add_windows_body<const L: usize, const FUSED: bool>(
 /// The weight gradient `[out, in, 3, 3]` from the chunks' sums (each
 /// [`sum_len`] long), added in chunk order.
 pub(super) fn weight_grad_from_partials(g: &Geometry, partials: Vec<Vec<f32>>) -> Vec<f32> {
-    let mut partials = partials.into_iter();
-    let mut total = partials.next().unwrap_or_else(|| vec![0.0; sum_len(g)]);
-    for partial in partials {
-        super::gemm::add_into(&mut total, &partial);
-    }
+    let total = super::gemm::sum_in_order(partials, sum_len(g));
     let (cin, column) = (g.in_channels, padded_channels(g));
     let mut dw = vec![0.0; g.out_channels * cin * TAPS];
     for (o, filters) in dw.chunks_exact_mut(cin * TAPS).enumerate() {
