@@ -234,8 +234,8 @@ impl Scratch {
     /// no zeroing, which cost a `memset` of them per task.
     fn new(t: &Tiling, in_channels: usize, products: usize) -> Self {
         let [mut v, mut m] = SPARE.take();
-        v.resize(XI * in_channels * t.slots(), 0.0);
-        m.resize(XI * products * t.slots(), 0.0);
+        grow(&mut v, XI * in_channels * t.slots());
+        grow(&mut m, XI * products * t.slots());
         Self {
             planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
             grad_planes: std::array::from_fn(|_| vec![0.0; t.plane_len()]),
@@ -246,6 +246,18 @@ impl Scratch {
             m,
             v_transposed: Vec::new(),
         }
+    }
+}
+
+/// Makes `buffer` at least `len` values long. Never shorter: the spare
+/// buffers go from one convolution's tasks to another's on the same
+/// thread, and cutting them to a smaller convolution's length made the
+/// next larger one zero the difference again (a `memset` on every switch
+/// between the network's layers, in `perf`). Every reader indexes its own
+/// extent, so the values past it are never read.
+fn grow(buffer: &mut Vec<f32>, len: usize) {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
     }
 }
 
