@@ -36,6 +36,8 @@ mod relu;
 mod test_values;
 #[cfg(feature = "flex")]
 mod wide;
+#[cfg(feature = "flex")]
+mod window_max;
 
 pub use nets::{Classifier, ModelConfig, ModelConfigError, Task};
 

@@ -50,9 +50,9 @@ use super::geometry::{Epilogue, Geometry, WEIGHT_GRAD_CHUNK, add_bias_grad_of_sa
 use super::transpose::transpose;
 use super::window_weight_grad::{self, ThroughPool, WindowScratch};
 use crate::buffers::par_build_uninit;
-use crate::pool::kernels::pool_windows;
 use crate::relu::relu;
 use crate::wide::wide;
+use crate::window_max::pool_windows;
 
 /// Values of a transformed tile (4 × 4).
 const XI: usize = 16;

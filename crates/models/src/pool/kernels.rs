@@ -35,6 +35,7 @@ use rayon::prelude::*;
 
 use crate::buffers::par_build;
 use crate::wide::wide;
+use crate::window_max::pool_windows;
 
 /// Planes per rayon task at least: a plane of a 2×2 pooling over 24×24 is
 /// 576 values, too little work to be worth a task on its own.
@@ -261,29 +262,6 @@ fn deinterleave(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
     {
         *e = pair[0];
         *o = pair[1];
-    }
-}
-
-/// The maximum of each window `k`, `[top_left[k], top_right[k],
-/// bottom_left[k], bottom_right[k]]` (`values`), into `pooled[k]` and its
-/// position in `codes[k]`: the first largest, a NaN winning, as the
-/// module's invariant says. Selects, not branches (which the data would
-/// mispredict half the time), so that the loop vectorises. Also what
-/// [`crate::conv`]'s Winograd forward pools its output tiles with.
-#[inline(always)]
-pub(crate) fn pool_windows(values: [&[f32]; 4], pooled: &mut [MaybeUninit<f32>], codes: &mut [u8]) {
-    let n = pooled.len();
-    let [v0, v1, v2, v3] = values.map(|run| &run[..n]);
-    let codes = &mut codes[..n];
-    for k in 0..n {
-        let (mut max, mut code) = (v0[k], 0u8);
-        for (value, position) in [(v1[k], 1u8), (v2[k], 2), (v3[k], 3)] {
-            let wins = value > max || value.is_nan();
-            max = if wins { value } else { max };
-            code = if wins { position } else { code };
-        }
-        pooled[k] = MaybeUninit::new(max);
-        codes[k] = code;
     }
 }
 
