@@ -1,4 +1,6 @@
-//! The maximum of 2 × 2 windows and where it lies in its window, shared by
+//! The even and odd values of a row apart ([`deinterleave`]: a 2 × 2
+//! window's columns, or a Winograd tile's parity planes) and the maximum
+//! of 2 × 2 windows and where it lies in its window, shared by
 //! the pooling kernels ([`crate::pool::kernels`]) and the Winograd forward
 //! whose output tiles are a pooling's windows ([`crate::conv`]'s
 //! `forward_pooled`): one place for the choice of maximum both must make
@@ -27,5 +29,22 @@ pub(crate) fn pool_windows(values: [&[f32]; 4], pooled: &mut [MaybeUninit<f32>],
         }
         pooled[k] = MaybeUninit::new(max);
         codes[k] = code;
+    }
+}
+
+/// `first[i] = src[2i]`, `second[i] = src[2i + 1]`.
+#[inline(always)]
+pub(crate) fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) {
+    let pairs = src.len() / 2;
+    for ((a, b), pair) in first[..pairs]
+        .iter_mut()
+        .zip(&mut second[..pairs])
+        .zip(src.chunks_exact(2))
+    {
+        *a = pair[0];
+        *b = pair[1];
+    }
+    if src.len() % 2 == 1 {
+        first[pairs] = src[2 * pairs];
     }
 }

@@ -52,7 +52,7 @@ use super::window_weight_grad::{self, ThroughPool, WindowScratch};
 use crate::buffers::par_build_uninit;
 use crate::relu::relu;
 use crate::wide::wide;
-use crate::window_max::pool_windows;
+use crate::window_max::{deinterleave, pool_windows};
 
 /// Values of a transformed tile (4 × 4).
 const XI: usize = 16;
@@ -305,23 +305,6 @@ fn fill_planes(
         } else {
             deinterleave(row, &mut odd[0][at..], &mut even[0][at + 1..]);
         }
-    }
-}
-
-/// `first[i] = src[2i]`, `second[i] = src[2i + 1]`.
-#[inline(always)]
-fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) {
-    let pairs = src.len() / 2;
-    for ((a, b), pair) in first[..pairs]
-        .iter_mut()
-        .zip(&mut second[..pairs])
-        .zip(src.chunks_exact(2))
-    {
-        *a = pair[0];
-        *b = pair[1];
-    }
-    if src.len() % 2 == 1 {
-        first[pairs] = src[2 * pairs];
     }
 }
 

@@ -35,7 +35,7 @@ use rayon::prelude::*;
 
 use crate::buffers::par_build;
 use crate::wide::wide;
-use crate::window_max::pool_windows;
+use crate::window_max::{deinterleave, pool_windows};
 
 /// Planes per rayon task at least: a plane of a 2×2 pooling over 24×24 is
 /// 576 values, too little work to be worth a task on its own.
@@ -249,20 +249,6 @@ fn choose_plane_2x2_body(
         );
     }
     pool_windows([top_even, top_odd, bottom_even, bottom_odd], out, codes);
-}
-
-/// `even[i] = pairs[2i]`, `odd[i] = pairs[2i + 1]` for the whole pairs of
-/// `pairs`.
-#[inline(always)]
-fn deinterleave(pairs: &[f32], even: &mut [f32], odd: &mut [f32]) {
-    for ((e, o), pair) in even
-        .iter_mut()
-        .zip(odd.iter_mut())
-        .zip(pairs.chunks_exact(2))
-    {
-        *e = pair[0];
-        *o = pair[1];
-    }
 }
 
 /// The pooled output of `x` and, per output value, the position of the
