@@ -36,7 +36,10 @@
 //!   input gradient write disjoint samples (the overlapping tiles of one
 //!   sample are added in a fixed order); the weight gradient sums fixed
 //!   chunks of [`WEIGHT_GRAD_CHUNK`] samples, then the chunks in order (as
-//!   [`super::kernels`] does).
+//!   [`super::kernels`] does). Where two samples share the gemms (small
+//!   outputs, see `Tiling`), the pairs are fixed too: samples `2i` and
+//!   `2i + 1` of the batch (of a weight gradient's chunk), a lone last
+//!   sample on its own.
 //! * **Taken only where it is the same convolution** ([`applies`]): 3×3,
 //!   stride 1, dilation 1, padding at most 2 on every side, and enough
 //!   channels on both sides for the 16 gemms to pay for the transforms.
@@ -106,18 +109,80 @@ pub fn applies(g: &Geometry) -> bool {
 /// are zero in the output gradient, so they add nothing to the weight
 /// gradient). That costs the gemms `1 / tiles_w` more columns and saves
 /// every gather.
+///
+/// Where the slots of one sample, rounded up to [`SLOT_MULTIPLE`], would
+/// be mostly rounding (14 × 14 outputs: 56 slots in 64), a *pair* of
+/// samples shares one row of slots (112 for two), so that each gemm runs
+/// over both: see [`Tiling::pair_saves`] and [`Span`].
 #[derive(Clone, Copy)]
 struct Tiling {
+    /// The convolution's output `[oh, ow]`.
+    out: [usize; 2],
     tiles: [usize; 2],
     before: [usize; 2],
+    /// Samples whose slots share a row: 1, or 2 where that saves (see
+    /// [`Tiling::pair_saves`]).
+    group: usize,
+}
+
+/// Where one sample's slots lie in a row of `Tiling::slots` slots: `len`
+/// slots from `start`. A group's samples take [`Tiling::sample_slots`]
+/// each, in order, and its last sample the rest of the row, so that every
+/// slot of a row is some sample's (a lone sample, the last of an odd
+/// batch or chunk, takes the whole row): a transform writes all of its
+/// sample's span, zeros past the sample's tiles, so that no slot of the
+/// row keeps another sample's or an earlier call's values for the gemms
+/// to read.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    len: usize,
 }
 
 impl Tiling {
     fn new(g: &Geometry) -> Self {
-        Self {
+        let mut t = Self {
+            out: g.output(),
             tiles: g.output().map(|n| n.div_ceil(2)),
             before: [g.padding[0].0, g.padding[1].0],
+            group: 1,
+        };
+        if t.pair_saves() {
+            t.group = 2;
         }
+        t
+    }
+
+    /// Whether two samples sharing a row of slots take at least a tenth
+    /// fewer slots than each in its own row: the gemms' columns, and the
+    /// transforms' values, that many fewer. 14 × 14 outputs: 112 against
+    /// 2 × 64; 28 × 28: 432 against 2 × 224, which is not (and would
+    /// double buffers that already fill much of the L2 cache). The 16
+    /// gemms alone at 14 × 14, 32 → 64 and 64 → 64 channels: 7–9% less
+    /// time for the forward's, 11–15% for the weight gradient's
+    /// (docs/benchmarks.md §6, item 28).
+    fn pair_saves(&self) -> bool {
+        let one = self.sample_slots().next_multiple_of(SLOT_MULTIPLE);
+        let pair = (2 * self.sample_slots()).next_multiple_of(SLOT_MULTIPLE);
+        10 * pair <= 9 * 2 * one
+    }
+
+    /// Slots of one sample's tiles: `tiles_h × (tiles_w + 1)`.
+    fn sample_slots(&self) -> usize {
+        self.tiles[0] * self.half()
+    }
+
+    /// The span of sample `k` of a group of `members` (at most
+    /// [`Tiling::group`]) in a row of slots.
+    fn span(&self, k: usize, members: usize) -> Span {
+        debug_assert!(k < members && members <= self.group);
+        let start = k * self.sample_slots();
+        let len = if k + 1 == members {
+            self.slots() - start
+        } else {
+            self.sample_slots()
+        };
+        Span { start, len }
     }
 
     /// Columns of a parity plane: `tiles_w + 1`.
@@ -125,14 +190,14 @@ impl Tiling {
         self.tiles[1] + 1
     }
 
-    /// Slots of the transformed values: `tiles_h × (tiles_w + 1)`, rounded
-    /// up to a whole number of 16-lane vectors, so that `gemm` reads the
-    /// transformed input where it lies (it copies it into its own layout
-    /// first when the count is not a multiple of its vector width:
-    /// `gemm-common`'s `do_prepack_lhs`). The extra slots are not tiles
-    /// either.
+    /// Slots of a row of the transformed values: the group's
+    /// [`Tiling::sample_slots`], rounded up to a whole number of 16-lane
+    /// vectors, so that `gemm` reads the transformed input where it lies
+    /// (it copies it into its own layout first when the count is not a
+    /// multiple of its vector width: `gemm-common`'s `do_prepack_lhs`). The
+    /// extra slots are not tiles either.
     fn slots(&self) -> usize {
-        (self.tiles[0] * self.half()).next_multiple_of(SLOT_MULTIPLE)
+        (self.group * self.sample_slots()).next_multiple_of(SLOT_MULTIPLE)
     }
 
     /// Values of a row of [`Scratch::margined_rows`]: a plane's positions
@@ -309,21 +374,21 @@ fn fill_planes(
 }
 
 wide!(transform_input => transform_input_body(
-    t: &Tiling, input: [usize; 2], channels: usize, x: &[f32], s: &mut Scratch,
+    t: &Tiling, input: [usize; 2], channels: usize, x: &[f32], span: Span, s: &mut Scratch,
 ));
 wide!(transform_output => transform_output_body(
-    t: &Tiling, out: [usize; 2], outputs: usize, m: &[f32], rows: &mut [f32],
+    t: &Tiling, outputs: usize, m: &[f32], span: Span, rows: &mut [f32],
     epilogue: Epilogue, y: &mut [MaybeUninit<f32>],
 ));
 wide!(transform_output_pooled => transform_output_pooled_body(
-    t: &Tiling, out: [usize; 2], outputs: usize, m: &[f32], rows: &mut [f32],
+    t: &Tiling, outputs: usize, m: &[f32], span: Span, rows: &mut [f32],
     epilogue: Epilogue, sample: PooledSample<'_>,
 ));
 wide!(transform_output_grad => transform_output_grad_body(
-    t: &Tiling, out: [usize; 2], outputs: usize, dy: &[f32], s: &mut Scratch,
+    t: &Tiling, outputs: usize, dy: &[f32], span: Span, s: &mut Scratch,
 ));
 wide!(scatter_input_grad => scatter_input_grad_body(
-    t: &Tiling, input: [usize; 2], channels: usize, s: &mut Scratch,
+    t: &Tiling, input: [usize; 2], channels: usize, span: Span, s: &mut Scratch,
     dx: &mut [MaybeUninit<f32>],
 ));
 
@@ -373,7 +438,7 @@ fn input_combination([d0, d1, d2, d3]: [f32; 4]) -> [f32; 4] {
 }
 
 /// `V[ξ][c][slot] = (Bᵀ d B)[ξ]` for every channel of one sample `x`
-/// (`[channels, h, w]`): the rows of `Bᵀ d` over whole parity planes (a
+/// (`[channels, h, w]`), in the sample's `span` of each row: the rows of `Bᵀ d` over whole parity planes (a
 /// tile's rows are rows `a` of the even-row and of the odd-row planes, then
 /// rows `a + 1` of both), then `· B` from them (a tile's columns are even
 /// column `b`, odd `b`, even `b + 1`, odd `b + 1`). Short passes of at most
@@ -385,10 +450,11 @@ fn transform_input_body(
     input: [usize; 2],
     channels: usize,
     x: &[f32],
+    span: Span,
     s: &mut Scratch,
 ) {
-    let (half, slots) = (t.half(), t.slots());
-    let n = slots + 1;
+    let (half, slots, len) = (t.half(), t.slots(), span.len);
+    let n = len + 1;
     let [h, w] = input;
     let Scratch {
         planes, rows, v, ..
@@ -416,10 +482,10 @@ fn transform_input_body(
         for i in 0..4 {
             let e = &rows[i * n..][..n];
             let o = &rows[(4 + i) * n..][..n];
-            let starts = std::array::from_fn(|j| ((i * 4 + j) * channels + c) * slots);
+            let starts = std::array::from_fn(|j| ((i * 4 + j) * channels + c) * slots + span.start);
             map_rows(
-                [&e[..slots], &o[..slots], &e[1..], &o[1..]],
-                runs(v, starts, slots),
+                [&e[..len], &o[..len], &e[1..], &o[1..]],
+                runs(v, starts, len),
                 input_combination,
             );
         }
@@ -428,20 +494,21 @@ fn transform_input_body(
 
 /// `y = Aᵀ m A` of every tile of `M[ξ][out][slot]`, with `Aᵀ = [1 1 1 0; 0
 /// 1 −1 −1]`, the bias added and the ReLU applied as `epilogue` asks, into
-/// one sample's `[outputs, oh, ow]` (tiles past an odd edge are cut).
+/// one sample's `[outputs, oh, ow]` (tiles past an odd edge are cut), from
+/// the sample's `span` of each row.
 #[inline(always)]
 fn transform_output_body(
     t: &Tiling,
-    [oh, ow]: [usize; 2],
     outputs: usize,
     m: &[f32],
+    span: Span,
     rows: &mut [f32],
     epilogue: Epilogue,
     y: &mut [MaybeUninit<f32>],
 ) {
-    let half = t.half();
+    let (half, [oh, ow]) = (t.half(), t.out);
     for o in 0..outputs {
-        let [even0, odd0, even1, odd1] = output_tiles(t, outputs, o, m, rows, epilogue);
+        let [even0, odd0, even1, odd1] = output_tiles(t, outputs, o, m, span, rows, epilogue);
         for row in 0..oh {
             let (a, i) = (row / 2, row % 2);
             let (even, odd) = if i == 0 { (even0, odd0) } else { (even1, odd1) };
@@ -455,35 +522,37 @@ fn transform_output_body(
 }
 
 /// The four outputs of every tile of output channel `o`, `Aᵀ m A` of
-/// `M[ξ][o][slot]` with the epilogue applied, computed in `rows` (eight
-/// rows of intermediate combinations, then these four): the tile row 0's
-/// even and odd columns, then row 1's, each indexed by slot.
+/// `M[ξ][o][slot]` (the slots of `span`) with the epilogue applied,
+/// computed in `rows` (eight rows of intermediate combinations, then these
+/// four): the tile row 0's even and odd columns, then row 1's, each
+/// indexed by slot from the span's start.
 #[inline(always)]
 fn output_tiles<'r>(
     t: &Tiling,
     outputs: usize,
     o: usize,
     m: &[f32],
+    span: Span,
     rows: &'r mut [f32],
     epilogue: Epilogue,
 ) -> [&'r [f32]; 4] {
-    let slots = t.slots();
+    let (slots, len) = (t.slots(), span.len);
     let a_t = |[m0, m1, m2, m3]: [f32; 4]| [m0 + m1 + m2, m1 - m2 - m3];
     let bias = epilogue.bias.map_or(0.0, |b| b[o]);
-    let (r, ends) = rows.split_at_mut(8 * slots);
-    let [even0, odd0, even1, odd1] = runs(ends, [0, slots, 2 * slots, 3 * slots], slots);
+    let (r, ends) = rows.split_at_mut(8 * len);
+    let [even0, odd0, even1, odd1] = runs(ends, [0, len, 2 * len, 3 * len], len);
     // Aᵀ m: r[j] and r[4 + j] are column j of its two rows.
     for j in 0..4 {
         let m: [&[f32]; 4] =
-            std::array::from_fn(|i| &m[((i * 4 + j) * outputs + o) * slots..][..slots]);
-        map_rows(m, runs(r, [j * slots, (4 + j) * slots], slots), a_t);
+            std::array::from_fn(|i| &m[((i * 4 + j) * outputs + o) * slots + span.start..][..len]);
+        map_rows(m, runs(r, [j * len, (4 + j) * len], len), a_t);
     }
     // · A, the bias and the ReLU: each tile row's even and odd columns.
     for (i, [even, odd]) in [[&mut *even0, &mut *odd0], [&mut *even1, &mut *odd1]]
         .into_iter()
         .enumerate()
     {
-        let r: [&[f32]; 4] = std::array::from_fn(|j| &r[(4 * i + j) * slots..][..slots]);
+        let r: [&[f32]; 4] = std::array::from_fn(|j| &r[(4 * i + j) * len..][..len]);
         map_rows(r, [even, odd], |columns| {
             a_t(columns).map(|value| {
                 let value = value + bias;
@@ -510,17 +579,17 @@ struct PooledSample<'a> {
 #[inline(always)]
 fn transform_output_pooled_body(
     t: &Tiling,
-    [oh, ow]: [usize; 2],
     outputs: usize,
     m: &[f32],
+    span: Span,
     rows: &mut [f32],
     epilogue: Epilogue,
     PooledSample { pooled, codes }: PooledSample<'_>,
 ) {
-    let half = t.half();
+    let (half, [oh, ow]) = (t.half(), t.out);
     let [ph, pw] = [oh / 2, ow / 2];
     for o in 0..outputs {
-        let tiles = output_tiles(t, outputs, o, m, rows, epilogue);
+        let tiles = output_tiles(t, outputs, o, m, span, rows, epilogue);
         for a in 0..ph {
             let at = (o * ph + a) * pw;
             pool_windows(
@@ -551,29 +620,44 @@ fn interleave(even: &[f32], odd: &[f32], out: &mut [MaybeUninit<f32>]) {
 fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], epilogue: Epilogue) -> Vec<f32> {
     let t = Tiling::new(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
-    let fill = |n: usize, y: &mut [MaybeUninit<f32>], s: &mut Scratch| {
-        products(g, &t, u, &x[n * g.input_len()..(n + 1) * g.input_len()], s);
-        transform_output(&t, g.output(), cout, &s.m, &mut s.rows, epilogue, y);
+    let fill = |group: usize, y: &mut [MaybeUninit<f32>], s: &mut Scratch| {
+        let members = y.len() / g.output_len();
+        let first = group * t.group;
+        products(
+            g,
+            &t,
+            u,
+            &x[first * g.input_len()..][..members * g.input_len()],
+            s,
+        );
+        for (k, y) in y.chunks_exact_mut(g.output_len()).enumerate() {
+            let span = t.span(k, members);
+            transform_output(&t, cout, &s.m, span, &mut s.rows, epilogue, y);
+        }
     };
-    // SAFETY: each chunk is one sample's output, `out_channels × oh × ow`
-    // values, and `transform_output` writes every one of them: the tiles
-    // cover every output row and column (2 × ceil(n / 2) ≥ n).
+    // SAFETY: each chunk is one group's output, `out_channels × oh × ow`
+    // values per sample, and `transform_output` writes every one of them:
+    // the tiles cover every output row and column (2 × ceil(n / 2) ≥ n).
     unsafe {
         par_build_uninit(
             g.batch * g.output_len(),
-            g.output_len(),
-            samples_per_task(g.batch),
+            t.group * g.output_len(),
+            samples_per_task(g.batch).div_ceil(t.group),
             || Scratch::new(&t, cin, cout),
             fill,
         )
     }
 }
 
-/// The 16 gemms' products `M[ξ] = U[ξ] · V[ξ]` of one sample `x` into
-/// `s.m`, with `V` its transformed input (into `s.v`).
+/// The 16 gemms' products `M[ξ] = U[ξ] · V[ξ]` of one group of samples `x`
+/// (at most [`Tiling::group`], each in its [`Span`]) into `s.m`, with `V`
+/// their transformed input (into `s.v`).
 fn products(g: &Geometry, t: &Tiling, u: &[f32], x: &[f32], s: &mut Scratch) {
     let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
-    transform_input(t, g.input, cin, x, s);
+    let members = x.len() / g.input_len();
+    for (k, x) in x.chunks_exact(g.input_len()).enumerate() {
+        transform_input(t, g.input, cin, x, t.span(k, members), s);
+    }
     for xi in 0..XI {
         matmul(
             [cout, count, cin],
@@ -635,29 +719,36 @@ pub fn forward_pooled(
     let mut codes = vec![0u8; len];
     if len > 0 {
         pooled.spare_capacity_mut()[..len]
-            .par_chunks_mut(sample)
-            .zip(codes.par_chunks_mut(sample))
+            .par_chunks_mut(t.group * sample)
+            .zip(codes.par_chunks_mut(t.group * sample))
             .enumerate()
-            .with_min_len(samples_per_task(g.batch))
+            .with_min_len(samples_per_task(g.batch).div_ceil(t.group))
             .for_each_init(
                 || Scratch::new(&t, g.in_channels, g.out_channels),
-                |s, (n, (pooled, codes))| {
-                    products(g, &t, &u, &x[n * g.input_len()..][..g.input_len()], s);
-                    let (m, rows) = (&s.m, &mut s.rows);
-                    transform_output_pooled(
-                        &t,
-                        [oh, ow],
-                        g.out_channels,
-                        m,
-                        rows,
-                        epilogue,
-                        PooledSample { pooled, codes },
-                    );
+                |s, (group, (pooled, codes))| {
+                    let members = pooled.len() / sample;
+                    let first = group * t.group;
+                    let x = &x[first * g.input_len()..][..members * g.input_len()];
+                    products(g, &t, &u, x, s);
+                    let samples = pooled
+                        .chunks_exact_mut(sample)
+                        .zip(codes.chunks_exact_mut(sample));
+                    for (k, (pooled, codes)) in samples.enumerate() {
+                        transform_output_pooled(
+                            &t,
+                            g.out_channels,
+                            &s.m,
+                            t.span(k, members),
+                            &mut s.rows,
+                            epilogue,
+                            PooledSample { pooled, codes },
+                        );
+                    }
                 },
             );
     }
-    // SAFETY: the chunks above cover `pooled[..len]`, one per sample, and
-    // `transform_output_pooled` writes every value of a sample's
+    // SAFETY: the chunks above cover `pooled[..len]`, one per group, and
+    // `transform_output_pooled` writes every value of each sample's
     // `out_channels × (oh / 2) × (ow / 2)`.
     unsafe { pooled.set_len(len) };
     (pooled, codes)
@@ -679,18 +770,23 @@ pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     let t = Tiling::new(g);
     let (cin, cout) = (g.in_channels, g.out_channels);
     let u = filters_for_input_grad(g, weight);
-    let fill = |n: usize, dx: &mut [MaybeUninit<f32>], s: &mut Scratch| {
-        let dy = &dy[n * g.output_len()..(n + 1) * g.output_len()];
-        transform_output_grad(&t, g.output(), cout, dy, s);
+    let fill = |group: usize, dx: &mut [MaybeUninit<f32>], s: &mut Scratch| {
+        let members = dx.len() / g.input_len();
+        let first = group * t.group;
+        let dy = &dy[first * g.output_len()..][..members * g.output_len()];
+        for (k, dy) in dy.chunks_exact(g.output_len()).enumerate() {
+            transform_output_grad(&t, cout, dy, t.span(k, members), s);
+        }
         input_grad_from_transformed(g, &t, &u, s, dx);
     };
-    // SAFETY: each chunk is one sample's input gradient, `in_channels × h ×
-    // w` values, and `input_grad_from_transformed` writes every one of them.
+    // SAFETY: each chunk is one group's input gradient, `in_channels × h ×
+    // w` values per sample, and `input_grad_from_transformed` writes every
+    // one of them.
     unsafe {
         par_build_uninit(
             g.batch * g.input_len(),
-            g.input_len(),
-            samples_per_task(g.batch),
+            t.group * g.input_len(),
+            samples_per_task(g.batch).div_ceil(t.group),
             || Scratch::new(&t, cin, cout),
             fill,
         )
@@ -706,9 +802,10 @@ fn filters_for_input_grad(g: &Geometry, weight: &[f32]) -> Vec<f32> {
     })
 }
 
-/// One sample's input gradient `dx` (every value written) from its
-/// transformed output gradient `Z` in `s.m`: `dV[ξ] = U[ξ]ᵀ Z[ξ]` into
-/// `s.v` (whatever was there), then [`scatter_input_grad`].
+/// One group's input gradient `dx` (its samples', every value written)
+/// from their transformed output gradient `Z` in `s.m`, each in its
+/// [`Span`]: `dV[ξ] = U[ξ]ᵀ Z[ξ]` into `s.v` (whatever was there), then
+/// [`scatter_input_grad`] for each sample.
 fn input_grad_from_transformed(
     g: &Geometry,
     t: &Tiling,
@@ -726,7 +823,10 @@ fn input_grad_from_transformed(
             false,
         );
     }
-    scatter_input_grad(t, g.input, cin, s, dx);
+    let members = dx.len() / g.input_len();
+    for (k, dx) in dx.chunks_exact_mut(g.input_len()).enumerate() {
+        scatter_input_grad(t, g.input, cin, t.span(k, members), s, dx);
+    }
 }
 
 /// The output gradient of a convolution, as [`gradients`] reads it.
@@ -844,22 +944,30 @@ pub fn gradients(
             let mut total = vec![0.0; sum_len];
             let mut db = vec![0.0; if bias { cout } else { 0 }];
             let mut dense = Vec::new();
-            for (k, (dx, x)) in dx
-                .chunks_mut(g.input_len())
-                .zip(x.chunks(g.input_len()))
+            let group_len = t.group * g.input_len();
+            for (j, (dx, x)) in dx
+                .chunks_mut(group_len)
+                .zip(x.chunks(group_len))
                 .enumerate()
             {
-                let n = chunk * WEIGHT_GRAD_CHUNK + k;
-                let dense = dy.sample(g, n, &mut dense);
-                if let Some((through, ws)) = &mut ws {
-                    transform_output_grad(&t, g.output(), cout, dense, &mut s);
-                    window_weight_grad::add_weight_grad_of_sample(
-                        g, x, *through, n, dense, ws, &mut total,
-                    );
-                } else {
-                    add_weight_grad_of_sample(g, &t, x, dense, &mut s, &mut total, k > 0);
+                let members = x.len() / g.input_len();
+                for (k, x) in x.chunks_exact(g.input_len()).enumerate() {
+                    let n = chunk * WEIGHT_GRAD_CHUNK + j * t.group + k;
+                    let dense = dy.sample(g, n, &mut dense);
+                    let span = t.span(k, members);
+                    transform_output_grad(&t, cout, dense, span, &mut s);
+                    if let Some((through, ws)) = &mut ws {
+                        window_weight_grad::add_weight_grad_of_sample(
+                            g, x, *through, n, dense, ws, &mut total,
+                        );
+                    } else {
+                        transform_input(&t, g.input, cin, x, span, &mut s);
+                    }
+                    add_bias_grad_of_sample(g, dense, &mut db);
                 }
-                add_bias_grad_of_sample(g, dense, &mut db);
+                if ws.is_none() {
+                    add_weight_grad_of_group(g, &t, &mut s, &mut total, j > 0);
+                }
                 input_grad_from_transformed(g, &t, &u, &mut s, dx);
             }
             (total, db)
@@ -894,7 +1002,10 @@ fn input_combination_adjoint([v0, v1, v2, v3]: [f32; 4]) -> [f32; 4] {
 
 /// The adjoint of [`transform_input_body`]: one sample's input gradient
 /// `dx` (`[channels, h, w]`, every value written) from `dV[ξ][c][slot]` in
-/// `s.v`, which is zero in the slots that are not tiles. Per channel, the
+/// the sample's `span` of `s.v`, which is zero in the slots that are not
+/// tiles (so that the rows' right margins, which a longer span of an
+/// earlier call wrote into, hold zeros there too: the values of positions
+/// past every sample's tiles). Per channel, the
 /// columns' `· Bᵀ` (a tile's columns `b` and `b + 1` of the two column
 /// parities, so each parity row takes slot `k` and slot `k − 1`), then the
 /// rows' `B ·` into the four parity planes (rows `a` and `a + 1`: plane
@@ -907,11 +1018,12 @@ fn scatter_input_grad_body(
     t: &Tiling,
     input: [usize; 2],
     channels: usize,
+    span: Span,
     s: &mut Scratch,
     dx: &mut [MaybeUninit<f32>],
 ) {
-    let (half, slots) = (t.half(), t.slots());
-    let n = slots + 1;
+    let (half, slots, len) = (t.half(), t.slots(), span.len);
+    let n = len + 1;
     let [h, w] = input;
     let [top, left] = t.before;
     let width = t.margined_row();
@@ -925,14 +1037,15 @@ fn scatter_input_grad_body(
         // `· Bᵀ` on the columns: row i of each column parity (rows[i] even,
         // rows[4 + i] odd), over plane positions 0..=slots.
         for i in 0..4 {
-            let dv: [&[f32]; 4] =
-                std::array::from_fn(|j| &v[((i * 4 + j) * channels + c) * slots..][..slots]);
+            let dv: [&[f32]; 4] = std::array::from_fn(|j| {
+                &v[((i * 4 + j) * channels + c) * slots + span.start..][..len]
+            });
             let [even, odd] = runs(rows, [i * width + half, (4 + i) * width + half], n);
-            let [first, last] = [0, slots - 1].map(|k| input_combination_adjoint(dv.map(|r| r[k])));
+            let [first, last] = [0, len - 1].map(|k| input_combination_adjoint(dv.map(|r| r[k])));
             even[0] = first[0];
             odd[0] = first[1];
-            even[slots] = last[2];
-            odd[slots] = last[3];
+            even[len] = last[2];
+            odd[len] = last[3];
             map_rows(
                 [
                     dv[0],
@@ -944,7 +1057,7 @@ fn scatter_input_grad_body(
                     &dv[2][1..],
                     &dv[3][1..],
                 ],
-                [&mut even[1..slots], &mut odd[1..slots]],
+                [&mut even[1..len], &mut odd[1..len]],
                 |[b0, b1, b2, b3, a0, a1, a2, a3]| {
                     let here = input_combination_adjoint([a0, a1, a2, a3]);
                     let before = input_combination_adjoint([b0, b1, b2, b3]);
@@ -1000,19 +1113,14 @@ fn scatter_input_grad_body(
 
 /// `Z[ξ][out][slot] = (A e Aᵀ)[ξ]` for the 2×2 block `e` of each tile of
 /// one sample's output gradient `dy` (`[outputs, oh, ow]`; zero past an odd
-/// edge and in the slots that are not tiles), with `A = (Aᵀ)ᵀ`, `Aᵀ = [1 1
+/// edge and in the slots that are not tiles), in the sample's `span` of
+/// each row, with `A = (Aᵀ)ᵀ`, `Aᵀ = [1 1
 /// 1 0; 0 1 −1 −1]`: over its parity planes (a tile's `e` is even row `a`,
 /// columns even and odd `b`, and odd row `a`, the same columns).
 #[inline(always)]
-fn transform_output_grad_body(
-    t: &Tiling,
-    out: [usize; 2],
-    outputs: usize,
-    dy: &[f32],
-    s: &mut Scratch,
-) {
-    let slots = t.slots();
-    let [oh, ow] = out;
+fn transform_output_grad_body(t: &Tiling, outputs: usize, dy: &[f32], span: Span, s: &mut Scratch) {
+    let (slots, len) = (t.slots(), span.len);
+    let [oh, ow] = t.out;
     let Scratch {
         grad_planes: planes,
         m: z,
@@ -1024,13 +1132,13 @@ fn transform_output_grad_body(
             t.half(),
             t.tiles[0],
             [0, 0],
-            out,
+            t.out,
             &dy[o * oh * ow..][..oh * ow],
         );
-        let e: [&[f32]; 4] = std::array::from_fn(|k| &planes[k][..slots]);
+        let e: [&[f32]; 4] = std::array::from_fn(|k| &planes[k][..len]);
         for i in 0..4 {
-            let starts = std::array::from_fn(|j| ((i * 4 + j) * outputs + o) * slots);
-            map_rows(e, runs(z, starts, slots), |[p0, q0, p1, q1]| {
+            let starts = std::array::from_fn(|j| ((i * 4 + j) * outputs + o) * slots + span.start);
+            map_rows(e, runs(z, starts, len), |[p0, q0, p1, q1]| {
                 // Row i of A e: e0, e0 + e1, e0 − e1, −e1; then · Aᵀ.
                 let (p, q) = match i {
                     0 => (p0, q0),
@@ -1056,12 +1164,20 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .map(|(x, dy)| {
             let mut s = Scratch::new(&t, cin, cout);
             let mut total = vec![0.0; XI * cout * cin];
-            for (n, (x, dy)) in x
-                .chunks(g.input_len())
-                .zip(dy.chunks(g.output_len()))
-                .enumerate()
-            {
-                add_weight_grad_of_sample(g, &t, x, dy, &mut s, &mut total, n > 0);
+            let groups = x
+                .chunks(t.group * g.input_len())
+                .zip(dy.chunks(t.group * g.output_len()));
+            for (j, (x, dy)) in groups.enumerate() {
+                let members = x.len() / g.input_len();
+                let samples = x
+                    .chunks_exact(g.input_len())
+                    .zip(dy.chunks_exact(g.output_len()));
+                for (k, (x, dy)) in samples.enumerate() {
+                    let span = t.span(k, members);
+                    transform_input(&t, g.input, cin, x, span, &mut s);
+                    transform_output_grad(&t, cout, dy, span, &mut s);
+                }
+                add_weight_grad_of_group(g, &t, &mut s, &mut total, j > 0);
             }
             total
         })
@@ -1069,21 +1185,18 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     weight_grad_from_partials(g, partials)
 }
 
-/// One sample's part of the weight gradient, `S[ξ] (out × in) += Z[ξ]
+/// One group's part of the weight gradient, `S[ξ] (out × in) += Z[ξ]
 /// (out × slots) · V[ξ]ᵀ`, into `total` (overwritten unless `accumulate`),
-/// leaving the sample's `V` in `s.v` and `Z` in `s.m`.
-fn add_weight_grad_of_sample(
+/// from the group's transformed inputs `V` in `s.v` and output gradients
+/// `Z` in `s.m` (each sample's in its [`Span`]).
+fn add_weight_grad_of_group(
     g: &Geometry,
     t: &Tiling,
-    x: &[f32],
-    dy: &[f32],
     s: &mut Scratch,
     total: &mut [f32],
     accumulate: bool,
 ) {
     let (cin, cout, count) = (g.in_channels, g.out_channels, t.slots());
-    transform_input(t, g.input, cin, x, s);
-    transform_output_grad(t, g.output(), cout, dy, s);
     s.v_transposed.resize(count * cin, 0.0);
     for xi in 0..XI {
         // Both operands are summed along their rows (the slots), which gemm
@@ -1196,6 +1309,20 @@ mod tests {
             Geometry {
                 input: [3, 3],
                 batch: 2,
+                ..base
+            },
+            // Pairs of samples share a row of slots (`Tiling::pair_saves`):
+            // 56 of a sample's, and 20 then the rest of the row's 48 for the
+            // second of a pair (a longer span than the first's); the batch of
+            // 11 leaves a lone last sample.
+            Geometry {
+                padding: [(1, 1), (1, 1)],
+                input: [14, 14],
+                ..base
+            },
+            Geometry {
+                padding: [(1, 1), (1, 1)],
+                input: [7, 7],
                 ..base
             },
         ]
@@ -1436,6 +1563,22 @@ mod tests {
         );
         assert_eq!(kernels::input_grad(&g, &w, &dy), input_grad(&g, &w, &dy));
         assert_eq!(kernels::weight_grad(&g, &x, &dy), weight_grad(&g, &x, &dy));
+    }
+
+    #[test]
+    fn pairs_of_samples_share_the_slots_where_that_saves_a_tenth() {
+        let groups: Vec<usize> = geometries().iter().map(|g| Tiling::new(g).group).collect();
+        // The last two geometries are there for the pairs (above); 28 × 28
+        // outputs (432 slots for two against 2 × 224) keep one sample a row.
+        assert_eq!(groups[groups.len() - 2..], [2, 2]);
+        let wide = Geometry {
+            input: [28, 28],
+            ..geometries()[1]
+        };
+        assert_eq!(Tiling::new(&wide).group, 1);
+        let t = Tiling::new(&geometries()[geometries().len() - 1]);
+        let spans = [t.span(0, 2), t.span(1, 2), t.span(0, 1)].map(|s| (s.start, s.len));
+        assert_eq!(spans, [(0, 20), (20, 28), (0, 48)]);
     }
 
     #[test]
