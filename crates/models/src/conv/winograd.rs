@@ -462,12 +462,12 @@ fn input_combination([d0, d1, d2, d3]: [f32; 4]) -> [f32; 4] {
 }
 
 /// `V[ξ][c][slot] = (Bᵀ d B)[ξ]` for every channel of one sample `x`
-/// (`[channels, h, w]`), in the sample's `span` of each row: the rows of `Bᵀ d` over whole parity planes (a
-/// tile's rows are rows `a` of the even-row and of the odd-row planes, then
-/// rows `a + 1` of both), then `· B` from them (a tile's columns are even
-/// column `b`, odd `b`, even `b + 1`, odd `b + 1`). Short passes of at most
-/// four rows in and out, which the compiler vectorises (one pass of 16
-/// does not).
+/// (`[channels, h, w]`), in the sample's `span` of each row: the rows of
+/// `Bᵀ d` over whole parity planes (a tile's rows are rows `a` of the
+/// even-row and of the odd-row planes, then rows `a + 1` of both), then
+/// `· B` from them (a tile's columns are even column `b`, odd `b`, even
+/// `b + 1`, odd `b + 1`). Short passes of at most four rows in and out,
+/// which the compiler vectorises (one pass of 16 does not).
 #[inline(always)]
 fn transform_input_body(
     t: &Tiling,
