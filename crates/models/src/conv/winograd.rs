@@ -1610,25 +1610,26 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_number_of_threads() {
-        let g = Geometry {
-            batch: 21,
-            ..geometries()[1]
-        };
-        let x = values(g.batch * g.input_len(), 10);
-        let w = values(g.weight_len(), 11);
-        let dy = values(g.batch * g.output_len(), 12);
-        let through = ThroughReluPool::new(&g, 13);
-        let run = |threads: usize| {
-            on_threads(threads, || {
-                (
-                    forward(&g, &x, &w, Epilogue::default()),
-                    input_grad(&g, &w, &dy),
-                    weight_grad(&g, &x, &dy),
-                    gradients(&g, &x, &w, OutputGrad::Dense(&dy), true),
-                    gradients(&g, &x, &w, through.output_grad(), true),
-                )
-            })
-        };
-        assert!(run(1) == run(3), "bitwise equal on 1 and 3 threads");
+        // One sample a row of slots, and pairs (the last geometry) with a
+        // lone last sample.
+        for base in [geometries()[1], geometries()[geometries().len() - 1]] {
+            let g = Geometry { batch: 21, ..base };
+            let x = values(g.batch * g.input_len(), 10);
+            let w = values(g.weight_len(), 11);
+            let dy = values(g.batch * g.output_len(), 12);
+            let through = ThroughReluPool::new(&g, 13);
+            let run = |threads: usize| {
+                on_threads(threads, || {
+                    (
+                        forward(&g, &x, &w, Epilogue::default()),
+                        input_grad(&g, &w, &dy),
+                        weight_grad(&g, &x, &dy),
+                        gradients(&g, &x, &w, OutputGrad::Dense(&dy), true),
+                        gradients(&g, &x, &w, through.output_grad(), true),
+                    )
+                })
+            };
+            assert!(run(1) == run(3), "bitwise equal on 1 and 3 threads: {g:?}");
+        }
     }
 }
