@@ -181,6 +181,19 @@ impl Tiling {
         self.tiles[0] * self.half()
     }
 
+    /// The `members` samples of group `group` (the batch's groups of
+    /// [`Tiling::group`] samples, counted from 0) in `values`, `len` values
+    /// a sample.
+    fn samples<'a>(
+        &self,
+        values: &'a [f32],
+        group: usize,
+        members: usize,
+        len: usize,
+    ) -> &'a [f32] {
+        &values[group * self.group * len..][..members * len]
+    }
+
     /// The span of sample `k` of a group of `members` (at most
     /// [`Tiling::group`]) in a row of slots.
     fn span(&self, k: usize, members: usize) -> Span {
@@ -648,14 +661,7 @@ fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], epilogue: Epilogue) -
     let (cin, cout) = (g.in_channels, g.out_channels);
     let fill = |group: usize, y: &mut [MaybeUninit<f32>], s: &mut Scratch| {
         let members = y.len() / g.output_len();
-        let first = group * t.group;
-        products(
-            g,
-            &t,
-            u,
-            &x[first * g.input_len()..][..members * g.input_len()],
-            s,
-        );
+        products(g, &t, u, t.samples(x, group, members, g.input_len()), s);
         for (k, y) in y.chunks_exact_mut(g.output_len()).enumerate() {
             let span = t.span(k, members);
             transform_output(&t, cout, &s.m, span, &mut s.rows, epilogue, y);
@@ -753,9 +759,7 @@ pub fn forward_pooled(
                 || Scratch::new(&t, g.in_channels, g.out_channels),
                 |s, (group, (pooled, codes))| {
                     let members = pooled.len() / sample;
-                    let first = group * t.group;
-                    let x = &x[first * g.input_len()..][..members * g.input_len()];
-                    products(g, &t, &u, x, s);
+                    products(g, &t, &u, t.samples(x, group, members, g.input_len()), s);
                     let samples = pooled
                         .chunks_exact_mut(sample)
                         .zip(codes.chunks_exact_mut(sample));
@@ -798,8 +802,7 @@ pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     let u = filters_for_input_grad(g, weight);
     let fill = |group: usize, dx: &mut [MaybeUninit<f32>], s: &mut Scratch| {
         let members = dx.len() / g.input_len();
-        let first = group * t.group;
-        let dy = &dy[first * g.output_len()..][..members * g.output_len()];
+        let dy = t.samples(dy, group, members, g.output_len());
         for (k, dy) in dy.chunks_exact(g.output_len()).enumerate() {
             transform_output_grad(&t, cout, dy, t.span(k, members), s);
         }
