@@ -490,7 +490,7 @@ fn transform_input_body(
     span: Span,
     s: &mut Scratch,
 ) {
-    let (half, slots, len) = (t.half(), t.slots(), span.len);
+    let (half, slots, len, block) = (t.half(), t.slots(), span.len, t.block(channels));
     let n = len + 1;
     let [h, w] = input;
     let Scratch {
@@ -519,8 +519,7 @@ fn transform_input_body(
         for i in 0..4 {
             let e = &rows[i * n..][..n];
             let o = &rows[(4 + i) * n..][..n];
-            let starts =
-                std::array::from_fn(|j| (i * 4 + j) * t.block(channels) + c * slots + span.start);
+            let starts = std::array::from_fn(|j| (i * 4 + j) * block + c * slots + span.start);
             map_rows(
                 [&e[..len], &o[..len], &e[1..], &o[1..]],
                 runs(v, starts, len),
@@ -574,16 +573,15 @@ fn output_tiles<'r>(
     rows: &'r mut [f32],
     epilogue: Epilogue,
 ) -> [&'r [f32]; 4] {
-    let (slots, len) = (t.slots(), span.len);
+    let (slots, len, block) = (t.slots(), span.len, t.block(outputs));
     let a_t = |[m0, m1, m2, m3]: [f32; 4]| [m0 + m1 + m2, m1 - m2 - m3];
     let bias = epilogue.bias.map_or(0.0, |b| b[o]);
     let (r, ends) = rows.split_at_mut(8 * len);
     let [even0, odd0, even1, odd1] = runs(ends, [0, len, 2 * len, 3 * len], len);
     // Aᵀ m: r[j] and r[4 + j] are column j of its two rows.
     for j in 0..4 {
-        let m: [&[f32]; 4] = std::array::from_fn(|i| {
-            &m[(i * 4 + j) * t.block(outputs) + o * slots + span.start..][..len]
-        });
+        let m: [&[f32]; 4] =
+            std::array::from_fn(|i| &m[(i * 4 + j) * block + o * slots + span.start..][..len]);
         map_rows(m, runs(r, [j * len, (4 + j) * len], len), a_t);
     }
     // · A, the bias and the ReLU: each tile row's even and odd columns.
@@ -1051,7 +1049,7 @@ fn scatter_input_grad_body(
     s: &mut Scratch,
     dx: &mut [MaybeUninit<f32>],
 ) {
-    let (half, slots, len) = (t.half(), t.slots(), span.len);
+    let (half, slots, len, block) = (t.half(), t.slots(), span.len, t.block(channels));
     let n = len + 1;
     let [h, w] = input;
     let [top, left] = t.before;
@@ -1066,9 +1064,8 @@ fn scatter_input_grad_body(
         // `· Bᵀ` on the columns: row i of each column parity (rows[i] even,
         // rows[4 + i] odd), over plane positions 0..=slots.
         for i in 0..4 {
-            let dv: [&[f32]; 4] = std::array::from_fn(|j| {
-                &v[(i * 4 + j) * t.block(channels) + c * slots + span.start..][..len]
-            });
+            let dv: [&[f32]; 4] =
+                std::array::from_fn(|j| &v[(i * 4 + j) * block + c * slots + span.start..][..len]);
             let [even, odd] = runs(rows, [i * width + half, (4 + i) * width + half], n);
             let [first, last] = [0, len - 1].map(|k| input_combination_adjoint(dv.map(|r| r[k])));
             even[0] = first[0];
@@ -1148,7 +1145,7 @@ fn scatter_input_grad_body(
 /// columns even and odd `b`, and odd row `a`, the same columns).
 #[inline(always)]
 fn transform_output_grad_body(t: &Tiling, outputs: usize, dy: &[f32], span: Span, s: &mut Scratch) {
-    let (slots, len) = (t.slots(), span.len);
+    let (slots, len, block) = (t.slots(), span.len, t.block(outputs));
     let [oh, ow] = t.out;
     let Scratch {
         grad_planes: planes,
@@ -1166,8 +1163,7 @@ fn transform_output_grad_body(t: &Tiling, outputs: usize, dy: &[f32], span: Span
         );
         let e: [&[f32]; 4] = std::array::from_fn(|k| &planes[k][..len]);
         for i in 0..4 {
-            let starts =
-                std::array::from_fn(|j| (i * 4 + j) * t.block(outputs) + o * slots + span.start);
+            let starts = std::array::from_fn(|j| (i * 4 + j) * block + o * slots + span.start);
             map_rows(e, runs(z, starts, len), |[p0, q0, p1, q1]| {
                 // Row i of A e: e0, e0 + e1, e0 − e1, −e1; then · Aᵀ.
                 let (p, q) = match i {
