@@ -75,7 +75,9 @@ fn resolve(args: &SweepArgs, path: &Path, trial: &TrialParams) -> CliResult<Conf
 
 /// `error` of trial `index`, as reported: as it is where the config and
 /// flags fail without the trial's values too (a flag, the data), else
-/// naming the trial and its parameters.
+/// naming the trial and its parameters, and the `--param` whose value the
+/// error is about (the trial's values reach the config as `--set`s, which
+/// the user did not write).
 fn blame(
     args: &SweepArgs,
     path: &Path,
@@ -87,11 +89,14 @@ fn blame(
     if base.is_err_and(|base| base.message() == error.message()) {
         return error;
     }
-    let message = format!(
-        "trial {index} ({}): {}",
-        space::sets(trial).join(" "),
-        error.message()
-    );
+    let sets = space::sets(trial);
+    let named = format!("trial {index} ({})", sets.join(" "));
+    let from_param = sets.iter().find_map(|set| {
+        let reason = error.message().strip_prefix(&format!("--set {set}: "))?;
+        let key = set.split_once('=').map_or(set.as_str(), |(key, _)| key);
+        Some(format!("--param {key}: {named}: {reason}"))
+    });
+    let message = from_param.unwrap_or_else(|| format!("{named}: {}", error.message()));
     match error.code() {
         2 => CliError::usage(message),
         _ => CliError::failed(message),

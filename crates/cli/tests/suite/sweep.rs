@@ -393,16 +393,18 @@ fn mistakes_are_refused_before_the_sweep_writes_anything() {
         one_line(&out, &["--epochs must be at least 1"]);
         assert!(!dir.exists(), "{}", text(&out));
     }
-    // A value of one trial: refused before trial 0 trains, naming the trial.
+    // A value of one trial: refused before trial 0 trains, naming the
+    // `--param` and the trial (not the `--set` the trial's values become).
     for plan in [&[][..], &["--plan"]] {
         let out = run("training.batch_size=[50, 5000]", plan);
         one_line(
             &out,
             &[
-                "trial 1 (training.batch_size=5000)",
+                "--param training.batch_size: trial 1 (training.batch_size=5000)",
                 "larger than the training set",
             ],
         );
+        assert!(!text(&out).contains("--set"), "{}", text(&out));
         assert!(!dir.exists(), "{}", text(&out));
     }
     // Data that is not there: refused with the flag to pass, which then works.
