@@ -84,6 +84,11 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         }
     }
     let count = devices.list.len();
+    if count == 1 {
+        // One device: this thread does the training's work itself, so it
+        // joins rayon's pool rather than waiting on it at every pass.
+        burnfit_models::threads::join_global_pool();
+    }
     if count > 1 {
         config.training.devices = devices.names();
         let batch = config.training.batch_size;

@@ -14,6 +14,9 @@
 //! - [`nets`]: an MLP, a CNN and a small ResNet for 28x28 images, an MLP
 //!   regressor for tables, and [`nets::ModelConfig`] to build any of them from
 //!   a `kind`-tagged config.
+//! - `threads` (with `flex`): the training thread as one of rayon's
+//!   workers, so that it runs the kernels' passes instead of waiting on
+//!   them.
 
 #![warn(missing_docs)]
 
@@ -34,6 +37,8 @@ pub mod pool;
 mod relu;
 #[cfg(all(test, feature = "flex"))]
 mod test_values;
+#[cfg(feature = "flex")]
+pub mod threads;
 #[cfg(feature = "flex")]
 mod wide;
 #[cfg(feature = "flex")]

@@ -482,10 +482,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// `burnfit bench`.
 pub fn bench_command(args: &BenchArgs) -> CliResult<()> {
     check_names(args)?;
+    // As `train` on one device; the device-scaling runs keep their
+    // training thread out of the pool, as `train` on several devices does.
+    let in_pool = args.devices.is_empty() && burnfit_models::threads::join_global_pool();
     let steps = args.steps;
     let tmp = tempfile::tempdir().map_err(|e| CliError::usage(format!("temp dir: {e}")))?;
     let adapters = backend::wgpu_adapters();
-    print_header(args, steps, &adapters);
+    print_header(args, steps, &adapters, in_pool);
     if args.loader_batches > 0 {
         loader_throughput(args.loader_batches, args.batch, args.repeats);
     }
@@ -569,7 +572,7 @@ fn check_names(args: &BenchArgs) -> CliResult<()> {
 }
 
 /// The machine: cores, allocator, wgpu adapters.
-fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter]) {
+fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter], in_pool: bool) {
     println!(
         "# burnfit bench: {} cores, batch {}, {steps} steps per measurement, median of {}",
         std::thread::available_parallelism()
@@ -579,6 +582,15 @@ fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter]) {
         args.repeats
     );
     println!("# allocator: {}", crate::allocator::describe());
+    println!(
+        "# threads: {} rayon workers, the training thread {}",
+        burnfit_models::threads::pool_threads(),
+        if in_pool {
+            "one of them"
+        } else {
+            "outside them"
+        }
+    );
     println!("# build: {}", build_description());
     if args.backends.iter().any(|b| b == "wgpu") {
         println!("# wgpu stack: {}", wgpu_description(adapters));
