@@ -4,6 +4,8 @@
 # then the second, so drift in the machine's speed hits both alike. Prints
 # the median step time of each binary per network, the ratio of the
 # medians, and the range of the ratios taken within each round.
+# VARIANT=full compares the rows of `burnfit train`'s step (the full
+# callback set, fused Adam) instead of plain Burn's.
 #
 #   scripts/compare-builds.sh OLD_BINARY NEW_BINARY [ROUNDS] [MODELS]
 set -euo pipefail
@@ -17,14 +19,14 @@ for round in $(seq "$rounds"); do
             --memory-epochs 0 --loader-batches 0 --json "$tmp/$which-$round.json" >/dev/null 2>&1
     done
 done
-python3 - "$tmp" "$rounds" <<'PY'
+python3 - "$tmp" "$rounds" "${VARIANT:-plain}" <<'PY'
 import json, statistics, sys
-tmp, rounds = sys.argv[1], int(sys.argv[2])
+tmp, rounds, variant = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 times = {}
 for which in ("old", "new"):
     for r in range(1, rounds + 1):
         for rec in json.load(open(f"{tmp}/{which}-{r}.json")):
-            if rec["variant"] == "plain":
+            if rec["variant"] == variant:
                 times.setdefault(rec["model"], {}).setdefault(which, []).append(rec["step_ms"])
 print("| network | old (ms/step) | new (ms/step) | old / new | per round |")
 print("| --- | ---: | ---: | ---: | ---: |")
