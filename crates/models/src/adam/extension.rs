@@ -52,15 +52,19 @@ impl FusedAdamOps for Flex {
         let (mut param, mut moment_1, mut moment_2) =
             (whole(param), whole(moment_1), whole(moment_2));
         let grad = contiguous(grad);
-        // `storage_mut` copies a buffer that is shared (a record being
-        // written, say), so nothing outside sees the update.
-        kernels::update(
-            param.storage_mut::<f32>(),
-            moment_1.storage_mut::<f32>(),
-            moment_2.storage_mut::<f32>(),
-            values(&grad),
-            &scalars,
-        );
+        // A shared parameter (Burn's `Learner` steps a clone of the model
+        // it holds, so every step's are) is read and its update written to
+        // a new buffer; a parameter of its own is updated in place. Either
+        // way nothing outside sees the update. `storage_mut` copies a
+        // moment that is shared (a record being written, say).
+        let (m1, m2) = (moment_1.storage_mut::<f32>(), moment_2.storage_mut::<f32>());
+        if param.is_unique() {
+            kernels::update(param.storage_mut::<f32>(), m1, m2, values(&grad), &scalars);
+        } else {
+            let shape = param.shape();
+            let updated = kernels::update_shared(values(&param), m1, m2, values(&grad), &scalars);
+            param = flex_tensor(updated, shape);
+        }
         (param, moment_1, moment_2)
     }
 }

@@ -105,27 +105,77 @@ pub fn update(
         .for_each(|(((p, m1), m2), g)| update_chunk(p, m1, m2, g, s));
 }
 
+/// [`update`] of a parameter whose values are shared (a module the caller
+/// still holds, as Burn's `Learner` keeps the model it steps from): the
+/// updated values go to a new vector, computed from `param` in the one
+/// pass, where a copy to update in place would read and write them twice
+/// more. The moments are updated in place. The same values as [`update`].
+///
+/// # Panics
+///
+/// Panics if the lengths differ.
+pub fn update_shared(
+    param: &[f32],
+    moment_1: &mut [f32],
+    moment_2: &mut [f32],
+    grad: &[f32],
+    s: &AdamScalars,
+) -> Vec<f32> {
+    let n = param.len();
+    assert!(
+        moment_1.len() == n && moment_2.len() == n && grad.len() == n,
+        "Adam update: parameter, moments and gradient differ in length"
+    );
+    let mut updated = Vec::with_capacity(n);
+    updated.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(param.par_chunks(CHUNK))
+        .zip(moment_1.par_chunks_mut(CHUNK))
+        .zip(moment_2.par_chunks_mut(CHUNK))
+        .zip(grad.par_chunks(CHUNK))
+        .for_each(|((((out, p), m1), m2), g)| {
+            // Indexed over slices cut to one length, which vectorises (a
+            // zip of five did not: one square root at a time).
+            let (n, s) = (out.len(), *s);
+            let (p, m1, m2, g) = (&p[..n], &mut m1[..n], &mut m2[..n], &g[..n]);
+            for k in 0..n {
+                let (updated, new_m1, new_m2) = step_value(p[k], m1[k], m2[k], g[k], &s);
+                out[k].write(updated);
+                (m1[k], m2[k]) = (new_m1, new_m2);
+            }
+        });
+    // SAFETY: the chunks above cover `updated[..n]`, and each wrote every
+    // value of its chunk.
+    unsafe { updated.set_len(n) };
+    updated
+}
+
 /// [`update`] on one chunk, on the calling thread.
 fn update_chunk(p: &mut [f32], m1: &mut [f32], m2: &mut [f32], g: &[f32], s: &AdamScalars) {
     for (((p, m1), m2), &g) in p.iter_mut().zip(m1).zip(m2).zip(g) {
-        let g = match s.penalty {
-            Some(penalty) => *p * penalty + g,
-            None => g,
-        };
-        let (new_m1, new_m2) = if s.first {
-            (g * s.factor_1, (g * g) * s.factor_2)
-        } else {
-            (
-                *m1 * s.beta_1 + g * s.factor_1,
-                *m2 * s.beta_2 + (g * g) * s.factor_2,
-            )
-        };
-        let (new_m1, new_m2) = (flush_subnormal(new_m1), flush_subnormal(new_m2));
-        *m1 = new_m1;
-        *m2 = new_m2;
-        let step = (new_m1 * s.combined_factor) / (new_m2.sqrt() + s.epsilon);
-        *p -= step * s.lr;
+        (*p, *m1, *m2) = step_value(*p, *m1, *m2, g, s);
     }
+}
+
+/// One value's step: its new parameter and moments, from the parameter,
+/// the moments and the gradient.
+#[inline(always)]
+fn step_value(p: f32, m1: f32, m2: f32, g: f32, s: &AdamScalars) -> (f32, f32, f32) {
+    let g = match s.penalty {
+        Some(penalty) => p * penalty + g,
+        None => g,
+    };
+    let (m1, m2) = if s.first {
+        (g * s.factor_1, (g * g) * s.factor_2)
+    } else {
+        (
+            m1 * s.beta_1 + g * s.factor_1,
+            m2 * s.beta_2 + (g * g) * s.factor_2,
+        )
+    };
+    let (m1, m2) = (flush_subnormal(m1), flush_subnormal(m2));
+    let step = (m1 * s.combined_factor) / (m2.sqrt() + s.epsilon);
+    (p - step * s.lr, m1, m2)
 }
 
 /// `x`, or a zero of its sign where `x` is subnormal (below
@@ -200,6 +250,24 @@ mod tests {
                 let expected = burns_order(&p, &m1, &m2, &g, &s);
                 update(&mut p, &mut m1, &mut m2, &g, &s);
                 assert_eq!((&p, &m1, &m2), (&expected.0, &expected.1, &expected.2));
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_parameter_gets_the_values_of_the_update_in_place() {
+        let n = 2 * CHUNK + 5;
+        for penalty in [None, Some(0.01)] {
+            let (mut p, mut m1, mut m2) = (values(n, 1), vec![0.0; n], vec![0.0; n]);
+            let (mut shared_m1, mut shared_m2) = (m1.clone(), m2.clone());
+            for time in 1..=3 {
+                let g = values(n, 7 + time as u32);
+                let s = AdamScalars::new([0.9, 0.999, 1e-7], time, 1e-3, penalty);
+                let updated = update_shared(&p, &mut shared_m1, &mut shared_m2, &g, &s);
+                update(&mut p, &mut m1, &mut m2, &g, &s);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&updated), bits(&p), "step {time}");
+                assert_eq!((bits(&shared_m1), bits(&shared_m2)), (bits(&m1), bits(&m2)));
             }
         }
     }
