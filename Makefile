@@ -4,7 +4,7 @@ CONFIG ?= configs/fashion_mnist_cnn.toml
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 APT_GET := $(shell command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo) apt-get
 
-.PHONY: run test deps-run deps-test build-release lint bench bench-peers
+.PHONY: run test deps-run deps-test build-release lint check-cuda bench bench-peers
 
 # Both set-up commands build from scratch on a fresh clone, where incremental
 # compilation only writes caches no later build of theirs reads: 2.0 GB of the
@@ -59,6 +59,16 @@ lint:
 	cargo clippy -p burnfit-cli --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p burnfit-core -p burnfit-callbacks \
 		--features burnfit-core/testing,burnfit-core/trackers,burnfit-callbacks/testing,burnfit-callbacks/trackers
+	$(MAKE) --no-print-directory check-cuda
+
+## Type-check and lint the CLI with `--features cuda` (Burn's CUDA backend),
+## which no build here can link: cubecl-cuda's build downloads LLVM
+## (crates/cli/Cargo.toml). DOCS_RS makes the LLVM crates' build scripts skip
+## their native set-up, as they do on docs.rs; clippy links nothing. Its own
+## target directory, so the other builds' build-script outputs are untouched.
+## Part of `make lint`.
+check-cuda:
+	DOCS_RS=1 cargo clippy -p burnfit-cli --features cuda --target-dir target/cuda-check -- -D warnings
 
 bench:
 	cargo run --release -p burnfit-cli -- bench

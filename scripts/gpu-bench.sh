@@ -40,10 +40,11 @@
 # FLEX=1 adds flex (the GPU machine's own CPU cores) beside the first
 # build at batch 64; STEPS, REPEATS and MODELS shrink a smoke test.
 #
-# No CUDA run: the binary has no CUDA backend. Burn's burn-cuda (CubeCL
-# 0.11) compiles its kernels through LLVM, which its build downloads
-# (tracel-llvm-bundler); neither this machine nor CI can download it
-# (README, "Speed").
+# CUDA: BACKENDS=wgpu,cuda with binaries built with `--features cuda`
+# (`burnfit bench` then times both, and its header names each stack). No
+# such binary exists yet: cubecl-cuda compiles its kernels through LLVM,
+# which its build downloads (tracel-llvm-bundler), and neither the
+# development machine nor CI can (README, "Speed").
 set -euo pipefail
 out=${OUT:-.}
 steps=${STEPS:-20}
@@ -96,11 +97,12 @@ stages=" ${STAGES:-bench64 flagship bench256 devices} "
 wanted() { [[ $stages == *" $1 "* ]]; }
 
 # Batch 64 (the goals in issue 24), each build in turn.
-first_backends=wgpu${FLEX:+,flex}
+gpu_backends=${BACKENDS:-wgpu}
+first_backends=$gpu_backends${FLEX:+,flex}
 for build in "${builds[@]}"; do
   wanted bench64 || break
   stage "bench-${build%%:*}-64" bench "${build#*:}" 64 "$first_backends"
-  first_backends=wgpu
+  first_backends=$gpu_backends
 done
 # The flagship's 10 epochs on full Fashion-MNIST, when the data is here.
 if wanted flagship && [[ -n ${FLAGSHIP_DATA:-} ]]; then
@@ -111,7 +113,7 @@ fi
 # Batch 256, each build in turn.
 for build in "${builds[@]}"; do
   wanted bench256 || break
-  stage "bench-${build%%:*}-256" bench "${build#*:}" 256 wgpu
+  stage "bench-${build%%:*}-256" bench "${build#*:}" 256 "$gpu_backends"
 done
 # Two workers on the one GPU, then one, on the committed subset.
 wanted devices || exit 0

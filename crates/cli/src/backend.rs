@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
 
 use crate::config::BackendChoice;
+use crate::cuda;
 use crate::error::{CliError, CliResult};
 
 /// The device training runs on, and why it was chosen.
@@ -16,20 +17,27 @@ use crate::error::{CliError, CliResult};
 pub struct ChosenBackend {
     /// The Burn device.
     pub device: Device,
-    /// `wgpu`, `flex` or `ndarray`.
+    /// `wgpu`, `cuda`, `flex` or `ndarray`.
     pub name: &'static str,
     /// One sentence for the user.
     pub reason: String,
 }
 
 impl ChosenBackend {
+    /// Whether it runs on a GPU runtime (wgpu, lavapipe included, or CUDA):
+    /// several devices are then separate GPUs, and the run's stack has GPU
+    /// settings ([`stack`]).
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.name, "wgpu" | "cuda")
+    }
+
     /// The device with its runtime started now, the drivers' own stderr
     /// lines silenced as for [`wgpu_adapters`]: wgpu starts on the first
     /// tensor otherwise, and they would be printed then (`error:
     /// XDG_RUNTIME_DIR is invalid…` on a headless machine). Nothing to start
     /// on the CPU.
     pub fn started(self) -> Device {
-        if self.name == "wgpu" {
+        if self.is_gpu() {
             without_driver_noise(|| burn_name(&self.device));
         }
         self.device
@@ -128,7 +136,7 @@ pub fn wgpu_adapters() -> Vec<Adapter> {
 }
 
 /// Burn's own name for the backend stack behind `device`, as its
-/// `Backend::name` gives it: `dispatch<fusion<cubecl<…>>>` on wgpu, where
+/// `Backend::name` gives it: `dispatch<fusion<cubecl<…>>>` on wgpu and CUDA, where
 /// every operation goes through Burn's kernel fusion (the `fusion` feature,
 /// on in this binary: crates/cli/Cargo.toml), `dispatch<flex>` on the CPU.
 /// The run's summary and `burnfit bench` record it, so a figure says which
@@ -137,7 +145,7 @@ pub fn burn_name(device: &Device) -> String {
     <Dispatch as Backend>::name(device.as_dispatch())
 }
 
-/// The GPU settings that change a wgpu step, in words: whether the stack
+/// The GPU settings that change a wgpu or CUDA step, in words: whether the stack
 /// is fused (read from [`burn_name`], not assumed) and whether CubeCL's
 /// autotune is compiled in (this crate's `autotune` feature, on by
 /// default), with its level (`CUBECL_AUTOTUNE_LEVEL` or a `cubecl.toml`,
@@ -156,14 +164,19 @@ pub fn gpu_settings(device: &Device) -> String {
     format!("fusion {fusion}, autotune {autotune}")
 }
 
-/// The default wgpu device's stack and settings in one line
+/// A GPU device's stack and settings in one line
 /// (`dispatch<fusion<cubecl<wgpu<wgsl>>>> (fusion on, autotune on (level
-/// balanced))`). Starts the wgpu runtime, with the drivers' own stderr
-/// lines silenced as for [`wgpu_adapters`]; call it only when an adapter
+/// balanced))`). Starts its runtime, with the drivers' own stderr lines
+/// silenced as for [`wgpu_adapters`]; call it only for a device that
+/// exists.
+pub fn stack(device: &Device) -> String {
+    without_driver_noise(|| format!("{} ({})", burn_name(device), gpu_settings(device)))
+}
+
+/// [`stack`] of the default wgpu device; call it only when an adapter
 /// exists.
 pub fn wgpu_stack() -> String {
-    let device: Device = WgpuDevice::default().into();
-    without_driver_noise(|| format!("{} ({})", burn_name(&device), gpu_settings(&device)))
+    stack(&WgpuDevice::default().into())
 }
 
 /// CubeCL's autotune level as its config files spell it (`balanced`).
@@ -175,9 +188,16 @@ fn autotune_level() -> String {
 }
 
 /// Picks the device for `choice`. `convolutional` says whether the model
-/// has convolutions (burn-ndarray is unusable for those).
+/// has convolutions (burn-ndarray is unusable for those). `auto` prefers
+/// CUDA, in a binary that has it, where the NVIDIA driver reports a GPU;
+/// then a real GPU through wgpu; then flex.
 pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBackend> {
     match choice {
+        BackendChoice::Cuda => Ok(ChosenBackend {
+            device: cuda::first()?,
+            name: "cuda",
+            reason: cuda_reason("asked for cuda"),
+        }),
         BackendChoice::Wgpu => {
             let adapters = wgpu_adapters();
             let Some(best) = adapters.iter().find(|a| a.is_gpu).or(adapters.first()) else {
@@ -199,6 +219,13 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
         BackendChoice::Flex => Ok(flex("asked for flex")),
         BackendChoice::Ndarray => ndarray(convolutional),
         BackendChoice::Auto => {
+            if cuda::device_count() > 0 {
+                return Ok(ChosenBackend {
+                    device: cuda::first()?,
+                    name: "cuda",
+                    reason: cuda_reason("auto: found NVIDIA GPUs through CUDA"),
+                });
+            }
             let adapters = wgpu_adapters();
             if let Some(gpu) = adapters.iter().find(|a| a.is_gpu) {
                 return Ok(ChosenBackend {
@@ -225,6 +252,12 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
             )))
         }
     }
+}
+
+/// `why`, with the CUDA devices the driver reports.
+fn cuda_reason(why: &str) -> String {
+    let count = cuda::device_count();
+    format!("{why}: {count} device{}", if count == 1 { "" } else { "s" })
 }
 
 /// burn-ndarray, in a binary built with the `ndarray` feature.
@@ -289,8 +322,12 @@ impl Devices {
 pub fn resolve_devices(spec: &str, backend: &ChosenBackend) -> CliResult<Devices> {
     let bad = |why: String| CliError::usage(format!("--devices {spec}: {why}"));
     let spec = spec.trim();
-    let cpu = backend.name != "wgpu";
-    let adapters = if cpu { Vec::new() } else { wgpu_adapters() };
+    let cpu = !backend.is_gpu();
+    let adapters = if backend.name == "wgpu" {
+        wgpu_adapters()
+    } else {
+        Vec::new()
+    };
     let wgpu_device = |index: usize| -> CliResult<Device> {
         let adapter = adapters.get(index).ok_or_else(|| {
             bad(format!(
@@ -332,6 +369,10 @@ pub fn resolve_devices(spec: &str, backend: &ChosenBackend) -> CliResult<Devices
         }
         if cpu {
             vec![(backend.name.to_string(), backend.device.clone()); count]
+        } else if backend.name == "cuda" {
+            (0..count)
+                .map(|i| Ok((format!("cuda:{i}"), cuda::indexed(i).map_err(bad)?)))
+                .collect::<CliResult<_>>()?
         } else {
             (0..count)
                 .map(|i| Ok((format!("wgpu:{i}"), wgpu_device(i)?)))
@@ -362,6 +403,7 @@ pub fn resolve_devices(spec: &str, backend: &ChosenBackend) -> CliResult<Devices
             }
             match kind {
                 "wgpu" => list.push((format!("wgpu:{index}"), wgpu_device(index)?)),
+                "cuda" => list.push((format!("cuda:{index}"), cuda::indexed(index).map_err(bad)?)),
                 _ if index == 0 => list.push((kind.to_string(), backend.device.clone())),
                 _ => {
                     return Err(bad(format!(

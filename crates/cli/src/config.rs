@@ -202,11 +202,14 @@ impl Default for OptimizerConfig {
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// A real GPU through wgpu if one exists, else the fastest CPU backend.
+    /// An NVIDIA GPU through CUDA in a binary built with `--features cuda`, else a real GPU
+    /// through wgpu if one exists, else the fastest CPU backend.
     #[default]
     Auto,
     /// wgpu (Vulkan/Metal/DX12; lavapipe counts as a software GPU).
     Wgpu,
+    /// Burn's CUDA backend (NVIDIA), in a binary built with `--features cuda`.
+    Cuda,
     /// Burn's pure-Rust CPU backend.
     Flex,
     /// burn-ndarray (deprecated by Burn; fine for MLPs, very slow convolutions), in a binary
@@ -226,7 +229,7 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Data-loading worker threads.
     pub workers: usize,
-    /// Backend (`auto`, `wgpu`, `flex`, `ndarray`); `--backend` overrides it.
+    /// Backend (`auto`, `wgpu`, `cuda`, `flex`, `ndarray`); `--backend` overrides it.
     pub backend: BackendChoice,
     /// Metrics besides the loss, by Keras's names: `accuracy`,
     /// `top_k_categorical_accuracy`, `precision`, `recall`, `f1_score`, `auc`

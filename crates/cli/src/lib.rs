@@ -17,6 +17,7 @@ mod batch_find;
 mod bench;
 pub mod builtin;
 mod config;
+mod cuda;
 mod data;
 mod error;
 mod eval;
@@ -69,7 +70,8 @@ struct Cli {
 /// everywhere.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 pub struct RunFlags {
-    /// Backend: auto picks a real GPU through wgpu when there is one, else the fastest CPU backend.
+    /// Backend: auto picks CUDA where this binary has it and the driver reports a GPU, else a
+    /// real GPU through wgpu when there is one, else the fastest CPU backend.
     #[arg(long, value_enum)]
     pub backend: Option<BackendChoice>,
     /// Override training.epochs.

@@ -45,6 +45,7 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     let backend = backend::choose(choice, convolutional)?;
     config.training.backend = match backend.name {
         "wgpu" => BackendChoice::Wgpu,
+        "cuda" => BackendChoice::Cuda,
         "ndarray" => BackendChoice::Ndarray,
         _ => BackendChoice::Flex,
     };
@@ -451,8 +452,11 @@ pub fn train_command(args: &TrainArgs) -> CliResult<Summary> {
         "burnfit: backend {} ({})",
         setup.backend.name, setup.backend.reason
     );
-    if setup.backend.name == "wgpu" {
-        println!("burnfit: Burn stack {}", crate::backend::wgpu_stack());
+    if setup.backend.is_gpu() {
+        println!(
+            "burnfit: Burn stack {}",
+            crate::backend::stack(&setup.backend.device)
+        );
     }
     if setup.devices.list.len() > 1 {
         println!(

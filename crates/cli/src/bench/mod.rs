@@ -521,9 +521,9 @@ fn check_names(args: &BenchArgs) -> CliResult<()> {
         peers::check_json_target(path)?;
     }
     for name in &args.backends {
-        if !["flex", "ndarray", "wgpu"].contains(&name.as_str()) {
+        if !["flex", "ndarray", "wgpu", "cuda"].contains(&name.as_str()) {
             return Err(CliError::usage(format!(
-                "--backends: unknown backend {name}; use flex, ndarray or wgpu"
+                "--backends: unknown backend {name}; use flex, ndarray, wgpu or cuda"
             )));
         }
     }
@@ -595,6 +595,9 @@ fn print_header(args: &BenchArgs, steps: usize, adapters: &[backend::Adapter], i
     if args.backends.iter().any(|b| b == "wgpu") {
         println!("# wgpu stack: {}", wgpu_description(adapters));
     }
+    if args.backends.iter().any(|b| b == "cuda") {
+        println!("# cuda stack: {}", cuda_description());
+    }
     println!(
         "# wgpu adapters: {}",
         if adapters.is_empty() {
@@ -617,12 +620,13 @@ fn build_description() -> String {
     } else {
         "release profile"
     };
+    let cuda = if cfg!(feature = "cuda") { ", cuda" } else { "" };
     let ndarray = if cfg!(feature = "ndarray") {
         ", ndarray"
     } else {
         ""
     };
-    format!("{profile}; backends flex, wgpu{ndarray}")
+    format!("{profile}; backends flex, wgpu{cuda}{ndarray}")
 }
 
 /// The wgpu stack the figures come from, read from Burn at run time: its
@@ -635,10 +639,23 @@ fn wgpu_description(adapters: &[backend::Adapter]) -> String {
     backend::wgpu_stack()
 }
 
+/// The CUDA stack as [`wgpu_description`] gives wgpu's, or why there is
+/// none (not in this binary, or no device).
+fn cuda_description() -> String {
+    match backend::choose(BackendChoice::Cuda, true) {
+        Ok(chosen) => format!("{}, {}", backend::stack(&chosen.device), chosen.reason),
+        Err(_) if !crate::cuda::BUILT => {
+            "not in this binary (built without `--features cuda`)".into()
+        }
+        Err(_) => "no device".into(),
+    }
+}
+
 /// The backend `--backends` names.
 fn backend_choice(name: &str) -> BackendChoice {
     match name {
         "wgpu" => BackendChoice::Wgpu,
+        "cuda" => BackendChoice::Cuda,
         "ndarray" => BackendChoice::Ndarray,
         _ => BackendChoice::Flex,
     }
@@ -735,8 +752,8 @@ impl BackendRows<'_> {
                 Variant::FullSet,
             ]
         };
-        if self.name == "wgpu" || slow {
-            // Untimed steps first: wgpu compiles its kernels on first use
+        if self.chosen.is_gpu() || slow {
+            // Untimed steps first: a GPU runtime compiles its kernels on first use
             // (over a minute on lavapipe for the CNN), fusion compiles each
             // new fused chain, and autotune times the candidate kernels of
             // each new shape (12.8 s of the first MLP step on lavapipe). Both

@@ -173,3 +173,58 @@ fn two_workers_on_one_wgpu_adapter_train_without_driver_noise() {
     assert_eq!(history(&run).len(), 1, "{}", text(&out));
     assert_only_our_warnings(&out);
 }
+
+/// A binary without the `cuda` feature (the default: its build downloads
+/// LLVM) refuses CUDA wherever it can be asked for, in one `error:` line
+/// that gives the build command and the way to the same GPU through wgpu,
+/// before anything is created; `bench` says it is not in the binary rather
+/// than failing, and `auto` never picks it.
+#[test]
+#[cfg(not(feature = "cuda"))]
+fn cuda_in_a_binary_without_it_is_one_error_that_gives_the_build_and_nothing_is_created() {
+    use crate::common::{assert_one_error, burnfit};
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config(tmp.path());
+    let config = config.to_str().unwrap();
+    let run = tmp.path().join("run");
+    let not_built = [
+        "backend cuda: this binary is built without Burn's CUDA backend",
+        "--features cuda",
+        "--backend wgpu",
+    ];
+    let flag = ["--backend", "cuda", "--run-dir", run.to_str().unwrap()];
+    for command in ["train", "validate", "lr-find"] {
+        let out = burnfit(&[&[command, config][..], &flag].concat());
+        assert_one_error(&out, &not_built);
+        assert!(!run.exists(), "{command} created {}", run.display());
+    }
+    // The config's key, as `validate` names it.
+    let out = burnfit(&["validate", config, "--set", "training.backend=\"cuda\""]);
+    assert_one_error(&out, &not_built);
+    // A CUDA device on another backend names that backend.
+    let out = burnfit(&["train", config, "--backend", "flex", "--devices", "cuda:0"]);
+    assert_one_error(&out, &["--devices cuda:0", "is not a flex device"]);
+    let bench = burnfit(&[
+        "bench",
+        "--backends",
+        "cuda",
+        "--models",
+        "mlp",
+        "--steps",
+        "1",
+        "--repeats",
+        "1",
+        "--memory-epochs",
+        "0",
+        "--loader-batches",
+        "0",
+    ]);
+    let printed = text(&bench);
+    assert!(bench.status.success(), "{printed}");
+    assert!(
+        printed.contains("# cuda stack: not in this binary")
+            && printed.contains("| cuda | (not available here) |")
+            && !printed.contains("auto picks cuda"),
+        "{printed}"
+    );
+}
