@@ -58,7 +58,7 @@ pub fn average_command(
     verify(chosen, &checkpoint)?;
     let convolutional = config.describe().convolutional;
     let device =
-        backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.started();
+        backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.started_here();
     let paths: Vec<PathBuf> = chosen.iter().map(|k| k.path.clone()).collect();
     let bytes = crate::task::current().average(&config, &paths, &device)?;
     let out = run.averaged_checkpoint();

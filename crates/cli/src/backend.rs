@@ -42,6 +42,16 @@ impl ChosenBackend {
         }
         self.device
     }
+
+    /// [`started`](Self::started), for work the calling thread then does
+    /// itself on this one device (evaluating, predicting, averaging): the
+    /// thread also joins rayon's pool, as `train`'s does on one device
+    /// (`burnfit_models::threads`), rather than waiting on the pool at each
+    /// parallel pass. Not for a thread that serves the device to others.
+    pub fn started_here(self) -> Device {
+        burnfit_models::threads::join_global_pool();
+        self.started()
+    }
 }
 
 /// A wgpu adapter as the system reports it.

@@ -132,7 +132,7 @@ pub fn evaluate(
     let task = crate::task::current();
     let convolutional = config.describe().convolutional;
     let device =
-        backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.started();
+        backend::choose(choice.unwrap_or(config.training.backend), convolutional)?.started_here();
     task.evaluate(&config, &path, &device, which)
 }
 
@@ -167,7 +167,7 @@ pub fn predict_command(run_dir: &Path, input: &Path, limit: Option<usize>) -> Cl
     let weights = predict_weights(&run)?;
     let task = crate::task::current();
     let convolutional = config.describe().convolutional;
-    let device = backend::choose(config.training.backend, convolutional)?.started();
+    let device = backend::choose(config.training.backend, convolutional)?.started_here();
     task.predict(PredictJob {
         config: &config,
         run: &run,
