@@ -8,7 +8,7 @@ APT_GET := $(shell command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && ec
 
 # Both set-up commands build from scratch on a fresh clone, where incremental
 # compilation only writes caches no later build of theirs reads: 2.0 GB of the
-# 8.6 GB a cold `make test` left in target/ (the CI run of 2026-12-06 ran out of
+# 8.7 GB a cold `make test` left in target/ (the CI run of 2026-12-06 ran out of
 # disk). Off for every target here; set CARGO_INCREMENTAL=1 to keep it. Only our
 # own crates are ever compiled incrementally, so Burn's build is the same either way.
 export CARGO_INCREMENTAL ?= 0

@@ -203,11 +203,7 @@ fn autotune_level() -> String {
 /// then a real GPU through wgpu; then flex.
 pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBackend> {
     match choice {
-        BackendChoice::Cuda => Ok(ChosenBackend {
-            device: cuda::first()?,
-            name: "cuda",
-            reason: cuda_reason("asked for cuda"),
-        }),
+        BackendChoice::Cuda => first_cuda("asked for cuda"),
         BackendChoice::Wgpu => {
             let adapters = wgpu_adapters();
             let Some(best) = adapters.iter().find(|a| a.is_gpu).or(adapters.first()) else {
@@ -230,11 +226,7 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
         BackendChoice::Ndarray => ndarray(convolutional),
         BackendChoice::Auto => {
             if cuda::device_count() > 0 {
-                return Ok(ChosenBackend {
-                    device: cuda::first()?,
-                    name: "cuda",
-                    reason: cuda_reason("auto: found NVIDIA GPUs through CUDA"),
-                });
+                return first_cuda("auto: found NVIDIA GPUs through CUDA");
             }
             let adapters = wgpu_adapters();
             if let Some(gpu) = adapters.iter().find(|a| a.is_gpu) {
@@ -264,10 +256,15 @@ pub fn choose(choice: BackendChoice, convolutional: bool) -> CliResult<ChosenBac
     }
 }
 
-/// `why`, with the CUDA devices the driver reports.
-fn cuda_reason(why: &str) -> String {
-    let count = cuda::device_count();
-    format!("{why}: {count} device{}", if count == 1 { "" } else { "s" })
+/// The first CUDA device, chosen for `why`, which the reason completes with
+/// the devices the driver reports.
+fn first_cuda(why: &str) -> CliResult<ChosenBackend> {
+    let (device, count) = cuda::first()?;
+    Ok(ChosenBackend {
+        device,
+        name: "cuda",
+        reason: format!("{why}: {count} device{}", if count == 1 { "" } else { "s" }),
+    })
 }
 
 /// burn-ndarray, in a binary built with the `ndarray` feature.

@@ -36,19 +36,20 @@ pub fn device_count() -> usize {
     0
 }
 
-/// The first CUDA device; a usage error where this binary has no CUDA
-/// backend or the driver reports no device.
-pub fn first() -> CliResult<Device> {
+/// The first CUDA device and how many the driver reports; a usage error
+/// where this binary has no CUDA backend or the driver reports none.
+pub fn first() -> CliResult<(Device, usize)> {
     #[cfg(feature = "cuda")]
     {
-        if device_count() == 0 {
+        let count = device_count();
+        if count == 0 {
             return Err(CliError::usage(
                 "backend cuda: no CUDA device (the NVIDIA driver, libcuda, could not be loaded \
                  or reports no GPU). Install the NVIDIA driver, or train with --backend wgpu or \
                  --backend flex",
             ));
         }
-        Ok(Device::cuda(0))
+        Ok((Device::cuda(0), count))
     }
     #[cfg(not(feature = "cuda"))]
     Err(not_built())
