@@ -73,7 +73,8 @@ fn finder_error(args: &LrFindArgs, error: burnfit_core::CallbackError) -> CliErr
     }
 }
 
-/// `burnfit lr-find`.
+/// `burnfit lr-find`: the range test alone in a run directory of its own,
+/// its table, suggestion and plots, and the rate to train with.
 pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     let finder_config = LearningRateFinderConfig {
         min_lr: args.min_lr,
@@ -83,12 +84,27 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     };
     let finder = LearningRateFinder::new(finder_config).map_err(|e| finder_error(args, e))?;
     let handle = finder.handle();
-
     if args.run.epochs.is_some() {
         return Err(CliError::usage(
             "lr-find: --epochs does not apply (the range test runs --steps optimizer steps)",
         ));
     }
+    // Held until the files are written: the run stays locked.
+    let started = run_range_test(args, finder)?;
+    let result = handle
+        .lock()
+        .expect("lr finder")
+        .take()
+        .ok_or_else(|| CliError::failed("lr-find: training ended before the range test ran"))?;
+    let files = write_outputs(&started.run.root, &result)?;
+    print_outputs(&result, &files);
+    suggest(args, &result)
+}
+
+/// Trains with `finder` alone for `--steps` steps (no other callback
+/// changes the rate or stops, no averaging, nothing written but the run's
+/// config and the test). Returns the run, still locked.
+fn run_range_test(args: &LrFindArgs, finder: LearningRateFinder) -> CliResult<train::Started> {
     let run_dir = match &args.run_dir {
         Some(dir) => dir.clone(),
         None => {
@@ -104,8 +120,6 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     };
     let mut setup = train::prepare(&train_args)?;
     let data = train::load(&mut setup)?;
-    // The range test alone: no other callback changes the rate or stops,
-    // no averaging, nothing written but the run's config and the test.
     let config = &mut setup.config;
     let steps_per_epoch = data.sizes().0.div_ceil(config.training.batch_size).max(1);
     config.training.epochs = args.steps.div_ceil(steps_per_epoch).max(1);
@@ -123,20 +137,16 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
         setup.backend.name
     );
     match train::train(&mut setup, run, data)? {
-        train::Ended::Finished(_) => {}
-        train::Ended::Interrupted { .. } => {
-            return Err(CliError::interrupted(
-                "burnfit lr-find: interrupted; the model was not changed, run it again",
-                crate::interrupt::received().map_or(130, |s| s.exit_code()),
-            ));
-        }
+        train::Ended::Finished(_) => Ok(started),
+        train::Ended::Interrupted { .. } => Err(CliError::interrupted(
+            "burnfit lr-find: interrupted; the model was not changed, run it again",
+            crate::interrupt::received().map_or(130, |s| s.exit_code()),
+        )),
     }
-    let result = handle
-        .lock()
-        .expect("lr finder")
-        .take()
-        .ok_or_else(|| CliError::failed("lr-find: training ended before the range test ran"))?;
-    let files = write_outputs(&run.root, &result)?;
+}
+
+/// What ran and where its files are.
+fn print_outputs(result: &LrFinderResult, files: &LrFindFiles) {
     println!(
         "burnfit: {} run{}",
         count(result.lrs.len(), "step"),
@@ -157,6 +167,11 @@ pub fn lr_find_command(args: &LrFindArgs) -> CliResult<()> {
     for plot in &files.plots {
         println!("burnfit: plot {}", plot.display());
     }
+}
+
+/// The suggested rate and the command that trains with it, or why there
+/// is none (an error: the range test gave no rate to use).
+fn suggest(args: &LrFindArgs, result: &LrFinderResult) -> CliResult<()> {
     match result.suggestion {
         Some(lr) => {
             println!("burnfit: suggested learning rate {lr:.3e} ({SUGGESTION_RULE})");

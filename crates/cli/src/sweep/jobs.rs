@@ -15,8 +15,8 @@
 //! directly, and stops too when its parent is gone however it ended.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use burn::train::Interrupter;
@@ -114,17 +114,12 @@ pub fn run_parallel(
     jobs: usize,
     devices: &[String],
 ) -> CliResult<Tally> {
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::failed(format!("cannot find the burnfit binary: {e}")))?;
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs)
-        .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", logs.display())))?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (cores / jobs).max(1);
+    let launcher = Launcher::new(manifest, dir, jobs, devices)?;
     println!(
-        "sweep: {} trials, {jobs} at a time, {threads} thread{} each{}",
+        "sweep: {} trials, {jobs} at a time, {} thread{} each{}",
         indices.len(),
-        if threads == 1 { "" } else { "s" },
+        launcher.threads,
+        if launcher.threads == 1 { "" } else { "s" },
         if devices.is_empty() {
             String::new()
         } else {
@@ -138,30 +133,7 @@ pub fn run_parallel(
     let mut slots: Vec<Option<Running>> = (0..jobs).map(|_| None).collect();
     let mut tally = Tally::default();
     loop {
-        for (slot, place) in slots.iter_mut().enumerate() {
-            if place.is_some() || interrupt::received().is_some() {
-                continue;
-            }
-            let Some(index) = next(&mut pending, dir, &mut tally) else {
-                break;
-            };
-            let device = (!devices.is_empty()).then(|| devices[slot % devices.len()].clone());
-            let child = spawn(&exe, dir, index, threads, device.as_deref(), &logs)?;
-            println!(
-                "trial {index}: started ({}){}",
-                manifest.trials[index]
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                device.map(|d| format!(" on {d}")).unwrap_or_default()
-            );
-            *place = Some(Running {
-                index,
-                child,
-                started: Instant::now(),
-            });
-        }
+        launcher.fill(&mut slots, &mut pending, &mut tally)?;
         // Read again after the starts: a trial started just before the
         // signal came gets it too, and none starts after it.
         if tally.interrupted.is_none()
@@ -176,18 +148,7 @@ pub fn run_parallel(
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        let mut ended = Vec::new();
-        for place in slots.iter_mut() {
-            let Some(running) = place else { continue };
-            let exit = running.child.try_wait().map_err(|e| {
-                CliError::failed(format!("trial {}: cannot wait for it: {e}", running.index))
-            })?;
-            if let Some(exit) = exit {
-                ended.push((running.index, exit, running.started.elapsed().as_secs_f64()));
-                *place = None;
-            }
-        }
-        for (index, exit, seconds) in ended {
+        for (index, exit, seconds) in reap(&mut slots)? {
             let stopped = exit.code() == Some(130) || exit.code() == Some(143);
             // Told to stop, a trial may also end before its signal handler
             // is installed (killed by the signal itself).
@@ -197,27 +158,132 @@ pub fn run_parallel(
             } else {
                 report(manifest, dir, index, seconds, &mut tally);
             }
-            println!(
-                "sweep: {}/{} done ({} pruned, {} failed{}), {} running{}",
-                tally.finished + tally.failed,
-                indices.len(),
-                tally.pruned,
-                tally.failed,
-                if tally.stopped > 0 {
-                    format!(", {} interrupted", tally.stopped)
-                } else {
-                    String::new()
-                },
-                slots.iter().filter(|s| s.is_some()).count(),
-                if tally.elsewhere.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} in another process", tally.elsewhere.len())
-                }
-            );
+            let running = slots.iter().filter(|s| s.is_some()).count();
+            print_progress(&tally, indices.len(), running);
         }
     }
     Ok(tally)
+}
+
+/// What starting the trials' child processes needs: this binary, the
+/// sweep and its logs folder, each child's share of the cores, the
+/// devices given in turn.
+struct Launcher<'a> {
+    manifest: &'a Manifest,
+    dir: &'a Path,
+    exe: PathBuf,
+    logs: PathBuf,
+    threads: usize,
+    devices: &'a [String],
+}
+
+impl<'a> Launcher<'a> {
+    /// Finds this binary and creates the logs folder; `jobs` children
+    /// share the cores.
+    fn new(
+        manifest: &'a Manifest,
+        dir: &'a Path,
+        jobs: usize,
+        devices: &'a [String],
+    ) -> CliResult<Self> {
+        let exe = std::env::current_exe()
+            .map_err(|e| CliError::failed(format!("cannot find the burnfit binary: {e}")))?;
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| CliError::usage(format!("{}: cannot create: {e}", logs.display())))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Launcher {
+            manifest,
+            dir,
+            exe,
+            logs,
+            threads: (cores / jobs).max(1),
+            devices,
+        })
+    }
+
+    /// Starts the next pending trials in the free slots, unless a signal
+    /// came.
+    fn fill(
+        &self,
+        slots: &mut [Option<Running>],
+        pending: &mut Vec<usize>,
+        tally: &mut Tally,
+    ) -> CliResult<()> {
+        for (slot, place) in slots.iter_mut().enumerate() {
+            if place.is_some() || interrupt::received().is_some() {
+                continue;
+            }
+            let Some(index) = next(pending, self.dir, tally) else {
+                break;
+            };
+            let devices = self.devices;
+            let device = (!devices.is_empty()).then(|| devices[slot % devices.len()].clone());
+            let child = spawn(
+                &self.exe,
+                self.dir,
+                index,
+                self.threads,
+                device.as_deref(),
+                &self.logs,
+            )?;
+            println!(
+                "trial {index}: started ({}){}",
+                self.manifest.trials[index]
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                device.map(|d| format!(" on {d}")).unwrap_or_default()
+            );
+            *place = Some(Running {
+                index,
+                child,
+                started: Instant::now(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The trials that ended since the last look, taken out of their slots:
+/// index, exit status, seconds run.
+fn reap(slots: &mut [Option<Running>]) -> CliResult<Vec<(usize, ExitStatus, f64)>> {
+    let mut ended = Vec::new();
+    for place in slots.iter_mut() {
+        let Some(running) = place else { continue };
+        let exit = running.child.try_wait().map_err(|e| {
+            CliError::failed(format!("trial {}: cannot wait for it: {e}", running.index))
+        })?;
+        if let Some(exit) = exit {
+            ended.push((running.index, exit, running.started.elapsed().as_secs_f64()));
+            *place = None;
+        }
+    }
+    Ok(ended)
+}
+
+/// The progress line after a trial ended: done of `total`, pruned,
+/// failed, interrupted, still running, held by another process.
+fn print_progress(tally: &Tally, total: usize, running: usize) {
+    println!(
+        "sweep: {}/{} done ({} pruned, {} failed{}), {} running{}",
+        tally.finished + tally.failed,
+        total,
+        tally.pruned,
+        tally.failed,
+        if tally.stopped > 0 {
+            format!(", {} interrupted", tally.stopped)
+        } else {
+            String::new()
+        },
+        running,
+        if tally.elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(", {} in another process", tally.elsewhere.len())
+        }
+    );
 }
 
 /// The next pending trial that no other process holds; those skipped are

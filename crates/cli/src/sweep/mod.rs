@@ -77,38 +77,49 @@ pub struct SweepArgs {
 /// The variables job launchers number array tasks with.
 const TRIAL_VARIABLES: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"];
 
-/// `burnfit sweep`.
+/// `burnfit sweep`: one planned trial (`--trial`), the leaderboard
+/// (`--collect`), or a new sweep planned, then run (unless `--plan`).
 pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
     if args.jobs == 0 {
         return Err(CliError::usage("--jobs 0: run at least 1 trial at a time"));
     }
     if let Some(trial) = &args.trial {
-        let dir = sweep_dir_required(args, "--trial")?;
-        let manifest = Manifest::read(&dir)?;
-        let index = trial_index(trial)?;
-        jobs::follow_parent();
-        if index < manifest.trials.len() {
-            // A launcher's task log says which trial it ran.
-            let params = space::sets(&manifest.params(index));
-            println!("trial {index}: {}", params.join(" "));
-        }
-        return match trial::run(&manifest, &dir, index, args.devices.clone())? {
-            trial::TrialEnd::AlreadyFinished => {
-                println!("trial {index}: already finished, not rerun");
-                Ok(())
-            }
-            trial::TrialEnd::Finished => {
-                println!("trial {index}: finished");
-                Ok(())
-            }
-        };
+        return run_planned_trial(args, trial);
     }
     if args.collect {
         let dir = sweep_dir_required(args, "--collect")?;
-        let manifest = Manifest::read(&dir)?;
-        leaderboard::collect(&manifest, &dir)?;
+        leaderboard::collect(&Manifest::read(&dir)?, &dir)?;
         return Ok(());
     }
+    let (manifest, dir) = plan(args)?;
+    if args.plan {
+        print_plan(&manifest, &dir);
+        return Ok(());
+    }
+    run_planned(args, &manifest, &dir)
+}
+
+/// `--trial K`: one trial of the sweep planned in `--sweep-dir`.
+fn run_planned_trial(args: &SweepArgs, trial: &str) -> CliResult<()> {
+    let dir = sweep_dir_required(args, "--trial")?;
+    let manifest = Manifest::read(&dir)?;
+    let index = trial_index(trial)?;
+    jobs::follow_parent();
+    if index < manifest.trials.len() {
+        // A launcher's task log says which trial it ran.
+        let params = space::sets(&manifest.params(index));
+        println!("trial {index}: {}", params.join(" "));
+    }
+    match trial::run(&manifest, &dir, index, args.devices.clone())? {
+        trial::TrialEnd::AlreadyFinished => println!("trial {index}: already finished, not rerun"),
+        trial::TrialEnd::Finished => println!("trial {index}: finished"),
+    }
+    Ok(())
+}
+
+/// Plans the sweep of the base config and stores its manifest in the
+/// sweep directory (`--sweep-dir`, or runs/<config name>-sweep).
+fn plan(args: &SweepArgs) -> CliResult<(Manifest, PathBuf)> {
     let config = args.config.as_deref().ok_or_else(|| {
         CliError::usage(
             "sweep: give the base config (burnfit sweep CONFIG --param …), or --sweep-dir with \
@@ -130,18 +141,26 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
         ))
     })?;
     manifest.store(&dir)?;
-    if args.plan {
-        print!("{}", manifest.trial_list());
-        println!(
-            "sweep: planned in {}; run trial K with `{} sweep --sweep-dir {} --trial K` \
-             (K from 0 to {}), then `--collect`",
-            dir.display(),
-            crate::program(),
-            dir.display(),
-            manifest.trials.len().saturating_sub(1)
-        );
-        return Ok(());
-    }
+    Ok((manifest, dir))
+}
+
+/// `--plan`: the numbered trial list, and how a launcher runs them.
+fn print_plan(manifest: &Manifest, dir: &Path) {
+    print!("{}", manifest.trial_list());
+    println!(
+        "sweep: planned in {}; run trial K with `{} sweep --sweep-dir {} --trial K` \
+         (K from 0 to {}), then `--collect`",
+        dir.display(),
+        crate::program(),
+        dir.display(),
+        manifest.trials.len().saturating_sub(1)
+    );
+}
+
+/// Runs the first `--max-trials` trials of the plan, in turn or in `--jobs`
+/// processes, then writes the leaderboard; an error says what did not
+/// finish (interrupted, failed or stopped, or held by another process).
+fn run_planned(args: &SweepArgs, manifest: &Manifest, dir: &Path) -> CliResult<()> {
     let count = args
         .max_trials
         .map_or(manifest.trials.len(), |max| max.min(manifest.trials.len()));
@@ -153,68 +172,82 @@ pub fn sweep_command(args: &SweepArgs) -> CliResult<()> {
         manifest.monitor
     );
     let tally = if args.jobs == 1 {
-        run_in_turn(&manifest, &dir, &indices, args.devices.clone())?
+        run_in_turn(manifest, dir, &indices, args.devices.clone())?
     } else {
         let devices: Vec<String> = args
             .devices
             .as_deref()
             .map(|d| d.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default();
-        jobs::run_parallel(&manifest, &dir, &indices, args.jobs, &devices)?
+        jobs::run_parallel(manifest, dir, &indices, args.jobs, &devices)?
     };
     if let Some(signal) = tally.interrupted {
-        return Err(CliError::interrupted(
-            format!(
-                "burnfit sweep: interrupted by {}, {} of {count} trials finished; run the same \
-                 command again to continue (finished trials are kept, interrupted ones resume)",
-                match signal {
-                    Signal::Interrupt => "SIGINT",
-                    Signal::Terminate => "SIGTERM",
-                },
-                tally.finished
-            ),
-            signal.exit_code(),
-        ));
+        return Err(interrupted(signal, tally.finished, count));
     }
-    // The trials left to another process count once that process has
-    // finished them.
+    let unfinished = unfinished(manifest, dir, &tally, count);
+    leaderboard::collect(manifest, dir)?;
+    match unfinished {
+        Some(why) => Err(CliError::failed(why)),
+        None => Ok(()),
+    }
+}
+
+/// The sweep stopped by `signal` with `finished` of `count` trials done.
+fn interrupted(signal: Signal, finished: usize, count: usize) -> CliError {
+    CliError::interrupted(
+        format!(
+            "burnfit sweep: interrupted by {}, {finished} of {count} trials finished; run the \
+             same command again to continue (finished trials are kept, interrupted ones resume)",
+            match signal {
+                Signal::Interrupt => "SIGINT",
+                Signal::Terminate => "SIGTERM",
+            },
+        ),
+        signal.exit_code(),
+    )
+}
+
+/// Why the sweep's trials are not all finished, if they are not: trials
+/// that failed or were stopped, and trials left to another process that
+/// it has not finished yet.
+fn unfinished(
+    manifest: &Manifest,
+    dir: &Path,
+    tally: &jobs::Tally,
+    count: usize,
+) -> Option<String> {
     let waiting: Vec<String> = tally
         .elsewhere
         .iter()
         .filter(|&&index| {
             !matches!(
-                leaderboard::status(&manifest, &dir, index),
+                leaderboard::status(manifest, dir, index),
                 leaderboard::Status::Finished(_)
             )
         })
         .map(usize::to_string)
         .collect();
     let unfinished = tally.failed + tally.stopped;
-    if unfinished > 0 || !waiting.is_empty() {
-        leaderboard::collect(&manifest, &dir)?;
-        let mut why = Vec::new();
-        if unfinished > 0 {
-            why.push(format!(
-                "{unfinished} of {count} trials did not finish (see {}/logs); run the sweep \
-                 again to resume them",
-                dir.display()
-            ));
-        }
-        if !waiting.is_empty() {
-            why.push(if let [one] = &waiting[..] {
-                format!("trial {one} is held by another process and has not finished")
-            } else {
-                format!(
-                    "trials {} are held by other processes and have not finished",
-                    waiting.join(", ")
-                )
-            });
-            why.push("run the sweep again, or --collect, once they end".into());
-        }
-        return Err(CliError::failed(why.join("; ")));
+    let mut why = Vec::new();
+    if unfinished > 0 {
+        why.push(format!(
+            "{unfinished} of {count} trials did not finish (see {}/logs); run the sweep again \
+             to resume them",
+            dir.display()
+        ));
     }
-    leaderboard::collect(&manifest, &dir)?;
-    Ok(())
+    if !waiting.is_empty() {
+        why.push(if let [one] = &waiting[..] {
+            format!("trial {one} is held by another process and has not finished")
+        } else {
+            format!(
+                "trials {} are held by other processes and have not finished",
+                waiting.join(", ")
+            )
+        });
+        why.push("run the sweep again, or --collect, once they end".into());
+    }
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// The trials in this process, one after the other (the reproducible way:
