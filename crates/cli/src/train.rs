@@ -40,74 +40,8 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
     {
         smoke_run(&mut config);
     }
-    let choice = args.run.backend.unwrap_or(config.training.backend);
-    let convolutional = config.describe().convolutional;
-    let backend = backend::choose(choice, convolutional)?;
-    config.training.backend = match backend.name {
-        "wgpu" => BackendChoice::Wgpu,
-        "cuda" => BackendChoice::Cuda,
-        "ndarray" => BackendChoice::Ndarray,
-        _ => BackendChoice::Flex,
-    };
-    // Devices the config gives are named at their key, not at --devices.
-    let devices_of_the_config = args.devices.is_none() && !config.training.devices.is_empty();
-    // A resume without --devices continues on the run's devices.
-    if args.resume
-        && args.devices.is_none()
-        && args.remote.is_none()
-        && config.training.devices.is_empty()
-        && let Some(dir) = &args.run_dir
-        && let Ok(run_config) = (RunDir { root: dir.clone() }).read_config()
-    {
-        config.training.devices = run_config.training.devices;
-    }
-    let spec = match &args.devices {
-        Some(spec) => Some(spec.clone()),
-        None if !config.training.devices.is_empty() => Some(config.training.devices.join(",")),
-        None => None,
-    };
-    let mut devices = match spec {
-        Some(spec) => backend::resolve_devices(&spec, &backend).map_err(|e| {
-            match (devices_of_the_config, e.message().split_once(": ")) {
-                (true, Some((_, why))) => config.locate(CliError::at_key("training.devices", why)),
-                _ => e,
-            }
-        })?,
-        None => Devices::single(&backend),
-    };
-    // The other machines' devices come after this machine's (or --devices):
-    // the first device holds the model.
-    if let Some(urls) = &args.remote {
-        for url in urls.split(',').map(str::trim) {
-            devices
-                .list
-                .push((url.to_string(), crate::remote::connect(url)?));
-        }
-    }
-    let count = devices.list.len();
-    if count == 1 {
-        // One device: this thread does the training's work itself, so it
-        // joins rayon's pool rather than waiting on it at every pass.
-        burnfit_models::threads::join_global_pool();
-    }
-    if count > 1 {
-        config.training.devices = devices.names();
-        let batch = config.training.batch_size;
-        if batch % count != 0 || batch < count {
-            let flag = args
-                .devices
-                .as_ref()
-                .map(|spec| format!("--devices {spec}: "))
-                .unwrap_or_default();
-            return Err(CliError::usage(format!(
-                "{flag}training.batch_size = {batch} cannot be split evenly over {count} devices \
-                 (it is the batch of a step over all of them); use a batch that is a multiple of \
-                 {count}, or fewer devices"
-            )));
-        }
-    } else {
-        config.training.devices.clear();
-    }
+    let backend = choose_backend(args, &mut config)?;
+    let devices = choose_devices(args, &mut config, &backend)?;
     let name = config.run_name(&args.config);
     let root = RunDir::choose(&name, args.run_dir.as_deref());
     check_run_paths(&config, &root, !args.resume)?;
@@ -140,6 +74,92 @@ pub fn prepare(args: &TrainArgs) -> CliResult<Setup> {
         extra_callbacks: Default::default(),
         hparams: Default::default(),
     })
+}
+
+/// The backend `--backend` or `training.backend` asks for, as it resolved
+/// (`auto` becomes the one chosen), written back into the config.
+fn choose_backend(args: &TrainArgs, config: &mut Config) -> CliResult<backend::ChosenBackend> {
+    let choice = args.run.backend.unwrap_or(config.training.backend);
+    let convolutional = config.describe().convolutional;
+    let backend = backend::choose(choice, convolutional)?;
+    config.training.backend = match backend.name {
+        "wgpu" => BackendChoice::Wgpu,
+        "cuda" => BackendChoice::Cuda,
+        "ndarray" => BackendChoice::Ndarray,
+        _ => BackendChoice::Flex,
+    };
+    Ok(backend)
+}
+
+/// The devices of the run: `--devices`, `training.devices`, or on a resume
+/// the run's own; then `--remote`'s servers. Several devices must split the
+/// batch evenly, and are written into the config; one device has this
+/// thread join rayon's pool.
+fn choose_devices(
+    args: &TrainArgs,
+    config: &mut Config,
+    backend: &backend::ChosenBackend,
+) -> CliResult<Devices> {
+    // Devices the config gives are named at their key, not at --devices.
+    let devices_of_the_config = args.devices.is_none() && !config.training.devices.is_empty();
+    // A resume without --devices continues on the run's devices.
+    if args.resume
+        && args.devices.is_none()
+        && args.remote.is_none()
+        && config.training.devices.is_empty()
+        && let Some(dir) = &args.run_dir
+        && let Ok(run_config) = (RunDir { root: dir.clone() }).read_config()
+    {
+        config.training.devices = run_config.training.devices;
+    }
+    let spec = match &args.devices {
+        Some(spec) => Some(spec.clone()),
+        None if !config.training.devices.is_empty() => Some(config.training.devices.join(",")),
+        None => None,
+    };
+    let mut devices = match spec {
+        Some(spec) => backend::resolve_devices(&spec, backend).map_err(|e| {
+            match (devices_of_the_config, e.message().split_once(": ")) {
+                (true, Some((_, why))) => config.locate(CliError::at_key("training.devices", why)),
+                _ => e,
+            }
+        })?,
+        None => Devices::single(backend),
+    };
+    // The other machines' devices come after this machine's (or --devices):
+    // the first device holds the model.
+    if let Some(urls) = &args.remote {
+        for url in urls.split(',').map(str::trim) {
+            devices
+                .list
+                .push((url.to_string(), crate::remote::connect(url)?));
+        }
+    }
+    let count = devices.list.len();
+    if count == 1 {
+        // One device: this thread does the training's work itself, so it
+        // joins rayon's pool rather than waiting on it at every pass.
+        burnfit_models::threads::join_global_pool();
+    }
+    if count <= 1 {
+        config.training.devices.clear();
+        return Ok(devices);
+    }
+    config.training.devices = devices.names();
+    let batch = config.training.batch_size;
+    if !batch.is_multiple_of(count) || batch < count {
+        let flag = args
+            .devices
+            .as_ref()
+            .map(|spec| format!("--devices {spec}: "))
+            .unwrap_or_default();
+        return Err(CliError::usage(format!(
+            "{flag}training.batch_size = {batch} cannot be split evenly over {count} devices \
+             (it is the batch of a step over all of them); use a batch that is a multiple of \
+             {count}, or fewer devices"
+        )));
+    }
+    Ok(devices)
 }
 
 /// The checks of the run directory `root`'s name and of the callbacks'

@@ -2,7 +2,7 @@
 //! log, plots, TensorBoard, progress), the config's `[[callbacks]]`, and
 //! the caller's (moved in).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::Module;
 use burnfit_callbacks::builtins::{
@@ -88,9 +88,32 @@ pub fn build<M: Module + 'static>(
     let config = &setup.config;
     let mut callbacks = Callbacks::new().deterministic(config.training.seed);
     callbacks.push(EpochTracker(epoch));
-    // Back up (at each epoch end unless the config says otherwise) so that an
-    // interrupted run can be resumed. The backups are deleted once
-    // summary.json is written, never before.
+    push_backup(&mut callbacks, setup, run)?;
+    if config.optimizer.use_ema {
+        callbacks.push(ExponentialMovingAverage::new(EmaConfig {
+            momentum: config.optimizer.ema_momentum,
+            overwrite_frequency: config.optimizer.ema_overwrite_frequency,
+        })?);
+    }
+    push_configured(&mut callbacks, setup, run)?;
+    push_outputs::<M>(&mut callbacks, setup, run)?;
+    if let Some(steps) = config.training.max_steps {
+        callbacks.push(MaxSteps(steps));
+    }
+    for callback in extra {
+        callbacks.push_boxed(callback);
+    }
+    for fault in crate::faults::from_env(backup_dir(config, &run.root)) {
+        callbacks.push_boxed(fault);
+    }
+    Ok(callbacks)
+}
+
+/// Backups (at each epoch end unless the config says otherwise), so that
+/// an interrupted run can be resumed. The backups are deleted once
+/// summary.json is written, never before.
+fn push_backup(callbacks: &mut Callbacks, setup: &Setup, run: &RunDir) -> CliResult<()> {
+    let config = &setup.config;
     let backup = user_backup(config)
         .cloned()
         .unwrap_or(BackupAndRestoreConfig {
@@ -104,12 +127,13 @@ pub fn build<M: Module + 'static>(
         delete_checkpoint: false,
         ..backup
     })?);
-    if config.optimizer.use_ema {
-        callbacks.push(ExponentialMovingAverage::new(EmaConfig {
-            momentum: config.optimizer.ema_momentum,
-            overwrite_frequency: config.optimizer.ema_overwrite_frequency,
-        })?);
-    }
+    Ok(())
+}
+
+/// The callbacks the config names (its BackupAndRestore is
+/// [`push_backup`]'s), with the run's paths and batch filled in.
+fn push_configured(callbacks: &mut Callbacks, setup: &Setup, run: &RunDir) -> CliResult<()> {
+    let config = &setup.config;
     // Loggers and trackers after the callbacks that add log keys
     // (ThroughputMonitor's, DeviceStatsMonitor's, the learning rate), so
     // each records every key, whatever the config's order.
@@ -145,26 +169,36 @@ pub fn build<M: Module + 'static>(
         };
         callbacks.push_boxed(callback.build()?);
     }
+    Ok(())
+}
+
+/// The run directory's outputs the config's `[outputs]` turns on: the
+/// best and last checkpoints, `history.csv` and its plots, TensorBoard
+/// files, the progress bar.
+fn push_outputs<M: Module + 'static>(
+    callbacks: &mut Callbacks,
+    setup: &Setup,
+    run: &RunDir,
+) -> CliResult<()> {
+    let config = &setup.config;
     let outputs = &config.outputs;
     if outputs.checkpoint {
-        let best = ModelCheckpointConfig {
-            filepath: run.best_checkpoint().to_string_lossy().into_owned(),
+        let checkpoint = |filepath: PathBuf, save_best_only| ModelCheckpointConfig {
+            filepath: filepath.to_string_lossy().into_owned(),
             monitor: outputs.checkpoint_monitor.clone(),
             mode: outputs.checkpoint_mode.clone(),
-            save_best_only: true,
+            save_best_only,
             save_weights_only: true,
             ..Default::default()
         };
-        callbacks.push(ModelCheckpoint::new(best)?);
-        let last = ModelCheckpointConfig {
-            filepath: run.last_checkpoint().to_string_lossy().into_owned(),
-            monitor: outputs.checkpoint_monitor.clone(),
-            mode: outputs.checkpoint_mode.clone(),
-            save_best_only: false,
-            save_weights_only: true,
-            ..Default::default()
-        };
-        callbacks.push(ModelCheckpoint::new(last)?);
+        callbacks.push(ModelCheckpoint::new(checkpoint(
+            run.best_checkpoint(),
+            true,
+        ))?);
+        callbacks.push(ModelCheckpoint::new(checkpoint(
+            run.last_checkpoint(),
+            false,
+        ))?);
     }
     if outputs.csv {
         callbacks.push(CSVLogger::new(run.history()));
@@ -183,14 +217,5 @@ pub fn build<M: Module + 'static>(
     if outputs.progress {
         callbacks.push(ProgressLogger::new(ProgressLoggerConfig::default()));
     }
-    if let Some(steps) = config.training.max_steps {
-        callbacks.push(MaxSteps(steps));
-    }
-    for callback in extra {
-        callbacks.push_boxed(callback);
-    }
-    for fault in crate::faults::from_env(backup_dir(config, &run.root)) {
-        callbacks.push_boxed(fault);
-    }
-    Ok(callbacks)
+    Ok(())
 }

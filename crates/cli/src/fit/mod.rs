@@ -28,7 +28,7 @@ use burnfit_callbacks::builtins::{BackupAndRestore, BackupAndRestoreConfig, Call
 use burnfit_callbacks::engine::{BatchLoss, FitError, FitOutcome};
 use burnfit_callbacks::monitor::{Direction, Monitor};
 use burnfit_callbacks::tensorboard::HParamValue;
-use burnfit_callbacks::{TrainEnd, WithCallbacks};
+use burnfit_callbacks::{Callbacks, TrainEnd, WithCallbacks};
 
 pub use summary::write_end_files_of_ended;
 
@@ -110,50 +110,12 @@ where
         epoch,
     } = loaders;
     let config = &setup.config;
-    let mut callbacks = callbacks::build::<M>(setup, run, epoch, extra)?;
-    if setup.devices.list.len() > 1 {
-        callbacks = callbacks.devices(
-            setup
-                .devices
-                .list
-                .iter()
-                .map(|(_, device)| device.clone())
-                .collect(),
-        );
-        if config.training.step_timeout > 0.0 {
-            callbacks = callbacks.step_timeout(std::time::Duration::from_secs_f64(
-                config.training.step_timeout,
-            ));
-        }
-    }
-    if config
-        .training
-        .accumulate_grad_batches
-        .is_some_and(|n| n > 1)
-    {
-        callbacks = callbacks.average_accumulated_gradients();
-    }
+    let mut callbacks = with_run_options(callbacks::build::<M>(setup, run, epoch, extra)?, setup);
     let memory = Arc::new(Mutex::new(Vec::new()));
     callbacks.push(MemoryProbe(memory.clone()));
     let lr = callbacks.lr_scheduler(config.optimizer.lr);
     let outcome = callbacks.outcome();
-    let mut training = SupervisedTraining::new(run.burn(), train, valid)
-        .num_epochs(config.training.epochs)
-        .renderer(Box::new(burnfit_callbacks::engine::SilentRenderer))
-        .with_application_logger(None);
-    let window = config.training.accumulate_grad_batches.filter(|&n| n > 1);
-    if let Some(window) = window {
-        training = training.grads_accumulation(window);
-    }
-    crate::interrupt::watch(training.interrupter());
-    // The training metrics whose epoch state backups keep.
-    let (training, states) = crate::metrics::collect_epoch_states(|| register(training));
-    let callbacks = states
-        .into_iter()
-        .fold(callbacks, |callbacks, (name, state)| {
-            callbacks.resumable_metric(&name, state)
-        });
-    let training = training.with_callbacks(callbacks);
+    let training = training_loop(config, run, train, valid, register, callbacks);
     let start = Instant::now();
     let result = training.launch(Learner::new(
         model,
@@ -178,21 +140,7 @@ where
         .as_ref()
         .is_none_or(TrainEnd::is_interrupted)
     {
-        if config.outputs.plots && config.outputs.csv {
-            let position = outcome.stopped_at.map(|(epoch, batches)| {
-                let fraction = outcome
-                    .steps_per_epoch
-                    .filter(|&s| s > 0)
-                    .map_or(0.0, |s| batches as f64 / s as f64);
-                epoch as f64 + fraction.min(1.0)
-            });
-            // Nothing to draw before the first epoch ended.
-            let _ = crate::report::render_plots_marked(run, position);
-        }
-        return Ok(Ended::Interrupted {
-            backup: run_backups(config, run).first().cloned(),
-            at: interrupted_at(&outcome),
-        });
+        return Ok(interrupted(config, run, &outcome));
     }
     if averages_weights(config) && config.outputs.checkpoint {
         // The model ends with an average put in after the last epoch's
@@ -208,6 +156,91 @@ where
     run.write_ended(&summary)?;
     summary::write_end_files(config, run, &summary)?;
     Ok(Ended::Finished(Box::new(summary)))
+}
+
+/// The engine's options the run's setup asks for: its devices (and their
+/// step timeout) when there are several, gradients averaged over an
+/// accumulation window.
+fn with_run_options(mut callbacks: Callbacks, setup: &Setup) -> Callbacks {
+    let config = &setup.config;
+    if setup.devices.list.len() > 1 {
+        callbacks = callbacks.devices(
+            setup
+                .devices
+                .list
+                .iter()
+                .map(|(_, device)| device.clone())
+                .collect(),
+        );
+        if config.training.step_timeout > 0.0 {
+            callbacks = callbacks.step_timeout(std::time::Duration::from_secs_f64(
+                config.training.step_timeout,
+            ));
+        }
+    }
+    if config
+        .training
+        .accumulate_grad_batches
+        .is_some_and(|n| n > 1)
+    {
+        callbacks = callbacks.average_accumulated_gradients();
+    }
+    callbacks
+}
+
+/// Burn's training loop over `train` and `valid`, silent, watching for
+/// Ctrl-C and SIGTERM, with the task's metrics (`register`), whose epoch
+/// state the backups keep, and `callbacks`.
+fn training_loop<M>(
+    config: &Config,
+    run: &RunDir,
+    train: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
+    valid: Arc<dyn DataLoader<<M as InferenceStep>::Input>>,
+    register: impl FnOnce(SupervisedTraining<M>) -> SupervisedTraining<M>,
+    callbacks: Callbacks,
+) -> SupervisedTraining<M>
+where
+    M: LearnerModel,
+    <M as TrainStep>::Output: BatchLoss,
+    <M as InferenceStep>::Output: BatchLoss,
+{
+    let mut training = SupervisedTraining::new(run.burn(), train, valid)
+        .num_epochs(config.training.epochs)
+        .renderer(Box::new(burnfit_callbacks::engine::SilentRenderer))
+        .with_application_logger(None);
+    let window = config.training.accumulate_grad_batches.filter(|&n| n > 1);
+    if let Some(window) = window {
+        training = training.grads_accumulation(window);
+    }
+    crate::interrupt::watch(training.interrupter());
+    // The training metrics whose epoch state backups keep.
+    let (training, states) = crate::metrics::collect_epoch_states(|| register(training));
+    let callbacks = states
+        .into_iter()
+        .fold(callbacks, |callbacks, (name, state)| {
+            callbacks.resumable_metric(&name, state)
+        });
+    training.with_callbacks(callbacks)
+}
+
+/// A run stopped by Ctrl-C or SIGTERM: its plots mark where, and the
+/// newest backup holds the last batch.
+fn interrupted(config: &Config, run: &RunDir, outcome: &FitOutcome) -> Ended {
+    if config.outputs.plots && config.outputs.csv {
+        let position = outcome.stopped_at.map(|(epoch, batches)| {
+            let fraction = outcome
+                .steps_per_epoch
+                .filter(|&s| s > 0)
+                .map_or(0.0, |s| batches as f64 / s as f64);
+            epoch as f64 + fraction.min(1.0)
+        });
+        // Nothing to draw before the first epoch ended.
+        let _ = crate::report::render_plots_marked(run, position);
+    }
+    Ended::Interrupted {
+        backup: run_backups(config, run).first().cloned(),
+        at: interrupted_at(outcome),
+    }
 }
 
 /// Where the run's backups go: the config's own BackupAndRestore
