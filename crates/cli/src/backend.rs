@@ -329,98 +329,113 @@ impl Devices {
 pub fn resolve_devices(spec: &str, backend: &ChosenBackend) -> CliResult<Devices> {
     let bad = |why: String| CliError::usage(format!("--devices {spec}: {why}"));
     let spec = spec.trim();
-    let cpu = !backend.is_gpu();
     let adapters = if backend.name == "wgpu" {
         wgpu_adapters()
     } else {
         Vec::new()
     };
-    let wgpu_device = |index: usize| -> CliResult<Device> {
-        let adapter = adapters.get(index).ok_or_else(|| {
-            bad(format!(
-                "wgpu:{index} does not exist (wgpu found {} adapter{}: {})",
-                adapters.len(),
-                if adapters.len() == 1 { "" } else { "s" },
-                adapters
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| format!("wgpu:{i} {}", a.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
-        use cubecl_runtime::device::WgpuDeviceKind;
-        // wgpu numbers adapters within their type.
-        let rank = adapters[..index]
-            .iter()
-            .filter(|a| a.kind == adapter.kind)
-            .count();
-        let kind = match adapter.kind.as_str() {
-            "DiscreteGpu" => WgpuDeviceKind::DiscreteGpu(rank),
-            "IntegratedGpu" => WgpuDeviceKind::IntegratedGpu(rank),
-            "VirtualGpu" => WgpuDeviceKind::VirtualGpu(rank),
-            "Cpu" => WgpuDeviceKind::Cpu,
-            _ => WgpuDeviceKind::Other(rank),
+    // The GPU backend's device `index`, by its name.
+    let gpu = |index: usize| -> Result<(String, Device), String> {
+        let device = match backend.name {
+            "cuda" => cuda::indexed(index)?,
+            _ => wgpu_indexed(&adapters, index)?,
         };
-        let device: Device = WgpuDevice::new(kind).into();
-        // Start its runtime now, with the drivers' stderr lines silenced as
-        // for the default device (`wgpu_stack`): a device named by index
-        // comes up on its own instance, which would otherwise print them
-        // from the first training step.
-        without_driver_noise(|| burn_name(&device));
-        Ok(device)
+        Ok((format!("{}:{index}", backend.name), device))
     };
     let list: Vec<(String, Device)> = if let Ok(count) = spec.parse::<usize>() {
         if count == 0 {
             return Err(bad("at least 1 device".into()));
         }
-        if cpu {
-            vec![(backend.name.to_string(), backend.device.clone()); count]
-        } else if backend.name == "cuda" {
-            (0..count)
-                .map(|i| Ok((format!("cuda:{i}"), cuda::indexed(i).map_err(bad)?)))
-                .collect::<CliResult<_>>()?
+        if backend.is_gpu() {
+            (0..count).map(gpu).collect::<Result<_, _>>().map_err(bad)?
         } else {
-            (0..count)
-                .map(|i| Ok((format!("wgpu:{i}"), wgpu_device(i)?)))
-                .collect::<CliResult<_>>()?
+            vec![(backend.name.to_string(), backend.device.clone()); count]
         }
     } else {
         let mut list = Vec::new();
         for entry in spec.split(',').map(str::trim) {
             if crate::remote::is_remote(entry) {
                 list.push((entry.to_string(), crate::remote::connect(entry)?));
-                continue;
-            }
-            let (kind, index) = match entry.split_once(':') {
-                Some((kind, index)) => (
-                    kind,
-                    index
-                        .parse::<usize>()
-                        .map_err(|_| bad(format!("`{entry}`: the index must be a number")))?,
-                ),
-                None => (entry, 0),
-            };
-            if kind != backend.name {
-                return Err(bad(format!(
-                    "`{entry}` is not a {} device (this run trains on {}; choose the backend with \
-                     --backend)",
-                    backend.name, backend.name
-                )));
-            }
-            match kind {
-                "wgpu" => list.push((format!("wgpu:{index}"), wgpu_device(index)?)),
-                "cuda" => list.push((format!("cuda:{index}"), cuda::indexed(index).map_err(bad)?)),
-                _ if index == 0 => list.push((kind.to_string(), backend.device.clone())),
-                _ => {
-                    return Err(bad(format!(
-                        "`{entry}`: {kind} has one device ({kind} or {kind}:0; repeat it for \
-                         several workers)"
-                    )));
-                }
+            } else {
+                list.push(named_device(entry, backend, &gpu).map_err(bad)?);
             }
         }
         list
     };
     Ok(Devices { list })
+}
+
+/// One entry of a `--devices` list (`wgpu:1`, `cuda:0`, `flex`), which must
+/// name a device of the chosen backend; `gpu` gives a GPU backend's
+/// devices by index. A CPU backend has one device, repeated for several
+/// workers.
+fn named_device(
+    entry: &str,
+    backend: &ChosenBackend,
+    gpu: &dyn Fn(usize) -> Result<(String, Device), String>,
+) -> Result<(String, Device), String> {
+    let (kind, index) = match entry.split_once(':') {
+        Some((kind, index)) => (
+            kind,
+            index
+                .parse::<usize>()
+                .map_err(|_| format!("`{entry}`: the index must be a number"))?,
+        ),
+        None => (entry, 0),
+    };
+    if kind != backend.name {
+        return Err(format!(
+            "`{entry}` is not a {} device (this run trains on {}; choose the backend with \
+             --backend)",
+            backend.name, backend.name
+        ));
+    }
+    if backend.is_gpu() {
+        gpu(index)
+    } else if index == 0 {
+        Ok((kind.to_string(), backend.device.clone()))
+    } else {
+        Err(format!(
+            "`{entry}`: {kind} has one device ({kind} or {kind}:0; repeat it for several \
+             workers)"
+        ))
+    }
+}
+
+/// wgpu's adapter `index` (among `adapters`, as `wgpu_adapters` lists
+/// them) as a device, its runtime started.
+fn wgpu_indexed(adapters: &[Adapter], index: usize) -> Result<Device, String> {
+    let adapter = adapters.get(index).ok_or_else(|| {
+        format!(
+            "wgpu:{index} does not exist (wgpu found {} adapter{}: {})",
+            adapters.len(),
+            if adapters.len() == 1 { "" } else { "s" },
+            adapters
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("wgpu:{i} {}", a.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    use cubecl_runtime::device::WgpuDeviceKind;
+    // wgpu numbers adapters within their type.
+    let rank = adapters[..index]
+        .iter()
+        .filter(|a| a.kind == adapter.kind)
+        .count();
+    let kind = match adapter.kind.as_str() {
+        "DiscreteGpu" => WgpuDeviceKind::DiscreteGpu(rank),
+        "IntegratedGpu" => WgpuDeviceKind::IntegratedGpu(rank),
+        "VirtualGpu" => WgpuDeviceKind::VirtualGpu(rank),
+        "Cpu" => WgpuDeviceKind::Cpu,
+        _ => WgpuDeviceKind::Other(rank),
+    };
+    let device: Device = WgpuDevice::new(kind).into();
+    // Start its runtime now, with the drivers' stderr lines silenced as
+    // for the default device (`wgpu_stack`): a device named by index
+    // comes up on its own instance, which would otherwise print them
+    // from the first training step.
+    without_driver_noise(|| burn_name(&device));
+    Ok(device)
 }

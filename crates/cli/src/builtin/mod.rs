@@ -14,7 +14,7 @@ use burnfit_models::data::{
 use burnfit_models::nets::MlpRegressor;
 use burnfit_models::{Classifier, ModelConfig};
 
-use crate::config::DataConfig;
+use crate::config::{CsvDataConfig, DataConfig, ImageDataConfig, ImageFolderConfig};
 use crate::data::{Data, TableInputs, load_builtin};
 use crate::error::{CliError, CliResult};
 use crate::image_folder::FolderInputs;
@@ -62,7 +62,6 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
     if let Err(e) = model.validate() {
         return Err(KeyError::new("model", e.to_string()));
     }
-    let in_open_unit = |x: f64| x > 0.0 && x < 1.0;
     let regression = model.task() == burnfit_models::nets::Task::Regression;
     match data {
         DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
@@ -77,52 +76,10 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
                     ),
                 ));
             }
-            if matches!(data, DataConfig::Mnist(_)) && d.dir.is_none() {
-                return Err(KeyError::new(
-                    "data.dir",
-                    format!(
-                        "left out, but its default ({}) holds Fashion-MNIST, not MNIST: set \
-                         data.dir to the directory of the MNIST files, or kind = \
-                         \"fashion_mnist\"",
-                        fashion_mnist::DEFAULT_DIR
-                    ),
-                ));
-            }
-            if !in_open_unit(d.validation_split) {
-                return Err(KeyError::new(
-                    "data.validation_split",
-                    format!(
-                        "must be between 0 and 1 (exclusive), got {}: without validation data \
-                         val_loss is undefined",
-                        d.validation_split
-                    ),
-                ));
-            }
-            for (key, limit) in [
-                ("data.limit_train", d.limit_train),
-                ("data.limit_test", d.limit_test),
-            ] {
-                if limit == Some(0) {
-                    return Err(KeyError::new(
-                        key,
-                        "must be at least 1 (or left out for all items)",
-                    ));
-                }
-            }
+            check_idx_data(d, matches!(data, DataConfig::Mnist(_)))
         }
         DataConfig::ImageFolder(f) => {
-            if let Some(split) = f.validation_split.filter(|s| !in_open_unit(*s)) {
-                return Err(KeyError::new(
-                    "data.validation_split",
-                    format!("must be between 0 and 1 (exclusive), got {split}"),
-                ));
-            }
-            if f.image_size == Some(0) {
-                return Err(KeyError::new(
-                    "data.image_size",
-                    "must be at least 1 (or left out to keep the images' own size)",
-                ));
-            }
+            check_folder_data(f)?;
             if regression {
                 return Err(KeyError::new(
                     "model.kind",
@@ -133,6 +90,7 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
                     ),
                 ));
             }
+            Ok(())
         }
         DataConfig::Csv(d) => {
             if !regression {
@@ -145,17 +103,82 @@ fn check_tables(model: &ModelConfig, data: &DataConfig) -> Result<(), KeyError> 
                     ),
                 ));
             }
-            for (key, split) in [
-                ("data.validation_split", d.validation_split),
-                ("data.test_split", d.test_split),
-            ] {
-                if !in_open_unit(split) {
-                    return Err(KeyError::new(
-                        key,
-                        format!("must be between 0 and 1 (exclusive), got {split}"),
-                    ));
-                }
-            }
+            check_csv_data(d)
+        }
+    }
+}
+
+/// Whether `x` is a fraction strictly between 0 and 1 (a split).
+fn in_open_unit(x: f64) -> bool {
+    x > 0.0 && x < 1.0
+}
+
+/// IDX images (MNIST when `mnist`, else Fashion-MNIST): a directory for
+/// MNIST (the default one holds Fashion-MNIST), a validation split, limits
+/// of at least one item.
+fn check_idx_data(d: &ImageDataConfig, mnist: bool) -> Result<(), KeyError> {
+    if mnist && d.dir.is_none() {
+        return Err(KeyError::new(
+            "data.dir",
+            format!(
+                "left out, but its default ({}) holds Fashion-MNIST, not MNIST: set data.dir \
+                 to the directory of the MNIST files, or kind = \"fashion_mnist\"",
+                fashion_mnist::DEFAULT_DIR
+            ),
+        ));
+    }
+    if !in_open_unit(d.validation_split) {
+        return Err(KeyError::new(
+            "data.validation_split",
+            format!(
+                "must be between 0 and 1 (exclusive), got {}: without validation data \
+                 val_loss is undefined",
+                d.validation_split
+            ),
+        ));
+    }
+    for (key, limit) in [
+        ("data.limit_train", d.limit_train),
+        ("data.limit_test", d.limit_test),
+    ] {
+        if limit == Some(0) {
+            return Err(KeyError::new(
+                key,
+                "must be at least 1 (or left out for all items)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An image folder: its split, if given, and the size images are resized to.
+fn check_folder_data(f: &ImageFolderConfig) -> Result<(), KeyError> {
+    if let Some(split) = f.validation_split.filter(|s| !in_open_unit(*s)) {
+        return Err(KeyError::new(
+            "data.validation_split",
+            format!("must be between 0 and 1 (exclusive), got {split}"),
+        ));
+    }
+    if f.image_size == Some(0) {
+        return Err(KeyError::new(
+            "data.image_size",
+            "must be at least 1 (or left out to keep the images' own size)",
+        ));
+    }
+    Ok(())
+}
+
+/// A CSV table: its validation and test splits.
+fn check_csv_data(d: &CsvDataConfig) -> Result<(), KeyError> {
+    for (key, split) in [
+        ("data.validation_split", d.validation_split),
+        ("data.test_split", d.test_split),
+    ] {
+        if !in_open_unit(split) {
+            return Err(KeyError::new(
+                key,
+                format!("must be between 0 and 1 (exclusive), got {split}"),
+            ));
         }
     }
     Ok(())
