@@ -742,47 +742,10 @@ impl Config {
             known_mode("outputs.checkpoint_mode", &self.outputs.checkpoint_mode)?;
         }
         for (index, callback) in self.callbacks.iter().enumerate() {
-            // Keras ignores unknown ReduceLROnPlateau arguments (**kwargs); in
-            // a config file an unknown key is almost always a typo.
-            if let CallbackConfig::ReduceLROnPlateau(c) = callback
-                && let Some(key) = c.ignored.keys().next()
-            {
-                const KNOWN: [&str; 8] = [
-                    "monitor",
-                    "factor",
-                    "patience",
-                    "verbose",
-                    "mode",
-                    "min_delta",
-                    "cooldown",
-                    "min_lr",
-                ];
-                let message = format!(
-                    "unknown field `{key}`, expected one of {}",
-                    KNOWN
-                        .iter()
-                        .map(|k| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                return Err(bad(
-                    &format!("callbacks[{index}].{key}"),
-                    with_suggestion(&message),
-                ));
+            if let Some((key, message)) = unknown_reduce_lr_key(callback) {
+                return Err(bad(&format!("callbacks[{index}].{key}"), message));
             }
-            let built = match callback {
-                CallbackConfig::SwapEMAWeights(_) if !self.optimizer.use_ema => Err(
-                    "SwapEMAWeights swaps in the optimizer's moving average: set \
-                     `use_ema = true` in [optimizer]"
-                        .to_string(),
-                ),
-                CallbackConfig::SwapEMAWeights(_) => Ok(()),
-                CallbackConfig::StochasticWeightAveraging(c) => {
-                    c.validate().map_err(|e| e.to_string())
-                }
-                other => other.build().map(drop).map_err(|e| e.to_string()),
-            };
-            if let Err(e) = built {
+            if let Err(e) = self.builds(callback) {
                 return Err(bad(&format!("callbacks[{index}]"), e));
             }
             if let Some((monitor, mode)) = callback.monitor() {
@@ -804,6 +767,51 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Whether `callback` would build in this config (SwapEMAWeights needs
+    /// the optimizer's moving average), or why not.
+    fn builds(&self, callback: &CallbackConfig) -> Result<(), String> {
+        match callback {
+            CallbackConfig::SwapEMAWeights(_) if !self.optimizer.use_ema => Err(
+                "SwapEMAWeights swaps in the optimizer's moving average: set \
+                 `use_ema = true` in [optimizer]"
+                    .to_string(),
+            ),
+            CallbackConfig::SwapEMAWeights(_) => Ok(()),
+            CallbackConfig::StochasticWeightAveraging(c) => c.validate().map_err(|e| e.to_string()),
+            other => other.build().map(drop).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A key of a ReduceLROnPlateau entry that it does not know, with the
+/// message naming those it does. Keras ignores unknown ReduceLROnPlateau
+/// arguments (**kwargs); in a config file an unknown key is almost always
+/// a typo.
+fn unknown_reduce_lr_key(callback: &CallbackConfig) -> Option<(String, String)> {
+    let CallbackConfig::ReduceLROnPlateau(c) = callback else {
+        return None;
+    };
+    let key = c.ignored.keys().next()?;
+    const KNOWN: [&str; 8] = [
+        "monitor",
+        "factor",
+        "patience",
+        "verbose",
+        "mode",
+        "min_delta",
+        "cooldown",
+        "min_lr",
+    ];
+    let message = format!(
+        "unknown field `{key}`, expected one of {}",
+        KNOWN
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Some((key.clone(), with_suggestion(&message)))
 }
 
 /// The largest config file read (a config is a few KiB; anything this

@@ -12,7 +12,7 @@ use burnfit_models::data::{
     Table, TableConfig, TableDataset, train_val_split,
 };
 
-use crate::config::{CsvDataConfig, DataConfig};
+use crate::config::{CsvDataConfig, DataConfig, ImageDataConfig};
 use crate::error::{CliError, CliResult};
 use crate::image_folder::FolderInputs;
 use crate::tables::DataContext;
@@ -125,62 +125,8 @@ pub fn load_builtin(config: &DataConfig, context: &DataContext) -> CliResult<Dat
 fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResult<Data> {
     match config {
         DataConfig::FashionMnist(d) | DataConfig::Mnist(d) => {
-            let dir = data_override
-                .map(Path::to_path_buf)
-                .or_else(|| d.dir.clone())
-                .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR));
-            if dir.is_file() {
-                return Err(CliError::at_key(
-                    "data.dir",
-                    format!(
-                        "{} is a file; give the directory that holds the IDX files",
-                        dir.display()
-                    ),
-                ));
-            }
             let mnist = matches!(config, DataConfig::Mnist(_));
-            let load = |split| {
-                fashion_mnist::load_raw(&dir, split).map_err(|e| match e {
-                    // The hint names Fashion-MNIST's package, which MNIST is not.
-                    IdxError::Missing { path, .. } if mnist => CliError::at_key(
-                        "data.dir",
-                        format!(
-                            "{}: file not found; put MNIST's four IDX files (each may end in \
-                             .gz) in that directory",
-                            path.display()
-                        ),
-                    ),
-                    e => CliError::at_key("data.dir", e.to_string()),
-                })
-            };
-            let mut train_raw = load(IdxSplit::Train)?;
-            let mut test_raw = load(IdxSplit::Test)?;
-            if let Some(n) = d.limit_train {
-                truncate(&mut train_raw, n);
-            }
-            if let Some(n) = d.limit_test {
-                truncate(&mut test_raw, n);
-            }
-            let train_all = ImageDataset::from_labeled(
-                train_raw,
-                fashion_mnist::PIXEL_MEAN,
-                fashion_mnist::PIXEL_STD,
-            );
-            let test = ImageDataset::from_labeled(
-                test_raw,
-                fashion_mnist::PIXEL_MEAN,
-                fashion_mnist::PIXEL_STD,
-            );
-            let split = train_val_split(train_all.len(), d.validation_split, seed)
-                .map_err(|e| CliError::at_key("data.validation_split", e.to_string()))?;
-            let train_all = Arc::new(train_all);
-            let test_len = test.len();
-            Ok(Data::Images {
-                train: SubsetDataset::new(train_all.clone(), split.train),
-                valid: SubsetDataset::new(train_all, split.valid),
-                test: SubsetDataset::new(Arc::new(test), (0..test_len).collect()),
-                folder: None,
-            })
+            read_idx(d, mnist, data_override, seed)
         }
         DataConfig::ImageFolder(f) => {
             let folder = crate::image_folder::read(f, data_override, seed)?;
@@ -191,42 +137,112 @@ fn read(config: &DataConfig, data_override: Option<&Path>, seed: u64) -> CliResu
                 folder: Some(folder.inputs),
             })
         }
-        DataConfig::Csv(c) => {
-            let path = data_override
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| c.path.clone());
-            if path.is_dir() {
-                return Err(CliError::at_key(
-                    "data.path",
-                    format!("{} is a directory; give the CSV file", path.display()),
-                ));
-            }
-            let table = Table::from_csv(
-                &path,
-                &TableConfig::new(c.target.clone()).with_features(c.features.clone()),
-            )
-            .map_err(|e| CliError::at_key(csv_key(&e, c), e.to_string()))?;
-            let order = train_val_split(table.len(), c.test_split, seed)
-                .map_err(|e| CliError::at_key("data.test_split", e.to_string()))?;
-            let rest = table.select(&order.train);
-            let test = table.select(&order.valid);
-            let split = train_val_split(rest.len(), c.validation_split, seed.wrapping_add(1))
-                .map_err(|e| CliError::at_key("data.validation_split", e.to_string()))?;
-            let mut train = rest.select(&split.train);
-            let mut valid = rest.select(&split.valid);
-            let mut test = test;
-            let scaler = Standardizer::fit(&train);
-            scaler.apply(&mut train);
-            scaler.apply(&mut valid);
-            scaler.apply(&mut test);
-            Ok(Data::Table {
-                train: TableDataset::new(train),
-                valid: TableDataset::new(valid),
-                test: TableDataset::new(test),
-                scaler,
-            })
-        }
+        DataConfig::Csv(c) => read_csv(c, data_override, seed),
     }
+}
+
+/// IDX images (MNIST when `mnist`, else Fashion-MNIST) from `data.dir` or
+/// `--data`: the training file split into training and validation, the
+/// test file whole, each cut to its `limit_*`.
+fn read_idx(
+    d: &ImageDataConfig,
+    mnist: bool,
+    data_override: Option<&Path>,
+    seed: u64,
+) -> CliResult<Data> {
+    let dir = data_override
+        .map(Path::to_path_buf)
+        .or_else(|| d.dir.clone())
+        .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR));
+    if dir.is_file() {
+        return Err(CliError::at_key(
+            "data.dir",
+            format!(
+                "{} is a file; give the directory that holds the IDX files",
+                dir.display()
+            ),
+        ));
+    }
+    let load = |split| {
+        fashion_mnist::load_raw(&dir, split).map_err(|e| match e {
+            // The hint names Fashion-MNIST's package, which MNIST is not.
+            IdxError::Missing { path, .. } if mnist => CliError::at_key(
+                "data.dir",
+                format!(
+                    "{}: file not found; put MNIST's four IDX files (each may end in \
+                     .gz) in that directory",
+                    path.display()
+                ),
+            ),
+            e => CliError::at_key("data.dir", e.to_string()),
+        })
+    };
+    let mut train_raw = load(IdxSplit::Train)?;
+    let mut test_raw = load(IdxSplit::Test)?;
+    if let Some(n) = d.limit_train {
+        truncate(&mut train_raw, n);
+    }
+    if let Some(n) = d.limit_test {
+        truncate(&mut test_raw, n);
+    }
+    let train_all = ImageDataset::from_labeled(
+        train_raw,
+        fashion_mnist::PIXEL_MEAN,
+        fashion_mnist::PIXEL_STD,
+    );
+    let test = ImageDataset::from_labeled(
+        test_raw,
+        fashion_mnist::PIXEL_MEAN,
+        fashion_mnist::PIXEL_STD,
+    );
+    let split = train_val_split(train_all.len(), d.validation_split, seed)
+        .map_err(|e| CliError::at_key("data.validation_split", e.to_string()))?;
+    let train_all = Arc::new(train_all);
+    let test_len = test.len();
+    Ok(Data::Images {
+        train: SubsetDataset::new(train_all.clone(), split.train),
+        valid: SubsetDataset::new(train_all, split.valid),
+        test: SubsetDataset::new(Arc::new(test), (0..test_len).collect()),
+        folder: None,
+    })
+}
+
+/// A CSV table from `data.path` or `--data`, split into training,
+/// validation and test rows, standardised by the training rows' statistics.
+fn read_csv(c: &CsvDataConfig, data_override: Option<&Path>, seed: u64) -> CliResult<Data> {
+    let path = data_override
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| c.path.clone());
+    if path.is_dir() {
+        return Err(CliError::at_key(
+            "data.path",
+            format!("{} is a directory; give the CSV file", path.display()),
+        ));
+    }
+    let table = Table::from_csv(
+        &path,
+        &TableConfig::new(c.target.clone()).with_features(c.features.clone()),
+    )
+    .map_err(|e| CliError::at_key(csv_key(&e, c), e.to_string()))?;
+    let order = train_val_split(table.len(), c.test_split, seed)
+        .map_err(|e| CliError::at_key("data.test_split", e.to_string()))?;
+    let rest = table.select(&order.train);
+    let test = table.select(&order.valid);
+    let split = train_val_split(rest.len(), c.validation_split, seed.wrapping_add(1))
+        .map_err(|e| CliError::at_key("data.validation_split", e.to_string()))?;
+    let mut train = rest.select(&split.train);
+    let mut valid = rest.select(&split.valid);
+    let mut test = test;
+    let scaler = Standardizer::fit(&train);
+    scaler.apply(&mut train);
+    scaler.apply(&mut valid);
+    scaler.apply(&mut test);
+    Ok(Data::Table {
+        train: TableDataset::new(train),
+        valid: TableDataset::new(valid),
+        test: TableDataset::new(test),
+        scaler,
+    })
 }
 
 /// The `[data]` key a CSV error is about: a column the file lacks is

@@ -348,34 +348,7 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
                 }
             }
             if variant == Variant::FullSet {
-                let out = dir.join("run");
-                let set: Vec<Box<dyn Callback>> = vec![
-                    Box::new(CSVLogger::new(out.join("history.csv"))),
-                    Box::new(
-                        TensorBoard::new(out.join("tb"))
-                            .update_freq(UpdateFreq::Batches(1))
-                            .with_param_source(param_values_of::<Classifier>),
-                    ),
-                    Box::new(ModelCheckpoint::new(ModelCheckpointConfig {
-                        filepath: out.join("best.bpk").to_string_lossy().into_owned(),
-                        save_best_only: true,
-                        save_weights_only: true,
-                        ..Default::default()
-                    })?),
-                    // Patience as long as the run: it does all its work each
-                    // epoch but never ends a measurement early.
-                    Box::new(EarlyStopping::new(EarlyStoppingConfig {
-                        patience: run.epochs,
-                        ..Default::default()
-                    })?),
-                    Box::new(ReduceLROnPlateau::new(ReduceLROnPlateauConfig::default())?),
-                    Box::new(TerminateOnNaN::new(TerminateOnNaNConfig::default())?),
-                    Box::new(ProgressLogger::new(ProgressLoggerConfig {
-                        bar: "never".into(),
-                        ..Default::default()
-                    })),
-                ];
-                for inner in set {
+                for inner in full_set(&dir.join("run"), run.epochs)? {
                     callbacks.push(Timed {
                         inner,
                         clock: Arc::clone(&clock),
@@ -398,6 +371,38 @@ fn run_once(run: &Run<'_>, variant: Variant) -> CliResult<Timing> {
         batch_hooks: clock.batch.load(Ordering::Relaxed) as f64 * 1e-9,
         other_hooks: clock.other.load(Ordering::Relaxed) as f64 * 1e-9,
     })
+}
+
+/// `burnfit train`'s default callbacks as the full-set variant times them,
+/// writing under `out`: every epoch's work of each, none ending the run
+/// early, TensorBoard scalars at every batch.
+fn full_set(out: &std::path::Path, epochs: usize) -> CliResult<Vec<Box<dyn Callback>>> {
+    Ok(vec![
+        Box::new(CSVLogger::new(out.join("history.csv"))),
+        Box::new(
+            TensorBoard::new(out.join("tb"))
+                .update_freq(UpdateFreq::Batches(1))
+                .with_param_source(param_values_of::<Classifier>),
+        ),
+        Box::new(ModelCheckpoint::new(ModelCheckpointConfig {
+            filepath: out.join("best.bpk").to_string_lossy().into_owned(),
+            save_best_only: true,
+            save_weights_only: true,
+            ..Default::default()
+        })?),
+        // Patience as long as the run: it does all its work each epoch but
+        // never ends a measurement early.
+        Box::new(EarlyStopping::new(EarlyStoppingConfig {
+            patience: epochs,
+            ..Default::default()
+        })?),
+        Box::new(ReduceLROnPlateau::new(ReduceLROnPlateauConfig::default())?),
+        Box::new(TerminateOnNaN::new(TerminateOnNaNConfig::default())?),
+        Box::new(ProgressLogger::new(ProgressLoggerConfig {
+            bar: "never".into(),
+            ..Default::default()
+        })),
+    ])
 }
 
 /// Step time with the batch of a step (64 images) split over 1, 2, …

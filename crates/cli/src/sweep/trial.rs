@@ -8,6 +8,7 @@ use burnfit_callbacks::builtins::{MedianStopping, MedianStoppingConfig};
 
 use super::manifest::{self, Manifest};
 use super::space;
+use crate::config::Config;
 use crate::error::{CliError, CliResult};
 use crate::report::History;
 use crate::run_dir::{RunDir, RunState};
@@ -33,41 +34,16 @@ pub fn run(
     index: usize,
     devices: Option<String>,
 ) -> CliResult<TrialEnd> {
-    let count = manifest.trials.len();
-    if index >= count {
-        return Err(CliError::usage(format!(
-            "--trial {index}: the sweep in {} has {count} trials, numbered 0 to {}",
-            dir.display(),
-            count.saturating_sub(1)
-        )));
-    }
-    let run_dir = manifest::trial_dir(dir, index);
-    if RunDir::check_unlocked(&run_dir).is_err() {
-        return Err(CliError::usage(format!(
-            "trial {index}: already running in another process (its directory {} is locked)",
-            run_dir.display()
-        )));
-    }
+    let run_dir = unlocked_trial_dir(manifest, dir, index)?;
     let params = manifest.params(index);
     // The sweep's --set first, then the trial's own parameters.
     let mut sets = manifest.sets.clone();
     sets.extend(space::sets(&params));
     let base = dir.join(manifest::BASE);
     let config = crate::config::Config::load(&base, &sets)?;
-    match RunDir::inspect(&run_dir, &crate::fit::backup_dir(&config, &run_dir)) {
-        RunState::Finished => return Ok(TrialEnd::AlreadyFinished),
-        RunState::Unfinished { backup: None } => {
-            // Killed before its first backup: nothing in it can continue.
-            std::fs::remove_dir_all(&run_dir).map_err(|e| {
-                CliError::usage(format!("{}: cannot clear: {e}", run_dir.display()))
-            })?;
-        }
-        _ => {}
-    }
-    let resume = matches!(
-        RunDir::inspect(&run_dir, &crate::fit::backup_dir(&config, &run_dir)),
-        RunState::Unfinished { backup: Some(_) }
-    );
+    let Some(resume) = resumes(&run_dir, &config)? else {
+        return Ok(TrialEnd::AlreadyFinished);
+    };
     let args = TrainArgs {
         config: base,
         run: RunFlags {
@@ -88,16 +64,9 @@ pub fn run(
         .map(|(k, v)| (k.clone(), space::hparam(v)))
         .collect();
     if manifest.pruning {
-        let config = MedianStoppingConfig {
-            monitor: manifest.monitor.clone(),
-            direction: crate::fit::monitor_direction(&manifest.monitor, &manifest.mode),
-            ..Default::default()
-        };
-        let monitor = manifest.monitor.clone();
-        let sweep = dir.to_path_buf();
-        let rule = MedianStopping::new(config, Vec::new())?
-            .with_reference_source(Box::new(move || completed_values(&sweep, index, &monitor)));
-        setup.extra_callbacks.push(Box::new(rule));
+        setup
+            .extra_callbacks
+            .push(Box::new(pruning(manifest, dir, index)?));
     }
     let data = train::load(&mut setup)?;
     let started = train::start(&setup)?;
@@ -119,6 +88,61 @@ pub fn run(
             Err(error)
         }
     }
+}
+
+/// The run directory of trial `index`, which must exist in the plan and
+/// not be held by another process.
+fn unlocked_trial_dir(manifest: &Manifest, dir: &Path, index: usize) -> CliResult<PathBuf> {
+    let count = manifest.trials.len();
+    if index >= count {
+        return Err(CliError::usage(format!(
+            "--trial {index}: the sweep in {} has {count} trials, numbered 0 to {}",
+            dir.display(),
+            count.saturating_sub(1)
+        )));
+    }
+    let run_dir = manifest::trial_dir(dir, index);
+    if RunDir::check_unlocked(&run_dir).is_err() {
+        return Err(CliError::usage(format!(
+            "trial {index}: already running in another process (its directory {} is locked)",
+            run_dir.display()
+        )));
+    }
+    Ok(run_dir)
+}
+
+/// Whether the trial in `run_dir` resumes from a backup; `None` when it
+/// has finished. A trial killed before its first backup has nothing that
+/// can continue: its directory is cleared and it starts again.
+fn resumes(run_dir: &Path, config: &Config) -> CliResult<Option<bool>> {
+    let backups = crate::fit::backup_dir(config, run_dir);
+    match RunDir::inspect(run_dir, &backups) {
+        RunState::Finished => return Ok(None),
+        RunState::Unfinished { backup: None } => {
+            std::fs::remove_dir_all(run_dir).map_err(|e| {
+                CliError::usage(format!("{}: cannot clear: {e}", run_dir.display()))
+            })?;
+        }
+        _ => {}
+    }
+    Ok(Some(matches!(
+        RunDir::inspect(run_dir, &backups),
+        RunState::Unfinished { backup: Some(_) }
+    )))
+}
+
+/// The median-stopping rule of trial `index`: its monitor against the
+/// sweep's completed trials, read at each epoch's end.
+fn pruning(manifest: &Manifest, dir: &Path, index: usize) -> CliResult<MedianStopping> {
+    let config = MedianStoppingConfig {
+        monitor: manifest.monitor.clone(),
+        direction: crate::fit::monitor_direction(&manifest.monitor, &manifest.mode),
+        ..Default::default()
+    };
+    let monitor = manifest.monitor.clone();
+    let sweep = dir.to_path_buf();
+    Ok(MedianStopping::new(config, Vec::new())?
+        .with_reference_source(Box::new(move || completed_values(&sweep, index, &monitor))))
 }
 
 /// The per-epoch values of `monitor` of every trial of the sweep in `dir`
