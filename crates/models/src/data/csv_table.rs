@@ -260,55 +260,11 @@ impl Table {
                 path: path.to_path_buf(),
             });
         }
-        let find = |column: &str| {
-            header
-                .iter()
-                .position(|h| h == column)
-                .ok_or_else(|| CsvError::MissingColumn {
-                    path: path.to_path_buf(),
-                    column: column.to_string(),
-                    available: header.clone(),
-                })
-        };
-        let target_index = match find(&config.target) {
-            Ok(index) => Some(index),
-            Err(_) if !target_required => None,
-            Err(e) => return Err(e),
-        };
-        let feature_names: Vec<String> = if config.features.is_empty() {
-            header
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| Some(i) != target_index)
-                .map(|(_, h)| h.clone())
-                .collect()
-        } else {
-            config.features.clone()
-        };
-        if feature_names.is_empty() {
-            return Err(CsvError::NoFeatures {
-                path: path.to_path_buf(),
-            });
-        }
-        let repeated = (1..feature_names.len())
-            .find(|&i| feature_names[..i].contains(&feature_names[i]))
-            .map(|i| &feature_names[i]);
-        if let Some(column) = repeated {
-            return Err(CsvError::DuplicateFeature {
-                path: path.to_path_buf(),
-                column: column.clone(),
-            });
-        }
-        if let Some(column) = feature_names.iter().find(|f| **f == config.target) {
-            return Err(CsvError::TargetIsFeature {
-                path: path.to_path_buf(),
-                column: column.clone(),
-            });
-        }
-        let feature_indices = feature_names
-            .iter()
-            .map(|f| find(f))
-            .collect::<Result<Vec<_>, _>>()?;
+        let Columns {
+            target: target_index,
+            feature_names,
+            feature_indices,
+        } = Columns::resolve(&header, config, target_required, path)?;
 
         let mut features = Vec::new();
         let mut targets = Vec::new();
@@ -479,5 +435,79 @@ fn map_csv_error(path: &Path, source: csv::Error) -> CsvError {
             line: source.position().map(csv::Position::line),
             source,
         },
+    }
+}
+/// The columns a table is read from: the target's (if the header has it)
+/// and the features', by name and position in the header.
+struct Columns {
+    target: Option<usize>,
+    feature_names: Vec<String>,
+    feature_indices: Vec<usize>,
+}
+
+impl Columns {
+    /// Finds the config's columns in `header`: the target (required unless
+    /// `target_required` is false), the features (by default every other
+    /// column), none repeated and none the target.
+    fn resolve(
+        header: &[String],
+        config: &TableConfig,
+        target_required: bool,
+        path: &Path,
+    ) -> Result<Self, CsvError> {
+        let find = |column: &str| {
+            header
+                .iter()
+                .position(|h| h == column)
+                .ok_or_else(|| CsvError::MissingColumn {
+                    path: path.to_path_buf(),
+                    column: column.to_string(),
+                    available: header.to_vec(),
+                })
+        };
+        let target = match find(&config.target) {
+            Ok(index) => Some(index),
+            Err(_) if !target_required => None,
+            Err(e) => return Err(e),
+        };
+        let feature_names: Vec<String> = if config.features.is_empty() {
+            header
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| Some(i) != target)
+                .map(|(_, h)| h.clone())
+                .collect()
+        } else {
+            config.features.clone()
+        };
+        if feature_names.is_empty() {
+            return Err(CsvError::NoFeatures {
+                path: path.to_path_buf(),
+            });
+        }
+        let repeated = (1..feature_names.len())
+            .find(|&i| feature_names[..i].contains(&feature_names[i]))
+            .map(|i| &feature_names[i]);
+        if let Some(column) = repeated {
+            return Err(CsvError::DuplicateFeature {
+                path: path.to_path_buf(),
+                column: column.clone(),
+            });
+        }
+        if let Some(column) = feature_names.iter().find(|f| **f == config.target) {
+            return Err(CsvError::TargetIsFeature {
+                path: path.to_path_buf(),
+                column: column.clone(),
+            });
+        }
+        let feature_indices = feature_names
+            .iter()
+            .map(|f| find(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Columns {
+            target,
+            feature_names,
+            feature_indices,
+        })
     }
 }
