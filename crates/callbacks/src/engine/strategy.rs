@@ -100,59 +100,16 @@ where
         let mut engine = self.engine.lock().expect("callback engine lock");
         let engine = &mut *engine;
         engine.ran = true;
-        let autodiff = |device: Device| {
-            if device.is_autodiff() {
-                device
-            } else {
-                device.autodiff()
-            }
-        };
-        // On one device, the model's own (a model built on
-        // `device.autodiff().gradient_checkpointing()` keeps that strategy,
-        // and the data follows it); on several, the first holds the learner.
-        let devices: Vec<Device> = match engine.devices.len() {
-            0 | 1 => vec![autodiff(
-                engine
-                    .devices
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| learner.model().devices()[0].clone()),
-            )],
-            _ => engine.devices.iter().cloned().map(autodiff).collect(),
-        };
+        let devices = training_devices(engine, &learner);
         let device = devices[0].clone();
         learner.fork(&device);
-        let (loaders, steps) = if devices.len() == 1 {
-            (
-                vec![dataloader_train.to_device(&device)],
-                Steps::Single {
-                    device: device.clone(),
-                },
-            )
-        } else {
-            (
-                shards::<M>(&dataloader_train, &devices),
-                Steps::Multi {
-                    workers: DeviceWorkers::start(devices.clone(), engine.step_timeout),
-                    reduction: engine.reduction,
-                },
-            )
-        };
-        let train = TrainEpoch {
-            loaders,
-            steps,
-            grad_accumulation: components.grad_accumulation,
-            average_accumulation: engine.average_accumulation,
-            wants_batch_logs: engine.callbacks.wants_batch_logs(),
-            wants_gradients: engine.callbacks.wants_gradients(),
-            wants_batch_metrics: engine.callbacks.wants_batch_metrics(),
-            seed: engine.seed,
-        };
-        let valid = ValidEpoch {
-            loader: dataloader_valid.to_device(&device.clone().inner()),
-            wants_batch_logs: engine.callbacks.wants_batch_logs(),
-            wants_batch_metrics: engine.callbacks.wants_batch_metrics(),
-        };
+        let (train, valid) = epochs::<M>(
+            engine,
+            &devices,
+            components.grad_accumulation,
+            &dataloader_train,
+            dataloader_valid,
+        );
         let TrainingComponents {
             num_epochs,
             mut checkpointer,
@@ -240,27 +197,7 @@ where
         }
 
         let state = session.state;
-        outcome.update(|outcome| {
-            outcome.stop_reason = state.stop_reason.clone();
-            outcome.train_end = state.train_end.clone();
-            outcome.global_step = state.progress.global_step;
-            outcome.stopped_at = Some((state.progress.epoch, state.batches_done));
-            outcome.steps_per_epoch = state.progress.steps_per_epoch;
-            outcome.warnings = state.warnings.clone();
-            if let Err(error) = &result {
-                // Reported to the caller, who decides how to show it.
-                outcome.error = Some(match error {
-                    burnfit_core::CallbackError::Io { source, path } => FitError {
-                        message: source.to_string(),
-                        path: Some(path.clone()),
-                    },
-                    other => FitError {
-                        message: other.to_string(),
-                        path: None,
-                    },
-                });
-            }
-        });
+        record_outcome(&outcome, &state, &result);
         match &result {
             Ok(()) => {
                 if let Some(reason) = &state.stop_reason {
@@ -271,6 +208,107 @@ where
         }
         (state.learner.model(), state.processor)
     }
+}
+
+/// The devices to train on, with autodiff: on one device, the model's own
+/// (a model built on `device.autodiff().gradient_checkpointing()` keeps
+/// that strategy, and the data follows it); on several, the engine's, the
+/// first holding the learner.
+fn training_devices<M: LearnerModel>(engine: &EngineConfig, learner: &Learner<M>) -> Vec<Device> {
+    let autodiff = |device: Device| {
+        if device.is_autodiff() {
+            device
+        } else {
+            device.autodiff()
+        }
+    };
+    match engine.devices.len() {
+        0 | 1 => vec![autodiff(
+            engine
+                .devices
+                .first()
+                .cloned()
+                .unwrap_or_else(|| learner.model().devices()[0].clone()),
+        )],
+        _ => engine.devices.iter().cloned().map(autodiff).collect(),
+    }
+}
+
+/// How each training and validation epoch runs: the training data on its
+/// device (one shard per device, with their workers, on several), the
+/// validation data on the first device, and what the callbacks want of
+/// each batch.
+fn epochs<M>(
+    engine: &EngineConfig,
+    devices: &[Device],
+    grad_accumulation: Option<usize>,
+    dataloader_train: &TrainLoader<M>,
+    dataloader_valid: ValidLoader<M>,
+) -> (TrainEpoch<M>, ValidEpoch<M>)
+where
+    M: LearnerModel,
+    <M as TrainStep>::Output: BatchLoss,
+    <M as InferenceStep>::Output: BatchLoss,
+{
+    let device = &devices[0];
+    let (loaders, steps) = if devices.len() == 1 {
+        (
+            vec![dataloader_train.to_device(device)],
+            Steps::Single {
+                device: device.clone(),
+            },
+        )
+    } else {
+        (
+            shards::<M>(dataloader_train, devices),
+            Steps::Multi {
+                workers: DeviceWorkers::start(devices.to_vec(), engine.step_timeout),
+                reduction: engine.reduction,
+            },
+        )
+    };
+    let train = TrainEpoch {
+        loaders,
+        steps,
+        grad_accumulation,
+        average_accumulation: engine.average_accumulation,
+        wants_batch_logs: engine.callbacks.wants_batch_logs(),
+        wants_gradients: engine.callbacks.wants_gradients(),
+        wants_batch_metrics: engine.callbacks.wants_batch_metrics(),
+        seed: engine.seed,
+    };
+    let valid = ValidEpoch {
+        loader: dataloader_valid.to_device(&device.clone().inner()),
+        wants_batch_logs: engine.callbacks.wants_batch_logs(),
+        wants_batch_metrics: engine.callbacks.wants_batch_metrics(),
+    };
+    (train, valid)
+}
+
+/// What the loop ended with, for the caller: why it stopped, where, its
+/// warnings, and the error that ended it, if one did.
+fn record_outcome<M: LearnerModel>(outcome: &Outcome, state: &LoopState<M>, result: &Result<()>) {
+    outcome.update(|outcome| {
+        outcome.stop_reason = state.stop_reason.clone();
+        outcome.train_end = state.train_end.clone();
+        outcome.global_step = state.progress.global_step;
+        outcome.stopped_at = Some((state.progress.epoch, state.batches_done));
+        outcome.steps_per_epoch = state.progress.steps_per_epoch;
+        outcome.warnings = state.warnings.clone();
+        if let Err(error) = result {
+            // Reported to the caller, who decides how to show it.
+            outcome.error = Some(match error {
+                burnfit_core::CallbackError::Io { source, path } => FitError {
+                    message: source.to_string(),
+                    path: Some(path.clone()),
+                },
+                other => FitError {
+                    message: other.to_string(),
+                    path: None,
+                },
+            });
+        }
+    });
 }
 
 /// One contiguous part of the training data per device (Burn's

@@ -14,7 +14,7 @@ use super::dispatch::dispatch;
 use super::epoch_logs;
 use super::gradients::{StepGradients, step_loss};
 use super::multi_device::{DeviceWorkers, GradientReduction, StepFailure, combine, mix, weights};
-use super::state::Session;
+use super::state::{LoopState, Session};
 
 type Input<M> = <M as TrainStep>::Input;
 type Output<M> = <M as TrainStep>::Output;
@@ -89,41 +89,14 @@ where
             }));
         let mut iterators: Vec<Box<dyn DataLoaderIterator<Input<M>> + '_>> =
             self.loaders.iter().map(|l| l.iter()).collect();
-        let mut step = 0usize;
-        while step < skip {
-            let mut read = 0;
-            for iterator in iterators.iter_mut() {
-                read += usize::from(iterator.next().is_some());
-            }
-            if read == 0 {
-                break;
-            }
-            step += 1;
-            learn_steps_per_epoch(session, &progress_of(&iterators), step);
-        }
+        let mut step = skip_trained(session, &mut iterators, skip);
         // The running mean loss of the batch logs, weighted by the items
         // of each step (as Keras's `Mean` tracker weights by batch size).
         // A resumed epoch continues the sums its backup kept.
         if skip == 0 {
             session.state.batch_loss = (0.0, 0.0);
         }
-        loop {
-            let mut items = Vec::with_capacity(iterators.len());
-            let mut failed = false;
-            for iterator in iterators.iter_mut() {
-                match iterator.next() {
-                    Some(Ok(item)) => items.push(Some(item)),
-                    Some(Err(err)) => {
-                        session.state.interrupter.fail(err);
-                        failed = true;
-                        break;
-                    }
-                    None => items.push(None),
-                }
-            }
-            if failed || items.iter().all(Option::is_none) {
-                break;
-            }
+        while let Some(items) = next_items(session, &mut iterators) {
             let progress = progress_of(&iterators);
             learn_steps_per_epoch(session, &progress, step + 1);
             session.state.progress.batch = step;
@@ -143,54 +116,15 @@ where
                     callbacks.on_after_backward(step, &view, ctl)
                 })?;
             }
-            // The gradients of this step's optimizer step, if it takes one.
-            let to_apply = match self.grad_accumulation {
-                Some(window) => {
-                    let state = &mut session.state;
-                    let model = state.learner.model();
-                    state.accumulation.add(&model, result.grads);
-                    let ends = window <= state.accumulation.count() || progress.is_completed();
-                    ends.then(|| match self.average_accumulation {
-                        true => state.accumulation.take_mean(&model),
-                        false => state.accumulation.take(),
-                    })
-                }
-                None => Some(result.grads),
-            };
+            let to_apply = self.to_apply(session, &progress, result.grads);
             let step_ended = to_apply.is_some();
             if let Some(grads) = to_apply {
                 self.optimizer_step(session, step, grads, &result.outputs)?;
             }
             let state = &mut session.state;
             let lr = state.learner.lr_current();
-            if step_ended {
-                // Burn's rate is its default until the first optimizer
-                // step: a batch inside the first window has no step's rate.
-                state.last_step_lr = Some(lr.base());
-            }
-            // `global_step` counts optimizer steps, `global_batch` batches.
-            let counters = &mut state.progress;
-            counters.global_batch += 1;
-            counters.step_ended = step_ended;
-            if step_ended {
-                counters.global_step += 1;
-            }
-            state.batches_done = step + 1;
-
-            let mut batch_logs = Logs::new();
-            if self.wants_batch_logs
-                && let Some(loss) = step_loss(&result.outputs)
-            {
-                let items: f64 = result
-                    .outputs
-                    .iter()
-                    .map(|o| o.batch_size().unwrap_or(1) as f64)
-                    .sum();
-                let (sum, count) = &mut state.batch_loss;
-                *sum += loss * items;
-                *count += items;
-                batch_logs.insert("loss", *sum / *count);
-            }
+            count_step(state, step, step_ended.then(|| lr.base()));
+            let mut batch_logs = self.loss_logs(state, &result.outputs);
             for output in result.outputs {
                 state.metric_logger.note_batch_items(
                     burn_epoch,
@@ -234,6 +168,47 @@ where
                 .process_train(LearnerEvent::EndSplit(burn_epoch)),
         );
         Ok(())
+    }
+
+    /// The gradients of this step's optimizer step, if it takes one: the
+    /// step's own, or with accumulation the window's sum (or mean) once
+    /// the window is full or the epoch's data ends.
+    fn to_apply(
+        &self,
+        session: &mut Session<'_, M>,
+        progress: &Progress,
+        grads: GradientsParams,
+    ) -> Option<GradientsParams> {
+        let Some(window) = self.grad_accumulation else {
+            return Some(grads);
+        };
+        let state = &mut session.state;
+        let model = state.learner.model();
+        state.accumulation.add(&model, grads);
+        let ends = window <= state.accumulation.count() || progress.is_completed();
+        ends.then(|| match self.average_accumulation {
+            true => state.accumulation.take_mean(&model),
+            false => state.accumulation.take(),
+        })
+    }
+
+    /// The batch logs' `loss`: the running mean over the epoch's steps so
+    /// far, when a callback wants it and the outputs have a loss.
+    fn loss_logs(&self, state: &mut LoopState<M>, outputs: &[Output<M>]) -> Logs {
+        let mut batch_logs = Logs::new();
+        if self.wants_batch_logs
+            && let Some(loss) = step_loss(outputs)
+        {
+            let items: f64 = outputs
+                .iter()
+                .map(|o| o.batch_size().unwrap_or(1) as f64)
+                .sum();
+            let (sum, count) = &mut state.batch_loss;
+            *sum += loss * items;
+            *count += items;
+            batch_logs.insert("loss", *sum / *count);
+        }
+        batch_logs
     }
 
     /// The optimizer step with `grads`, after `on_before_optimizer_step`
@@ -331,6 +306,68 @@ where
             }
         }
     }
+}
+
+/// Reads the first `skip` steps' batches without training them (they
+/// were trained before a resume), in the same order. Returns the steps read.
+fn skip_trained<M: LearnerModel>(
+    session: &mut Session<'_, M>,
+    iterators: &mut [Box<dyn DataLoaderIterator<Input<M>> + '_>],
+    skip: usize,
+) -> usize {
+    let mut step = 0usize;
+    while step < skip {
+        let mut read = 0;
+        for iterator in iterators.iter_mut() {
+            read += usize::from(iterator.next().is_some());
+        }
+        if read == 0 {
+            break;
+        }
+        step += 1;
+        learn_steps_per_epoch(session, &progress_of(iterators), step);
+    }
+    step
+}
+
+/// The next step's batches, one per device (`None` for a shard that has
+/// ended); `None` when every shard has ended or a loader failed (the
+/// interrupter then carries the error).
+fn next_items<M: LearnerModel>(
+    session: &mut Session<'_, M>,
+    iterators: &mut [Box<dyn DataLoaderIterator<Input<M>> + '_>],
+) -> Option<Vec<Option<Input<M>>>> {
+    let mut items = Vec::with_capacity(iterators.len());
+    for iterator in iterators.iter_mut() {
+        match iterator.next() {
+            Some(Ok(item)) => items.push(Some(item)),
+            Some(Err(err)) => {
+                session.state.interrupter.fail(err);
+                return None;
+            }
+            None => items.push(None),
+        }
+    }
+    (!items.iter().all(Option::is_none)).then_some(items)
+}
+
+/// Counts batch `step` (0-based in its epoch) as done: `global_batch`
+/// counts batches, `global_step` optimizer steps. `step_lr` is the rate
+/// of the optimizer step the batch ended, if it ended one (Burn's rate is
+/// its default until the first optimizer step: a batch inside the first
+/// window has no step's rate).
+fn count_step<M: LearnerModel>(state: &mut LoopState<M>, step: usize, step_lr: Option<f64>) {
+    let step_ended = step_lr.is_some();
+    if step_ended {
+        state.last_step_lr = step_lr;
+    }
+    let counters = &mut state.progress;
+    counters.global_batch += 1;
+    counters.step_ended = step_ended;
+    if step_ended {
+        counters.global_step += 1;
+    }
+    state.batches_done = step + 1;
 }
 
 /// The loaders' progress, summed over the devices' shards.
